@@ -1,0 +1,164 @@
+// Package core is the lcore runtime: it reads config.ini, pins the process
+// to its core, opens the NIC queue and the stack, and runs the busy-poll
+// loop that drives them.
+//
+// One Lcore is one core, one NIC queue and one stack. Its loop runs on the
+// goroutine that calls Run, and each pass does, in order: take a burst of
+// frames off the queue, hand them to the stack, yield so that gVisor's TCP
+// processor goroutines handle them, run the application's loop callback,
+// and write the frames the pass produced to the queue in one batch. With
+// GOMAXPROCS=1 and the process pinned, gVisor's goroutines run on the same
+// core, switched in user space at the yield. Nothing below core knows that
+// there may be more than one lcore.
+package core
+
+import (
+	"errors"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"github.com/xstack/xstack/nic"
+	"github.com/xstack/xstack/stack"
+)
+
+// DefaultBurst is the number of frames one pass takes off the queue.
+const DefaultBurst = 64
+
+// LoopConfig tunes the loop.
+type LoopConfig struct {
+	Burst int // frames per RX burst (default DefaultBurst)
+	// IdleSleep is how long the loop sleeps after a pass that found no
+	// work; 0 spins. With BusyPoll false the loop waits on the queue.
+	IdleSleep time.Duration
+	BusyPoll  bool
+	// TxFlush caps a sleep so that frames gVisor's timers produce while
+	// the loop sleeps wait at most this long.
+	TxFlush time.Duration
+}
+
+// LoopStats are the loop's counters.
+type LoopStats struct {
+	Passes     uint64 // loop passes
+	IdlePasses uint64 // passes that received and sent nothing
+	RxFrames   uint64 // frames taken off the queue
+	TxFrames   uint64 // frames written to the queue
+	Sleeps     uint64 // idle sleeps or waits
+}
+
+// Loop drives one queue and one stack.
+type Loop struct {
+	q      nic.Queue
+	st     *stack.Stack
+	cfg    LoopConfig
+	frames [][]byte
+
+	stop    atomic.Bool
+	running atomic.Bool
+
+	passes, idle, rx, tx, sleeps atomic.Uint64
+}
+
+// NewLoop makes a loop over q and st.
+func NewLoop(q nic.Queue, st *stack.Stack, cfg LoopConfig) *Loop {
+	if cfg.Burst <= 0 {
+		cfg.Burst = DefaultBurst
+	}
+	if cfg.TxFlush <= 0 {
+		cfg.TxFlush = 100 * time.Microsecond
+	}
+	return &Loop{q: q, st: st, cfg: cfg, frames: make([][]byte, cfg.Burst)}
+}
+
+// ErrStopped is returned by Run when Stop ended the loop.
+var ErrStopped = errors.New("lcore loop stopped")
+
+// Run runs passes until app returns an error, the queue fails, or Stop is
+// called (then it returns ErrStopped). app may be nil. Run must be called
+// from one goroutine at a time.
+func (l *Loop) Run(app func() error) error {
+	if !l.running.CompareAndSwap(false, true) {
+		return errors.New("lcore loop already running")
+	}
+	defer l.running.Store(false)
+	idleSince := 0
+	for !l.stop.Load() {
+		did, err := l.Pass(app)
+		if err != nil {
+			return err
+		}
+		if did {
+			idleSince = 0
+			continue
+		}
+		idleSince++
+		l.idle.Add(1)
+		if err := l.rest(idleSince); err != nil {
+			return err
+		}
+	}
+	return ErrStopped
+}
+
+// Pass runs one pass and reports whether it received or sent anything.
+func (l *Loop) Pass(app func() error) (bool, error) {
+	l.passes.Add(1)
+	n, err := l.q.Rx(l.frames)
+	if err != nil {
+		return false, err
+	}
+	if n > 0 {
+		l.rx.Add(uint64(n))
+		l.st.Deliver(l.frames[:n])
+	}
+	// Let gVisor's processor goroutines handle what was delivered, so the
+	// application sees the data in this same pass.
+	runtime.Gosched()
+	if app != nil {
+		if err := app(); err != nil {
+			return false, err
+		}
+	}
+	sent := l.st.Flush()
+	l.tx.Add(uint64(sent))
+	return n > 0 || sent > 0, nil
+}
+
+// rest is what an idle pass does after it: nothing when spinning, a sleep
+// with idle_sleep, a wait on the queue without busy polling.
+func (l *Loop) rest(idlePasses int) error {
+	switch {
+	case !l.cfg.BusyPoll:
+		// Wait for a frame, but not longer than TxFlush: gVisor's timers
+		// (retransmits, keepalives) produce frames while we wait.
+		l.sleeps.Add(1)
+		ms := int(l.cfg.TxFlush / time.Millisecond)
+		if ms < 1 {
+			ms = 1
+		}
+		return l.q.Wait(ms)
+	case l.cfg.IdleSleep > 0:
+		l.sleeps.Add(1)
+		d := l.cfg.IdleSleep
+		if d > l.cfg.TxFlush {
+			d = l.cfg.TxFlush
+		}
+		time.Sleep(d)
+	}
+	return nil
+}
+
+// Stop makes Run return after its current pass. It is safe to call from
+// any goroutine, including a signal handler's.
+func (l *Loop) Stop() { l.stop.Store(true) }
+
+// Stats returns the loop's counters.
+func (l *Loop) Stats() LoopStats {
+	return LoopStats{
+		Passes:     l.passes.Load(),
+		IdlePasses: l.idle.Load(),
+		RxFrames:   l.rx.Load(),
+		TxFrames:   l.tx.Load(),
+		Sleeps:     l.sleeps.Load(),
+	}
+}

@@ -1,0 +1,140 @@
+package stack
+
+import (
+	"testing"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+)
+
+type seg struct {
+	sport, dport uint16
+	flags        header.TCPFlags
+	ack          uint32
+	win          uint16
+	payload      int
+	sack         bool
+	v6           bool
+}
+
+func buildSeg(s seg) []byte {
+	optLen := 0
+	if s.sack {
+		optLen = 12 // NOP NOP SACK(10: one block)
+	}
+	tcpLen := header.TCPMinimumSize + optLen + s.payload
+	ipLen := header.IPv4MinimumSize
+	if s.v6 {
+		ipLen = header.IPv6MinimumSize
+	}
+	f := make([]byte, header.EthernetMinimumSize+ipLen+tcpLen)
+	eth := header.Ethernet(f)
+	eth.Encode(&header.EthernetFields{Type: header.IPv4ProtocolNumber})
+	ipb := f[header.EthernetMinimumSize:]
+	if s.v6 {
+		eth.Encode(&header.EthernetFields{Type: header.IPv6ProtocolNumber})
+		header.IPv6(ipb).Encode(&header.IPv6Fields{
+			PayloadLength:     uint16(tcpLen),
+			TransportProtocol: header.TCPProtocolNumber,
+			SrcAddr:           tcpip.AddrFrom16Slice([]byte("\x20\x01\x00\x02\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01")),
+			DstAddr:           tcpip.AddrFrom16Slice([]byte("\x20\x01\x00\x02\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02")),
+		})
+	} else {
+		header.IPv4(ipb).Encode(&header.IPv4Fields{
+			TotalLength: uint16(ipLen + tcpLen),
+			Protocol:    uint8(header.TCPProtocolNumber),
+			SrcAddr:     tcpip.AddrFrom4([4]byte{198, 18, 0, 1}),
+			DstAddr:     tcpip.AddrFrom4([4]byte{198, 18, 0, 2}),
+		})
+	}
+	t := header.TCP(ipb[ipLen:])
+	t.Encode(&header.TCPFields{
+		SrcPort: s.sport, DstPort: s.dport, AckNum: s.ack, Flags: s.flags,
+		WindowSize: s.win, DataOffset: uint8(header.TCPMinimumSize + optLen),
+	})
+	if s.sack {
+		copy(t[header.TCPMinimumSize:], []byte{1, 1, 5, 10, 0, 0, 0, 1, 0, 0, 0, 2})
+	}
+	return f
+}
+
+func TestAckElision(t *testing.T) {
+	ack := header.TCPFlagAck
+	psh := header.TCPFlagAck | header.TCPFlagPsh
+	tests := []struct {
+		name string
+		segs []seg
+		want []int // indexes of the frames that must be sent
+	}{
+		{"ack then reply", []seg{{80, 1000, ack, 100, 500, 0, false, false}, {80, 1000, psh, 100, 500, 30, false, false}}, []int{1}},
+		{"ack then reply v6", []seg{{80, 1000, ack, 100, 500, 0, false, true}, {80, 1000, psh, 100, 500, 30, false, true}}, []int{1}},
+		{"reply acks more", []seg{{80, 1000, ack, 100, 500, 0, false, false}, {80, 1000, psh, 200, 500, 30, false, false}}, []int{1}},
+		{"reply acks less", []seg{{80, 1000, ack, 200, 500, 0, false, false}, {80, 1000, psh, 100, 500, 30, false, false}}, []int{0, 1}},
+		{"reply shrinks window", []seg{{80, 1000, ack, 100, 500, 0, false, false}, {80, 1000, psh, 100, 400, 30, false, false}}, []int{0, 1}},
+		{"other flow", []seg{{80, 1000, ack, 100, 500, 0, false, false}, {80, 1001, psh, 100, 500, 30, false, false}}, []int{0, 1}},
+		{"duplicate acks kept", []seg{{80, 1000, ack, 100, 500, 0, false, false}, {80, 1000, ack, 100, 500, 0, false, false}}, []int{0, 1}},
+		{"newer pure ack supersedes", []seg{{80, 1000, ack, 100, 500, 0, false, false}, {80, 1000, ack, 150, 500, 0, false, false}}, []int{1}},
+		{"sack ack kept", []seg{{80, 1000, ack, 100, 500, 0, true, false}, {80, 1000, psh, 100, 500, 30, false, false}}, []int{0, 1}},
+		{"later sack kept both", []seg{{80, 1000, ack, 100, 500, 0, false, false}, {80, 1000, psh, 100, 500, 30, true, false}}, []int{0, 1}},
+		{"fin supersedes", []seg{{80, 1000, ack, 100, 500, 0, false, false}, {80, 1000, ack | header.TCPFlagFin, 100, 500, 0, false, false}}, []int{1}},
+		{"rst does not supersede", []seg{{80, 1000, ack, 100, 500, 0, false, false}, {80, 1000, header.TCPFlagRst | ack, 100, 500, 0, false, false}}, []int{0, 1}},
+		{"syn-ack never elided", []seg{{80, 1000, header.TCPFlagSyn | ack, 100, 500, 0, false, false}, {80, 1000, psh, 100, 500, 30, false, false}}, []int{0, 1}},
+		{"interleaved flows", []seg{
+			{80, 1000, ack, 100, 500, 0, false, false},
+			{80, 1001, ack, 7, 500, 0, false, false},
+			{80, 1000, psh, 100, 500, 10, false, false},
+			{80, 1001, psh, 7, 500, 10, false, false},
+		}, []int{2, 3}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var frames [][]byte
+			for _, s := range tt.segs {
+				frames = append(frames, buildSeg(s))
+			}
+			var a ackElider
+			a.init(len(frames))
+			out := a.filter(frames, nil)
+			var got []int
+			for _, o := range out {
+				for i, f := range frames {
+					if &f[0] == &o[0] {
+						got = append(got, i)
+					}
+				}
+			}
+			if len(got) != len(tt.want) {
+				t.Fatalf("sent frames %v, want %v", got, tt.want)
+			}
+			for i := range got {
+				if got[i] != tt.want[i] {
+					t.Fatalf("sent frames %v, want %v", got, tt.want)
+				}
+			}
+		})
+	}
+}
+
+func TestParseSegIgnoresGarbage(t *testing.T) {
+	var m segMeta
+	for _, f := range [][]byte{nil, make([]byte, 13), make([]byte, 14), append(make([]byte, 12), 0x08, 0x00, 0x45)} {
+		parseSeg(f, &m)
+		if m.tcp {
+			t.Errorf("parseSeg(%x) = TCP", f)
+		}
+	}
+}
+
+func BenchmarkAckElision(b *testing.B) {
+	frames := [][]byte{
+		buildSeg(seg{80, 1000, header.TCPFlagAck, 100, 500, 0, false, false}),
+		buildSeg(seg{80, 1000, header.TCPFlagAck | header.TCPFlagPsh, 100, 500, 100, false, false}),
+	}
+	var a ackElider
+	a.init(64)
+	out := make([][]byte, 0, 64)
+	b.ReportAllocs()
+	for b.Loop() {
+		out = a.filter(frames, out[:0])
+	}
+}

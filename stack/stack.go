@@ -1,0 +1,218 @@
+// Package stack runs one gVisor network stack over one NIC queue.
+//
+// A Stack is owned by one lcore. The lcore loop calls Deliver with each burst
+// of received frames and Flush once per pass; it never spawns goroutines of
+// its own. gVisor's TCP processor and timer goroutines also produce packets:
+// they reach the link endpoint's TX batch through WritePackets, which is
+// safe for concurrent use, and leave with the next Flush. Frames are copied
+// once on receive (out of NIC memory into gVisor buffers) and once on
+// transmit (into NIC memory), and no allocation is made per frame by this
+// package.
+//
+// tcpip.Error values stay inside this package and posix: what Stack returns
+// are plain Go errors.
+package stack
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+
+	"github.com/xstack/xstack/nic"
+)
+
+// NICID is the gVisor NIC identifier of the stack's one interface.
+const NICID tcpip.NICID = 1
+
+// Config describes the addresses and options of one stack.
+type Config struct {
+	Name string // interface name, for messages and tools
+
+	Addr4    netip.Prefix // IPv4 address and prefix; invalid = none
+	Gateway4 netip.Addr   // default IPv4 gateway; invalid = none
+	Addr6    netip.Prefix // IPv6 address and prefix; invalid = none
+	Gateway6 netip.Addr   // default IPv6 gateway; invalid = none
+
+	// MTU overrides the queue's MTU when non-zero.
+	MTU int
+
+	// TxBatch is the number of frames the endpoint buffers before it
+	// writes them to the queue without waiting for Flush (default 64).
+	TxBatch int
+}
+
+// Stack is one gVisor stack over one NIC queue.
+type Stack struct {
+	s   *gvstack.Stack
+	ep  *endpoint
+	cfg Config
+
+	// Defaults that gVisor keeps per socket rather than per stack: the
+	// socket layer applies them to new sockets.
+	sockDefaults SocketDefaults
+}
+
+// SocketDefaults are per-socket options that the sysctls set for new sockets.
+type SocketDefaults struct {
+	NoDelay   bool
+	KeepIdle  int // seconds, 0 = gVisor's default
+	KeepIntvl int // seconds
+	KeepCnt   int
+}
+
+// New builds a stack on q. The stack does not start any goroutine of its
+// own; gVisor starts its TCP processors.
+func New(q nic.Queue, cfg Config) (*Stack, error) {
+	mtu := q.MTU()
+	if cfg.MTU != 0 {
+		mtu = cfg.MTU
+	}
+	if mtu < 576 || mtu > 9000 {
+		return nil, fmt.Errorf("stack %s: MTU %d out of range 576..9000", cfg.Name, mtu)
+	}
+	if cfg.TxBatch <= 0 {
+		cfg.TxBatch = 64
+	}
+	s := gvstack.New(gvstack.Options{
+		NetworkProtocols: []gvstack.NetworkProtocolFactory{
+			ipv4.NewProtocol,
+			ipv6.NewProtocolWithOptions(ipv6.Options{
+				// The kernel owns the interface's link-local address
+				// (the same MAC); the stack uses its global one.
+				AutoGenLinkLocal: false,
+				DADConfigs:       gvstack.DADConfigurations{DupAddrDetectTransmits: 0},
+			}),
+			arp.NewProtocol,
+		},
+		TransportProtocols: []gvstack.TransportProtocolFactory{
+			tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6,
+		},
+		HandleLocal: true,
+	})
+	st := &Stack{s: s, cfg: cfg}
+	st.ep = newEndpoint(q, mtu, cfg.TxBatch)
+	if err := st.init(); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("stack %s: %w", cfg.Name, err)
+	}
+	return st, nil
+}
+
+func (st *Stack) init() error {
+	s := st.s
+	if err := s.CreateNICWithOptions(NICID, st.ep, gvstack.NICOptions{Name: st.cfg.Name}); err != nil {
+		return fmt.Errorf("create NIC: %s", err)
+	}
+	// Defaults a server stack wants: SACK on, cubic.
+	sack := tcpip.TCPSACKEnabled(true)
+	if err := s.SetTransportProtocolOption(tcp.ProtocolNumber, &sack); err != nil {
+		return fmt.Errorf("enable SACK: %s", err)
+	}
+	cc := tcpip.CongestionControlOption("cubic")
+	if err := s.SetTransportProtocolOption(tcp.ProtocolNumber, &cc); err != nil {
+		return fmt.Errorf("set congestion control: %s", err)
+	}
+	if a := st.cfg.Addr4; a.IsValid() {
+		if err := st.AddAddress(a); err != nil {
+			return err
+		}
+	}
+	if a := st.cfg.Addr6; a.IsValid() {
+		if err := st.AddAddress(a); err != nil {
+			return err
+		}
+	}
+	var routes []tcpip.Route
+	if a := st.cfg.Addr4; a.IsValid() {
+		routes = append(routes, tcpip.Route{Destination: subnet(a.Masked()), NIC: NICID})
+	}
+	if a := st.cfg.Addr6; a.IsValid() {
+		routes = append(routes, tcpip.Route{Destination: subnet(a.Masked()), NIC: NICID})
+	}
+	if g := st.cfg.Gateway4; g.IsValid() {
+		routes = append(routes, tcpip.Route{Destination: subnet(netip.PrefixFrom(netip.IPv4Unspecified(), 0)), Gateway: tcpip.AddrFromSlice(g.AsSlice()), NIC: NICID})
+	}
+	if g := st.cfg.Gateway6; g.IsValid() {
+		routes = append(routes, tcpip.Route{Destination: subnet(netip.PrefixFrom(netip.IPv6Unspecified(), 0)), Gateway: tcpip.AddrFromSlice(g.AsSlice()), NIC: NICID})
+	}
+	s.SetRouteTable(routes)
+	return nil
+}
+
+// AddAddress assigns an address with its prefix to the stack's interface.
+func (st *Stack) AddAddress(p netip.Prefix) error {
+	proto := ipv4.ProtocolNumber
+	if p.Addr().Is6() {
+		proto = ipv6.ProtocolNumber
+	}
+	pa := tcpip.ProtocolAddress{
+		Protocol: proto,
+		AddressWithPrefix: tcpip.AddressWithPrefix{
+			Address:   tcpip.AddrFromSlice(p.Addr().AsSlice()),
+			PrefixLen: p.Bits(),
+		},
+	}
+	if err := st.s.AddProtocolAddress(NICID, pa, gvstack.AddressProperties{}); err != nil {
+		return fmt.Errorf("add address %s: %s", p, err)
+	}
+	return nil
+}
+
+func subnet(p netip.Prefix) tcpip.Subnet {
+	addr := tcpip.AddrFromSlice(p.Addr().AsSlice())
+	n := len(p.Addr().AsSlice())
+	mask := make([]byte, n)
+	for i := 0; i < p.Bits(); i++ {
+		mask[i/8] |= 0x80 >> (i % 8)
+	}
+	sn, err := tcpip.NewSubnet(addr, tcpip.MaskFromBytes(mask))
+	if err != nil {
+		panic(fmt.Sprintf("subnet %s: %v", p, err)) // a masked prefix is always a valid subnet
+	}
+	return sn
+}
+
+// Gvisor returns the gVisor stack, for the socket layer.
+func (st *Stack) Gvisor() *gvstack.Stack { return st.s }
+
+// SocketDefaults returns the per-socket defaults set by sysctls.
+func (st *Stack) SocketDefaults() SocketDefaults { return st.sockDefaults }
+
+// HardwareAddr is the MAC address the stack uses.
+func (st *Stack) HardwareAddr() net.HardwareAddr { return st.ep.q.HardwareAddr() }
+
+// Deliver hands a burst of received Ethernet frames to the stack. The
+// frames are copied; the caller may reuse them when Deliver returns. Only
+// the lcore loop calls Deliver.
+func (st *Stack) Deliver(frames [][]byte) {
+	for _, f := range frames {
+		st.ep.deliver(f)
+	}
+}
+
+// Flush writes the frames gVisor produced since the last Flush to the
+// queue. It reports how many frames were written.
+func (st *Stack) Flush() int { return st.ep.flush() }
+
+// LinkStats returns the link endpoint's counters.
+func (st *Stack) LinkStats() LinkStats { return st.ep.stats() }
+
+// Stats returns gVisor's protocol counters.
+func (st *Stack) Stats() tcpip.Stats { return st.s.Stats() }
+
+// Close closes every endpoint and the stack, and waits for gVisor's
+// goroutines to finish. Closing TCP endpoints sends their RSTs or FINs; the
+// caller flushes once more after Close if it wants them on the wire.
+func (st *Stack) Close() {
+	st.s.Close()
+	st.s.Wait()
+}
