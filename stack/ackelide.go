@@ -17,7 +17,8 @@ import "encoding/binary"
 // A later pure ACK with the same acknowledgment number does not supersede an
 // earlier one either: together they are duplicate ACKs.
 type ackElider struct {
-	meta []segMeta
+	meta     []segMeta
+	disabled bool // net.inet.tcp.delayed_ack=0
 }
 
 type segMeta struct {
@@ -40,6 +41,9 @@ func (a *ackElider) init(batch int) { a.meta = make([]segMeta, batch) }
 
 // filter appends to out the frames that must be sent, in order.
 func (a *ackElider) filter(frames [][]byte, out [][]byte) [][]byte {
+	if a.disabled {
+		return append(out, frames...)
+	}
 	candidates := 0
 	for i, f := range frames {
 		m := &a.meta[i]

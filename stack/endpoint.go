@@ -64,6 +64,9 @@ func newEndpoint(q nic.Queue, mtu, batch int) *endpoint {
 }
 
 func (e *endpoint) deliver(frame []byte) {
+	if e.dispatcher == nil {
+		return // the stack is closed
+	}
 	if len(frame) < header.EthernetMinimumSize {
 		e.rxMalformed.Add(1)
 		return

@@ -1,0 +1,162 @@
+package stack_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"io"
+	"net/netip"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+
+	"github.com/xstack/xstack/nic/nictest"
+	"github.com/xstack/xstack/stack"
+)
+
+// pump drives a stack the way the lcore loop does, until stop is set.
+func pump(q *nictest.Queue, st *stack.Stack, stop *atomic.Bool, done chan<- struct{}) {
+	frames := make([][]byte, 64)
+	for !stop.Load() {
+		n, err := q.Rx(frames)
+		if err != nil {
+			break
+		}
+		st.Deliver(frames[:n])
+		if st.Flush() == 0 && n == 0 {
+			q.Wait(1)
+		}
+	}
+	close(done)
+}
+
+type pair struct {
+	a, b   *stack.Stack
+	qa, qb *nictest.Queue
+}
+
+func newPair(t *testing.T) *pair {
+	t.Helper()
+	qa, qb := nictest.Pair(1500)
+	a, err := stack.New(qa, stack.Config{Name: "a",
+		Addr4: netip.MustParsePrefix("198.18.0.1/16"), Addr6: netip.MustParsePrefix("2001:2::1/64")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := stack.New(qb, stack.Config{Name: "b",
+		Addr4: netip.MustParsePrefix("198.18.0.2/16"), Addr6: netip.MustParsePrefix("2001:2::2/64")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stop atomic.Bool
+	da, db := make(chan struct{}), make(chan struct{})
+	go pump(qa, a, &stop, da)
+	go pump(qb, b, &stop, db)
+	t.Cleanup(func() {
+		stop.Store(true)
+		<-da
+		<-db
+		a.Close()
+		b.Close()
+		qa.Close()
+		qb.Close()
+	})
+	return &pair{a, b, qa, qb}
+}
+
+func TestTCPOverInMemoryNIC(t *testing.T) {
+	p := newPair(t)
+	for _, tc := range []struct {
+		name  string
+		proto tcpip.NetworkProtocolNumber
+		addr  string
+	}{
+		{"ipv4", ipv4.ProtocolNumber, "198.18.0.1"},
+		{"ipv6", ipv6.ProtocolNumber, "2001:2::1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			full := tcpip.FullAddress{NIC: stack.NICID, Addr: tcpip.AddrFromSlice(netip.MustParseAddr(tc.addr).AsSlice()), Port: 7}
+			ln, err := gonet.ListenTCP(p.a.Gvisor(), full, tc.proto)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				io.Copy(c, c)
+				c.Close()
+			}()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			c, err := gonet.DialContextTCP(ctx, p.b.Gvisor(), full, tc.proto)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			data := bytes.Repeat([]byte("xstack!"), 150000) // ~1 MiB
+			go func() { c.Write(data); c.CloseWrite() }()
+			h := sha256.New()
+			n, err := io.Copy(h, c)
+			if err != nil || n != int64(len(data)) {
+				t.Fatalf("echo returned %d bytes, err %v; want %d", n, err, len(data))
+			}
+			if got, want := h.Sum(nil), sha256.Sum256(data); !bytes.Equal(got, want[:]) {
+				t.Fatal("echoed data differs")
+			}
+		})
+	}
+	if ls := p.a.LinkStats(); ls.RxFrames == 0 || ls.TxFrames == 0 {
+		t.Errorf("link stats not counting: %+v", ls)
+	}
+}
+
+func TestMalformedFramesCounted(t *testing.T) {
+	p := newPair(t)
+	before := p.a.LinkStats()
+	p.qb.Tx([][]byte{make([]byte, 5)}) // shorter than an Ethernet header
+	other := make([]byte, 60)          // unicast to another MAC
+	copy(other, []byte{0x02, 0, 0, 0, 0, 9})
+	p.qb.Tx([][]byte{other})
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		s := p.a.LinkStats()
+		if s.RxMalformed > before.RxMalformed && s.RxNotForUs > before.RxNotForUs {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("malformed frames not counted: %+v", p.a.LinkStats())
+}
+
+func TestSysctls(t *testing.T) {
+	p := newPair(t)
+	good := [][2]string{
+		{"net.inet.tcp.sack", "0"}, {"net.inet.tcp.cc", "reno"}, {"net.inet.tcp.sendspace", "65536"},
+		{"net.inet.tcp.recvspace", "131072"}, {"net.inet.tcp.delayed_ack", "0"}, {"net.inet.tcp.nodelay", "1"},
+		{"net.inet.tcp.msl", "1000"}, {"net.inet.tcp.keepidle", "10"}, {"net.inet.tcp.syncookies", "2"},
+		{"net.inet.tcp.moderate_rcvbuf", "1"}, {"net.inet.tcp.tw_reuse", "1"}, {"net.inet.ip.ttl", "32"},
+		{"net.inet6.ip6.hlim", "33"}, {"net.inet.ip.forwarding", "0"}, {"net.inet.tcp.timestamps", "1"},
+	}
+	for _, kv := range good {
+		if err := p.a.SetSysctl(kv[0], kv[1]); err != nil {
+			t.Errorf("SetSysctl(%s, %s): %v", kv[0], kv[1], err)
+		}
+	}
+	bad := [][2]string{{"net.inet.tcp.syncookies", "0"}, {"net.inet.tcp.timestamps", "0"}, {"net.inet.tcp.cc", "bbr9"}, {"no.such", "1"}}
+	for _, kv := range bad {
+		if err := p.a.SetSysctl(kv[0], kv[1]); err == nil {
+			t.Errorf("SetSysctl(%s, %s) succeeded, want an error", kv[0], kv[1])
+		}
+	}
+	if d := p.a.SocketDefaults(); !d.NoDelay || d.KeepIdle != 10 {
+		t.Errorf("socket defaults %+v", d)
+	}
+}
