@@ -1,7 +1,9 @@
 package core
 
 import (
+	"encoding/json"
 	"errors"
+	"io"
 	"fmt"
 	"log"
 	"net/netip"
@@ -137,13 +139,71 @@ func Start(conf *Config, procID int, logger *log.Logger) (_ *Lcore, err error) {
 		TxFlush:   conf.TxFlush,
 	})
 	l.sigc = make(chan os.Signal, 1)
-	signal.Notify(l.sigc, syscall.SIGINT, syscall.SIGTERM)
-	go func() {
-		if _, ok := <-l.sigc; ok {
-			l.Loop.Stop()
-		}
-	}()
+	signal.Notify(l.sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR1)
+	go l.routineSignals()
 	return l, nil
+}
+
+// routineSignals stops the loop on SIGINT or SIGTERM and prints the
+// counters on SIGUSR1.
+func (l *Lcore) routineSignals() {
+	for sig := range l.sigc {
+		if sig == syscall.SIGUSR1 {
+			l.PrintCounters(os.Stderr)
+			continue
+		}
+		l.Loop.Stop()
+	}
+}
+
+// Counters returns the lcore's counters: the NIC queue's ("nic."), the
+// loop's ("loop.") and the stack's (see stack.Counters).
+func (l *Lcore) Counters() []stack.Counter {
+	ns := l.q.Stats()
+	ls := l.Loop.Stats()
+	out := []stack.Counter{
+		{Name: "nic.rx_frames", Value: ns.RxFrames},
+		{Name: "nic.rx_bytes", Value: ns.RxBytes},
+		{Name: "nic.tx_frames", Value: ns.TxFrames},
+		{Name: "nic.tx_bytes", Value: ns.TxBytes},
+		{Name: "nic.tx_dropped", Value: ns.TxDropped},
+		{Name: "nic.tx_ring_full", Value: ns.TxRingFull},
+		{Name: "nic.fill_ring_empty", Value: ns.FillRingEmpty},
+		{Name: "nic.tx_wakeups", Value: ns.TxWakeups},
+		{Name: "nic.rx_wakeups", Value: ns.RxWakeups},
+		{Name: "nic.kernel.rx_dropped", Value: ns.RxDropped},
+		{Name: "nic.kernel.rx_invalid_descs", Value: ns.RxInvalidDescs},
+		{Name: "nic.kernel.tx_invalid_descs", Value: ns.TxInvalidDescs},
+		{Name: "nic.kernel.rx_ring_full", Value: ns.RxRingFull},
+		{Name: "nic.kernel.rx_fill_ring_empty", Value: ns.RxFillRingEmpty},
+		{Name: "loop.passes", Value: ls.Passes},
+		{Name: "loop.idle_passes", Value: ls.IdlePasses},
+		{Name: "loop.rx_frames", Value: ls.RxFrames},
+		{Name: "loop.tx_frames", Value: ls.TxFrames},
+		{Name: "loop.sleeps", Value: ls.Sleeps},
+	}
+	return append(out, l.Stack.Counters()...)
+}
+
+// CountersPrefix starts the line PrintCounters writes.
+const CountersPrefix = "xstack-counters "
+
+// PrintCounters writes the counters as one line: CountersPrefix, then a
+// JSON object {"lcore": N, "counters": {name: value, ...}}.
+func (l *Lcore) PrintCounters(w io.Writer) error {
+	m := make(map[string]uint64)
+	for _, c := range l.Counters() {
+		m[c.Name] = c.Value
+	}
+	b, err := json.Marshal(struct {
+		Lcore    int               `json:"lcore"`
+		Counters map[string]uint64 `json:"counters"`
+	}{l.ID, m})
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s%s\n", CountersPrefix, b)
+	return err
 }
 
 // Run runs the loop with app as the per-pass callback until a signal, Stop

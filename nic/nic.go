@@ -1,16 +1,53 @@
 // Package nic moves Ethernet frames between a NIC queue and one lcore.
 //
-// A Queue is one receive/transmit queue pair of a network interface. The
-// AF_XDP implementation (Open) owns a UMEM, its fill and completion rings and
-// one xsk socket bound to the queue; the kernel writes received frames into
-// UMEM frames taken from the fill ring and hands them over on the RX ring,
-// and frames placed on the TX ring come back on the completion ring once the
-// driver has sent them. The XDP program that decides which frames reach the
-// xsk (Program) belongs to the port, not the queue.
+// A Queue is one receive/transmit queue pair of a network interface. Two
+// implementations exist: XSKQueue (AF_XDP, this package, Linux) and the
+// in-memory queues of nic/nictest for tests without privileges.
 //
-// Ownership: one goroutine (the lcore loop) calls Rx. Tx may be called from
+// # AF_XDP
+//
+// The AF_XDP side is written over golang.org/x/sys directly: ring mechanics in
+// ring.go (producer/consumer indexes shared with the kernel, cached, one
+// atomic store per batch), the socket, UMEM and queue logic in xsk_linux.go,
+// and every use of unsafe in mmap_unsafe.go.
+//
+//	port, err := nic.OpenPort(nic.PortConfig{Ifname: "xs0", XDPMode: "auto",
+//		PassToKernel: true, Addrs: addrs, Logf: log.Printf})
+//	q, err := port.OpenQueue(nic.QueueConfig{Queue: 0, ZeroCopy: "auto"})
+//	// lcore loop: q.Rx(batch) ... q.Tx(frames) ... q.Wait(ms) when idle
+//	q.Close(); port.Close()
+//
+// Port owns the XDP program (built in Go with cilium/ebpf's asm package, no
+// clang), its maps (XSKMAP indexed by queue, IPv4 and IPv6 address sets) and
+// its bpf_link attachment, native or generic (Port.Mode). The program sends
+// to the xsk of the receiving queue the frames that belong to the stack —
+// IPv4/IPv6 packets to its addresses, ARP for them, neighbor solicitations
+// and advertisements whose target is one of them — and passes the rest to
+// the kernel; with PortConfig.PassToKernel false it takes every frame. Because
+// the attachment is a bpf_link, the kernel detaches the program when the
+// last process holding the link dies, even by SIGKILL.
+//
+// An XSKQueue (Port.OpenQueue, or Open for a socket without a Port) owns one
+// AF_XDP socket bound to one queue with XDP_USE_NEED_WAKEUP, its UMEM and its
+// four rings. Half of the UMEM frames circulate fill ring → kernel → RX ring
+// → caller of Rx → fill ring on the next Rx; the other half free stack → TX
+// ring → kernel → completion ring → free stack. Zero-copy is used when the
+// driver has it (ZeroCopy "auto"), else copy mode (XSKQueue.ZeroCopy says
+// which). Syscalls happen only when the kernel asks for them (the rings'
+// need_wakeup flags) and in Wait.
+//
+// OpenPort, OpenQueue and Open must run on a thread inside the interface's
+// network namespace (internal/netns.Do); the file descriptors they make work
+// from any thread afterwards.
+//
+// # Ownership
+//
+// One goroutine (the lcore loop) calls Rx and Wait. Tx may be called from
 // any goroutine: gVisor writes packets from its own processor and timer
-// goroutines. nic knows nothing about TCP or sockets.
+// goroutines; it takes an uncontended mutex. Stats and Close may be called
+// from any goroutine; Close waits for a running Rx, Tx or Wait to return.
+// Errors name the interface and queue; a missing kernel or driver feature
+// matches ErrNotSupported. nic knows nothing about TCP or sockets.
 package nic
 
 import (
@@ -66,6 +103,13 @@ type Stats struct {
 	TxDropped     uint64 // frames Tx could not accept (ring or UMEM full, frame too big)
 	TxRingFull    uint64 // Tx calls that found the TX ring full
 	FillRingEmpty uint64 // times Rx found no free UMEM frame to give to the fill ring
+
+	// Wake-ups (AF_XDP need_wakeup): syscalls made to kick the kernel,
+	// and those that found it busy (EAGAIN, EBUSY, ENOBUFS, ENETDOWN) and
+	// are retried on the next call. Zero for in-memory queues.
+	TxWakeups  uint64
+	RxWakeups  uint64
+	WakeupBusy uint64
 
 	// Kernel counters (XDP_STATISTICS); zero for in-memory queues.
 	RxDropped        uint64 // frames the kernel dropped for this xsk

@@ -160,3 +160,20 @@ func TestSysctls(t *testing.T) {
 		t.Errorf("socket defaults %+v", d)
 	}
 }
+
+func TestCounters(t *testing.T) {
+	p := newPair(t)
+	cs := p.a.Counters()
+	seen := map[string]bool{}
+	for _, c := range cs {
+		if seen[c.Name] {
+			t.Errorf("counter %s twice", c.Name)
+		}
+		seen[c.Name] = true
+	}
+	for _, want := range []string{"link.rx_malformed", "tcp.checksum_errors", "ip.malformed_packets_received", "tcp.invalid_segments_received"} {
+		if !seen[want] {
+			t.Errorf("no counter %s among %d", want, len(cs))
+		}
+	}
+}

@@ -1,0 +1,147 @@
+// Command client opens TCP connections from xstack to a server and checks
+// what comes back: it sends a stream of pseudo-random bytes to an echo
+// server and compares the SHA-256 of what it sent with what it received.
+//
+//	client -c config.ini -addr 198.18.0.2:7 -bytes 10485760 -conns 1
+//
+// It shows the other way to use posix: the lcore loop runs with no callback
+// (posix.Run(nil)) while ordinary goroutines make blocking socket calls.
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xstack/xstack/posix"
+)
+
+func main() {
+	var opts posix.Options
+	opts.RegisterFlags(flag.CommandLine)
+	addr := flag.String("addr", "198.18.0.2:7", "echo server address:port")
+	size := flag.Int("bytes", 1<<20, "bytes to send on each connection")
+	conns := flag.Int("conns", 1, "connections, run concurrently")
+	flag.Parse()
+	log.SetFlags(0)
+	log.SetPrefix("client: ")
+	ap, err := netip.ParseAddrPort(*addr)
+	if err != nil {
+		log.Fatalf("-addr: %v", err)
+	}
+	if err := posix.InitWith(opts); err != nil {
+		log.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var first error
+		start := time.Now()
+		for i := 0; i < *conns; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				if err := echo(ap, *size, uint64(i)); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = fmt.Errorf("connection %d: %w", i, err)
+					}
+					mu.Unlock()
+				}
+			}(i)
+		}
+		wg.Wait()
+		if first == nil {
+			d := time.Since(start)
+			total := float64(*size) * float64(*conns)
+			fmt.Printf("ok: %d connection(s) × %d bytes echoed intact in %v (%.1f Mbit/s)\n", *conns, *size, d.Round(time.Millisecond), total*8/d.Seconds()/1e6)
+		}
+		errc <- first
+		posix.Lcore().Loop.Stop()
+	}()
+	if err := posix.Run(nil); err != nil {
+		log.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		log.Fatal(err)
+	}
+}
+
+func sockaddr(ap netip.AddrPort) (int, unix.Sockaddr) {
+	if ap.Addr().Is4() {
+		return unix.AF_INET, &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}
+	}
+	return unix.AF_INET6, &unix.SockaddrInet6{Addr: ap.Addr().As16(), Port: int(ap.Port())}
+}
+
+// echo sends size pseudo-random bytes on a new connection while reading
+// the echo back, and compares the hashes.
+func echo(ap netip.AddrPort, size int, seed uint64) error {
+	domain, sa := sockaddr(ap)
+	fd, err := posix.Socket(domain, unix.SOCK_STREAM, 0)
+	if err != nil {
+		return err
+	}
+	defer posix.Close(fd)
+	if err := posix.Connect(fd, sa); err != nil {
+		return fmt.Errorf("connect %s: %w", ap, err)
+	}
+	sent := sha256.New()
+	werr := make(chan error, 1)
+	go func() {
+		rng := rand.New(rand.NewPCG(seed, 1))
+		buf := make([]byte, 32768)
+		for left := size; left > 0; {
+			chunk := buf[:min(left, len(buf))]
+			for i := range chunk {
+				chunk[i] = byte(rng.Uint32())
+			}
+			sent.Write(chunk)
+			for p := chunk; len(p) > 0; {
+				n, err := posix.Write(fd, p)
+				if err != nil {
+					werr <- fmt.Errorf("write: %w", err)
+					return
+				}
+				p = p[n:]
+			}
+			left -= len(chunk)
+		}
+		werr <- posix.Shutdown(fd, unix.SHUT_WR)
+	}()
+	got := sha256.New()
+	buf := make([]byte, 65536)
+	total := 0
+	for {
+		n, err := posix.Read(fd, buf)
+		if n > 0 {
+			got.Write(buf[:n])
+			total += n
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read after %d bytes: %w", total, err)
+		}
+		break // EOF
+	}
+	if err := <-werr; err != nil {
+		return err
+	}
+	if total != size {
+		return fmt.Errorf("received %d bytes, sent %d", total, size)
+	}
+	if !bytes.Equal(sent.Sum(nil), got.Sum(nil)) {
+		return errors.New("echoed bytes differ from those sent")
+	}
+	return nil
+}

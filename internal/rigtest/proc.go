@@ -1,0 +1,257 @@
+package rigtest
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xstack/xstack/internal/rig"
+)
+
+var (
+	buildMu  sync.Mutex
+	builtDir string
+	built    = map[string]string{}
+)
+
+// Build compiles the main package pkg (e.g. "./examples/helloworld",
+// relative to the module root) once per test binary and returns the path
+// of the executable.
+func Build(t testing.TB, pkg string) string {
+	t.Helper()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if p, ok := built[pkg]; ok {
+		return p
+	}
+	if builtDir == "" {
+		d, err := os.MkdirTemp("", "xstack-bin-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		builtDir = d
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(builtDir, filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+	}
+	built[pkg] = out
+	return out
+}
+
+func moduleRoot() (string, error) {
+	d, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d, nil
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			return "", fmt.Errorf("no go.mod above the test's directory")
+		}
+		d = parent
+	}
+}
+
+// Config writes a config.ini for an xstack process on r's stack side and
+// returns its path. extra lines are appended to the file (e.g. a [sysctl]
+// section). The loop sleeps when idle, so that tests leave CPU to the peer.
+func Config(t testing.TB, r *rig.Rig, extra ...string) string {
+	t.Helper()
+	conf := fmt.Sprintf(`[xstack]
+lcore_mask=1
+busy_poll=1
+idle_sleep=50
+[port0]
+ifname=%s
+netns=%s
+addr=%s
+netmask=255.255.0.0
+addr6=%s/%d
+`, r.StackIf, r.StackNS, r.StackAddr4, r.StackAddr6, r.Prefix6) + strings.Join(extra, "\n") + "\n"
+	p := filepath.Join(t.TempDir(), "config.ini")
+	if err := os.WriteFile(p, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Proc is a running xstack program.
+type Proc struct {
+	Cmd *exec.Cmd
+
+	mu    sync.Mutex
+	lines []string // stderr and stdout lines so far
+	cond  *sync.Cond
+	done  chan struct{}
+	err   error // Wait's result, once done is closed
+}
+
+// Start runs bin with args, waits until a line of its output contains
+// ready, and stops it (SIGTERM, then SIGKILL) when t ends.
+func Start(t testing.TB, ready string, bin string, args ...string) *Proc {
+	t.Helper()
+	p, err := StartProc(ready, 20*time.Second, bin, args...)
+	if p != nil {
+		t.Cleanup(func() { p.Stop(5 * time.Second) })
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// StartProc is Start without a testing.TB; the caller stops the process.
+func StartProc(ready string, timeout time.Duration, bin string, args ...string) (*Proc, error) {
+	p := &Proc{Cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	p.cond = sync.NewCond(&p.mu)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	p.Cmd.Stdout, p.Cmd.Stderr = pw, pw
+	if err := p.Cmd.Start(); err != nil {
+		pr.Close()
+		pw.Close()
+		return nil, err
+	}
+	pw.Close()
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.lines = append(p.lines, sc.Text())
+			p.cond.Broadcast()
+			p.mu.Unlock()
+		}
+		pr.Close()
+		err := p.Cmd.Wait()
+		p.mu.Lock()
+		p.err = err
+		close(p.done)
+		p.cond.Broadcast()
+		p.mu.Unlock()
+	}()
+	if _, err := p.WaitLine(ready, timeout); err != nil {
+		return p, fmt.Errorf("%s did not become ready: %w\noutput:\n%s", filepath.Base(bin), err, p.Output())
+	}
+	return p, nil
+}
+
+// WaitLine waits for an output line containing s, from the start, and
+// returns the first one.
+func (p *Proc) WaitLine(s string, timeout time.Duration) (string, error) {
+	return p.waitLineFrom(0, s, timeout)
+}
+
+func (p *Proc) waitLineFrom(from int, s string, timeout time.Duration) (string, error) {
+	timer := time.AfterFunc(timeout, func() {
+		p.mu.Lock()
+		p.cond.Broadcast()
+		p.mu.Unlock()
+	})
+	defer timer.Stop()
+	deadline := time.Now().Add(timeout)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := from; ; {
+		for ; i < len(p.lines); i++ {
+			if strings.Contains(p.lines[i], s) {
+				return p.lines[i], nil
+			}
+		}
+		select {
+		case <-p.done:
+			return "", fmt.Errorf("process exited (%v) before printing %q", p.err, s)
+		default:
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("no line with %q within %v", s, timeout)
+		}
+		p.cond.Wait()
+	}
+}
+
+// Output returns everything the process printed so far.
+func (p *Proc) Output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Join(p.lines, "\n")
+}
+
+// Counters asks the process for its counters (SIGUSR1) and returns them.
+func (p *Proc) Counters(t testing.TB) map[string]uint64 {
+	t.Helper()
+	p.mu.Lock()
+	from := len(p.lines)
+	p.mu.Unlock()
+	if err := p.Cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatalf("signal for counters: %v", err)
+	}
+	line, err := p.waitLineFrom(from, "xstack-counters ", 10*time.Second)
+	if err != nil {
+		t.Fatalf("counters: %v\noutput:\n%s", err, p.Output())
+	}
+	var v struct {
+		Counters map[string]uint64 `json:"counters"`
+	}
+	line = line[strings.Index(line, "{"):]
+	if err := json.NewDecoder(bytes.NewReader([]byte(line))).Decode(&v); err != nil {
+		t.Fatalf("counters line %q: %v", line, err)
+	}
+	return v.Counters
+}
+
+// Exited reports whether the process has exited.
+func (p *Proc) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Wait waits up to timeout for the process to exit and returns its error.
+func (p *Proc) Wait(timeout time.Duration) error {
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(timeout):
+		return fmt.Errorf("still running after %v", timeout)
+	}
+}
+
+// Stop sends SIGTERM, waits up to timeout, then kills. It returns the
+// process's exit error (nil for a clean exit).
+func (p *Proc) Stop(timeout time.Duration) error {
+	if p.Exited() {
+		return p.err
+	}
+	p.Cmd.Process.Signal(syscall.SIGTERM)
+	if err := p.Wait(timeout); err == nil || p.Exited() {
+		return err
+	}
+	p.Cmd.Process.Kill()
+	p.Wait(timeout)
+	return fmt.Errorf("did not exit within %v of SIGTERM; killed", timeout)
+}

@@ -1,0 +1,296 @@
+// Package nictest provides in-memory nic.Queues for tests that run without
+// privileges.
+//
+// Pair returns two queues joined like the ends of a cable: what one
+// transmits, the other receives. New returns a single queue whose
+// transmitted frames are captured for the test to read (Sent, ReadSent);
+// Inject puts a frame on any queue's receive side as if it came off the wire.
+//
+// The queues keep the nic.Queue contract: a frame returned by Rx aliases the
+// queue's own buffer and stays valid until the next Rx; Tx copies, never
+// blocks and is safe for concurrent use; after Close, Rx and Tx return
+// net.ErrClosed. Buffers are allocated once, so Rx and Tx do not allocate.
+//
+// Rx and Wait are called by one goroutine (the lcore under test); Tx,
+// Inject, Sent and ReadSent by any.
+package nictest
+
+import (
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/xstack/xstack/nic"
+)
+
+// DefaultSlots is how many frames a queue holds before transmitting to it
+// drops frames (the size of its receive ring).
+const DefaultSlots = 1024
+
+const ethHdrLen = 14
+
+// Queue is an in-memory nic.Queue.
+type Queue struct {
+	mtu      int
+	slotSize int // largest frame: MTU plus the Ethernet header
+	mac      net.HardwareAddr
+	peer     *Queue // nil: Tx captures into sent
+
+	mu   sync.Mutex
+	in   slotRing // +checklocks:mu; frames waiting for Rx, the lent ones first
+	lent int      // +checklocks:mu; frames at the head of in lent by the last Rx
+	sent slotRing // +checklocks:mu; captured Tx frames (no peer)
+
+	notify    chan struct{} // one token: frames arrived
+	done      chan struct{} // closed by Close
+	timer     *time.Timer   // Wait's, reused
+	closed    atomic.Bool
+	closeOnce sync.Once
+
+	c counters
+}
+
+type counters struct {
+	rxFrames, rxBytes, txFrames, txBytes, txDropped, txRingFull atomic.Uint64
+}
+
+var _ nic.Queue = (*Queue)(nil)
+
+var macSeq atomic.Uint32
+
+// New returns an unconnected queue: frames it transmits are kept for Sent and
+// ReadSent (up to DefaultSlots of them; more are dropped and counted).
+func New(mtu int) *Queue { return newQueue(mtu, DefaultSlots) }
+
+// Pair returns two connected queues.
+func Pair(mtu int) (*Queue, *Queue) {
+	a, b := newQueue(mtu, DefaultSlots), newQueue(mtu, DefaultSlots)
+	a.peer, b.peer = b, a
+	return a, b
+}
+
+func newQueue(mtu, slots int) *Queue {
+	n := macSeq.Add(1)
+	q := &Queue{
+		mtu:      mtu,
+		slotSize: mtu + ethHdrLen,
+		// Locally administered unicast addresses, unique per process.
+		mac:    net.HardwareAddr{0x02, 0x78, 0x73, byte(n >> 16), byte(n >> 8), byte(n)},
+		in:     newSlotRing(slots, mtu+ethHdrLen),
+		notify: make(chan struct{}, 1),
+		done:   make(chan struct{}),
+	}
+	q.sent = newSlotRing(slots, q.slotSize)
+	return q
+}
+
+// SetHardwareAddr sets the address HardwareAddr reports.
+func (q *Queue) SetHardwareAddr(mac net.HardwareAddr) { q.mac = mac }
+
+// HardwareAddr implements nic.Queue.
+func (q *Queue) HardwareAddr() net.HardwareAddr { return q.mac }
+
+// MTU implements nic.Queue.
+func (q *Queue) MTU() int { return q.mtu }
+
+// Rx implements nic.Queue.
+func (q *Queue) Rx(frames [][]byte) (int, error) {
+	if q.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.in.drop(q.lent)
+	n := min(len(frames), q.in.n)
+	var bytes uint64
+	for i := range n {
+		f := q.in.at(i)
+		frames[i] = f[:len(f):len(f)]
+		bytes += uint64(len(frames[i]))
+	}
+	q.lent = n
+	if n > 0 {
+		q.c.rxFrames.Add(uint64(n))
+		q.c.rxBytes.Add(bytes)
+	}
+	return n, nil
+}
+
+// Tx implements nic.Queue. With a peer, frames are queued on the peer's
+// receive side; a closed peer drops them like a pulled cable.
+func (q *Queue) Tx(frames [][]byte) (int, error) {
+	if q.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	n := 0
+	var bytes uint64
+	for _, f := range frames {
+		if len(f) == 0 || len(f) > q.slotSize {
+			break
+		}
+		n++
+		bytes += uint64(len(f))
+	}
+	var took int
+	if q.peer != nil {
+		took = q.peer.deliver(frames[:n])
+	} else {
+		q.mu.Lock()
+		took = q.sent.putAll(frames[:n])
+		q.mu.Unlock()
+	}
+	if took < n {
+		q.c.txRingFull.Add(1)
+	}
+	if d := len(frames) - took; d > 0 {
+		q.c.txDropped.Add(uint64(d))
+	}
+	for _, f := range frames[took:n] {
+		bytes -= uint64(len(f))
+	}
+	q.c.txFrames.Add(uint64(took))
+	q.c.txBytes.Add(bytes)
+	return took, nil
+}
+
+// deliver queues frames for Rx and returns how many fit.
+func (q *Queue) deliver(frames [][]byte) int {
+	if q.closed.Load() {
+		return len(frames)
+	}
+	q.mu.Lock()
+	n := q.in.putAll(frames)
+	q.mu.Unlock()
+	if n > 0 {
+		select {
+		case q.notify <- struct{}{}:
+		default:
+		}
+	}
+	return n
+}
+
+// Inject queues frame for Rx as if it had been received, and reports whether
+// it fit. It copies frame.
+func (q *Queue) Inject(frame []byte) bool {
+	if len(frame) > q.slotSize || q.closed.Load() {
+		return false
+	}
+	return q.deliver([][]byte{frame}) == 1
+}
+
+// Sent returns copies of the frames an unconnected queue has transmitted
+// since the last call, oldest first, and forgets them.
+func (q *Queue) Sent() [][]byte {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := make([][]byte, q.sent.n)
+	for i := range out {
+		out[i] = append([]byte(nil), q.sent.at(i)...)
+	}
+	q.sent.drop(q.sent.n)
+	return out
+}
+
+// ReadSent copies the oldest captured frame into buf and forgets it. It
+// returns the frame's length (which may exceed len(buf)) and false if there
+// is none. It does not allocate.
+func (q *Queue) ReadSent(buf []byte) (int, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.sent.n == 0 {
+		return 0, false
+	}
+	f := q.sent.at(0)
+	copy(buf, f)
+	q.sent.drop(1)
+	return len(f), true
+}
+
+// Wait implements nic.Queue.
+func (q *Queue) Wait(timeoutMs int) error {
+	if q.closed.Load() {
+		return net.ErrClosed
+	}
+	q.mu.Lock()
+	ready := q.in.n > q.lent
+	q.mu.Unlock()
+	if ready || timeoutMs == 0 {
+		return nil
+	}
+	var timeout <-chan time.Time
+	if timeoutMs > 0 {
+		if q.timer == nil {
+			q.timer = time.NewTimer(time.Duration(timeoutMs) * time.Millisecond)
+		} else {
+			q.timer.Reset(time.Duration(timeoutMs) * time.Millisecond)
+		}
+		defer q.timer.Stop()
+		timeout = q.timer.C
+	}
+	select {
+	case <-q.notify:
+	case <-timeout:
+	case <-q.done:
+		return net.ErrClosed
+	}
+	return nil
+}
+
+// Stats implements nic.Queue. The kernel counters are zero.
+func (q *Queue) Stats() nic.Stats {
+	return nic.Stats{
+		RxFrames:   q.c.rxFrames.Load(),
+		RxBytes:    q.c.rxBytes.Load(),
+		TxFrames:   q.c.txFrames.Load(),
+		TxBytes:    q.c.txBytes.Load(),
+		TxDropped:  q.c.txDropped.Load(),
+		TxRingFull: q.c.txRingFull.Load(),
+	}
+}
+
+// Close implements nic.Queue.
+func (q *Queue) Close() error {
+	q.closeOnce.Do(func() {
+		q.closed.Store(true)
+		close(q.done)
+	})
+	return nil
+}
+
+// slotRing is a FIFO of frames in preallocated buffers.
+type slotRing struct {
+	bufs [][]byte // each of cap slotSize
+	head int      // index of the oldest frame
+	n    int      // frames held
+}
+
+func newSlotRing(slots, slotSize int) slotRing {
+	mem := make([]byte, slots*slotSize)
+	r := slotRing{bufs: make([][]byte, slots)}
+	for i := range r.bufs {
+		r.bufs[i] = mem[i*slotSize : i*slotSize : (i+1)*slotSize]
+	}
+	return r
+}
+
+// at returns the i-th oldest frame.
+func (r *slotRing) at(i int) []byte { return r.bufs[(r.head+i)%len(r.bufs)] }
+
+// drop forgets the n oldest frames.
+func (r *slotRing) drop(n int) {
+	r.head = (r.head + n) % len(r.bufs)
+	r.n -= n
+}
+
+// putAll copies frames in as far as there is room and returns how many.
+func (r *slotRing) putAll(frames [][]byte) int {
+	n := min(len(frames), len(r.bufs)-r.n)
+	for i := range n {
+		j := (r.head + r.n) % len(r.bufs)
+		r.bufs[j] = append(r.bufs[j][:0], frames[i]...)
+		r.n++
+	}
+	return n
+}

@@ -1,0 +1,609 @@
+package nic
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// QueueConfig configures one AF_XDP queue. Zero values take the defaults.
+type QueueConfig struct {
+	Queue     int    // NIC receive/transmit queue index
+	Frames    int    // UMEM frames, half for RX and half for TX (default 4096)
+	FrameSize int    // bytes per UMEM frame: a power of two from 2048 to the page size (default 2048)
+	RxRing    int    // RX ring slots, power of two (default 2048)
+	TxRing    int    // TX ring slots, power of two (default 2048)
+	FillRing  int    // fill ring slots, power of two (default RxRing)
+	CompRing  int    // completion ring slots, power of two (default TxRing)
+	ZeroCopy  string // "auto" (default: zero-copy if the driver has it, else copy), "on" or "off"
+}
+
+func (c *QueueConfig) setDefaults() {
+	if c.Frames == 0 {
+		c.Frames = 4096
+	}
+	if c.FrameSize == 0 {
+		c.FrameSize = 2048
+	}
+	if c.RxRing == 0 {
+		c.RxRing = 2048
+	}
+	if c.TxRing == 0 {
+		c.TxRing = 2048
+	}
+	if c.FillRing == 0 {
+		c.FillRing = c.RxRing
+	}
+	if c.CompRing == 0 {
+		c.CompRing = c.TxRing
+	}
+	if c.ZeroCopy == "" {
+		c.ZeroCopy = "auto"
+	}
+}
+
+func (c *QueueConfig) validate() error {
+	for _, r := range []struct {
+		name string
+		n    int
+	}{{"rx_ring", c.RxRing}, {"tx_ring", c.TxRing}, {"fill ring", c.FillRing}, {"completion ring", c.CompRing}} {
+		if err := checkRingSize(r.name, r.n); err != nil {
+			return err
+		}
+	}
+	if page := os.Getpagesize(); c.FrameSize < 2048 || c.FrameSize > page || c.FrameSize&(c.FrameSize-1) != 0 {
+		return fmt.Errorf("frame_size %d: must be a power of two from 2048 to %d (the page size)", c.FrameSize, page)
+	}
+	if c.Frames < 2 || c.Frames > 1<<24 {
+		return fmt.Errorf("frames %d: must be between 2 and 2^24", c.Frames)
+	}
+	if c.Queue < 0 {
+		return fmt.Errorf("queue %d: must not be negative", c.Queue)
+	}
+	switch c.ZeroCopy {
+	case "auto", "on", "off":
+	default:
+		return fmt.Errorf("zerocopy %q: must be auto, on or off", c.ZeroCopy)
+	}
+	return nil
+}
+
+// XSKQueue is a Queue over one AF_XDP socket bound to one NIC queue, with a
+// UMEM of its own.
+//
+// The UMEM's first half of frames circulates on the receive side: fill ring →
+// kernel → RX ring → the caller of Rx → back to the fill ring on the next Rx.
+// The second half circulates on the transmit side: free stack → TX ring →
+// kernel → completion ring → free stack. The two sides never trade frames, so
+// Rx and Tx need no common lock.
+//
+// One goroutine (the lcore loop) calls Rx and Wait; Tx is safe for concurrent
+// use. Close may be called from any goroutine.
+type XSKQueue struct {
+	ifname    string
+	ifindex   int
+	queue     int
+	mac       net.HardwareAddr
+	mtu       int
+	zeroCopy  bool
+	frameSize uint64
+
+	fd      int
+	eventfd int      // written by Close to end a Wait
+	umem    []byte   // Frames*FrameSize bytes, shared with the kernel
+	ringMem [][]byte // the four ring mappings
+
+	rxMu   sync.Mutex // taken by Rx; uncontended except against Close
+	fill   producerRing[uint64]
+	rx     consumerRing[xdpDesc]
+	rxFree frameStack // +checklocks:rxMu; RX-side frames in user space
+	held   []uint64   // +checklocks:rxMu; frames lent to the caller by the last Rx
+
+	txMu   sync.Mutex // taken by Tx
+	tx     producerRing[xdpDesc]
+	comp   consumerRing[uint64]
+	txFree frameStack // +checklocks:txMu
+
+	// fdMu is held for reading by Wait and Stats while they use fd, and
+	// for writing by Close while it closes it.
+	fdMu    sync.RWMutex
+	pollFds [2]unix.PollFd // used by Wait only (one goroutine)
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+	onClose   func() // set by Port.OpenQueue: removes the socket from the XSKMAP
+
+	c          counters
+	statsMu    sync.Mutex
+	kernelLast unix.XDPStatistics // +checklocks:statsMu; last kernel counters, kept after Close
+}
+
+// counters are updated once per batch; Stats reads them from any goroutine.
+type counters struct {
+	rxFrames, rxBytes, txFrames, txBytes atomic.Uint64
+	txDropped, txRingFull, fillRingEmpty atomic.Uint64
+	txWakeups, rxWakeups, wakeupBusy     atomic.Uint64
+}
+
+var _ Queue = (*XSKQueue)(nil)
+
+// Open creates an AF_XDP socket and its UMEM and binds it to queue
+// cfg.Queue of the interface ifname, with XDP_USE_NEED_WAKEUP. It does not
+// insert the socket into any XSKMAP: frames reach it only once an XDP program
+// redirects them there (Port.OpenQueue does both).
+//
+// Call it on a thread in the interface's network namespace.
+func Open(ifname string, cfg QueueConfig) (*XSKQueue, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("xsk on %s queue %d: %w", ifname, cfg.Queue, err)
+	}
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return nil, fmt.Errorf("xsk on %s queue %d: %w", ifname, cfg.Queue, err)
+	}
+	switch cfg.ZeroCopy {
+	case "off":
+		return openXSK(ifi, cfg, unix.XDP_COPY)
+	case "on":
+		q, err := openXSK(ifi, cfg, unix.XDP_ZEROCOPY)
+		var be *bindError
+		if errors.As(err, &be) && (errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL)) {
+			return nil, fmt.Errorf("xsk on %s queue %d: bind: %w", ifname, cfg.Queue, &NotSupportedError{
+				Feature: fmt.Sprintf("AF_XDP zero-copy (XDP_SETUP_XSK_POOL) in driver %s", driverName(ifname)),
+				Hint:    "set zerocopy=auto or zerocopy=off to use copy mode",
+				Err:     be.err,
+			})
+		}
+		return q, err
+	default:
+		q, zcErr := openXSK(ifi, cfg, unix.XDP_ZEROCOPY)
+		if zcErr == nil {
+			return q, nil
+		}
+		var be *bindError
+		if !errors.As(zcErr, &be) {
+			return nil, zcErr
+		}
+		q, err := openXSK(ifi, cfg, unix.XDP_COPY)
+		if err != nil {
+			return nil, fmt.Errorf("%w (zero-copy: %v)", err, be.err)
+		}
+		return q, nil
+	}
+}
+
+// bindError marks a failed bind(2), after which Open may retry in copy mode.
+type bindError struct{ err error }
+
+func (e *bindError) Error() string { return e.err.Error() }
+func (e *bindError) Unwrap() error { return e.err }
+
+// driverName asks ethtool for the driver of ifname, for error messages.
+func driverName(ifname string) string {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return "(unknown)"
+	}
+	defer unix.Close(fd)
+	info, err := unix.IoctlGetEthtoolDrvinfo(fd, ifname)
+	if err != nil {
+		return "(unknown)"
+	}
+	return unix.ByteSliceToString(info.Driver[:])
+}
+
+// openXSK builds the socket, UMEM and rings and binds with the given mode
+// flag (XDP_ZEROCOPY or XDP_COPY). A failed bind cannot be retried on the
+// same socket (the kernel has taken the fill and completion rings into the
+// buffer pool it tore down), so each attempt starts from scratch.
+func openXSK(ifi *net.Interface, cfg QueueConfig, modeFlag uint16) (_ *XSKQueue, err error) {
+	mode := "copy"
+	if modeFlag == unix.XDP_ZEROCOPY {
+		mode = "zero-copy"
+	}
+	wrap := func(what string, err error) error {
+		return fmt.Errorf("xsk on %s queue %d (%s mode): %s: %w", ifi.Name, cfg.Queue, mode, what, err)
+	}
+
+	q := &XSKQueue{
+		ifname:    ifi.Name,
+		ifindex:   ifi.Index,
+		queue:     cfg.Queue,
+		mac:       ifi.HardwareAddr,
+		mtu:       ifi.MTU,
+		zeroCopy:  modeFlag == unix.XDP_ZEROCOPY,
+		frameSize: uint64(cfg.FrameSize),
+		fd:        -1,
+		eventfd:   -1,
+	}
+	defer func() {
+		if err != nil {
+			q.release()
+		}
+	}()
+
+	if q.fd, err = unix.Socket(unix.AF_XDP, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0); err != nil {
+		if errors.Is(err, unix.EAFNOSUPPORT) {
+			err = &NotSupportedError{Feature: "AF_XDP sockets (CONFIG_XDP_SOCKETS)", Hint: "use a kernel built with AF_XDP", Err: err}
+		}
+		return nil, wrap("socket", err)
+	}
+	if q.eventfd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		return nil, wrap("eventfd", err)
+	}
+	if q.umem, err = unix.Mmap(-1, 0, cfg.Frames*cfg.FrameSize, unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_POPULATE); err != nil {
+		return nil, wrap(fmt.Sprintf("map UMEM of %d frames of %d bytes", cfg.Frames, cfg.FrameSize), err)
+	}
+	if err = registerUMEM(q.fd, q.umem, cfg.FrameSize); err != nil {
+		return nil, wrap("register UMEM", err)
+	}
+	for _, o := range []struct {
+		name string
+		opt  int
+		size int
+	}{
+		{"fill ring", unix.XDP_UMEM_FILL_RING, cfg.FillRing},
+		{"completion ring", unix.XDP_UMEM_COMPLETION_RING, cfg.CompRing},
+		{"RX ring", unix.XDP_RX_RING, cfg.RxRing},
+		{"TX ring", unix.XDP_TX_RING, cfg.TxRing},
+	} {
+		if err = unix.SetsockoptInt(q.fd, unix.SOL_XDP, o.opt, o.size); err != nil {
+			return nil, wrap(fmt.Sprintf("set %s size %d", o.name, o.size), err)
+		}
+	}
+	off, err := mmapOffsets(q.fd)
+	if err != nil {
+		return nil, wrap("read ring offsets", err)
+	}
+	if err = q.mapRings(off, cfg); err != nil {
+		return nil, wrap("map rings", err)
+	}
+
+	// Split the UMEM: RX side first, TX side after.
+	rxFrames := cfg.Frames / 2
+	q.rxFree = newFrameStack(rxFrames)
+	for i := rxFrames - 1; i >= 0; i-- {
+		q.rxFree.push(uint64(i) * q.frameSize)
+	}
+	q.held = make([]uint64, 0, cfg.RxRing)
+	q.txFree = newFrameStack(cfg.Frames - rxFrames)
+	for i := cfg.Frames - 1; i >= rxFrames; i-- {
+		q.txFree.push(uint64(i) * q.frameSize)
+	}
+	q.refillLocked()
+
+	sa := &unix.SockaddrXDP{
+		Flags:   unix.XDP_USE_NEED_WAKEUP | modeFlag,
+		Ifindex: uint32(ifi.Index),
+		QueueID: uint32(cfg.Queue),
+	}
+	if err = unix.Bind(q.fd, sa); err != nil {
+		return nil, wrap("bind", &bindError{err})
+	}
+	return q, nil
+}
+
+// mapRings maps the four rings and builds their views.
+func (q *XSKQueue) mapRings(off unix.XDPMmapOffsets, cfg QueueConfig) error {
+	mapRing := func(pgoff int64, length int) ([]byte, error) {
+		m, err := unix.Mmap(q.fd, pgoff, length, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+		if err != nil {
+			return nil, err
+		}
+		q.ringMem = append(q.ringMem, m)
+		return m, nil
+	}
+	var err error
+	var m []byte
+
+	if m, err = mapRing(unix.XDP_UMEM_PGOFF_FILL_RING, ringBytes[uint64](off.Fr, uint32(cfg.FillRing))); err != nil {
+		return fmt.Errorf("fill ring: %w", err)
+	}
+	if q.fill.ringIndex, q.fill.descs, err = ringView[uint64](m, off.Fr, uint32(cfg.FillRing)); err != nil {
+		return fmt.Errorf("fill ring: %w", err)
+	}
+	if m, err = mapRing(unix.XDP_UMEM_PGOFF_COMPLETION_RING, ringBytes[uint64](off.Cr, uint32(cfg.CompRing))); err != nil {
+		return fmt.Errorf("completion ring: %w", err)
+	}
+	if q.comp.ringIndex, q.comp.descs, err = ringView[uint64](m, off.Cr, uint32(cfg.CompRing)); err != nil {
+		return fmt.Errorf("completion ring: %w", err)
+	}
+	if m, err = mapRing(unix.XDP_PGOFF_RX_RING, ringBytes[xdpDesc](off.Rx, uint32(cfg.RxRing))); err != nil {
+		return fmt.Errorf("RX ring: %w", err)
+	}
+	if q.rx.ringIndex, q.rx.descs, err = ringView[xdpDesc](m, off.Rx, uint32(cfg.RxRing)); err != nil {
+		return fmt.Errorf("RX ring: %w", err)
+	}
+	if m, err = mapRing(unix.XDP_PGOFF_TX_RING, ringBytes[xdpDesc](off.Tx, uint32(cfg.TxRing))); err != nil {
+		return fmt.Errorf("TX ring: %w", err)
+	}
+	if q.tx.ringIndex, q.tx.descs, err = ringView[xdpDesc](m, off.Tx, uint32(cfg.TxRing)); err != nil {
+		return fmt.Errorf("TX ring: %w", err)
+	}
+	// Our own indexes start where the kernel's do (zero for a new socket).
+	q.fill.cachedProd, q.fill.cachedCons = *q.fill.producer, *q.fill.consumer
+	q.comp.cachedProd, q.comp.cachedCons = *q.comp.producer, *q.comp.consumer
+	q.rx.cachedProd, q.rx.cachedCons = *q.rx.producer, *q.rx.consumer
+	q.tx.cachedProd, q.tx.cachedCons = *q.tx.producer, *q.tx.consumer
+	return nil
+}
+
+// release closes the socket and unmaps the rings and the UMEM. The socket
+// goes first: the kernel stops writing into the UMEM before it is unmapped.
+func (q *XSKQueue) release() error {
+	var errs []error
+	if q.fd >= 0 {
+		errs = append(errs, unix.Close(q.fd))
+		q.fd = -1
+	}
+	if q.eventfd >= 0 {
+		errs = append(errs, unix.Close(q.eventfd))
+		q.eventfd = -1
+	}
+	for _, m := range q.ringMem {
+		errs = append(errs, unix.Munmap(m))
+	}
+	q.ringMem = nil
+	if q.umem != nil {
+		errs = append(errs, unix.Munmap(q.umem))
+		q.umem = nil
+	}
+	return errors.Join(errs...)
+}
+
+// ZeroCopy reports whether the socket is bound in zero-copy mode (the driver
+// DMAs straight into the UMEM) rather than copy mode.
+func (q *XSKQueue) ZeroCopy() bool { return q.zeroCopy }
+
+// Mode returns "zero-copy" or "copy".
+func (q *XSKQueue) Mode() string {
+	if q.zeroCopy {
+		return "zero-copy"
+	}
+	return "copy"
+}
+
+// Ifname returns the interface name; QueueID the queue index.
+func (q *XSKQueue) Ifname() string { return q.ifname }
+
+// QueueID returns the index of the NIC queue the socket is bound to.
+func (q *XSKQueue) QueueID() int { return q.queue }
+
+// FD returns the AF_XDP socket, e.g. for an XSKMAP of another program.
+func (q *XSKQueue) FD() int { return q.fd }
+
+// HardwareAddr is the MAC address of the interface at Open.
+func (q *XSKQueue) HardwareAddr() net.HardwareAddr { return q.mac }
+
+// MTU is the interface MTU at Open.
+func (q *XSKQueue) MTU() int { return q.mtu }
+
+// Rx implements Queue. It first gives the frames of the previous call back
+// to the fill ring, then takes up to len(frames) descriptors from the RX
+// ring.
+func (q *XSKQueue) Rx(frames [][]byte) (int, error) {
+	q.rxMu.Lock()
+	defer q.rxMu.Unlock()
+	if q.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	for _, a := range q.held {
+		q.rxFree.push(a)
+	}
+	q.held = q.held[:0]
+	q.refillLocked()
+
+	pos, n := q.rx.peek(uint32(min(len(frames), cap(q.held))))
+	var bytes uint64
+	for i := range n {
+		d := q.rx.get(pos + i)
+		// In aligned mode the descriptor points past the headroom
+		// inside its frame; the frame's base goes back to the fill ring.
+		end := d.Addr + uint64(d.Len)
+		frames[i] = q.umem[d.Addr:end:end]
+		q.held = append(q.held, d.Addr&^(q.frameSize-1))
+		bytes += uint64(d.Len)
+	}
+	q.rx.release(n)
+
+	if n == 0 {
+		// Documentation/networking/af_xdp.rst: when the fill ring has
+		// the need_wakeup flag, the driver waits for a syscall before
+		// it takes new buffers (and so before it receives).
+		if q.fill.needWakeup() {
+			q.c.rxWakeups.Add(1)
+			if err := q.wakeupLocked(unix.SYS_RECVFROM); err != nil {
+				return 0, fmt.Errorf("wake up RX of %s queue %d: %w", q.ifname, q.queue, err)
+			}
+		}
+		return 0, nil
+	}
+	q.c.rxFrames.Add(uint64(n))
+	q.c.rxBytes.Add(bytes)
+	return int(n), nil
+}
+
+// refillLocked puts every free RX-side frame on the fill ring that fits.
+// The caller holds rxMu (or owns q exclusively).
+func (q *XSKQueue) refillLocked() {
+	if q.rxFree.len() > 0 {
+		pos, n := q.fill.reserve(uint32(q.rxFree.len()))
+		for i := range n {
+			q.fill.set(pos+i, q.rxFree.pop())
+		}
+		q.fill.submit(n)
+	}
+	if q.rxFree.len() == 0 && q.fill.pending() == 0 {
+		// Every RX frame is in the RX ring or with the caller: the
+		// kernel has nowhere to put the next frame.
+		q.c.fillRingEmpty.Add(1)
+	}
+}
+
+// wakeupLocked makes the syscall that wakes the kernel side of a ring. The
+// transient errors the kernel returns when it is busy or the link is down
+// are counted and dropped: the next call tries again.
+func (q *XSKQueue) wakeupLocked(trap uintptr) error {
+	// Raw syscall numbers rather than unix.Sendto/Recvfrom: those build a
+	// sockaddr on the heap, and this runs once per batch.
+	_, _, errno := unix.Syscall6(trap, uintptr(q.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+	switch errno {
+	case 0:
+		return nil
+	case unix.EAGAIN, unix.EBUSY, unix.ENOBUFS, unix.ENETDOWN, unix.EINTR:
+		q.c.wakeupBusy.Add(1)
+		return nil
+	default:
+		return errno
+	}
+}
+
+// Tx implements Queue.
+func (q *XSKQueue) Tx(frames [][]byte) (int, error) {
+	q.txMu.Lock()
+	defer q.txMu.Unlock()
+	if q.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	q.reapLocked()
+
+	want := uint32(min(len(frames), q.txFree.len()))
+	pos, got := q.tx.reserve(want)
+	if got < want {
+		q.c.txRingFull.Add(1)
+	}
+	var n uint32
+	var bytes uint64
+	for ; n < got; n++ {
+		f := frames[n]
+		if len(f) == 0 || uint64(len(f)) > q.frameSize {
+			break
+		}
+		addr := q.txFree.pop()
+		copy(q.umem[addr:addr+q.frameSize], f)
+		q.tx.set(pos+n, xdpDesc{Addr: addr, Len: uint32(len(f))})
+		bytes += uint64(len(f))
+	}
+	q.tx.submit(n)
+	if dropped := len(frames) - int(n); dropped > 0 {
+		q.c.txDropped.Add(uint64(dropped))
+	}
+	if n > 0 {
+		q.c.txFrames.Add(uint64(n))
+		q.c.txBytes.Add(bytes)
+	}
+
+	// The kernel sets need_wakeup on the TX ring when it will not look at
+	// the ring again without a sendto (always in copy mode, where sendto
+	// runs the transmit). A kick that found the kernel busy left frames
+	// behind; they go with this one.
+	if q.tx.needWakeup() && q.tx.pending() > 0 {
+		q.c.txWakeups.Add(1)
+		if err := q.wakeupLocked(unix.SYS_SENDTO); err != nil {
+			return int(n), fmt.Errorf("wake up TX of %s queue %d: %w", q.ifname, q.queue, err)
+		}
+	}
+	return int(n), nil
+}
+
+// reapLocked moves completed TX frames back to the free stack.
+func (q *XSKQueue) reapLocked() {
+	pos, n := q.comp.peek(q.comp.size())
+	for i := range n {
+		q.txFree.push(q.comp.get(pos+i) &^ (q.frameSize - 1))
+	}
+	q.comp.release(n)
+}
+
+// Wait implements Queue: poll(2) for POLLIN on the socket. Close ends it.
+func (q *XSKQueue) Wait(timeoutMs int) error {
+	q.fdMu.RLock()
+	defer q.fdMu.RUnlock()
+	if q.closed.Load() {
+		return net.ErrClosed
+	}
+	q.pollFds[0] = unix.PollFd{Fd: int32(q.fd), Events: unix.POLLIN}
+	q.pollFds[1] = unix.PollFd{Fd: int32(q.eventfd), Events: unix.POLLIN}
+	_, err := unix.Poll(q.pollFds[:], timeoutMs)
+	if q.closed.Load() {
+		return net.ErrClosed
+	}
+	if err != nil && err != unix.EINTR {
+		return fmt.Errorf("poll %s queue %d: %w", q.ifname, q.queue, err)
+	}
+	return nil
+}
+
+// Stats implements Queue. The kernel counters come from XDP_STATISTICS; after
+// Close they keep their last values.
+func (q *XSKQueue) Stats() Stats {
+	q.fdMu.RLock()
+	q.statsMu.Lock()
+	if !q.closed.Load() {
+		// An error leaves the previous values; the socket is bound.
+		_ = xdpStatistics(q.fd, &q.kernelLast)
+	}
+	k := q.kernelLast
+	q.statsMu.Unlock()
+	q.fdMu.RUnlock()
+	return Stats{
+		RxFrames:         q.c.rxFrames.Load(),
+		RxBytes:          q.c.rxBytes.Load(),
+		TxFrames:         q.c.txFrames.Load(),
+		TxBytes:          q.c.txBytes.Load(),
+		TxDropped:        q.c.txDropped.Load(),
+		TxRingFull:       q.c.txRingFull.Load(),
+		FillRingEmpty:    q.c.fillRingEmpty.Load(),
+		TxWakeups:        q.c.txWakeups.Load(),
+		RxWakeups:        q.c.rxWakeups.Load(),
+		WakeupBusy:       q.c.wakeupBusy.Load(),
+		RxDropped:        k.Rx_dropped,
+		RxInvalidDescs:   k.Rx_invalid_descs,
+		TxInvalidDescs:   k.Tx_invalid_descs,
+		RxRingFull:       k.Rx_ring_full,
+		RxFillRingEmpty:  k.Rx_fill_ring_empty_descs,
+		TxRingEmptyDescs: k.Tx_ring_empty_descs,
+	}
+}
+
+// Close implements Queue. It removes the socket from its port's XSKMAP,
+// closes it and unmaps the UMEM and rings. Frames returned by Rx must not be
+// used after Close.
+func (q *XSKQueue) Close() error {
+	q.closeOnce.Do(func() {
+		q.closed.Store(true)
+		// Signal a blocked Wait, then take every lock so no Rx, Tx,
+		// Wait or Stats is still using the socket or the mappings.
+		var one = [8]byte{1}
+		_, _ = unix.Write(q.eventfd, one[:])
+		q.rxMu.Lock()
+		defer q.rxMu.Unlock()
+		q.txMu.Lock()
+		defer q.txMu.Unlock()
+		q.fdMu.Lock()
+		defer q.fdMu.Unlock()
+		q.statsMu.Lock()
+		_ = xdpStatistics(q.fd, &q.kernelLast)
+		q.statsMu.Unlock()
+		if q.onClose != nil {
+			q.onClose()
+		}
+		if err := q.release(); err != nil {
+			q.closeErr = fmt.Errorf("close xsk on %s queue %d: %w", q.ifname, q.queue, err)
+		}
+	})
+	return q.closeErr
+}
+
+func (q *XSKQueue) String() string {
+	return fmt.Sprintf("xsk(%s queue %d, %s)", q.ifname, q.queue, strings.ToLower(q.Mode()))
+}

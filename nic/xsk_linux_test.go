@@ -1,0 +1,320 @@
+package nic
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/xstack/xstack/internal/netns"
+)
+
+// TestXDPProgramClassifies runs the program's classifier on crafted frames
+// with BPF_PROG_TEST_RUN: XDP_TX stands for "redirect to the stack".
+func TestXDPProgramClassifies(t *testing.T) {
+	requireRoot(t)
+	const redirect, pass = xdpTx, xdpPass
+	addr4 := netip.MustParseAddr("198.18.0.1")
+	other4 := netip.MustParseAddr("198.18.0.2")
+	addr6 := netip.MustParseAddr("2001:2::1")
+	other6 := netip.MustParseAddr("2001:2::2")
+	snm6 := netip.MustParseAddr("ff02::1:ff00:1") // solicited-node of addr6
+	mac := net.HardwareAddr{2, 0, 0, 0, 0, 1}
+
+	a4, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Hash, KeySize: 4, ValueSize: 1, MaxEntries: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a4.Close()
+	a6, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Hash, KeySize: 16, ValueSize: 1, MaxEntries: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a6.Close()
+	if err := a4.Put(addr4.AsSlice(), uint8(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := a6.Put(addr6.AsSlice(), uint8(1)); err != nil {
+		t.Fatal(err)
+	}
+
+	udp4 := udp4Frame(mac, mac, other4, addr4, []byte("x"))
+	tests := []struct {
+		name  string
+		frame []byte
+		want  uint32
+	}{
+		{"ipv4 to stack", udp4, redirect},
+		{"ipv4 to other", udp4Frame(mac, mac, addr4, other4, []byte("x")), pass},
+		{"ipv4 truncated header", udp4[:14+19], pass},
+		{"arp for stack", arpRequest(mac, other4, addr4), redirect},
+		{"arp for other", arpRequest(mac, addr4, other4), pass},
+		{"arp truncated", arpRequest(mac, other4, addr4)[:41], pass},
+		{"ipv6 to stack", ipv6Frame(mac, mac, other6, addr6, 17, make([]byte, 8)), redirect},
+		{"ipv6 to other", ipv6Frame(mac, mac, addr6, other6, 17, make([]byte, 8)), pass},
+		{"ipv6 truncated", ipv6Frame(mac, mac, other6, addr6, 17, nil)[:53], pass},
+		{"neighbor solicitation for stack", ndFrame(mac, other6, snm6, addr6, 135), redirect},
+		{"neighbor advertisement for stack", ndFrame(mac, other6, netip.MustParseAddr("ff02::1"), addr6, 136), redirect},
+		{"neighbor solicitation for other", ndFrame(mac, addr6, snm6, other6, 135), pass},
+		{"router solicitation", ndFrame(mac, other6, netip.MustParseAddr("ff02::2"), addr6, 133), pass},
+		{"neighbor solicitation truncated", ndFrame(mac, other6, snm6, addr6, 135)[:77], pass},
+		{"other ethertype", ethFrame(mac, mac, 0x88b5, make([]byte, 46)), pass},
+		{"ethernet header only", ethFrame(mac, mac, 0x0800, nil), pass},
+	}
+
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type: ebpf.XDP, License: "Dual MIT/GPL",
+		Instructions: xdpProgram(-1, a4.FD(), a6.FD(), true),
+	})
+	if err != nil {
+		t.Fatalf("load classifier: %v", err)
+	}
+	defer prog.Close()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := prog.Run(&ebpf.RunOptions{Data: tc.frame})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Errorf("verdict = %d, want %d (2 pass, 3 redirect)", got, tc.want)
+			}
+		})
+	}
+
+	all, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type: ebpf.XDP, License: "Dual MIT/GPL",
+		Instructions: xdpProgram(-1, a4.FD(), a6.FD(), false),
+	})
+	if err != nil {
+		t.Fatalf("load take-all program: %v", err)
+	}
+	defer all.Close()
+	for _, tc := range tests {
+		if got, err := all.Run(&ebpf.RunOptions{Data: tc.frame}); err != nil || got != redirect {
+			t.Errorf("PassToKernel=false: %s: verdict %d, %v; want %d", tc.name, got, err, redirect)
+		}
+	}
+}
+
+// rxUntil busy-polls q until match accepts a frame or the timeout passes.
+func rxUntil(t *testing.T, q *XSKQueue, timeout time.Duration, match func([]byte) bool) bool {
+	t.Helper()
+	frames := make([][]byte, 64)
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if err := q.Wait(50); err != nil {
+			t.Fatalf("Wait: %v", err)
+		}
+		n, err := q.Rx(frames)
+		if err != nil {
+			t.Fatalf("Rx: %v", err)
+		}
+		for _, f := range frames[:n] {
+			if match(f) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func TestXSKVeth(t *testing.T) {
+	r := newRig(t)
+	p, q := r.openPort(t, "auto")
+	t.Logf("XDP mode %s, xsk mode %s", p.Mode(), q.Mode())
+	if !r.xdpAttached(t) {
+		t.Fatal("no XDP program on the interface after OpenPort")
+	}
+	if !bytes.Equal(q.HardwareAddr(), r.stackMAC) || q.MTU() != 1500 {
+		t.Errorf("HardwareAddr %v MTU %d, want %v 1500", q.HardwareAddr(), q.MTU(), r.stackMAC)
+	}
+	peer := r.peerSocket(t)
+
+	t.Run("rx arp and ipv4 for the stack", func(t *testing.T) {
+		arp := arpRequest(r.peerMAC, r.peerAddr, r.stackAddr)
+		peer.send(t, arp)
+		if !rxUntil(t, q, 2*time.Second, func(f []byte) bool { return bytes.Equal(f, arp) }) {
+			t.Fatal("ARP request for the stack address did not reach the xsk")
+		}
+		udp := udp4Frame(r.stackMAC, r.peerMAC, r.peerAddr, r.stackAddr, []byte("to-the-stack"))
+		peer.send(t, udp)
+		if !rxUntil(t, q, 2*time.Second, func(f []byte) bool { return bytes.Equal(f, udp) }) {
+			t.Fatal("IPv4 frame for the stack address did not reach the xsk")
+		}
+	})
+
+	t.Run("tx reaches the peer", func(t *testing.T) {
+		marker := []byte("xstack-tx-marker")
+		frame := ethFrame(r.peerMAC, r.stackMAC, 0x88b5, append(marker, make([]byte, 40)...))
+		n, err := q.Tx([][]byte{frame})
+		if err != nil || n != 1 {
+			t.Fatalf("Tx = %d, %v", n, err)
+		}
+		got := peer.recvMatching(t, 2*time.Second, hasPayload(marker))
+		if !bytes.Equal(got, frame) {
+			t.Fatalf("peer received %x, want %x", got, frame)
+		}
+		st := q.Stats()
+		t.Logf("stats %+v", st)
+		if st.TxFrames < 1 || st.RxFrames < 2 {
+			t.Errorf("stats %+v: want TxFrames>=1 RxFrames>=2", st)
+		}
+	})
+
+	t.Run("other traffic reaches the kernel", func(t *testing.T) {
+		out, err := exec.Command("ip", "netns", "exec", r.peerNS, "ping", "-c", "1", "-W", "2", r.kernelAddr.String()).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ping %v (kernel address on the XDP interface): %v\n%s", r.kernelAddr, err, out)
+		}
+	})
+
+	t.Run("allocations", func(t *testing.T) {
+		frames := make([][]byte, 64)
+		tx := [][]byte{ethFrame(r.peerMAC, r.stackMAC, 0x88b5, make([]byte, 46))}
+		if a := testing.AllocsPerRun(1000, func() { q.Rx(frames) }); a != 0 {
+			t.Errorf("Rx allocates %v times per call", a)
+		}
+		if a := testing.AllocsPerRun(1000, func() { q.Tx(tx) }); a != 0 {
+			t.Errorf("Tx allocates %v times per call", a)
+		}
+	})
+
+	t.Run("close", func(t *testing.T) {
+		if err := q.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := q.Close(); err != nil {
+			t.Fatalf("second Close: %v", err)
+		}
+		if _, err := q.Rx(make([][]byte, 1)); !errors.Is(err, net.ErrClosed) {
+			t.Errorf("Rx after Close = %v, want net.ErrClosed", err)
+		}
+		if _, err := q.Tx([][]byte{{1}}); !errors.Is(err, net.ErrClosed) {
+			t.Errorf("Tx after Close = %v, want net.ErrClosed", err)
+		}
+		if err := p.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if r.xdpAttached(t) {
+			t.Fatal("XDP program still attached after Port.Close")
+		}
+	})
+}
+
+func TestXSKZeroCopyOnNotSupported(t *testing.T) {
+	r := newRig(t)
+	err := netns.Do(r.stackNS, func() error {
+		q, err := Open(r.stackIf, QueueConfig{ZeroCopy: "on"})
+		if err == nil {
+			q.Close()
+		}
+		return err
+	})
+	if err == nil {
+		t.Skip("veth here supports zero-copy")
+	}
+	if !errors.Is(err, ErrNotSupported) || !strings.Contains(err.Error(), "veth") || !strings.Contains(err.Error(), r.stackIf) {
+		t.Fatalf("zerocopy=on on veth: %v; want ErrNotSupported naming the driver and interface", err)
+	}
+	t.Log(err)
+}
+
+func TestXDPModes(t *testing.T) {
+	r := newRig(t)
+	for _, mode := range []string{"native", "generic"} {
+		t.Run(mode, func(t *testing.T) {
+			var p *Port
+			err := netns.Do(r.stackNS, func() (err error) {
+				p, err = OpenPort(PortConfig{Ifname: r.stackIf, XDPMode: mode, PassToKernel: true})
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Mode() != mode {
+				t.Errorf("Mode() = %q, want %q", p.Mode(), mode)
+			}
+			if !r.xdpAttached(t) {
+				t.Error("no XDP program attached")
+			}
+			p.Close()
+			if r.xdpAttached(t) {
+				t.Error("XDP program left after Close")
+			}
+		})
+	}
+	err := netns.Do(r.stackNS, func() error {
+		_, err := OpenPort(PortConfig{Ifname: "xsnnosuchif", XDPMode: "auto"})
+		return err
+	})
+	if err == nil || !strings.Contains(err.Error(), "xsnnosuchif") {
+		t.Errorf("OpenPort on a missing interface: %v, want an error naming it", err)
+	}
+}
+
+const crashEnv = "XSTACK_NIC_CRASH_HELPER"
+
+// TestCrashHelper is the subprocess of TestCrashDetaches: it attaches the
+// program, says so and waits to be killed.
+func TestCrashHelper(t *testing.T) {
+	spec := os.Getenv(crashEnv)
+	if spec == "" {
+		t.Skip("subprocess of TestCrashDetaches")
+	}
+	ns, ifname, _ := strings.Cut(spec, ":")
+	err := netns.Do(ns, func() error {
+		p, err := OpenPort(PortConfig{Ifname: ifname, PassToKernel: true})
+		if err != nil {
+			return err
+		}
+		_, err = p.OpenQueue(QueueConfig{Frames: 256, RxRing: 64, TxRing: 64})
+		return err
+	})
+	if err != nil {
+		os.Stdout.WriteString("error: " + err.Error() + "\n")
+		os.Exit(1)
+	}
+	os.Stdout.WriteString("ready\n")
+	time.Sleep(time.Minute)
+	os.Exit(2)
+}
+
+func TestCrashDetaches(t *testing.T) {
+	r := newRig(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.count=1")
+	cmd.Env = append(os.Environ(), crashEnv+"="+r.stackNS+":"+r.stackIf)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if line != "ready\n" {
+		t.Fatalf("helper: %q %v", line, err)
+	}
+	if !r.xdpAttached(t) {
+		t.Fatal("helper reported ready but no XDP program is attached")
+	}
+	cmd.Process.Signal(os.Kill)
+	cmd.Wait()
+	// The link is released with the last fd; that happens as the process
+	// is reaped, but give the kernel a moment.
+	for i := 0; i < 50 && r.xdpAttached(t); i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if r.xdpAttached(t) {
+		t.Fatal("XDP program still attached after its process was killed")
+	}
+}

@@ -1,0 +1,70 @@
+// Package posix is xstack's application API: a POSIX-shaped socket interface
+// with epoll over one lcore's gVisor stack, in the manner of F-Stack's ff_*
+// functions.
+//
+// # What it owns
+//
+// A Sockets is one lcore's file-descriptor table and epoll instances over one
+// gVisor *stack.Stack. File descriptors are small ints handed out lowest
+// first, as POSIX requires, starting at 3 so that a zero-valued field is never
+// a socket. Every error is a unix.Errno, the one Linux returns in the same
+// situation, so errors.Is(err, unix.ECONNREFUSED) works; no tcpip.Error
+// leaves this package. Writing to a closed or reset connection returns EPIPE
+// (or the pending ECONNRESET first, as Linux does); there are no signals.
+//
+// The package-level functions (Socket, Bind, EpollWait, ...) forward to the
+// Sockets installed with SetDefault; core's Init does that, F-Stack style.
+//
+// # Who calls it, on which goroutine
+//
+// gVisor endpoints are goroutine-safe, and so is every method here: calls may
+// come from any goroutine, and a socket may be read on one goroutine while it
+// is written on another. Sockets are blocking by default, as on Linux; a
+// blocking call parks on the endpoint's waiter queue until gVisor's own
+// goroutines (TCP processors, timers) or the lcore loop's packet delivery make
+// progress.
+//
+// The lcore loop is the exception. It drives the stack: the application's
+// loop callback (F-Stack's ff_run loop function) runs on the goroutine that
+// delivers the NIC's frames, so a call that blocked there would stall the
+// stack for good. The loop therefore brackets the callback with EnterLoop and
+// LeaveLoop; in between, a call on that goroutine that would block returns at
+// once instead: EAGAIN for Read, Write, Accept and friends, EINPROGRESS for
+// Connect (EALREADY when a connect is already under way), and EpollWait
+// behaves as if msec were 0. This is a deliberate difference from Linux;
+// F-Stack also requires non-blocking sockets in the loop. Other goroutines
+// keep their blocking semantics while the loop runs.
+//
+// Epoll readiness comes from the waiter.Queue of each endpoint: every
+// (socket, epoll) registration owns a waiter.Entry whose callback puts the
+// registration on the epoll instance's ready list. EpollWait then asks the
+// endpoint for its actual readiness, so level-triggered registrations are
+// re-reported while the condition holds and dropped when it no longer does,
+// exactly as Linux's ep_send_events does.
+//
+// # Hot path
+//
+// Read, Write and EpollWait with msec == 0 make no allocations in steady
+// state (see the allocation tests and benchmarks).
+//
+// # Known differences from Linux
+//
+//   - Calls on the loop goroutine between EnterLoop and LeaveLoop never block
+//     (above).
+//   - Close(fd) wakes calls blocked on that socket in other goroutines; they
+//     return EBADF. Linux leaves them blocked until the connection makes
+//     progress. The endpoint itself is closed when the last such call returns.
+//   - SO_LINGER with a non-zero timeout is recorded but Close does not wait
+//     for the send queue to drain; a zero timeout resets the connection (RST)
+//     as on Linux.
+//   - Only AF_INET and AF_INET6 with SOCK_STREAM and SOCK_DGRAM exist;
+//     SOCK_RAW and other types fail with ESOCKTNOSUPPORT.
+//   - An epoll instance cannot be added to another epoll instance (EPERM).
+//   - EPOLLEXCLUSIVE is accepted (with Linux's checks) and every waiter is
+//     woken; EPOLLWAKEUP is accepted and ignored.
+//   - EPOLLERR clears once the pending error has been returned by a call or
+//     read with SO_ERROR, as on Linux, but only errors that gVisor keeps as
+//     the endpoint's hard error (reset, refused, timed out) raise it.
+//   - After Sockets.Close every fd call fails with EBADF and Socket and
+//     EpollCreate fail with ENETDOWN.
+package posix

@@ -1,0 +1,225 @@
+package posix_test
+
+import (
+	"errors"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/refs"
+
+	"github.com/xstack/xstack/posix"
+	"github.com/xstack/xstack/posix/posixtest"
+)
+
+func TestMain(m *testing.M) {
+	refs.SetLeakMode(refs.LeaksPanic)
+	before := runtime.NumGoroutine()
+	code := m.Run()
+	refs.DoLeakCheck()
+	if code == 0 {
+		// Goroutine leak check: everything the tests started (pumps,
+		// gVisor processors, blocked callers) must be gone.
+		deadline := time.Now().Add(5 * time.Second)
+		for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n := runtime.NumGoroutine(); n > before {
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			os.Stderr.Write(buf)
+			os.Stderr.WriteString("goroutine leak\n")
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// env is two Sockets tables on two connected stacks: A is the client side,
+// B the server side by convention.
+type env struct {
+	pair *posixtest.Pair
+	A, B *posix.Sockets
+}
+
+func newEnv(t testing.TB) *env {
+	t.Helper()
+	p := posixtest.NewPair(t)
+	e := &env{pair: p, A: posix.NewSockets(p.A, posixtest.NIC), B: posix.NewSockets(p.B, posixtest.NIC)}
+	t.Cleanup(e.A.Close)
+	t.Cleanup(e.B.Close)
+	return e
+}
+
+// family describes one address family under test.
+type family struct {
+	name   string
+	domain int
+	a, b   func(port int) unix.Sockaddr // addresses of stack A and B
+}
+
+var families = []family{
+	{
+		name: "ipv4", domain: unix.AF_INET,
+		a: func(port int) unix.Sockaddr { return &unix.SockaddrInet4{Addr: posixtest.AddrA4, Port: port} },
+		b: func(port int) unix.Sockaddr { return &unix.SockaddrInet4{Addr: posixtest.AddrB4, Port: port} },
+	},
+	{
+		name: "ipv6", domain: unix.AF_INET6,
+		a: func(port int) unix.Sockaddr { return &unix.SockaddrInet6{Addr: posixtest.AddrA6, Port: port} },
+		b: func(port int) unix.Sockaddr { return &unix.SockaddrInet6{Addr: posixtest.AddrB6, Port: port} },
+	},
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func must1[T any](t testing.TB) func(v T, err error) T {
+	return func(v T, err error) T {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+}
+
+func wantErrno(t testing.TB, what string, err error, want unix.Errno) {
+	t.Helper()
+	var got unix.Errno
+	if err != nil && !errors.As(err, &got) {
+		t.Fatalf("%s: error %v (%T) is not an errno", what, err, err)
+	}
+	if got != want {
+		t.Fatalf("%s: errno (-want +got):\n-%v (%d)\n+%v (%d)", what, errnoName(want), want, errnoName(got), got)
+	}
+}
+
+func errnoName(e unix.Errno) string {
+	if e == 0 {
+		return "<nil>"
+	}
+	return unix.ErrnoName(e)
+}
+
+// listen opens a listening TCP socket of fam on t's stack at port (0 picks
+// one) and returns its fd and port.
+func listen(tb testing.TB, t *posix.Sockets, fam family, addr func(int) unix.Sockaddr, port int) (int, int) {
+	tb.Helper()
+	fd := must1[int](tb)(t.Socket(fam.domain, unix.SOCK_STREAM, 0))
+	must(tb, t.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1))
+	must(tb, t.Bind(fd, addr(port)))
+	must(tb, t.Listen(fd, 128))
+	sa := must1[unix.Sockaddr](tb)(t.Getsockname(fd))
+	return fd, sockPort(sa)
+}
+
+func sockPort(sa unix.Sockaddr) int {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return a.Port
+	case *unix.SockaddrInet6:
+		return a.Port
+	}
+	return -1
+}
+
+// connected returns a connected TCP pair: cfd on A, sfd on B. Both are
+// blocking unless made otherwise.
+func connected(tb testing.TB, e *env, fam family) (cfd, sfd int) {
+	tb.Helper()
+	lfd, port := listen(tb, e.B, fam, fam.b, 0)
+	defer e.B.CloseFD(lfd)
+	cfd = must1[int](tb)(e.A.Socket(fam.domain, unix.SOCK_STREAM, 0))
+	must(tb, e.A.Connect(cfd, fam.b(port)))
+	sfd, _, err := e.B.Accept(lfd)
+	must(tb, err)
+	return cfd, sfd
+}
+
+// readFull reads exactly len(p) bytes.
+func readFull(tb testing.TB, t *posix.Sockets, fd int, p []byte) {
+	tb.Helper()
+	for off := 0; off < len(p); {
+		n, err := t.Read(fd, p[off:])
+		if err != nil {
+			tb.Fatalf("read fd %d after %d bytes: %v", fd, off, err)
+		}
+		if n == 0 {
+			tb.Fatalf("read fd %d: EOF after %d of %d bytes", fd, off, len(p))
+		}
+		off += n
+	}
+}
+
+// waitEvents polls epfd until it reports fd with all of want, or fails
+// after a few seconds. It returns the events reported for fd.
+func waitEvents(tb testing.TB, t *posix.Sockets, epfd, fd int, want uint32) uint32 {
+	tb.Helper()
+	evs := make([]unix.EpollEvent, 16)
+	deadline := time.Now().Add(5 * time.Second)
+	var last uint32
+	for time.Now().Before(deadline) {
+		n, err := t.EpollWait(epfd, evs, 100)
+		must(tb, err)
+		for _, ev := range evs[:n] {
+			if int(ev.Fd) == fd {
+				last = ev.Events
+				if ev.Events&want == want {
+					return ev.Events
+				}
+			}
+		}
+	}
+	tb.Fatalf("fd %d: events %s, want %s", fd, evString(last), evString(want))
+	return 0
+}
+
+func evString(e uint32) string {
+	names := []struct {
+		bit  uint32
+		name string
+	}{
+		{unix.EPOLLIN, "IN"}, {unix.EPOLLOUT, "OUT"}, {unix.EPOLLERR, "ERR"}, {unix.EPOLLHUP, "HUP"},
+		{unix.EPOLLRDHUP, "RDHUP"}, {unix.EPOLLRDNORM, "RDNORM"}, {unix.EPOLLWRNORM, "WRNORM"}, {unix.EPOLLPRI, "PRI"},
+	}
+	var s []string
+	for _, n := range names {
+		if e&n.bit != 0 {
+			s = append(s, n.name)
+		}
+	}
+	if len(s) == 0 {
+		return "0"
+	}
+	return strings.Join(s, "|")
+}
+
+// epollAdd creates an epoll instance (if epfd < 0) and registers fd.
+func epollAdd(tb testing.TB, t *posix.Sockets, epfd, fd int, events uint32) int {
+	tb.Helper()
+	if epfd < 0 {
+		epfd = must1[int](tb)(t.EpollCreate(0))
+	}
+	must(tb, t.EpollCtl(epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: events, Fd: int32(fd)}))
+	return epfd
+}
+
+// eventually retries f until it returns true or a few seconds pass.
+func eventually(tb testing.TB, what string, f func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !f() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
