@@ -166,7 +166,9 @@ func TestBadConfig(t *testing.T) {
 	}{
 		{"unknown key", func(s string) string { return s + "colour=blue\n" },
 			regexp.MustCompile(`config\.ini:1[0-9]: colour: unknown key`)},
-		{"bad address", func(s string) string { return strings.Replace(s, "addr="+r.StackAddr4.String(), "addr=198.18.0.300", 1) },
+		{"bad address", func(s string) string {
+			return strings.Replace(s, "addr="+r.StackAddr4.String(), "addr=198.18.0.300", 1)
+		},
 			regexp.MustCompile(`config\.ini:8: addr: `)},
 		{"missing interface", func(s string) string { return strings.Replace(s, "ifname="+r.StackIf, "ifname=nosuch0", 1) },
 			regexp.MustCompile(`config\.ini:6: ifname: interface "nosuch0" not found`)},
