@@ -3,8 +3,8 @@ package core
 import (
 	"encoding/json"
 	"errors"
-	"io"
 	"fmt"
+	"io"
 	"log"
 	"net/netip"
 	"os"

@@ -5,8 +5,8 @@ import (
 	"testing"
 
 	"github.com/xstack/xstack/internal/netns"
-	"github.com/xstack/xstack/internal/rigtest"
 	"github.com/xstack/xstack/internal/rig"
+	"github.com/xstack/xstack/internal/rigtest"
 )
 
 func TestUpDown(t *testing.T) {
