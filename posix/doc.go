@@ -13,7 +13,9 @@
 // (or the pending ECONNRESET first, as Linux does); there are no signals.
 //
 // The package-level functions (Socket, Bind, EpollWait, ...) forward to the
-// Sockets installed with SetDefault; core's Init does that, F-Stack style.
+// Sockets installed with SetDefault; Init does that, F-Stack style. The
+// methods have the same names, except that close(2) is (*Sockets).CloseFD:
+// (*Sockets).Close closes the whole table.
 //
 // # Who calls it, on which goroutine
 //

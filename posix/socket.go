@@ -348,7 +348,7 @@ func (t *Sockets) Read(fd int, p []byte) (int, error) {
 	if errno != 0 {
 		return 0, rwErrno(errno)
 	}
-	n, errno := s.recv(p, false, false, nil)
+	n, _, errno := s.recv(p, false, false, nil)
 	s.f.put()
 	if errno != 0 {
 		return n, errno
@@ -382,15 +382,12 @@ func (t *Sockets) RecvFrom(fd int, p []byte, flags int) (int, unix.Sockaddr, err
 	if s.stype == unix.SOCK_DGRAM {
 		from = &addr
 	}
-	n, errno := s.recv(p, flags&unix.MSG_DONTWAIT != 0, flags&unix.MSG_PEEK != 0, from)
+	n, total, errno := s.recv(p, flags&unix.MSG_DONTWAIT != 0, flags&unix.MSG_PEEK != 0, from)
 	if errno != 0 {
 		return n, nil, errno
 	}
 	if flags&unix.MSG_TRUNC != 0 && s.stype == unix.SOCK_DGRAM {
-		n = int(addr.NIC) // see recv: the full length travels in NIC
-		addr.NIC = 0
-	} else if from != nil {
-		addr.NIC = 0
+		n = total
 	}
 	if from == nil {
 		return n, nil, nil
@@ -398,16 +395,17 @@ func (t *Sockets) RecvFrom(fd int, p []byte, flags int) (int, unix.Sockaddr, err
 	return n, s.sockaddr(addr), nil
 }
 
-// recv reads into p. When from is non-nil (datagram sockets) it receives the
-// sender and, in from.NIC, the datagram's full length for MSG_TRUNC.
-func (s *socket) recv(p []byte, dontwait, peek bool, from *tcpip.FullAddress) (int, unix.Errno) {
+// recv reads into p and returns the bytes read and, for datagrams, the
+// datagram's full length (for MSG_TRUNC). When from is non-nil (datagram
+// sockets) it also receives the sender's address.
+func (s *socket) recv(p []byte, dontwait, peek bool, from *tcpip.FullAddress) (n, total int, errno unix.Errno) {
 	if len(p) == 0 && s.stype == unix.SOCK_STREAM {
 		// tcp_recvmsg copies nothing and returns 0 at once, except
 		// on a listener.
 		if tcp.EndpointState(s.ep.State()) == tcp.StateListen {
-			return 0, unix.ENOTCONN
+			return 0, 0, unix.ENOTCONN
 		}
-		return 0, 0
+		return 0, 0, 0
 	}
 	s.readMu.Lock()
 	defer s.readMu.Unlock()
@@ -416,12 +414,11 @@ func (s *socket) recv(p []byte, dontwait, peek bool, from *tcpip.FullAddress) (i
 		s.rbuf = p
 		res, err := s.ep.Read(&s.rbuf, tcpip.ReadOptions{Peek: peek, NeedRemoteAddr: from != nil})
 		s.rbuf = nil
-		var errno unix.Errno
+		errno = 0
 		switch err.(type) {
 		case nil:
 			if from != nil {
 				*from = res.RemoteAddr
-				from.NIC = tcpip.NICID(res.Total)
 			}
 		case *tcpip.ErrClosedForReceive:
 			// End of file: the peer's FIN, or shutdown(SHUT_RD).
@@ -434,7 +431,7 @@ func (s *socket) recv(p []byte, dontwait, peek bool, from *tcpip.FullAddress) (i
 			if registered {
 				s.wq.EventUnregister(&s.rwait.entry)
 			}
-			return res.Count, errno
+			return res.Count, res.Total, errno
 		}
 		if !registered {
 			s.rwait.register(s.wq, waiter.ReadableEvents|waiter.EventRdHUp|waiter.EventHUp|waiter.EventErr)
@@ -443,7 +440,7 @@ func (s *socket) recv(p []byte, dontwait, peek bool, from *tcpip.FullAddress) (i
 		}
 		if errno := s.wait(&s.rwait); errno != 0 {
 			s.wq.EventUnregister(&s.rwait.entry)
-			return 0, errno
+			return 0, 0, errno
 		}
 	}
 }

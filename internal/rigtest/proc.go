@@ -201,24 +201,33 @@ func (p *Proc) Output() string {
 // Counters asks the process for its counters (SIGUSR1) and returns them.
 func (p *Proc) Counters(t testing.TB) map[string]uint64 {
 	t.Helper()
+	cs, err := p.CountersErr()
+	if err != nil {
+		t.Fatalf("%v\noutput:\n%s", err, p.Output())
+	}
+	return cs
+}
+
+// CountersErr is Counters for callers without a testing.TB.
+func (p *Proc) CountersErr() (map[string]uint64, error) {
 	p.mu.Lock()
 	from := len(p.lines)
 	p.mu.Unlock()
 	if err := p.Cmd.Process.Signal(syscall.SIGUSR1); err != nil {
-		t.Fatalf("signal for counters: %v", err)
+		return nil, fmt.Errorf("signal for counters: %w", err)
 	}
 	line, err := p.waitLineFrom(from, "xstack-counters ", 10*time.Second)
 	if err != nil {
-		t.Fatalf("counters: %v\noutput:\n%s", err, p.Output())
+		return nil, fmt.Errorf("counters: %w", err)
 	}
 	var v struct {
 		Counters map[string]uint64 `json:"counters"`
 	}
 	line = line[strings.Index(line, "{"):]
 	if err := json.NewDecoder(bytes.NewReader([]byte(line))).Decode(&v); err != nil {
-		t.Fatalf("counters line %q: %v", line, err)
+		return nil, fmt.Errorf("counters line %q: %w", line, err)
 	}
-	return v.Counters
+	return v.Counters, nil
 }
 
 // Exited reports whether the process has exited.
