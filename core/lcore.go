@@ -54,6 +54,10 @@ func Start(conf *Config, procID int, logger *log.Logger) (_ *Lcore, err error) {
 	if len(conf.Ports) != 1 {
 		return nil, fmt.Errorf("%s: %d ports configured; this version drives exactly one [port0]", conf.File, len(conf.Ports))
 	}
+	if conf.Pcap.Enable {
+		return nil, &ConfigError{File: conf.File, Line: conf.lineOf("pcap.enable", "pcap"), Key: "enable",
+			Msg: "pcap capture is not available in this version; set enable=0"}
+	}
 	if err := conf.CheckHost(); err != nil {
 		return nil, err
 	}

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xstack/xstack/internal/netns"
+	"github.com/xstack/xstack/internal/rig"
+	"github.com/xstack/xstack/nic"
+)
+
+// ceilingResult is one ceiling run: how fast an xsk that only counts
+// receives minimal frames that the peer sends as fast as it can.
+type ceilingResult struct {
+	received, sent uint64
+	elapsed        time.Duration
+	stats          nic.Stats
+	mode           string
+}
+
+// runCeiling measures the rig's raw AF_XDP receive rate: the peer blasts
+// 60-byte UDP frames to the stack address with AF_PACKET sendmmsg from a
+// thread on clientCPU; an xsk on queue 0 of the stack side (the same XDP
+// program and queue code xstack uses) receives them on serverCPU and only
+// counts. No stack runs: this is the most any stack can get from the rig.
+func runCeiling(ctx context.Context, r *rig.Rig, serverCPU, clientCPU int, d time.Duration) (ceilingResult, error) {
+	var res ceilingResult
+	old := runtime.GOMAXPROCS(4)
+	defer runtime.GOMAXPROCS(old)
+
+	var (
+		port *nic.Port
+		q    *nic.XSKQueue
+	)
+	err := netns.Do(r.StackNS, func() (err error) {
+		port, err = nic.OpenPort(nic.PortConfig{Ifname: r.StackIf, XDPMode: "auto", PassToKernel: true, Addrs: []netip.Addr{r.StackAddr4}})
+		if err != nil {
+			return err
+		}
+		q, err = port.OpenQueue(nic.QueueConfig{Frames: 8192, RxRing: 2048, FillRing: 4096, TxRing: 64})
+		return err
+	})
+	if err != nil {
+		if port != nil {
+			port.Close()
+		}
+		return res, fmt.Errorf("open xsk: %w", err)
+	}
+	defer port.Close()
+	defer q.Close()
+	res.mode = port.Mode() + " XDP, " + q.Mode()
+
+	var fd int
+	err = netns.Do(r.PeerNS, func() error {
+		ifi, err := net.InterfaceByName(r.PeerIf)
+		if err != nil {
+			return err
+		}
+		// Protocol 0: a send-only socket that receives nothing.
+		if fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0); err != nil {
+			return err
+		}
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1); err != nil {
+			unix.Close(fd)
+			return err
+		}
+		return unix.Bind(fd, &unix.SockaddrLinklayer{Ifindex: ifi.Index})
+	})
+	if err != nil {
+		return res, fmt.Errorf("blaster socket: %w", err)
+	}
+	defer unix.Close(fd)
+
+	frame := udp4Frame(r.StackMAC, r.PeerMAC, r.PeerAddr4, r.StackAddr4, 40000, 9, make([]byte, 18))
+	var stopBlast atomic.Bool
+	var sent uint64
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		// Never unlocked: the thread, pinned below, dies with the
+		// goroutine instead of carrying its affinity back to the pool.
+		runtime.LockOSThread()
+		pinThread(clientCPU)
+		iov := new(unix.Iovec)
+		msgs := make([]mmsghdr, 64)
+		for !stopBlast.Load() {
+			for range 16 {
+				sent += uint64(sendmmsg(fd, frame, iov, msgs))
+			}
+		}
+	}()
+	defer func() {
+		stopBlast.Store(true)
+		wg.Wait()
+		res.sent = sent
+	}()
+
+	type rxOut struct {
+		n       uint64
+		elapsed time.Duration
+		err     error
+	}
+	out := make(chan rxOut, 1)
+	go func() {
+		runtime.LockOSThread()
+		pinThread(serverCPU)
+		frames := make([][]byte, 64)
+		var o rxOut
+		defer func() { out <- o }()
+		// Wait for the first frame, then warm up, so that start-up is
+		// not measured.
+		warm := time.Now().Add(5 * time.Second)
+		for n := 0; n == 0; {
+			if n, o.err = q.Rx(frames); o.err != nil {
+				return
+			}
+			if time.Now().After(warm) {
+				o.err = fmt.Errorf("no frame reached the xsk within 5s")
+				return
+			}
+		}
+		for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); {
+			if _, o.err = q.Rx(frames); o.err != nil {
+				return
+			}
+		}
+		start := time.Now()
+		deadline := start.Add(d)
+		for polls := 0; ; polls++ {
+			n, err := q.Rx(frames)
+			if err != nil {
+				o.err = err
+				return
+			}
+			o.n += uint64(n)
+			if polls&255 == 0 && (time.Now().After(deadline) || ctx.Err() != nil) {
+				break
+			}
+		}
+		o.elapsed = time.Since(start)
+	}()
+	o := <-out
+	res.received, res.elapsed, res.stats = o.n, o.elapsed, q.Stats()
+	if o.err == nil {
+		o.err = ctx.Err()
+	}
+	return res, o.err
+}
+
+// pinThread pins the calling OS thread to cpu.
+func pinThread(cpu int) error {
+	var set unix.CPUSet
+	set.Set(cpu)
+	return unix.SchedSetaffinity(0, &set)
+}
+
+// udp4Frame builds an Ethernet frame with an IPv4 UDP datagram (header
+// checksum set, UDP checksum zero: "none" in IPv4).
+func udp4Frame(dst, src net.HardwareAddr, saddr, daddr netip.Addr, sport, dport uint16, payload []byte) []byte {
+	f := make([]byte, 0, 14+20+8+len(payload))
+	f = append(f, dst...)
+	f = append(f, src...)
+	f = binary.BigEndian.AppendUint16(f, 0x0800)
+	ip := len(f)
+	f = append(f, 0x45, 0)
+	f = binary.BigEndian.AppendUint16(f, uint16(20+8+len(payload)))
+	f = append(f, 0, 0, 0x40, 0, 64, unix.IPPROTO_UDP, 0, 0)
+	f = append(f, saddr.AsSlice()...)
+	f = append(f, daddr.AsSlice()...)
+	var sum uint32
+	for i := ip; i < ip+20; i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(f[i:]))
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	binary.BigEndian.PutUint16(f[ip+10:], ^uint16(sum))
+	f = binary.BigEndian.AppendUint16(f, sport)
+	f = binary.BigEndian.AppendUint16(f, dport)
+	f = binary.BigEndian.AppendUint16(f, uint16(8+len(payload)))
+	f = append(f, 0, 0)
+	return append(f, payload...)
+}
