@@ -56,6 +56,11 @@ type Loop struct {
 	stop    atomic.Bool
 	running atomic.Bool
 
+	// control, when set, runs once per pass after the flush: the control
+	// plane executes the tools' requests there, between bursts, so the
+	// stack is never touched from two goroutines at once.
+	control func()
+
 	passes, idle, rx, tx, sleeps atomic.Uint64
 }
 
@@ -121,8 +126,15 @@ func (l *Loop) Pass(app func() error) (bool, error) {
 	}
 	sent := l.st.Flush()
 	l.tx.Add(uint64(sent))
+	if l.control != nil {
+		l.control()
+	}
 	return n > 0 || sent > 0, nil
 }
+
+// SetControl installs fn to run once per pass, after the TX flush. Call it
+// before Run.
+func (l *Loop) SetControl(fn func()) { l.control = fn }
 
 // rest is what an idle pass does after it: nothing when spinning, a sleep
 // with idle_sleep, a wait on the queue without busy polling.

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/pprof"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -69,10 +70,21 @@ func main() {
 	cpu := flag.Int("cpu", -1, "with -kernel: pin the server to this CPU")
 	port := flag.Int("port", 80, "TCP port to serve on")
 	backlog := flag.Int("backlog", 4096, "listen backlog")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("helloworld: ")
 
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	var (
 		srv *server
 		err error

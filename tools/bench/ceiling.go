@@ -82,7 +82,7 @@ func runCeiling(ctx context.Context, r *rig.Rig, serverCPU, clientCPU int, d tim
 
 	frame := udp4Frame(r.StackMAC, r.PeerMAC, r.PeerAddr4, r.StackAddr4, 40000, 9, make([]byte, 18))
 	var stopBlast atomic.Bool
-	var sent uint64
+	var sent atomic.Uint64
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -94,19 +94,21 @@ func runCeiling(ctx context.Context, r *rig.Rig, serverCPU, clientCPU int, d tim
 		iov := new(unix.Iovec)
 		msgs := make([]mmsghdr, 64)
 		for !stopBlast.Load() {
+			n := 0
 			for range 16 {
-				sent += uint64(sendmmsg(fd, frame, iov, msgs))
+				n += sendmmsg(fd, frame, iov, msgs)
 			}
+			sent.Add(uint64(n))
 		}
 	}()
-	defer func() {
+	stop := func() {
 		stopBlast.Store(true)
 		wg.Wait()
-		res.sent = sent
-	}()
+	}
+	defer stop()
 
 	type rxOut struct {
-		n       uint64
+		n, sent uint64
 		elapsed time.Duration
 		err     error
 	}
@@ -134,7 +136,7 @@ func runCeiling(ctx context.Context, r *rig.Rig, serverCPU, clientCPU int, d tim
 				return
 			}
 		}
-		start := time.Now()
+		start, sent0 := time.Now(), sent.Load()
 		deadline := start.Add(d)
 		for polls := 0; ; polls++ {
 			n, err := q.Rx(frames)
@@ -147,10 +149,11 @@ func runCeiling(ctx context.Context, r *rig.Rig, serverCPU, clientCPU int, d tim
 				break
 			}
 		}
-		o.elapsed = time.Since(start)
+		o.elapsed, o.sent = time.Since(start), sent.Load()-sent0
 	}()
 	o := <-out
-	res.received, res.elapsed, res.stats = o.n, o.elapsed, q.Stats()
+	stop()
+	res.received, res.sent, res.elapsed, res.stats = o.n, o.sent, o.elapsed, q.Stats()
 	if o.err == nil {
 		o.err = ctx.Err()
 	}

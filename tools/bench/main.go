@@ -1,0 +1,437 @@
+// Command bench runs the same server logic on the Linux kernel's stack and
+// on xstack, side by side in one run, and reports the ratio.
+//
+//	go run ./tools/bench -scenario rps,cps,udp,latency,ceiling [-quick]
+//
+// It creates a rig of its own (internal/rig; a unique name, removed at the
+// end, also on an error or SIGINT), and for every scenario alternates
+// rounds between the two targets: kernel, xstack, kernel, xstack, ... Each
+// round starts the target's server afresh:
+//
+//   - kernel: examples/helloworld -kernel (or, for udp, this program's
+//     hidden kernel echo) in the stack-side namespace, pinned to the server
+//     CPU, answering on the stack side's kernel address 198.18.0.3;
+//   - xstack: examples/helloworld (or examples/echo) with a config.ini for
+//     the rig (lcore_mask for the server CPU, busy_poll=1, idle_sleep=0),
+//     answering on 198.18.0.1.
+//
+// Clients run in the peer namespace on the client CPU: wrk (rps) and Go
+// thread-per-worker clients (cps, udp, latency). With -steer (default) the
+// kernel's receive work is steered with RPS so that each side's stack work
+// runs on its own CPU: the stack side's on the server CPU, the peer's on the
+// client CPU. Without it, veth runs the receiving side's softirq on the
+// sender's CPU, and the kernel target's receive path would run on the
+// client's core.
+//
+// Scenarios:
+//
+//	rps      HTTP/1.1 keep-alive, wrk -t1 at 1, 16, 64, 256 connections
+//	cps      short connections (connect, request with Connection: close,
+//	         response, close) per second, N workers
+//	udp      UDP echo datagrams per second (examples/echo vs a kernel echo)
+//	latency  open-loop fixed-rate keep-alive requests, p50/p99/p99.9 from
+//	         each request's scheduled send time (coordinated-omission safe)
+//	ceiling  the rig's raw AF_XDP receive rate: the peer blasts 60-byte
+//	         frames with AF_PACKET, an xsk on the stack side only counts
+//
+// It prints a Markdown table (median, min–max over rounds, xstack/kernel
+// ratio of the medians) and writes every raw sample to a JSON file (-out),
+// the table next to it (.md), and PNG plots: requests/s against
+// connections, and the latency CDF.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xstack/xstack/internal/rig"
+)
+
+// scenarios in the order they run.
+var allScenarios = []string{"rps", "cps", "udp", "latency", "ceiling"}
+
+type options struct {
+	scenarios  []string
+	rounds     int
+	duration   time.Duration
+	quick      bool
+	out        string
+	name       string
+	serverCPU  int
+	clientCPU  int
+	steer      bool
+	rpsConns   []int
+	cpsWorkers []int
+	udpFlows   int
+	udpWindow  int
+	udpSize    int
+	latConns   int
+	rate       float64
+	root       string
+}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == udpEchoCmd {
+		os.Exit(udpEchoMain(os.Args[2:]))
+	}
+	log.SetFlags(0)
+	log.SetPrefix("bench: ")
+	var o options
+	scen := flag.String("scenario", strings.Join(allScenarios, ","), "comma-separated scenarios: "+strings.Join(allScenarios, ", "))
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds per target and scenario (alternating kernel, xstack)")
+	flag.DurationVar(&o.duration, "d", 4*time.Second, "duration of one measurement (wrk rounds it to whole seconds)")
+	flag.BoolVar(&o.quick, "quick", false, "one round of 1s measurements (under a minute in all)")
+	flag.StringVar(&o.out, "out", "", "JSON results file (default bench-results/<date>.json); the table and plots go next to it")
+	flag.StringVar(&o.name, "name", "", "rig name (default: a random xb name)")
+	flag.IntVar(&o.serverCPU, "server-cpu", 0, "CPU of the server (the kernel server's pin and xstack's lcore_mask)")
+	flag.IntVar(&o.clientCPU, "client-cpu", 1, "CPU of the clients")
+	flag.BoolVar(&o.steer, "steer", true, "steer the kernel's receive work with RPS: stack side on the server CPU, peer side on the client CPU")
+	conns := flag.String("conns", "1,16,64,256", "rps: connection counts")
+	workers := flag.String("cps-workers", "16", "cps: concurrent workers (comma-separated to sweep)")
+	flag.IntVar(&o.udpFlows, "udp-flows", 4, "udp: client sockets (flows)")
+	flag.IntVar(&o.udpWindow, "udp-window", 16, "udp: datagrams in flight per flow")
+	flag.IntVar(&o.udpSize, "udp-size", 64, "udp: payload bytes")
+	flag.IntVar(&o.latConns, "latency-conns", 32, "latency: keep-alive connections")
+	flag.Float64Var(&o.rate, "rate", 0, "latency: requests/s (0: half the lower of the two targets' keep-alive rate at 16 connections)")
+	flag.StringVar(&o.root, "root", "", "module root to build the examples from (default: found from the working directory)")
+	flag.Parse()
+
+	var err error
+	if o.scenarios, err = parseScenarios(*scen); err != nil {
+		log.Fatal(err)
+	}
+	if o.rpsConns, err = parseInts(*conns); err != nil {
+		log.Fatalf("-conns: %v", err)
+	}
+	if o.cpsWorkers, err = parseInts(*workers); err != nil {
+		log.Fatalf("-cps-workers: %v", err)
+	}
+	if o.quick {
+		o.rounds, o.duration = 1, time.Second
+	}
+	if o.rounds < 1 || o.duration < time.Second/2 {
+		log.Fatal("-rounds must be at least 1 and -d at least 500ms")
+	}
+	if err := run(o, os.Stdout); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func parseScenarios(s string) ([]string, error) {
+	var out []string
+	for f := range strings.SplitSeq(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if !slices.Contains(allScenarios, f) {
+			return nil, fmt.Errorf("unknown scenario %q (have %s)", f, strings.Join(allScenarios, ", "))
+		}
+		if !slices.Contains(out, f) {
+			out = append(out, f)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no scenario given")
+	}
+	// Run in the canonical order: latency's default rate comes from rps.
+	slices.SortFunc(out, func(a, b string) int { return slices.Index(allScenarios, a) - slices.Index(allScenarios, b) })
+	return out, nil
+}
+
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for f := range strings.SplitSeq(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a positive number", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// bench is one run.
+type bench struct {
+	ctx  context.Context
+	o    options
+	r    *rig.Rig
+	res  *Results
+	bins binaries
+	conf string // xstack's config.ini
+	cur  *proc  // the server running now, if any
+}
+
+type binaries struct {
+	helloworld, echo, self string
+}
+
+// run does the whole run and writes the table to w.
+func run(o options, w io.Writer) (err error) {
+	if os.Geteuid() != 0 {
+		return rig.ErrNotRoot
+	}
+	if n := runtime.NumCPU(); o.serverCPU >= n || o.clientCPU >= n || o.serverCPU == o.clientCPU {
+		return fmt.Errorf("need distinct server and client CPUs below %d (have -server-cpu %d -client-cpu %d)", n, o.serverCPU, o.clientCPU)
+	}
+	for _, tool := range []string{"ip", "ethtool", "taskset"} {
+		if _, err := lookPath(tool); err != nil {
+			return err
+		}
+	}
+	if slices.Contains(o.scenarios, "rps") || (slices.Contains(o.scenarios, "latency") && o.rate == 0) {
+		if err := ensureWrk(); err != nil {
+			return err
+		}
+	}
+
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer cancel()
+
+	tmp, err := os.MkdirTemp("", "xstack-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	b := &bench{ctx: ctx, o: o, res: &Results{Started: time.Now()}}
+	if b.bins, err = build(o.root, tmp); err != nil {
+		return err
+	}
+
+	if o.name == "" {
+		var r [3]byte
+		rand.Read(r[:])
+		o.name = "xb" + hex.EncodeToString(r[:])
+		b.o.name = o.name
+	}
+	log.Printf("rig %s: up (if the bench is killed hard, remove it with: go run ./tools/rig down -name %s)", o.name, o.name)
+	if b.r, err = rig.Up(rig.Options{Name: o.name}); err != nil {
+		return err
+	}
+	defer func() {
+		if b.cur != nil {
+			b.cur.stop()
+		}
+		if derr := b.r.Down(); derr != nil {
+			err = errors.Join(err, fmt.Errorf("rig %s down: %w", o.name, derr))
+		}
+		log.Printf("rig %s: removed", o.name)
+	}()
+	if err := b.setupRig(); err != nil {
+		return err
+	}
+	if b.conf, err = b.writeConfig(tmp); err != nil {
+		return err
+	}
+
+	// Everything this process does from here is client work: keep it on
+	// the client CPU. Servers pin themselves to the server CPU.
+	if err := pinProcess(o.clientCPU); err != nil {
+		return err
+	}
+	runtime.GOMAXPROCS(1)
+
+	b.res.Host = hostInfo()
+	b.res.Settings = Settings{Scenarios: o.scenarios, Rounds: o.rounds, Duration: o.duration, Quick: o.quick,
+		Steer: o.steer, ServerCPU: o.serverCPU, ClientCPU: o.clientCPU, Rig: o.name}
+	var failed []string
+	for _, s := range o.scenarios {
+		if ctx.Err() != nil {
+			break
+		}
+		log.Printf("scenario %s", s)
+		if err := b.scenario(s); err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			// A working subset beats nothing: report and go on.
+			log.Printf("scenario %s failed: %v", s, err)
+			b.res.Notes = append(b.res.Notes, fmt.Sprintf("scenario %s failed: %v", s, err))
+			failed = append(failed, s)
+		}
+	}
+	b.res.Finished = time.Now()
+
+	fmt.Fprintf(w, "\nxstack vs Linux kernel, %s, %s, %d CPUs, server CPU %d, client CPU %d, %d round(s) of %v, steer=%v\n\n",
+		b.res.Host.Kernel, b.res.Host.CPU, b.res.Host.CPUs, o.serverCPU, o.clientCPU, o.rounds, o.duration, o.steer)
+	b.res.writeTable(w)
+	for _, n := range b.res.Notes {
+		fmt.Fprintln(w, "\nnote:", n)
+	}
+	if werr := b.writeOutputs(w); werr != nil {
+		err = errors.Join(err, werr)
+	}
+	if ctx.Err() != nil {
+		return errors.Join(err, fmt.Errorf("interrupted: %w", context.Cause(ctx)))
+	}
+	if len(failed) > 0 {
+		return errors.Join(err, fmt.Errorf("scenarios failed: %s", strings.Join(failed, ", ")))
+	}
+	return err
+}
+
+func (b *bench) writeOutputs(w io.Writer) error {
+	out := b.o.out
+	if out == "" {
+		out = filepath.Join("bench-results", b.res.Started.Format("2006-01-02T15-04-05")+".json")
+	}
+	if err := b.res.writeJSON(out); err != nil {
+		return fmt.Errorf("write %s: %w", out, err)
+	}
+	base := strings.TrimSuffix(out, ".json")
+	md, err := os.Create(base + ".md")
+	if err != nil {
+		return err
+	}
+	b.res.writeTable(md)
+	if err := md.Close(); err != nil {
+		return err
+	}
+	plots, err := writePlots(b.res, base)
+	fmt.Fprintf(w, "\nraw samples: %s\ntable: %s\n", out, base+".md")
+	for _, p := range plots {
+		fmt.Fprintf(w, "plot: %s\n", p)
+	}
+	return err
+}
+
+func (b *bench) scenario(name string) error {
+	switch name {
+	case "rps":
+		return b.rps()
+	case "cps":
+		return b.cps()
+	case "udp":
+		return b.udp()
+	case "latency":
+		return b.latency()
+	case "ceiling":
+		return b.ceiling()
+	}
+	return fmt.Errorf("unknown scenario %q", name)
+}
+
+// setupRig makes the rig ready for measurements: RPS steering and a wide
+// ephemeral port range on the peer (the cps client opens many
+// connections).
+func (b *bench) setupRig() error {
+	r := b.r
+	if _, err := r.Run(r.PeerNS, "sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65535"); err != nil {
+		return err
+	}
+	if !b.o.steer {
+		return nil
+	}
+	for _, s := range []struct {
+		ns, ifname string
+		cpu        int
+	}{{r.StackNS, r.StackIf, b.o.serverCPU}, {r.PeerNS, r.PeerIf, b.o.clientCPU}} {
+		mask := strconv.FormatUint(1<<s.cpu, 16)
+		for q := range r.Queues {
+			path := fmt.Sprintf("/sys/class/net/%s/queues/rx-%d/rps_cpus", s.ifname, q)
+			if _, err := r.Run(s.ns, "sh", "-c", "echo "+mask+" > "+path); err != nil {
+				return fmt.Errorf("steer %s: %w", s.ifname, err)
+			}
+		}
+	}
+	return nil
+}
+
+// writeConfig writes xstack's config.ini for the rig: one lcore on the
+// server CPU, busy polling without sleeps.
+func (b *bench) writeConfig(dir string) (string, error) {
+	r := b.r
+	conf := fmt.Sprintf(`[xstack]
+lcore_mask=%x
+busy_poll=1
+idle_sleep=0
+[port0]
+ifname=%s
+netns=%s
+addr=%s
+netmask=255.255.0.0
+addr6=%s/%d
+`, 1<<b.o.serverCPU, r.StackIf, r.StackNS, r.StackAddr4, r.StackAddr6, r.Prefix6)
+	p := filepath.Join(dir, "config.ini")
+	return p, os.WriteFile(p, []byte(conf), 0o644)
+}
+
+// build compiles the examples the targets run into dir.
+func build(root, dir string) (binaries, error) {
+	var bins binaries
+	if root == "" {
+		var err error
+		if root, err = moduleRoot(); err != nil {
+			return bins, err
+		}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return bins, err
+	}
+	bins.self = self
+	for _, t := range []struct {
+		pkg string
+		out *string
+	}{{"./examples/helloworld", &bins.helloworld}, {"./examples/echo", &bins.echo}} {
+		*t.out = filepath.Join(dir, filepath.Base(t.pkg))
+		cmd := osCommand("go", "build", "-o", *t.out, t.pkg)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return bins, fmt.Errorf("go build %s: %w\n%s", t.pkg, err, out)
+		}
+	}
+	return bins, nil
+}
+
+// moduleRoot finds the xstack module above the working directory.
+func moduleRoot() (string, error) {
+	d, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if b, err := os.ReadFile(filepath.Join(d, "go.mod")); err == nil && strings.Contains(string(b), "module github.com/xstack/xstack\n") {
+			return d, nil
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			return "", errors.New("run from inside the xstack module, or give -root")
+		}
+		d = parent
+	}
+}
+
+func hostInfo() Host {
+	h := Host{CPUs: runtime.NumCPU(), Go: runtime.Version()}
+	var u unix.Utsname
+	if unix.Uname(&u) == nil {
+		h.Kernel = "Linux " + unix.ByteSliceToString(u.Release[:])
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for l := range strings.SplitSeq(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				h.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	return h
+}

@@ -1,0 +1,368 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xstack/xstack/internal/netns"
+)
+
+func lookPath(tool string) (string, error) {
+	p, err := exec.LookPath(tool)
+	if err != nil {
+		return "", fmt.Errorf("%s not found in PATH (Debian: apt-get install -y iproute2 ethtool util-linux)", tool)
+	}
+	return p, nil
+}
+
+func osCommand(name string, args ...string) *exec.Cmd { return exec.Command(name, args...) }
+
+// ensureWrk installs wrk with apt-get if it is missing, and says so.
+func ensureWrk() error {
+	if _, err := exec.LookPath("wrk"); err == nil {
+		return nil
+	}
+	if _, err := exec.LookPath("apt-get"); err != nil {
+		return errors.New("wrk not found in PATH, and no apt-get to install it: install wrk")
+	}
+	log.Printf("wrk not found: installing it with apt-get install -y wrk")
+	cmd := exec.Command("apt-get", "install", "-y", "wrk")
+	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("apt-get install -y wrk: %w\n%s", err, out)
+	}
+	if _, err := exec.LookPath("wrk"); err != nil {
+		return errors.New("wrk still not found after apt-get install -y wrk")
+	}
+	log.Printf("installed wrk")
+	return nil
+}
+
+// Server kinds.
+const (
+	httpServer = "http" // examples/helloworld
+	udpServer  = "udp"  // examples/echo, or the kernel echo in this program
+)
+
+// startServer starts target's server of the given kind and returns the
+// address it serves on, once it answers.
+func (b *bench) startServer(kind, target string) (*proc, netip.AddrPort, error) {
+	r := b.r
+	cpu := strconv.Itoa(b.o.serverCPU)
+	var argv []string
+	var ready string
+	var addr netip.AddrPort
+	switch {
+	case kind == httpServer && target == kernel:
+		argv = []string{"ip", "netns", "exec", r.StackNS, b.bins.helloworld, "-kernel", "-cpu", cpu, "-port", "80"}
+		ready, addr = "serving on port", netip.AddrPortFrom(r.KernelAddr4, 80)
+	case kind == httpServer && target == xstack:
+		argv = []string{b.bins.helloworld, "-c", b.conf}
+		ready, addr = "serving on port", netip.AddrPortFrom(r.StackAddr4, 80)
+	case kind == udpServer && target == kernel:
+		argv = []string{"ip", "netns", "exec", r.StackNS, b.bins.self, udpEchoCmd, "-cpu", cpu, "-port", "7"}
+		ready, addr = udpEchoReady, netip.AddrPortFrom(r.KernelAddr4, 7)
+	case kind == udpServer && target == xstack:
+		argv = []string{b.bins.echo, "-c", b.conf}
+		ready, addr = "echoing TCP and UDP", netip.AddrPortFrom(r.StackAddr4, 7)
+	default:
+		return nil, addr, fmt.Errorf("no %s server for %s", kind, target)
+	}
+	p, err := startProc(ready, 20*time.Second, argv...)
+	if err != nil {
+		return nil, addr, fmt.Errorf("%s %s server: %w", target, kind, err)
+	}
+	b.cur = p
+	if err := b.checkPinned(p); err != nil {
+		b.stopServer()
+		return nil, addr, fmt.Errorf("%s %s server: %w", target, kind, err)
+	}
+	if err := b.probe(kind, addr); err != nil {
+		b.stopServer()
+		return nil, addr, fmt.Errorf("%s %s server on %v does not answer: %w\noutput:\n%s", target, kind, addr, err, p.output())
+	}
+	return p, addr, nil
+}
+
+func (b *bench) stopServer() error {
+	if b.cur == nil {
+		return nil
+	}
+	p := b.cur
+	b.cur = nil
+	crashed := !p.alive()
+	err := p.stop()
+	if crashed {
+		return fmt.Errorf("%s exited during the measurement:\n%s", p.name, p.output())
+	}
+	return err
+}
+
+// checkPinned verifies that every thread of the server may run only on the
+// server CPU: a measurement with a stray thread on the client's core would
+// not compare one core with one core.
+func (b *bench) checkPinned(p *proc) error {
+	pid := p.cmd.Process.Pid
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return err
+	}
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil {
+			continue
+		}
+		var set unix.CPUSet
+		if err := unix.SchedGetaffinity(tid, &set); err != nil {
+			continue // exited
+		}
+		if set.Count() != 1 || !set.IsSet(b.o.serverCPU) {
+			return fmt.Errorf("thread %d of pid %d may run on %d CPUs, not only on CPU %d", tid, pid, set.Count(), b.o.serverCPU)
+		}
+	}
+	return nil
+}
+
+// probe waits until the server answers one request (or datagram) from the
+// peer: the first one also resolves the neighbours.
+func (b *bench) probe(kind string, addr netip.AddrPort) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := netns.Do(b.r.PeerNS, func() error {
+			if kind == httpServer {
+				return oneShort(addr, make([]byte, 4096))
+			}
+			fd, err := dialBlocking(unix.SOCK_DGRAM, addr, 200*time.Millisecond)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(fd)
+			if _, err := unix.Write(fd, []byte("probe")); err != nil {
+				return err
+			}
+			buf := make([]byte, 64)
+			n, err := unix.Read(fd, buf)
+			if err == nil && string(buf[:n]) != "probe" {
+				err = fmt.Errorf("echo returned %q", buf[:n])
+			}
+			return err
+		})
+		if err == nil || time.Now().After(deadline) || b.ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// eachRound runs measure for every round and target, alternating targets,
+// with a fresh server each time.
+func (b *bench) eachRound(kind string, targets []string, measure func(round int, target string, addr netip.AddrPort) error) error {
+	for round := 1; round <= b.o.rounds; round++ {
+		for _, tg := range targets {
+			if err := b.ctx.Err(); err != nil {
+				return err
+			}
+			_, addr, err := b.startServer(kind, tg)
+			if err != nil {
+				return err
+			}
+			merr := measure(round, tg, addr)
+			serr := b.stopServer()
+			if merr != nil || serr != nil {
+				return fmt.Errorf("%s round %d: %w", tg, round, errors.Join(merr, serr))
+			}
+		}
+	}
+	return nil
+}
+
+var bothTargets = []string{kernel, xstack}
+
+func (b *bench) rps() error {
+	warm := 2 * time.Second
+	if b.o.quick {
+		warm = 0
+	}
+	return b.eachRound(httpServer, bothTargets, func(round int, tg string, addr netip.AddrPort) error {
+		if warm > 0 {
+			if _, out, err := runWrk(b.ctx, b.r.PeerNS, b.o.clientCPU, addr, 16, warm); err != nil {
+				return fmt.Errorf("warm-up: %w\n%s", err, out)
+			}
+		}
+		for _, c := range b.o.rpsConns {
+			wr, _, err := runWrk(b.ctx, b.r.PeerNS, b.o.clientCPU, addr, c, b.o.duration)
+			if err != nil {
+				return err
+			}
+			label := fmt.Sprintf("%d conns", c)
+			detail := map[string]float64{"requests": float64(wr.Requests)}
+			for k, v := range wr.Latency {
+				detail["latency_"+k+"_us"] = v
+			}
+			pt := b.res.point("rps", label, c, "requests/s", "req/s", false)
+			pt.Samples = append(pt.Samples, &Sample{Target: tg, Round: round, Value: wr.RequestsPerSec, Errors: wr.Errors, Detail: detail})
+			if p99, ok := wr.Latency["p99"]; ok {
+				pt := b.res.point("rps", label, c, "wrk p99", "µs", true)
+				pt.Samples = append(pt.Samples, &Sample{Target: tg, Round: round, Value: p99})
+			}
+			log.Printf("  rps %s round %d %d conns: %.0f req/s, p99 %.0fµs, %d errors", tg, round, c, wr.RequestsPerSec, wr.Latency["p99"], wr.Errors)
+		}
+		return nil
+	})
+}
+
+func (b *bench) cps() error {
+	return b.eachRound(httpServer, bothTargets, func(round int, tg string, addr netip.AddrPort) error {
+		for _, w := range b.o.cpsWorkers {
+			cr, err := runCPS(b.ctx, b.r.PeerNS, addr, w, b.o.duration)
+			if err != nil {
+				return err
+			}
+			v := float64(cr.conns) / cr.elapsed.Seconds()
+			s := &Sample{Target: tg, Round: round, Value: v, Errors: cr.errors,
+				Detail: map[string]float64{"connections": float64(cr.conns), "seconds": cr.elapsed.Seconds()}}
+			pt := b.res.point("cps", fmt.Sprintf("%d workers", w), w, "connections/s", "conn/s", false)
+			pt.Samples = append(pt.Samples, s)
+			msg := ""
+			if cr.lastErr != nil {
+				msg = fmt.Sprintf(" (last error: %v)", cr.lastErr)
+			}
+			log.Printf("  cps %s round %d %d workers: %.0f conn/s, %d errors%s", tg, round, w, v, cr.errors, msg)
+			if cr.conns == 0 {
+				return fmt.Errorf("no connection completed%s", msg)
+			}
+		}
+		return nil
+	})
+}
+
+func (b *bench) udp() error {
+	return b.eachRound(udpServer, bothTargets, func(round int, tg string, addr netip.AddrPort) error {
+		ur, err := runUDP(b.ctx, b.r.PeerNS, addr, b.o.udpFlows, b.o.udpWindow, b.o.udpSize, b.o.duration)
+		if err != nil {
+			return err
+		}
+		v := float64(ur.echoed) / ur.elapsed.Seconds()
+		label := fmt.Sprintf("%dB, %d flows x %d", b.o.udpSize, b.o.udpFlows, b.o.udpWindow)
+		pt := b.res.point("udp", label, b.o.udpFlows, "echoes/s", "pkt/s", false)
+		pt.Samples = append(pt.Samples, &Sample{Target: tg, Round: round, Value: v, Errors: ur.timeouts,
+			Detail: map[string]float64{"sent": float64(ur.sent), "echoed": float64(ur.echoed), "seconds": ur.elapsed.Seconds()}})
+		log.Printf("  udp %s round %d: %.0f echoes/s (%d sent, %d echoed, %d window timeouts)", tg, round, v, ur.sent, ur.echoed, ur.timeouts)
+		if ur.echoed == 0 {
+			return errors.New("no datagram came back")
+		}
+		return nil
+	})
+}
+
+// latencyRate picks the open-loop rate: -rate, else half the lower of the
+// two targets' keep-alive requests/s at 16 connections (from rps, or a
+// short wrk calibration), so that both run below saturation.
+func (b *bench) latencyRate() (float64, error) {
+	if b.o.rate > 0 {
+		return b.o.rate, nil
+	}
+	lowest := 0.0
+	for _, p := range b.res.Points {
+		if p.Scenario == "rps" && p.Metric == "requests/s" && p.Param == 16 {
+			k, ok1 := p.summary(kernel)
+			x, ok2 := p.summary(xstack)
+			if ok1 && ok2 {
+				lowest = min(k.median, x.median)
+			}
+		}
+	}
+	source := "rps at 16 connections"
+	if lowest == 0 {
+		source = "a wrk calibration at 16 connections"
+		rates := map[string]float64{}
+		for _, tg := range bothTargets {
+			_, addr, err := b.startServer(httpServer, tg)
+			if err != nil {
+				return 0, err
+			}
+			wr, _, err := runWrk(b.ctx, b.r.PeerNS, b.o.clientCPU, addr, 16, b.o.duration)
+			if serr := b.stopServer(); err == nil {
+				err = serr
+			}
+			if err != nil {
+				return 0, fmt.Errorf("calibration: %w", err)
+			}
+			rates[tg] = wr.RequestsPerSec
+		}
+		lowest = min(rates[kernel], rates[xstack])
+	}
+	rate := float64(int(lowest / 2))
+	if rate < 1 {
+		return 0, fmt.Errorf("calibration found no throughput (%v req/s)", lowest)
+	}
+	b.res.Notes = append(b.res.Notes, fmt.Sprintf("latency: %.0f requests/s = half the lower target's keep-alive rate (from %s)", rate, source))
+	return rate, nil
+}
+
+func (b *bench) latency() error {
+	rate, err := b.latencyRate()
+	if err != nil {
+		return err
+	}
+	label := fmt.Sprintf("%s req/s, %d conns", formatValue(rate, "req/s"), b.o.latConns)
+	return b.eachRound(httpServer, bothTargets, func(round int, tg string, addr netip.AddrPort) error {
+		lr, err := runLatency(b.ctx, b.r.PeerNS, addr, b.o.latConns, rate, b.o.duration)
+		if err != nil {
+			return err
+		}
+		if len(lr.sorted) == 0 {
+			return fmt.Errorf("no request completed (last error: %v)", lr.lastErr)
+		}
+		detail := map[string]float64{
+			"rate": rate, "sent": float64(lr.sent), "completed": float64(len(lr.sorted)),
+			"missed": float64(lr.missed), "seconds": lr.elapsed.Seconds(),
+		}
+		for i, q := range []struct {
+			metric string
+			q      float64
+		}{{"p50", 0.5}, {"p99", 0.99}, {"p99.9", 0.999}} {
+			s := &Sample{Target: tg, Round: round, Value: quantile(lr.sorted, q.q), Errors: lr.errors + lr.missed, Detail: detail}
+			if i == 0 {
+				s.CDF = cdfOf(lr.sorted)
+			}
+			pt := b.res.point("latency", label, b.o.latConns, q.metric, "µs", true)
+			pt.Samples = append(pt.Samples, s)
+		}
+		log.Printf("  latency %s round %d: p50 %.0fµs p99 %.0fµs p99.9 %.0fµs max %.0fµs (%d requests, %d errors, %d not sent)",
+			tg, round, quantile(lr.sorted, 0.5), quantile(lr.sorted, 0.99), quantile(lr.sorted, 0.999), lr.sorted[len(lr.sorted)-1],
+			len(lr.sorted), lr.errors, lr.missed)
+		return nil
+	})
+}
+
+func (b *bench) ceiling() error {
+	for round := 1; round <= b.o.rounds; round++ {
+		if err := b.ctx.Err(); err != nil {
+			return err
+		}
+		cr, err := runCeiling(b.ctx, b.r, b.o.serverCPU, b.o.clientCPU, b.o.duration)
+		if err != nil {
+			return err
+		}
+		v := float64(cr.received) / cr.elapsed.Seconds()
+		pt := b.res.point("ceiling", "60B frames, "+cr.mode, 1, "xsk rx frames/s", "frames/s", false)
+		pt.Samples = append(pt.Samples, &Sample{Target: xstack, Round: round, Value: v,
+			Errors: cr.stats.RxDropped + cr.stats.RxRingFull,
+			Detail: map[string]float64{"received": float64(cr.received), "peer_sent": float64(cr.sent),
+				"peer_sent_per_s": float64(cr.sent) / cr.elapsed.Seconds(), "seconds": cr.elapsed.Seconds(),
+				"kernel_rx_dropped": float64(cr.stats.RxDropped), "rx_ring_full": float64(cr.stats.RxRingFull)}})
+		log.Printf("  ceiling round %d: %.0f frames/s received (peer sent %.0f/s; %s)", round, v, float64(cr.sent)/cr.elapsed.Seconds(), strings.TrimSpace(cr.mode))
+	}
+	b.res.Notes = append(b.res.Notes, "ceiling: no kernel counterpart; it is the most frames/s the rig's AF_XDP path delivers to one core, an upper bound for xstack's packet rates above")
+	return nil
+}
