@@ -153,6 +153,9 @@ func OpenPort(cfg PortConfig) (_ *Port, err error) {
 			p.mode = "generic"
 		}
 	}
+	if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST) {
+		err = fmt.Errorf("%w: an XDP program is already attached to %s (another xstack process? with several lcores, proc-id 0 attaches it and the others join)", err, p.ifname)
+	}
 	if err != nil {
 		return nil, wrap(fmt.Sprintf("attach in %s mode", p.mode), err)
 	}

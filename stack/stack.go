@@ -48,6 +48,11 @@ type Config struct {
 	// TxBatch is the number of frames the endpoint buffers before it
 	// writes them to the queue without waiting for Flush (default 64).
 	TxBatch int
+
+	// PortLo and PortHi, when set, are the ephemeral port range of the
+	// stack's active connections (one range per lcore, so that a reply's
+	// port names the lcore that owns the connection).
+	PortLo, PortHi uint16
 }
 
 // Stack is one gVisor stack over one NIC queue.
@@ -145,6 +150,11 @@ func (st *Stack) init() error {
 		routes = append(routes, tcpip.Route{Destination: subnet(netip.PrefixFrom(netip.IPv6Unspecified(), 0)), Gateway: tcpip.AddrFromSlice(g.AsSlice()), NIC: NICID})
 	}
 	s.SetRouteTable(routes)
+	if st.cfg.PortLo != 0 {
+		if err := s.SetPortRange(st.cfg.PortLo, st.cfg.PortHi); err != nil {
+			return fmt.Errorf("ephemeral ports %d-%d: %s", st.cfg.PortLo, st.cfg.PortHi, err)
+		}
+	}
 	return nil
 }
 
