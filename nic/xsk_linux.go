@@ -506,11 +506,22 @@ func (q *XSKQueue) Tx(frames [][]byte) (int, error) {
 	// the ring again without a sendto (always in copy mode, where sendto
 	// runs the transmit). A kick that found the kernel busy left frames
 	// behind; they go with this one.
-	if q.tx.needWakeup() && q.tx.pending() > 0 {
+	//
+	// In copy mode one sendto sends at most 32 frames (the kernel's
+	// TX_BATCH_SIZE) and answers EAGAIN when more are waiting: kick until
+	// the ring is drained or a kick makes no progress, so that no frame
+	// waits in the ring for the next batch (a stalled ACK costs a spurious
+	// retransmission timeout).
+	for pending := q.tx.pending(); pending > 0 && q.tx.needWakeup(); {
 		q.c.txWakeups.Add(1)
 		if err := q.wakeupLocked(unix.SYS_SENDTO); err != nil {
 			return int(n), fmt.Errorf("wake up TX of %s queue %d: %w", q.ifname, q.queue, err)
 		}
+		left := q.tx.pending()
+		if left >= pending {
+			break
+		}
+		pending = left
 	}
 	return int(n), nil
 }
