@@ -85,6 +85,7 @@ type options struct {
 	latConns   int
 	rate       float64
 	root       string
+	binDir     string
 }
 
 func main() {
@@ -108,9 +109,10 @@ func main() {
 	flag.IntVar(&o.udpFlows, "udp-flows", 4, "udp: client sockets (flows)")
 	flag.IntVar(&o.udpWindow, "udp-window", 16, "udp: datagrams in flight per flow")
 	flag.IntVar(&o.udpSize, "udp-size", 64, "udp: payload bytes")
-	flag.IntVar(&o.latConns, "latency-conns", 32, "latency: keep-alive connections")
-	flag.Float64Var(&o.rate, "rate", 0, "latency: requests/s (0: half the lower of the two targets' keep-alive rate at 16 connections)")
+	flag.IntVar(&o.latConns, "latency-conns", 16, "latency: keep-alive connections")
+	flag.Float64Var(&o.rate, "rate", 0, "latency: requests/s (0: a quarter of the lower of the two targets' keep-alive rate at 16 connections)")
 	flag.StringVar(&o.root, "root", "", "module root to build the examples from (default: found from the working directory)")
+	flag.StringVar(&o.binDir, "bin", "", "use prebuilt helloworld and echo from this directory instead of building them")
 	flag.Parse()
 
 	var err error
@@ -211,7 +213,7 @@ func run(o options, w io.Writer) (err error) {
 	}
 	defer os.RemoveAll(tmp)
 	b := &bench{ctx: ctx, o: o, res: &Results{Started: time.Now()}}
-	if b.bins, err = build(o.root, tmp); err != nil {
+	if b.bins, err = build(o.root, o.binDir, tmp); err != nil {
 		return err
 	}
 
@@ -373,20 +375,30 @@ addr6=%s/%d
 	return p, os.WriteFile(p, []byte(conf), 0o644)
 }
 
-// build compiles the examples the targets run into dir.
-func build(root, dir string) (binaries, error) {
+// build compiles the examples the targets run into dir, or finds them in
+// binDir.
+func build(root, binDir, dir string) (binaries, error) {
 	var bins binaries
+	self, err := os.Executable()
+	if err != nil {
+		return bins, err
+	}
+	bins.self = self
+	if binDir != "" {
+		bins.helloworld, bins.echo = filepath.Join(binDir, "helloworld"), filepath.Join(binDir, "echo")
+		for _, p := range []string{bins.helloworld, bins.echo} {
+			if _, err := os.Stat(p); err != nil {
+				return bins, fmt.Errorf("-bin: %w", err)
+			}
+		}
+		return bins, nil
+	}
 	if root == "" {
 		var err error
 		if root, err = moduleRoot(); err != nil {
 			return bins, err
 		}
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return bins, err
-	}
-	bins.self = self
 	for _, t := range []struct {
 		pkg string
 		out *string

@@ -99,10 +99,10 @@ type chart struct {
 
 func newChart(title, xlabel, ylabel string) *chart {
 	const w, h = 960, 600
-	ch := &chart{canvas: newCanvas(w, h), left: 110, top: 60, right: w - 40, bottom: h - 90}
-	ch.text((w-textWidth(title, 3))/2, 15, title, 3, colAxis)
+	ch := &chart{canvas: newCanvas(w, h), left: 110, top: 85, right: w - 40, bottom: h - 90}
+	ch.text((w-textWidth(title, 3))/2, 12, title, 3, colAxis)
 	ch.text((ch.left+ch.right-textWidth(xlabel, 2))/2, h-35, xlabel, 2, colAxis)
-	ch.text(10, ch.top-30, ylabel, 2, colAxis)
+	ch.text(10, ch.top-32, ylabel, 2, colAxis)
 	return ch
 }
 
@@ -244,7 +244,9 @@ func plotRPS(res *Results, path string) (bool, error) {
 }
 
 // plotLatencyCDF draws the latency distributions of the latency scenario,
-// one line per target and round, on a logarithmic latency axis.
+// one line per target and round, on a logarithmic latency axis. The
+// vertical axis is the percentile on a "nines" scale, -log10(1-q), so that
+// the tail (99%, 99.9%) gets as much room as the body.
 func plotLatencyCDF(res *Results, path string) (bool, error) {
 	var cdfs []*Sample
 	lo, hi := math.Inf(1), 0.0
@@ -274,14 +276,16 @@ func plotLatencyCDF(res *Results, path string) (bool, error) {
 			break
 		}
 	}
-	ch := newChart("LATENCY CDF"+rate, "LATENCY (µS, LOG SCALE)", "FRACTION OF REQUESTS")
+	ch := newChart("LATENCY CDF"+rate, "LATENCY (µS, LOG SCALE)", "PERCENTILE")
 	ch.logX = true
 	ch.xmin = math.Floor(math.Log10(lo))
 	ch.xmax = math.Ceil(math.Log10(hi))
 	if ch.xmax <= ch.xmin {
 		ch.xmax = ch.xmin + 1
 	}
-	ch.ymin, ch.ymax = 0, 1
+	const maxNines = 4 // 99.99%
+	nines := func(q float64) float64 { return math.Min(-math.Log10(1-q), maxNines) }
+	ch.ymin, ch.ymax = 0, maxNines
 	var xt []float64
 	var xl []string
 	for e := ch.xmin; e <= ch.xmax; e++ {
@@ -289,14 +293,14 @@ func plotLatencyCDF(res *Results, path string) (bool, error) {
 		xt = append(xt, v)
 		xl = append(xl, shortNumber(v))
 	}
-	ch.axes(xt, xl, []float64{0, 0.25, 0.5, 0.75, 0.9, 0.99, 1}, func(v float64) string {
-		return strconv.FormatFloat(v, 'f', -1, 64)
+	ch.axes(xt, xl, []float64{0, nines(0.5), 1, 2, 3, 4}, func(v float64) string {
+		return strconv.FormatFloat(100*(1-math.Pow(10, -v)), 'f', -1, 64) + "%"
 	})
 	for _, s := range cdfs {
 		col := colTarget[s.Target]
 		var px0, py0 float64
 		for i, v := range s.CDF.LatencyUs {
-			x, y := ch.px(math.Max(v, math.Pow(10, ch.xmin)), s.CDF.Quantiles[i])
+			x, y := ch.px(math.Max(v, math.Pow(10, ch.xmin)), nines(s.CDF.Quantiles[i]))
 			if i > 0 {
 				ch.line(px0, py0, x, py0, 2, col) // a step function
 				ch.line(x, py0, x, y, 2, col)

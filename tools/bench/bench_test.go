@@ -1,0 +1,224 @@
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"image/png"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xstack/xstack/internal/netns"
+	"github.com/xstack/xstack/internal/rigtest"
+)
+
+const wrkOutput = `Running 3s test @ http://198.18.0.1/
+  1 threads and 16 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     3.59ms    7.31ms  55.49ms   92.00%
+    Req/Sec    11.45k     5.67k   19.83k    56.67%
+  Latency Distribution
+     50%  625.00us
+     75%    3.26ms
+     90%    8.54ms
+     99%    1.02s
+  34453 requests in 3.04s, 9.53MB read
+  Socket errors: connect 1, read 2, write 0, timeout 4
+  Non-2xx or 3xx responses: 5
+Requests/sec:  11331.52
+Transfer/sec:      3.13MB
+`
+
+func TestParseWrk(t *testing.T) {
+	r, err := parseWrk(wrkOutput)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.RequestsPerSec != 11331.52 || r.Requests != 34453 || r.Errors != 12 {
+		t.Errorf("got %.2f req/s, %d requests, %d errors; want 11331.52, 34453, 12", r.RequestsPerSec, r.Requests, r.Errors)
+	}
+	want := map[string]float64{"p50": 625, "p75": 3260, "p90": 8540, "p99": 1.02e6, "avg": 3590, "max": 55490}
+	for k, v := range want {
+		if math.Abs(r.Latency[k]-v) > 1e-6 {
+			t.Errorf("latency %s = %v µs, want %v", k, r.Latency[k], v)
+		}
+	}
+	if _, err := parseWrk("unable to connect to 198.18.0.1:80 Connection refused\n"); err == nil {
+		t.Error("parseWrk accepted output without Requests/sec")
+	}
+}
+
+func TestStats(t *testing.T) {
+	for _, tc := range []struct {
+		v    []float64
+		want float64
+	}{{[]float64{3}, 3}, {[]float64{5, 1, 3}, 3}, {[]float64{4, 1, 3, 2}, 2.5}} {
+		if got, _ := median(tc.v); got != tc.want {
+			t.Errorf("median(%v) = %v, want %v", tc.v, got, tc.want)
+		}
+	}
+	sorted := make([]float64, 1000)
+	for i := range sorted {
+		sorted[i] = float64(i + 1)
+	}
+	if q := quantile(sorted, 0.99); q != 990 {
+		t.Errorf("p99 of 1..1000 = %v, want 990", q)
+	}
+	c := cdfOf(sorted)
+	if c.Quantiles[len(c.Quantiles)-1] != 1 || c.LatencyUs[len(c.LatencyUs)-1] != 1000 {
+		t.Errorf("CDF does not end at the maximum: %v", c.LatencyUs[len(c.LatencyUs)-1])
+	}
+}
+
+func TestResponseLength(t *testing.T) {
+	resp := "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
+	if n := responseLength([]byte(resp)); n != len(resp) {
+		t.Errorf("responseLength = %d, want %d", n, len(resp))
+	}
+	if n := responseLength([]byte(resp[:20])); n != -1 {
+		t.Errorf("responseLength of a partial head = %d, want -1", n)
+	}
+}
+
+// sampleResults is a run with both targets, as the table and plots see it.
+func sampleResults() *Results {
+	r := &Results{}
+	for i, c := range []int{1, 16, 64} {
+		p := r.point("rps", "conns", c, "requests/s", "req/s", false)
+		p.Label = strings.Repeat("x", i) // distinct points
+		for round := 1; round <= 3; round++ {
+			p.Samples = append(p.Samples,
+				&Sample{Target: kernel, Round: round, Value: float64(1000 * c * round)},
+				&Sample{Target: xstack, Round: round, Value: float64(2000 * c * round)})
+		}
+	}
+	lat := r.point("latency", "1000 req/s", 16, "p50", "µs", true)
+	for _, tg := range []string{kernel, xstack} {
+		v := make([]float64, 5000)
+		for i := range v {
+			v[i] = float64(50 + i/10)
+		}
+		lat.Samples = append(lat.Samples, &Sample{Target: tg, Round: 1, Value: quantile(v, 0.5), CDF: cdfOf(v)})
+	}
+	return r
+}
+
+func TestTable(t *testing.T) {
+	var b bytes.Buffer
+	sampleResults().writeTable(&b)
+	out := b.String()
+	// Median 2000 (kernel) and 4000 (xstack) at 1 connection: ratio 2.
+	if !strings.Contains(out, "| rps |  | requests/s (req/s) | 2000 | 1000–3000 | 4000 | 2000–6000 | 2.00 |") {
+		t.Errorf("table lacks the expected row:\n%s", out)
+	}
+	if !strings.Contains(out, "(lower is better)") {
+		t.Errorf("latency row not marked lower-is-better:\n%s", out)
+	}
+}
+
+func TestPlots(t *testing.T) {
+	dir := t.TempDir()
+	paths, err := writePlots(sampleResults(), filepath.Join(dir, "r"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(paths) != 2 {
+		t.Fatalf("wrote %v, want two plots", paths)
+	}
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := png.Decode(f)
+		f.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		if b := img.Bounds(); b.Dx() < 100 || b.Dy() < 100 {
+			t.Errorf("%s: %v image", p, b)
+		}
+	}
+}
+
+// TestQuick runs the harness end to end in quick mode (rps and cps, both
+// targets) on a rig of its own, and checks that it printed a table with
+// numbers for both, wrote the JSON and plots, and removed its rig. It
+// asserts nothing about speed.
+func TestQuick(t *testing.T) {
+	rigtest.RequireRoot(t)
+	if _, err := exec.LookPath("wrk"); err != nil {
+		t.Log("wrk is missing: the bench installs it with apt-get")
+	}
+	bin := rigtest.Build(t, "./tools/bench")
+	var rb [3]byte
+	rand.Read(rb[:])
+	name := "xbt" + hex.EncodeToString(rb[:])
+	out := filepath.Join(t.TempDir(), "results.json")
+	cmd := exec.Command(bin, "-quick", "-scenario", "rps,cps", "-name", name, "-out", out)
+	cmd.Dir = "."
+	t.Cleanup(func() {
+		for _, ns := range []string{name + "-s", name + "-p"} {
+			if netns.Exists(ns) {
+				t.Errorf("namespace %s left behind", ns)
+				exec.Command("ip", "netns", "del", ns).Run()
+			}
+		}
+	})
+	start := time.Now()
+	stdout, err := cmd.Output()
+	var stderr []byte
+	if ee, ok := err.(*exec.ExitError); ok {
+		stderr = ee.Stderr
+	}
+	t.Logf("bench -quick took %v\n%s\n%s", time.Since(start).Round(time.Millisecond), stdout, stderr)
+	if err != nil {
+		t.Fatalf("bench -quick: %v", err)
+	}
+	if d := time.Since(start); d > time.Minute {
+		t.Errorf("quick mode took %v, want under a minute", d)
+	}
+
+	// Rows: | scenario | point | metric | kernel median | kernel min–max |
+	// xstack median | xstack min–max | ratio |
+	num := `[0-9.]+[kM]?`
+	for _, scen := range []string{"rps", "cps"} {
+		re := regexp.MustCompile(`(?m)^\| ` + scen + ` \| [^|]+ \| [^|]*/s[^|]*\| (` + num + `)[^|]* \| ` + num + `–` + num +
+			` \| (` + num + `)[^|]* \| ` + num + `–` + num + ` \| [0-9.]+ \|$`)
+		if !re.Match(stdout) {
+			t.Errorf("no %s row with numbers for both targets and a ratio in the table", scen)
+		}
+	}
+
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res Results
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatalf("%s: %v", out, err)
+	}
+	seen := map[string]bool{}
+	for _, p := range res.Points {
+		for _, s := range p.Samples {
+			if s.Value > 0 {
+				seen[p.Scenario+"/"+s.Target] = true
+			}
+		}
+	}
+	for _, k := range []string{"rps/kernel", "rps/xstack", "cps/kernel", "cps/xstack"} {
+		if !seen[k] {
+			t.Errorf("JSON has no positive sample for %s", k)
+		}
+	}
+	if _, err := os.Stat(strings.TrimSuffix(out, ".json") + "-rps.png"); err != nil {
+		t.Errorf("rps plot: %v", err)
+	}
+}
