@@ -1,30 +1,7 @@
 package core
 
-import (
-	"fmt"
-	"os"
-	"strconv"
+import "github.com/xstack/xstack/internal/affinity"
 
-	"golang.org/x/sys/unix"
-)
-
-// PinProcess binds every thread of the process to cpu. Threads the Go
-// runtime starts later are cloned from these and inherit the mask.
-func PinProcess(cpu int) error {
-	var set unix.CPUSet
-	set.Set(cpu)
-	tasks, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		return fmt.Errorf("pin to cpu %d: list threads: %w", cpu, err)
-	}
-	for _, t := range tasks {
-		tid, err := strconv.Atoi(t.Name())
-		if err != nil {
-			continue
-		}
-		if err := unix.SchedSetaffinity(tid, &set); err != nil && err != unix.ESRCH {
-			return fmt.Errorf("pin thread %d to cpu %d: %w", tid, cpu, err)
-		}
-	}
-	return nil
-}
+// PinProcess binds every thread of the process to cpu (see
+// affinity.PinProcess).
+func PinProcess(cpu int) error { return affinity.PinProcess(cpu) }

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xstack/xstack/internal/blast"
 	"github.com/xstack/xstack/internal/netns"
 )
 
@@ -36,8 +37,7 @@ func (r *rig) blaster(tb testing.TB, frame []byte) (stop func() uint64) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	var sent uint64
-	iov := new(unix.Iovec)
-	msgs := make([]mmsghdr, 64)
+	batch := blast.NewBatch(64)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -49,7 +49,7 @@ func (r *rig) blaster(tb testing.TB, frame []byte) (stop func() uint64) {
 			default:
 			}
 			for range 16 {
-				sent += uint64(sendBatch(fd, frame, iov, msgs))
+				sent += uint64(batch.Send(fd, frame))
 			}
 		}
 	}()

@@ -76,8 +76,16 @@ func moduleRoot() (string, error) {
 // section). The loop sleeps when idle, so that tests leave CPU to the peer.
 func Config(t testing.TB, r *rig.Rig, extra ...string) string {
 	t.Helper()
+	return ConfigLcores(t, r, 1, "process", extra...)
+}
+
+// ConfigLcores is Config for lcore_mask mask (hex) in mode (process or
+// thread).
+func ConfigLcores(t testing.TB, r *rig.Rig, mask int, mode string, extra ...string) string {
+	t.Helper()
 	conf := fmt.Sprintf(`[xstack]
-lcore_mask=1
+lcore_mask=%x
+mode=%s
 busy_poll=1
 idle_sleep=50
 [port0]
@@ -86,7 +94,7 @@ netns=%s
 addr=%s
 netmask=255.255.0.0
 addr6=%s/%d
-`, r.StackIf, r.StackNS, r.StackAddr4, r.StackAddr6, r.Prefix6) + strings.Join(extra, "\n") + "\n"
+`, mask, mode, r.StackIf, r.StackNS, r.StackAddr4, r.StackAddr6, r.Prefix6) + strings.Join(extra, "\n") + "\n"
 	p := filepath.Join(t.TempDir(), "config.ini")
 	if err := os.WriteFile(p, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
@@ -120,8 +128,11 @@ func Start(t testing.TB, ready string, bin string, args ...string) *Proc {
 }
 
 // StartProc is Start without a testing.TB; the caller stops the process.
+// The process is killed if the caller dies (Pdeathsig), so that a crashed
+// test or benchmark leaves no busy-polling lcore behind.
 func StartProc(ready string, timeout time.Duration, bin string, args ...string) (*Proc, error) {
 	p := &Proc{Cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	p.Cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	p.cond = sync.NewCond(&p.mu)
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -191,6 +202,29 @@ func (p *Proc) waitLineFrom(from int, s string, timeout time.Duration) (string, 
 	}
 }
 
+// WaitLines waits until count output lines contain s and returns them.
+func (p *Proc) WaitLines(s string, count int, timeout time.Duration) ([]string, error) {
+	var got []string
+	from := 0
+	deadline := time.Now().Add(timeout)
+	for len(got) < count {
+		line, err := p.waitLineFrom(from, s, time.Until(deadline))
+		if err != nil {
+			return got, err
+		}
+		got = append(got, line)
+		p.mu.Lock()
+		for i := from; i < len(p.lines); i++ {
+			if p.lines[i] == line {
+				from = i + 1
+				break
+			}
+		}
+		p.mu.Unlock()
+	}
+	return got, nil
+}
+
 // Output returns everything the process printed so far.
 func (p *Proc) Output() string {
 	p.mu.Lock()
@@ -210,24 +244,61 @@ func (p *Proc) Counters(t testing.TB) map[string]uint64 {
 
 // CountersErr is Counters for callers without a testing.TB.
 func (p *Proc) CountersErr() (map[string]uint64, error) {
+	all, err := p.countersN(1)
+	if err != nil {
+		return nil, err
+	}
+	return all[0].Counters, nil
+}
+
+// LcoreCounters are one lcore's counters line.
+type LcoreCounters struct {
+	Lcore    int               `json:"lcore"`
+	Pid      int               `json:"pid"`
+	Counters map[string]uint64 `json:"counters"`
+}
+
+// CountersAll asks for counters and waits for n lcores' lines (a launcher
+// forwards the signal to each of its processes; a thread-mode process
+// prints one line per lcore). They are returned in the order they came.
+func (p *Proc) CountersAll(t testing.TB, n int) []LcoreCounters {
+	t.Helper()
+	all, err := p.countersN(n)
+	if err != nil {
+		t.Fatalf("%v\noutput:\n%s", err, p.Output())
+	}
+	return all
+}
+
+func (p *Proc) countersN(n int) ([]LcoreCounters, error) {
 	p.mu.Lock()
 	from := len(p.lines)
 	p.mu.Unlock()
 	if err := p.Cmd.Process.Signal(syscall.SIGUSR1); err != nil {
 		return nil, fmt.Errorf("signal for counters: %w", err)
 	}
-	line, err := p.waitLineFrom(from, "xstack-counters ", 10*time.Second)
-	if err != nil {
-		return nil, fmt.Errorf("counters: %w", err)
+	var all []LcoreCounters
+	for len(all) < n {
+		line, err := p.waitLineFrom(from, "xstack-counters ", 10*time.Second)
+		if err != nil {
+			return nil, fmt.Errorf("counters: %w", err)
+		}
+		p.mu.Lock()
+		for i := from; i < len(p.lines); i++ {
+			if p.lines[i] == line {
+				from = i + 1
+				break
+			}
+		}
+		p.mu.Unlock()
+		var v LcoreCounters
+		line = line[strings.Index(line, "{"):]
+		if err := json.NewDecoder(bytes.NewReader([]byte(line))).Decode(&v); err != nil {
+			return nil, fmt.Errorf("counters line %q: %w", line, err)
+		}
+		all = append(all, v)
 	}
-	var v struct {
-		Counters map[string]uint64 `json:"counters"`
-	}
-	line = line[strings.Index(line, "{"):]
-	if err := json.NewDecoder(bytes.NewReader([]byte(line))).Decode(&v); err != nil {
-		return nil, fmt.Errorf("counters line %q: %w", line, err)
-	}
-	return v.Counters, nil
+	return all, nil
 }
 
 // Exited reports whether the process has exited.

@@ -13,6 +13,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xstack/xstack/internal/affinity"
+	"github.com/xstack/xstack/internal/blast"
 	"github.com/xstack/xstack/internal/netns"
 	"github.com/xstack/xstack/internal/rig"
 	"github.com/xstack/xstack/nic"
@@ -90,13 +92,12 @@ func runCeiling(ctx context.Context, r *rig.Rig, serverCPU, clientCPU int, d tim
 		// Never unlocked: the thread, pinned below, dies with the
 		// goroutine instead of carrying its affinity back to the pool.
 		runtime.LockOSThread()
-		pinThread(clientCPU)
-		iov := new(unix.Iovec)
-		msgs := make([]mmsghdr, 64)
+		affinity.PinThread(clientCPU)
+		batch := blast.NewBatch(64)
 		for !stopBlast.Load() {
 			n := 0
 			for range 16 {
-				n += sendmmsg(fd, frame, iov, msgs)
+				n += batch.Send(fd, frame)
 			}
 			sent.Add(uint64(n))
 		}
@@ -115,7 +116,7 @@ func runCeiling(ctx context.Context, r *rig.Rig, serverCPU, clientCPU int, d tim
 	out := make(chan rxOut, 1)
 	go func() {
 		runtime.LockOSThread()
-		pinThread(serverCPU)
+		affinity.PinThread(serverCPU)
 		frames := make([][]byte, 64)
 		var o rxOut
 		defer func() { out <- o }()
@@ -158,13 +159,6 @@ func runCeiling(ctx context.Context, r *rig.Rig, serverCPU, clientCPU int, d tim
 		o.err = ctx.Err()
 	}
 	return res, o.err
-}
-
-// pinThread pins the calling OS thread to cpu.
-func pinThread(cpu int) error {
-	var set unix.CPUSet
-	set.Set(cpu)
-	return unix.SchedSetaffinity(0, &set)
 }
 
 // udp4Frame builds an Ethernet frame with an IPv4 UDP datagram (header

@@ -61,7 +61,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xstack/xstack/internal/affinity"
 	"github.com/xstack/xstack/internal/rig"
+	"github.com/xstack/xstack/internal/rigtest"
 )
 
 // scenarios in the order they run.
@@ -177,8 +179,8 @@ type bench struct {
 	r    *rig.Rig
 	res  *Results
 	bins binaries
-	conf string // xstack's config.ini
-	cur  *proc  // the server running now, if any
+	conf string        // xstack's config.ini
+	cur  *rigtest.Proc // the server running now, if any
 }
 
 type binaries struct {
@@ -229,7 +231,7 @@ func run(o options, w io.Writer) (err error) {
 	}
 	defer func() {
 		if b.cur != nil {
-			b.cur.stop()
+			b.cur.Stop(5 * time.Second)
 		}
 		if derr := b.r.Down(); derr != nil {
 			err = errors.Join(err, fmt.Errorf("rig %s down: %w", o.name, derr))
@@ -245,7 +247,7 @@ func run(o options, w io.Writer) (err error) {
 
 	// Everything this process does from here is client work: keep it on
 	// the client CPU. Servers pin themselves to the server CPU.
-	if err := pinProcess(o.clientCPU); err != nil {
+	if err := affinity.PinProcess(o.clientCPU); err != nil {
 		return err
 	}
 	runtime.GOMAXPROCS(1)

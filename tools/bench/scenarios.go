@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xstack/xstack/internal/netns"
+	"github.com/xstack/xstack/internal/rigtest"
 )
 
 func lookPath(tool string) (string, error) {
@@ -55,7 +57,7 @@ const (
 
 // startServer starts target's server of the given kind and returns the
 // address it serves on, once it answers.
-func (b *bench) startServer(kind, target string) (*proc, netip.AddrPort, error) {
+func (b *bench) startServer(kind, target string) (*rigtest.Proc, netip.AddrPort, error) {
 	r := b.r
 	cpu := strconv.Itoa(b.o.serverCPU)
 	var argv []string
@@ -82,8 +84,11 @@ func (b *bench) startServer(kind, target string) (*proc, netip.AddrPort, error) 
 	// lcore outside its allowed CPUs; the kernel servers pin themselves
 	// to the same CPU anyway).
 	argv = append([]string{"taskset", "-c", cpu}, argv...)
-	p, err := startProc(ready, 20*time.Second, argv...)
+	p, err := rigtest.StartProc(ready, 20*time.Second, argv[0], argv[1:]...)
 	if err != nil {
+		if p != nil {
+			p.Stop(5 * time.Second)
+		}
 		return nil, addr, fmt.Errorf("%s %s server: %w", target, kind, err)
 	}
 	b.cur = p
@@ -93,7 +98,7 @@ func (b *bench) startServer(kind, target string) (*proc, netip.AddrPort, error) 
 	}
 	if err := b.probe(kind, addr); err != nil {
 		b.stopServer()
-		return nil, addr, fmt.Errorf("%s %s server on %v does not answer: %w\noutput:\n%s", target, kind, addr, err, p.output())
+		return nil, addr, fmt.Errorf("%s %s server on %v does not answer: %w\noutput:\n%s", target, kind, addr, err, p.Output())
 	}
 	return p, addr, nil
 }
@@ -104,10 +109,10 @@ func (b *bench) stopServer() error {
 	}
 	p := b.cur
 	b.cur = nil
-	crashed := !p.alive()
-	err := p.stop()
+	crashed := p.Exited()
+	err := p.Stop(5 * time.Second)
 	if crashed {
-		return fmt.Errorf("%s exited during the measurement:\n%s", p.name, p.output())
+		return fmt.Errorf("%s exited during the measurement:\n%s", filepath.Base(p.Cmd.Path), p.Output())
 	}
 	return err
 }
@@ -115,8 +120,8 @@ func (b *bench) stopServer() error {
 // checkPinned verifies that every thread of the server may run only on the
 // server CPU: a measurement with a stray thread on the client's core would
 // not compare one core with one core.
-func (b *bench) checkPinned(p *proc) error {
-	pid := p.cmd.Process.Pid
+func (b *bench) checkPinned(p *rigtest.Proc) error {
+	pid := p.Cmd.Process.Pid
 	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	if err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/xstack/xstack/internal/affinity"
 	"golang.org/x/sys/unix"
 )
 
@@ -31,7 +32,7 @@ func udpEchoMain(args []string) int {
 	fs.Parse(args)
 	runtime.GOMAXPROCS(1)
 	runtime.LockOSThread()
-	if err := pinProcess(*cpu); err != nil {
+	if err := affinity.PinProcess(*cpu); err != nil {
 		fmt.Fprintln(os.Stderr, "kernel udp echo:", err)
 		return 1
 	}

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"runtime"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -108,26 +106,4 @@ func dialBlocking(typ int, ap netip.AddrPort, timeout time.Duration) (int, error
 		return -1, fmt.Errorf("connect %v: %w", ap, err)
 	}
 	return fd, nil
-}
-
-// pinProcess restricts every thread of this process to cpu; threads made
-// later inherit it. (core.PinProcess does the same, but tools must not link
-// the stack.)
-func pinProcess(cpu int) error {
-	var set unix.CPUSet
-	set.Set(cpu)
-	tasks, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		return err
-	}
-	for _, t := range tasks {
-		tid, err := strconv.Atoi(t.Name())
-		if err != nil {
-			continue
-		}
-		if err := unix.SchedSetaffinity(tid, &set); err != nil && err != unix.ESRCH {
-			return fmt.Errorf("pin thread %d to cpu %d: %w", tid, cpu, err)
-		}
-	}
-	return nil
 }
