@@ -54,6 +54,14 @@ func (s *socket) fullAddress(sa unix.Sockaddr, op addrOp) (tcpip.FullAddress, un
 		if s.family != unix.AF_INET6 {
 			return tcpip.FullAddress{}, unix.EAFNOSUPPORT
 		}
+		if isMapped4(a.Addr) && s.ep.SocketOptions().GetV6Only() {
+			// An IPv6-only socket has no IPv4 path: inet6_bind says
+			// EINVAL, tcp_v6_connect and udpv6_sendmsg ENETUNREACH.
+			if op == opBind {
+				return tcpip.FullAddress{}, unix.EINVAL
+			}
+			return tcpip.FullAddress{}, unix.ENETUNREACH
+		}
 		fa := tcpip.FullAddress{Addr: addr16(a.Addr), Port: uint16(a.Port)}
 		if a.ZoneId != 0 {
 			fa.NIC = tcpip.NICID(a.ZoneId)
@@ -85,6 +93,10 @@ func addr16(a [16]byte) tcpip.Address {
 		return tcpip.Address{}
 	}
 	return tcpip.AddrFrom16(a)
+}
+
+func isMapped4(a [16]byte) bool {
+	return a[0]|a[1]|a[2]|a[3]|a[4]|a[5]|a[6]|a[7]|a[8]|a[9] == 0 && a[10] == 0xff && a[11] == 0xff
 }
 
 func isLinkLocal6(a [16]byte) bool { return a[0] == 0xfe && a[1]&0xc0 == 0x80 }

@@ -1,6 +1,9 @@
 package posix
 
 import (
+	"context"
+	"net"
+	"net/netip"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -116,4 +119,55 @@ func EpollCtl(epfd, op, fd int, ev *unix.EpollEvent) error { return def().EpollC
 // EpollWait calls Default().EpollWait.
 func EpollWait(epfd int, events []unix.EpollEvent, msec int) (int, error) {
 	return def().EpollWait(epfd, events, msec)
+}
+
+// Readv calls Default().Readv.
+func Readv(fd int, iovs [][]byte) (int, error) { return def().Readv(fd, iovs) }
+
+// Writev calls Default().Writev.
+func Writev(fd int, iovs [][]byte) (int, error) { return def().Writev(fd, iovs) }
+
+// Recv calls Default().Recv.
+func Recv(fd int, p []byte, flags int) (int, error) { return def().Recv(fd, p, flags) }
+
+// Send calls Default().Send.
+func Send(fd int, p []byte, flags int) (int, error) { return def().Send(fd, p, flags) }
+
+// RecvMsg calls Default().RecvMsg.
+func RecvMsg(fd int, iovs [][]byte, flags int) (n, recvflags int, from unix.Sockaddr, err error) {
+	return def().RecvMsg(fd, iovs, flags)
+}
+
+// SendMsg calls Default().SendMsg.
+func SendMsg(fd int, iovs [][]byte, to unix.Sockaddr, flags int) (int, error) {
+	return def().SendMsg(fd, iovs, to, flags)
+}
+
+// GetsockoptTCPInfo calls Default().GetsockoptTCPInfo.
+func GetsockoptTCPInfo(fd, level, opt int) (*unix.TCPInfo, error) {
+	return def().GetsockoptTCPInfo(fd, level, opt)
+}
+
+// Poll calls Default().Poll.
+func Poll(fds []unix.PollFd, msec int) (int, error) { return def().Poll(fds, msec) }
+
+// RouteAdd calls Default().RouteAdd (ff_route_ctl with FF_ROUTE_ADD).
+func RouteAdd(dst netip.Prefix, gateway netip.Addr) error { return def().RouteAdd(dst, gateway) }
+
+// RouteDel calls Default().RouteDel (ff_route_ctl with FF_ROUTE_DEL).
+func RouteDel(dst netip.Prefix, gateway netip.Addr) error { return def().RouteDel(dst, gateway) }
+
+// NetListen calls Default().NetListen.
+func NetListen(network, address string) (net.Listener, error) {
+	return def().NetListen(network, address)
+}
+
+// NetDial calls Default().NetDial.
+func NetDial(ctx context.Context, network, address string) (net.Conn, error) {
+	return def().NetDial(ctx, network, address)
+}
+
+// NetListenPacket calls Default().NetListenPacket.
+func NetListenPacket(network, address string) (net.PacketConn, error) {
+	return def().NetListenPacket(network, address)
 }

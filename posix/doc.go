@@ -12,6 +12,14 @@
 // leaves this package. Writing to a closed or reset connection returns EPIPE
 // (or the pending ECONNRESET first, as Linux does); there are no signals.
 //
+// The calls: Socket, Bind, Listen, Accept, Accept4, Connect, Read, Readv,
+// Write, Writev, Send, SendTo, SendMsg, Recv, RecvFrom, RecvMsg, Shutdown,
+// CloseFD, Getsockname, Getpeername, SetsockoptInt/GetsockoptInt (and
+// SO_LINGER, TCP_INFO), Fcntl, IoctlSetInt/IoctlGetInt, EpollCreate,
+// EpollCtl, EpollWait, Poll, and RouteAdd/RouteDel/Routes on the lcore's
+// gVisor route table (F-Stack's ff_route_ctl). SendMsg and RecvMsg carry no
+// control messages.
+//
 // The package-level functions (Socket, Bind, EpollWait, ...) forward to the
 // Sockets installed with SetDefault; Init does that, F-Stack style. The
 // methods have the same names, except that close(2) is (*Sockets).CloseFD:
@@ -44,10 +52,25 @@
 // re-reported while the condition holds and dropped when it no longer does,
 // exactly as Linux's ep_send_events does.
 //
+// # The net adapters
+//
+// NetListen, NetDial and NetListenPacket (and the *TCPListener, *TCPConn
+// and *UDPConn they return) give net.Listener, net.Conn and net.PacketConn
+// values over sockets of the table, with deadlines and CloseWrite, so that
+// net/http, bufio and io.Copy run unchanged on goroutines while the lcore
+// loop runs (Run(nil)). Their errors are *net.OpError values wrapping
+// net.ErrClosed, os.ErrDeadlineExceeded or the unix.Errno, so errors.Is
+// works for all three. They block, so they are for ordinary goroutines: on
+// the loop goroutine inside its callback a call that would wait fails at
+// once with ErrLoopBlocking rather than stalling the stack. Addresses are
+// IP literals; there is no name resolution.
+//
 // # Hot path
 //
 // Read, Write and EpollWait with msec == 0 make no allocations in steady
-// state (see the allocation tests and benchmarks).
+// state, nor do the net.Conn adapters' Read and Write on top of them (see
+// the allocation tests and benchmarks). Poll allocates its subscriptions
+// when it has to wait.
 //
 // # Known differences from Linux
 //
@@ -69,4 +92,20 @@
 //     the endpoint's hard error (reset, refused, timed out) raise it.
 //   - After Sockets.Close every fd call fails with EBADF and Socket and
 //     EpollCreate fail with ENETDOWN.
+//   - TCP_NODELAY is on by default (gVisor's default; Go's net package sets
+//     it too): gVisor sends no delayed ACKs, and Nagle against a kernel
+//     peer's delayed ACKs stalls request/response traffic.
+//   - A TCP socket whose connect failed cannot connect again (ECONNABORTED;
+//     gVisor keeps the endpoint in its error state). Open a new socket.
+//   - Receive flags other than MSG_DONTWAIT, MSG_PEEK and MSG_TRUNC (and the
+//     no-ops MSG_NOSIGNAL, MSG_CMSG_CLOEXEC) are EOPNOTSUPP; MSG_WAITALL
+//     and MSG_OOB are not implemented.
+//   - TCP_MAXSEG and TCP_INFO's MSS on a connected socket are the NIC's MTU
+//     less the IP and TCP headers, without options.
+//   - Poll on an epoll instance reports POLLIN while it has ready
+//     registrations but is not woken by them.
+//
+// internal/difftest runs a table of scenarios against both this package and
+// the kernel's sockets on a rig; its rows marked "differs" list these cases
+// with the observed results.
 package posix

@@ -1,7 +1,6 @@
 package posix
 
 import (
-	"bytes"
 	"sync"
 	"sync/atomic"
 
@@ -38,14 +37,14 @@ type socket struct {
 	// for them too) and guards the receive scratch state.
 	readMu sync.Mutex
 	// +checklocks:readMu
-	rbuf tcpip.SliceWriter
+	rbuf iovWriter
 	// +checklocks:readMu
 	rwait blocker
 
 	// writeMu serializes sends and connects and guards the send scratch.
 	writeMu sync.Mutex
 	// +checklocks:writeMu
-	wbuf bytes.Reader
+	wbuf iovReader
 	// +checklocks:writeMu
 	wwait blocker
 
@@ -160,6 +159,19 @@ func (s *socket) release() {
 	s.ep.Close()
 }
 
+// armKeepalive starts the keepalive timer of a newly established TCP
+// connection that has SO_KEEPALIVE set. gVisor arms it only when a segment
+// arrives after the handshake (or the option is set again), so an idle
+// connection that enabled keepalive before connect would never probe.
+func (s *socket) armKeepalive() {
+	if s.stype != unix.SOCK_STREAM {
+		return
+	}
+	if ops := s.ep.SocketOptions(); ops.GetKeepAlive() {
+		ops.SetKeepAlive(true)
+	}
+}
+
 // mayBlock reports whether a call that would block should wait: the socket
 // is blocking, dontwait was not asked for, and the caller is not the lcore
 // loop inside its callback.
@@ -167,11 +179,19 @@ func (s *socket) mayBlock(dontwait bool) bool {
 	return !dontwait && !s.f.nonblock.Load() && !s.t.onLoopGoroutine()
 }
 
-// wait parks until b is notified or the fd or the table is closed.
-func (s *socket) wait(b *blocker) unix.Errno {
+// errnoDeadline is returned by wait when the caller's deadline channel
+// fired. It is not a Linux errno and never leaves the package: the net.Conn
+// adapters turn it into os.ErrDeadlineExceeded.
+const errnoDeadline = ^unix.Errno(0)
+
+// wait parks until b is notified, the deadline channel (nil: none) fires,
+// or the fd or the table is closed.
+func (s *socket) wait(b *blocker, deadline <-chan struct{}) unix.Errno {
 	select {
 	case <-b.ch:
 		return 0
+	case <-deadline:
+		return errnoDeadline
 	case <-s.f.closing:
 		return unix.EBADF
 	case <-s.t.done:
@@ -215,7 +235,9 @@ func (t *Sockets) Listen(fd, backlog int) error {
 	if backlog < 0 || backlog > maxBacklog {
 		backlog = maxBacklog
 	}
-	if err := s.ep.Listen(backlog); err != nil {
+	// Linux queues up to backlog+1 connections (sk_acceptq_is_full is
+	// "more than backlog"); gVisor's queue is full at its capacity.
+	if err := s.ep.Listen(backlog + 1); err != nil {
 		return s.errno(err)
 	}
 	return nil
@@ -233,29 +255,44 @@ func (t *Sockets) Accept4(fd, flags int) (int, unix.Sockaddr, error) {
 		return -1, nil, errno
 	}
 	defer s.f.put()
+	nfd, ns, peer, errno := t.accept4(s, flags, nil, false)
+	if errno != 0 {
+		return -1, nil, errno
+	}
+	return nfd, ns.sockaddr(peer), nil
+}
+
+// accept4 accepts a connection on s and installs it. With extraRef the new
+// socket gets a second reference, for a net.Conn adapter, before it is
+// visible in the table.
+func (t *Sockets) accept4(s *socket, flags int, deadline <-chan struct{}, extraRef bool) (int, *socket, tcpip.FullAddress, unix.Errno) {
+	var peer tcpip.FullAddress
 	if flags&^(unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC) != 0 {
-		return -1, nil, unix.EINVAL
+		return -1, nil, peer, unix.EINVAL
 	}
 	if s.stype != unix.SOCK_STREAM {
-		return -1, nil, unix.EOPNOTSUPP
+		return -1, nil, peer, unix.EOPNOTSUPP
 	}
-	var peer tcpip.FullAddress
-	nep, nwq, err := s.accept(&peer)
-	if err != 0 {
-		return -1, nil, err
+	nep, nwq, errno := s.accept(&peer, deadline)
+	if errno != 0 {
+		return -1, nil, peer, errno
 	}
 	ns := t.newSocket(s.family, s.stype, s.proto, nep, nwq)
+	ns.armKeepalive()
 	ns.f.nonblock.Store(flags&unix.SOCK_NONBLOCK != 0)
 	ns.f.cloexec.Store(flags&unix.SOCK_CLOEXEC != 0)
+	if extraRef {
+		ns.f.refs.Add(1)
+	}
 	nfd, errno := t.install(ns.f)
 	if errno != 0 {
 		nep.Close()
-		return -1, nil, errno
+		return -1, nil, peer, errno
 	}
-	return nfd, s.sockaddr(peer), nil
+	return nfd, ns, peer, 0
 }
 
-func (s *socket) accept(peer *tcpip.FullAddress) (tcpip.Endpoint, *waiter.Queue, unix.Errno) {
+func (s *socket) accept(peer *tcpip.FullAddress, deadline <-chan struct{}) (tcpip.Endpoint, *waiter.Queue, unix.Errno) {
 	s.readMu.Lock()
 	defer s.readMu.Unlock()
 	registered := false
@@ -280,7 +317,7 @@ func (s *socket) accept(peer *tcpip.FullAddress) (tcpip.Endpoint, *waiter.Queue,
 			registered = true
 			continue // retry once registered so no wake-up is lost
 		}
-		if errno := s.wait(&s.rwait); errno != 0 {
+		if errno := s.wait(&s.rwait, deadline); errno != 0 {
 			return nil, nil, errno
 		}
 	}
@@ -299,15 +336,20 @@ func (t *Sockets) Connect(fd int, sa unix.Sockaddr) error {
 	if errno != 0 {
 		return errno
 	}
-	return s.connect(addr)
+	return s.connect(addr, nil)
 }
 
-func (s *socket) connect(addr tcpip.FullAddress) error {
+func (s *socket) connect(addr tcpip.FullAddress, deadline <-chan struct{}) error {
 	if s.stype != unix.SOCK_STREAM {
 		if err := s.ep.Connect(addr); err != nil {
 			return s.errno(err)
 		}
 		return nil
+	}
+	if tcp.EndpointState(s.ep.State()) == tcp.StateListen {
+		// inet_stream_connect: a socket that is not TCP_CLOSE is
+		// "connected" as far as connect is concerned.
+		return unix.EISCONN
 	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
@@ -321,6 +363,7 @@ func (s *socket) connect(addr tcpip.FullAddress) error {
 	for {
 		switch err.(type) {
 		case nil:
+			s.armKeepalive()
 			return nil
 		case *tcpip.ErrConnectStarted, *tcpip.ErrAlreadyConnecting:
 			// Under way: wait, or say so.
@@ -334,7 +377,7 @@ func (s *socket) connect(addr tcpip.FullAddress) error {
 		if !block {
 			return errnoOf(err)
 		}
-		if errno := s.wait(&s.wwait); errno != 0 {
+		if errno := s.wait(&s.wwait, deadline); errno != 0 {
 			return errno
 		}
 		// Connecting again reports the outcome (nil once, then EISCONN).
@@ -348,7 +391,7 @@ func (t *Sockets) Read(fd int, p []byte) (int, error) {
 	if errno != 0 {
 		return 0, rwErrno(errno)
 	}
-	n, _, errno := s.recv(p, false, false, nil)
+	n, _, errno := s.recv(p, nil, recvOpts{})
 	s.f.put()
 	if errno != 0 {
 		return n, errno
@@ -365,41 +408,108 @@ func rwErrno(errno unix.Errno) unix.Errno {
 	return errno
 }
 
+// recvFlags are the recv flags this package implements. MSG_NOSIGNAL and
+// MSG_CMSG_CLOEXEC have nothing to do here and are accepted.
+const recvFlags = unix.MSG_DONTWAIT | unix.MSG_PEEK | unix.MSG_TRUNC | unix.MSG_NOSIGNAL | unix.MSG_CMSG_CLOEXEC
+
 // RecvFrom is recvfrom(2). flags may hold MSG_DONTWAIT, MSG_PEEK and
 // MSG_TRUNC (return a datagram's full length). from is nil for TCP, as with
 // Go's unix.Recvfrom.
 func (t *Sockets) RecvFrom(fd int, p []byte, flags int) (int, unix.Sockaddr, error) {
+	n, _, from, err := t.recvmsg(fd, p, nil, flags)
+	return n, from, err
+}
+
+// Recv is recv(2): RecvFrom without the sender's address.
+func (t *Sockets) Recv(fd int, p []byte, flags int) (int, error) {
 	s, errno := t.socket(fd)
 	if errno != 0 {
-		return 0, nil, errno
+		return 0, errno
 	}
 	defer s.f.put()
-	if flags&^(unix.MSG_DONTWAIT|unix.MSG_PEEK|unix.MSG_TRUNC|unix.MSG_NOSIGNAL|unix.MSG_CMSG_CLOEXEC) != 0 {
-		return 0, nil, unix.EOPNOTSUPP
+	if flags&^recvFlags != 0 {
+		return 0, unix.EOPNOTSUPP
 	}
-	var from *tcpip.FullAddress
-	var addr tcpip.FullAddress
-	if s.stype == unix.SOCK_DGRAM {
-		from = &addr
-	}
-	n, total, errno := s.recv(p, flags&unix.MSG_DONTWAIT != 0, flags&unix.MSG_PEEK != 0, from)
+	n, total, errno := s.recv(p, nil, recvOpts{dontwait: flags&unix.MSG_DONTWAIT != 0, peek: flags&unix.MSG_PEEK != 0})
 	if errno != 0 {
-		return n, nil, errno
+		return n, errno
 	}
 	if flags&unix.MSG_TRUNC != 0 && s.stype == unix.SOCK_DGRAM {
 		n = total
 	}
-	if from == nil {
-		return n, nil, nil
-	}
-	return n, s.sockaddr(addr), nil
+	return n, nil
 }
 
-// recv reads into p and returns the bytes read and, for datagrams, the
-// datagram's full length (for MSG_TRUNC). When from is non-nil (datagram
-// sockets) it also receives the sender's address.
-func (s *socket) recv(p []byte, dontwait, peek bool, from *tcpip.FullAddress) (n, total int, errno unix.Errno) {
-	if len(p) == 0 && s.stype == unix.SOCK_STREAM {
+// Readv is readv(2): it fills the buffers of iovs in order, as one read.
+func (t *Sockets) Readv(fd int, iovs [][]byte) (int, error) {
+	s, errno := t.socket(fd)
+	if errno != 0 {
+		return 0, rwErrno(errno)
+	}
+	n, _, errno := s.recv(nil, iovs, recvOpts{})
+	s.f.put()
+	if errno != 0 {
+		return n, errno
+	}
+	return n, nil
+}
+
+// RecvMsg is recvmsg(2) without control messages: it reads into the
+// buffers of iovs in order and returns the bytes read, the message flags
+// (MSG_TRUNC when a datagram was longer than the buffers) and, for datagram
+// sockets, the sender. flags are RecvFrom's; with MSG_TRUNC a datagram's
+// full length is returned.
+func (t *Sockets) RecvMsg(fd int, iovs [][]byte, flags int) (n, recvflags int, from unix.Sockaddr, err error) {
+	return t.recvmsg(fd, nil, iovs, flags)
+}
+
+func (t *Sockets) recvmsg(fd int, p []byte, iovs [][]byte, flags int) (n, recvflags int, from unix.Sockaddr, err error) {
+	s, errno := t.socket(fd)
+	if errno != 0 {
+		return 0, 0, nil, errno
+	}
+	defer s.f.put()
+	if flags&^recvFlags != 0 {
+		return 0, 0, nil, unix.EOPNOTSUPP
+	}
+	o := recvOpts{dontwait: flags&unix.MSG_DONTWAIT != 0, peek: flags&unix.MSG_PEEK != 0}
+	var addr tcpip.FullAddress
+	if s.stype == unix.SOCK_DGRAM {
+		o.from = &addr
+	}
+	n, total, errno := s.recv(p, iovs, o)
+	if errno != 0 {
+		return n, 0, nil, errno
+	}
+	if s.stype == unix.SOCK_DGRAM {
+		if total > n {
+			recvflags |= unix.MSG_TRUNC
+		}
+		if flags&unix.MSG_TRUNC != 0 {
+			n = total
+		}
+		return n, recvflags, s.sockaddr(addr), nil
+	}
+	return n, 0, nil, nil
+}
+
+// recvOpts are the options of one receive.
+type recvOpts struct {
+	dontwait bool               // MSG_DONTWAIT
+	peek     bool               // MSG_PEEK
+	from     *tcpip.FullAddress // set to the sender (datagram sockets)
+	deadline <-chan struct{}    // a blocked call gives up when it fires
+}
+
+// recv reads into p, or into the buffers of iovs when iovs is not nil, and
+// returns the bytes read and, for datagrams, the datagram's full length
+// (for MSG_TRUNC).
+func (s *socket) recv(p []byte, iovs [][]byte, o recvOpts) (n, total int, errno unix.Errno) {
+	size := len(p)
+	if iovs != nil {
+		size = iovLen(iovs)
+	}
+	if size == 0 && s.stype == unix.SOCK_STREAM {
 		// tcp_recvmsg copies nothing and returns 0 at once, except
 		// on a listener.
 		if tcp.EndpointState(s.ep.State()) == tcp.StateListen {
@@ -411,23 +521,30 @@ func (s *socket) recv(p []byte, dontwait, peek bool, from *tcpip.FullAddress) (n
 	defer s.readMu.Unlock()
 	registered := false
 	for {
-		s.rbuf = p
-		res, err := s.ep.Read(&s.rbuf, tcpip.ReadOptions{Peek: peek, NeedRemoteAddr: from != nil})
-		s.rbuf = nil
+		s.rbuf.reset(p, iovs)
+		res, err := s.ep.Read(&s.rbuf, tcpip.ReadOptions{Peek: o.peek, NeedRemoteAddr: o.from != nil})
+		s.rbuf.reset(nil, nil)
 		errno = 0
 		switch err.(type) {
 		case nil:
-			if from != nil {
-				*from = res.RemoteAddr
+			if o.from != nil {
+				*o.from = res.RemoteAddr
 			}
 		case *tcpip.ErrClosedForReceive:
 			// End of file: the peer's FIN, or shutdown(SHUT_RD).
+		case *tcpip.ErrBadBuffer:
+			// A zero-length buffer for a datagram: Linux consumes the
+			// datagram and returns 0.
+			if o.from != nil {
+				*o.from = res.RemoteAddr
+			}
+			res.Count = 0
 		case *tcpip.ErrWouldBlock:
 			errno = unix.EAGAIN
 		default:
 			errno = s.errno(err)
 		}
-		if errno != unix.EAGAIN || !s.mayBlock(dontwait) {
+		if errno != unix.EAGAIN || !s.mayBlock(o.dontwait) {
 			if registered {
 				s.wq.EventUnregister(&s.rwait.entry)
 			}
@@ -438,7 +555,7 @@ func (s *socket) recv(p []byte, dontwait, peek bool, from *tcpip.FullAddress) (n
 			registered = true
 			continue
 		}
-		if errno := s.wait(&s.rwait); errno != 0 {
+		if errno := s.wait(&s.rwait, o.deadline); errno != 0 {
 			s.wq.EventUnregister(&s.rwait.entry)
 			return 0, 0, errno
 		}
@@ -452,7 +569,7 @@ func (t *Sockets) Write(fd int, p []byte) (int, error) {
 	if errno != 0 {
 		return 0, rwErrno(errno)
 	}
-	n, errno := s.send(p, false, nil)
+	n, errno := s.send(p, nil, sendOpts{})
 	s.f.put()
 	if errno != 0 {
 		return n, errno
@@ -460,34 +577,82 @@ func (t *Sockets) Write(fd int, p []byte) (int, error) {
 	return n, nil
 }
 
-// SendTo is sendto(2). to may be nil for a connected socket; TCP ignores it
-// as Linux does. flags may hold MSG_DONTWAIT; MSG_NOSIGNAL and MSG_MORE are
-// accepted (no signals are ever raised; corking is not implemented).
-func (t *Sockets) SendTo(fd int, p []byte, flags int, to unix.Sockaddr) (int, error) {
+// Writev is writev(2): the buffers of iovs are sent in order, as one write
+// (one datagram on a UDP socket).
+func (t *Sockets) Writev(fd int, iovs [][]byte) (int, error) {
 	s, errno := t.socket(fd)
 	if errno != 0 {
-		return 0, errno
+		return 0, rwErrno(errno)
 	}
-	defer s.f.put()
-	if flags&^(unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL|unix.MSG_MORE|unix.MSG_EOR) != 0 {
-		return 0, unix.EOPNOTSUPP
-	}
-	var addr *tcpip.FullAddress
-	if to != nil && s.stype == unix.SOCK_DGRAM {
-		a, errno := s.fullAddress(to, opSendTo)
-		if errno != 0 {
-			return 0, errno
-		}
-		addr = &a
-	}
-	n, errno := s.send(p, flags&unix.MSG_DONTWAIT != 0, addr)
+	n, errno := s.send(nil, iovs, sendOpts{})
+	s.f.put()
 	if errno != 0 {
 		return n, errno
 	}
 	return n, nil
 }
 
-func (s *socket) send(p []byte, dontwait bool, to *tcpip.FullAddress) (int, unix.Errno) {
+// sendFlags are the send flags accepted: MSG_DONTWAIT is honoured;
+// MSG_NOSIGNAL, MSG_MORE and MSG_EOR are accepted (no signals are ever
+// raised; corking is not implemented).
+const sendFlags = unix.MSG_DONTWAIT | unix.MSG_NOSIGNAL | unix.MSG_MORE | unix.MSG_EOR
+
+// SendTo is sendto(2). to may be nil for a connected socket; TCP ignores it
+// as Linux does. flags may hold MSG_DONTWAIT; MSG_NOSIGNAL and MSG_MORE are
+// accepted (no signals are ever raised; corking is not implemented).
+func (t *Sockets) SendTo(fd int, p []byte, flags int, to unix.Sockaddr) (int, error) {
+	return t.sendmsg(fd, p, nil, to, flags)
+}
+
+// Send is send(2): SendTo without an address.
+func (t *Sockets) Send(fd int, p []byte, flags int) (int, error) {
+	return t.sendmsg(fd, p, nil, nil, flags)
+}
+
+// SendMsg is sendmsg(2) without control messages: the buffers of iovs are
+// sent in order as one message, to to (nil on a connected socket).
+func (t *Sockets) SendMsg(fd int, iovs [][]byte, to unix.Sockaddr, flags int) (int, error) {
+	if iovs == nil {
+		iovs = [][]byte{}
+	}
+	return t.sendmsg(fd, nil, iovs, to, flags)
+}
+
+func (t *Sockets) sendmsg(fd int, p []byte, iovs [][]byte, to unix.Sockaddr, flags int) (int, error) {
+	s, errno := t.socket(fd)
+	if errno != 0 {
+		return 0, errno
+	}
+	defer s.f.put()
+	if flags&^sendFlags != 0 {
+		return 0, unix.EOPNOTSUPP
+	}
+	o := sendOpts{dontwait: flags&unix.MSG_DONTWAIT != 0}
+	var addr tcpip.FullAddress
+	if to != nil && s.stype == unix.SOCK_DGRAM {
+		a, errno := s.fullAddress(to, opSendTo)
+		if errno != 0 {
+			return 0, errno
+		}
+		addr = a
+		o.to = &addr
+	}
+	n, errno := s.send(p, iovs, o)
+	if errno != 0 {
+		return n, errno
+	}
+	return n, nil
+}
+
+// sendOpts are the options of one send.
+type sendOpts struct {
+	dontwait bool               // MSG_DONTWAIT
+	to       *tcpip.FullAddress // destination of a datagram
+	deadline <-chan struct{}    // a blocked call gives up when it fires
+}
+
+// send writes p, or the buffers of iovs when iovs is not nil.
+func (s *socket) send(p []byte, iovs [][]byte, o sendOpts) (int, unix.Errno) {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	registered := false
@@ -496,18 +661,22 @@ func (s *socket) send(p []byte, dontwait bool, to *tcpip.FullAddress) (int, unix
 			s.wq.EventUnregister(&s.wwait.entry)
 		}
 	}()
+	size := len(p)
+	if iovs != nil {
+		size = iovLen(iovs)
+	}
 	total := 0
 	for {
-		s.wbuf.Reset(p[total:])
-		n, err := s.ep.Write(&s.wbuf, tcpip.WriteOptions{To: to})
-		s.wbuf.Reset(nil)
+		s.wbuf.reset(p, iovs, total)
+		n, err := s.ep.Write(&s.wbuf, tcpip.WriteOptions{To: o.to})
+		s.wbuf.reset(nil, nil, 0)
 		total += int(n)
 		switch err.(type) {
 		case nil:
-			if total == len(p) || s.stype != unix.SOCK_STREAM {
+			if total == size || s.stype != unix.SOCK_STREAM {
 				return total, 0
 			}
-			if !s.mayBlock(dontwait) {
+			if !s.mayBlock(o.dontwait) {
 				return total, 0 // a short write, as Linux's non-blocking send
 			}
 			continue
@@ -518,7 +687,7 @@ func (s *socket) send(p []byte, dontwait bool, to *tcpip.FullAddress) (int, unix
 			}
 			return 0, s.errno(err)
 		}
-		if !s.mayBlock(dontwait) {
+		if !s.mayBlock(o.dontwait) {
 			if total > 0 {
 				return total, 0
 			}
@@ -529,7 +698,7 @@ func (s *socket) send(p []byte, dontwait bool, to *tcpip.FullAddress) (int, unix
 			registered = true
 			continue
 		}
-		if errno := s.wait(&s.wwait); errno != 0 {
+		if errno := s.wait(&s.wwait, o.deadline); errno != 0 {
 			if total > 0 {
 				return total, 0
 			}
@@ -545,6 +714,13 @@ func (t *Sockets) Shutdown(fd, how int) error {
 		return errno
 	}
 	defer s.f.put()
+	if errno := s.shutdown(how); errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+func (s *socket) shutdown(how int) unix.Errno {
 	var flags tcpip.ShutdownFlags
 	switch how {
 	case unix.SHUT_RD:
@@ -568,7 +744,7 @@ func (t *Sockets) Shutdown(fd, how int) error {
 	// Wake epoll registrations: shutdown changes poll's answer, and
 	// gVisor does not notify for every case (SHUT_RD on TCP).
 	s.wq.Notify(waiter.EventRdHUp | waiter.ReadableEvents | waiter.WritableEvents)
-	return nil
+	return 0
 }
 
 // Getsockname is getsockname(2).

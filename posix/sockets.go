@@ -209,6 +209,36 @@ func (t *Sockets) CloseFD(fd int) error {
 	return nil
 }
 
+// closeFile is CloseFD for the holder of f, which may have been closed
+// through its fd already (the fd may then name another file).
+func (t *Sockets) closeFile(fd int, f *file) {
+	t.mu.Lock()
+	if fd < 0 || fd >= len(t.files) || t.files[fd] != f {
+		t.mu.Unlock()
+		return
+	}
+	t.files[fd] = nil
+	if fd < t.lowFree {
+		t.lowFree = fd
+	}
+	t.mu.Unlock()
+	f.closeFD()
+}
+
+// tryGet takes a reference to f unless it has already been released; the
+// net.Conn adapters hold files, not fds, and use it.
+func (f *file) tryGet() bool {
+	for {
+		n := f.refs.Load()
+		if n <= 0 {
+			return false
+		}
+		if f.refs.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
 // closeFD is called once, when f leaves the table: it wakes blocked calls and
 // drops the table's reference.
 func (f *file) closeFD() {

@@ -6,6 +6,7 @@ import (
 
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 )
 
@@ -222,6 +223,10 @@ func (s *socket) getsockoptInt(level, opt int) (int, error) {
 		case unix.SO_ERROR:
 			err := s.ep.LastError()
 			if err == nil {
+				// A non-blocking connect is usually confirmed here.
+				if s.stype == unix.SOCK_STREAM && tcp.EndpointState(s.ep.State()) == tcp.StateEstablished {
+					s.armKeepalive()
+				}
 				return 0, nil
 			}
 			// gVisor keeps a connection error twice (as the hard
@@ -259,7 +264,7 @@ func (s *socket) getsockoptInt(level, opt int) (int, error) {
 		return 0, unix.ENOPROTOOPT
 	case unix.IPPROTO_TCP:
 		if s.stype != unix.SOCK_STREAM {
-			return 0, unix.ENOPROTOOPT
+			return 0, s.getsockoptBadLevel()
 		}
 		return s.getsockoptTCP(opt)
 	case unix.IPPROTO_IP:
@@ -276,7 +281,7 @@ func (s *socket) getsockoptInt(level, opt int) (int, error) {
 		return 0, unix.ENOPROTOOPT
 	case unix.IPPROTO_IPV6:
 		if s.family != unix.AF_INET6 {
-			return 0, unix.ENOPROTOOPT
+			return 0, s.getsockoptBadLevel()
 		}
 		switch opt {
 		case unix.IPV6_V6ONLY:
@@ -292,7 +297,17 @@ func (s *socket) getsockoptInt(level, opt int) (int, error) {
 		}
 		return 0, unix.ENOPROTOOPT
 	}
-	return 0, unix.ENOPROTOOPT
+	return 0, s.getsockoptBadLevel()
+}
+
+// getsockoptBadLevel is Linux's answer to getsockopt at a level the socket
+// does not have: an IPv4 socket hands it to ip_getsockopt, which says
+// EOPNOTSUPP; an IPv6 socket to ipv6_getsockopt, which says ENOPROTOOPT.
+func (s *socket) getsockoptBadLevel() error {
+	if s.family == unix.AF_INET {
+		return unix.EOPNOTSUPP
+	}
+	return unix.ENOPROTOOPT
 }
 
 func (s *socket) getsockoptTCP(opt int) (int, error) {
@@ -319,6 +334,9 @@ func (s *socket) getsockoptTCP(opt int) (int, error) {
 	case unix.TCP_KEEPCNT:
 		return s.getInt(tcpip.KeepaliveCountOption)
 	case unix.TCP_MAXSEG:
+		if mss := s.connectedMSS(); mss > 0 {
+			return mss, nil
+		}
 		return s.getInt(tcpip.MaxSegOption)
 	case unix.TCP_USER_TIMEOUT:
 		var o tcpip.TCPUserTimeoutOption
@@ -378,4 +396,93 @@ func (t *Sockets) GetsockoptLinger(fd, level, opt int) (*unix.Linger, error) {
 	}
 	l := s.ep.SocketOptions().GetLinger()
 	return &unix.Linger{Onoff: int32(b2i(l.Enabled)), Linger: int32(l.Timeout / time.Second)}, nil
+}
+
+// GetsockoptTCPInfo is getsockopt(IPPROTO_TCP, TCP_INFO). gVisor keeps a
+// subset of Linux's struct tcp_info: the state, the congestion state, RTO,
+// RTT and its variance (µs), the congestion window and slow-start threshold
+// (segments), the MSS and reordering; the other fields are zero.
+func (t *Sockets) GetsockoptTCPInfo(fd, level, opt int) (*unix.TCPInfo, error) {
+	s, errno := t.socket(fd)
+	if errno != 0 {
+		return nil, errno
+	}
+	defer s.f.put()
+	if level != unix.IPPROTO_TCP || opt != unix.TCP_INFO {
+		return nil, unix.ENOPROTOOPT
+	}
+	if s.stype != unix.SOCK_STREAM {
+		return nil, unix.EOPNOTSUPP
+	}
+	var o tcpip.TCPInfoOption
+	if err := s.ep.GetSockOpt(&o); err != nil {
+		return nil, errnoOf(err)
+	}
+	info := &unix.TCPInfo{
+		State:        linuxTCPState(tcp.EndpointState(o.State)),
+		Ca_state:     linuxCAState(o.CcState),
+		Rto:          uint32(o.RTO / time.Microsecond),
+		Rtt:          uint32(o.RTT / time.Microsecond),
+		Rttvar:       uint32(o.RTTVar / time.Microsecond),
+		Snd_ssthresh: o.SndSsthresh,
+		Snd_cwnd:     o.SndCwnd,
+	}
+	if o.ReorderSeen {
+		info.Reordering = 1
+	}
+	mss := s.connectedMSS()
+	if mss == 0 {
+		mss, _ = s.ep.GetSockOptInt(tcpip.MaxSegOption)
+	}
+	info.Snd_mss = uint32(mss)
+	info.Advmss = uint32(mss)
+	return info, nil
+}
+
+// linuxTCPState maps gVisor's TCP state to Linux's TCP_* numbering. The
+// protocol states share Linux's values; gVisor's own states are TCP_CLOSE,
+// which is what Linux reports for a socket that is not connected.
+func linuxTCPState(st tcp.EndpointState) uint8 {
+	if st >= tcp.StateEstablished && st <= tcp.StateClosing {
+		return uint8(st)
+	}
+	if st == tcp.StateConnecting {
+		return uint8(tcp.StateSynSent)
+	}
+	return uint8(tcp.StateClose)
+}
+
+// linuxCAState maps gVisor's congestion state to Linux's TCP_CA_* values
+// (Open 0, Disorder 1, CWR 2, Recovery 3, Loss 4).
+func linuxCAState(s tcpip.CongestionControlState) uint8 {
+	switch s {
+	case tcpip.Disorder:
+		return 1
+	case tcpip.FastRecovery, tcpip.SACKRecovery:
+		return 3
+	case tcpip.RTORecovery:
+		return 4
+	}
+	return 0
+}
+
+// connectedMSS is the MSS of a connected TCP socket, for TCP_MAXSEG and
+// TCP_INFO: the NIC's MTU less the IP and TCP headers, or the user's
+// TCP_MAXSEG if smaller. gVisor itself reports the 536-byte default once
+// connected; Linux reports the path's MSS. 0 when not connected.
+func (s *socket) connectedMSS() int {
+	if _, err := s.ep.GetRemoteAddress(); err != nil {
+		return 0
+	}
+	info, ok := s.t.stack.NICInfo()[s.t.nicID]
+	if !ok || info.MTU == 0 {
+		return 0
+	}
+	mss := int(info.MTU) - header.TCPMinimumSize - header.IPv4MinimumSize
+	if s.family == unix.AF_INET6 {
+		if a, err := s.ep.GetRemoteAddress(); err != nil || a.Addr.Len() == 16 {
+			mss = int(info.MTU) - header.TCPMinimumSize - header.IPv6MinimumSize
+		}
+	}
+	return mss
 }

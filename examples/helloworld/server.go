@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -107,6 +108,17 @@ func (s *server) listen(sa unix.Sockaddr, backlog int) error {
 		return err
 	}
 	s.listeners = append(s.listeners, fd)
+	return nil
+}
+
+// listenAll listens on port over IPv4 and IPv6.
+func (s *server) listenAll(port, backlog int) error {
+	if err := s.listen(&unix.SockaddrInet4{Port: port}, backlog); err != nil {
+		return fmt.Errorf("listen on IPv4 port %d: %w", port, err)
+	}
+	if err := s.listen(&unix.SockaddrInet6{Port: port}, backlog); err != nil {
+		return fmt.Errorf("listen on IPv6 port %d: %w", port, err)
+	}
 	return nil
 }
 
