@@ -36,6 +36,7 @@ type Lcore struct {
 
 	closeOnce sync.Once
 	sigc      chan os.Signal
+	ctl       *controlServer // nil when the control socket could not be served
 }
 
 // Start brings up lcore procID of conf: it pins the process to its CPU,
@@ -53,10 +54,6 @@ func Start(conf *Config, procID int, logger *log.Logger) (_ *Lcore, err error) {
 	}
 	if len(conf.Ports) != 1 {
 		return nil, fmt.Errorf("%s: %d ports configured; this version drives exactly one [port0]", conf.File, len(conf.Ports))
-	}
-	if conf.Pcap.Enable {
-		return nil, &ConfigError{File: conf.File, Line: conf.lineOf("pcap.enable", "pcap"), Key: "enable",
-			Msg: "pcap capture is not available in this version; set enable=0"}
 	}
 	if err := conf.CheckHost(); err != nil {
 		return nil, err
@@ -142,6 +139,9 @@ func Start(conf *Config, procID int, logger *log.Logger) (_ *Lcore, err error) {
 		BusyPoll:  conf.BusyPoll,
 		TxFlush:   conf.TxFlush,
 	})
+	if err := l.startControlPlane(); err != nil {
+		return nil, err
+	}
 	l.sigc = make(chan os.Signal, 1)
 	signal.Notify(l.sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR1)
 	go l.routineSignals()
@@ -253,6 +253,7 @@ func (l *Lcore) Close() {
 			l.Stack.Close()
 			l.Stack.Flush()
 		}
+		l.stopControlPlane()
 		if l.q != nil {
 			l.q.Close()
 		}

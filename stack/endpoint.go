@@ -42,6 +42,7 @@ type endpoint struct {
 	txN    int      // +checklocks:txMu
 	txOut  [][]byte // frames passed to the queue; scratch of flush. +checklocks:txMu
 	elide  ackElider
+	pcap   pcapTap // capture of RX and TX frames; see pcap.go
 
 	rxFrames, rxMalformed, rxNotForUs, rxUnknown atomic.Uint64
 	txFrames, txDropped, acksElided              atomic.Uint64
@@ -67,6 +68,7 @@ func (e *endpoint) deliver(frame []byte) {
 	if e.dispatcher == nil {
 		return // the stack is closed
 	}
+	e.pcap.rx(frame)
 	if len(frame) < header.EthernetMinimumSize {
 		e.rxMalformed.Add(1)
 		return
@@ -159,6 +161,7 @@ func (e *endpoint) flushLocked() int {
 		e.acksElided.Add(uint64(d))
 	}
 	sent, _ := e.q.Tx(out)
+	e.pcap.tx(out[:sent])
 	e.txFrames.Add(uint64(sent))
 	if sent < len(out) {
 		e.txDropped.Add(uint64(len(out) - sent))

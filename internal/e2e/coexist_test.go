@@ -169,11 +169,11 @@ func TestBadConfig(t *testing.T) {
 		{"bad address", func(s string) string {
 			return strings.Replace(s, "addr="+r.StackAddr4.String(), "addr=198.18.0.300", 1)
 		},
-			regexp.MustCompile(`config\.ini:8: addr: `)},
+			regexp.MustCompile(`config\.ini:9: addr: `)},
 		{"missing interface", func(s string) string { return strings.Replace(s, "ifname="+r.StackIf, "ifname=nosuch0", 1) },
-			regexp.MustCompile(`config\.ini:6: ifname: interface "nosuch0" not found`)},
+			regexp.MustCompile(`config\.ini:7: ifname: interface "nosuch0" not found`)},
 		{"missing namespace", func(s string) string { return strings.Replace(s, "netns="+r.StackNS, "netns=xs-nosuch", 1) },
-			regexp.MustCompile(`config\.ini:7: netns: `)},
+			regexp.MustCompile(`config\.ini:8: netns: `)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -18,14 +18,15 @@ import (
 )
 
 var (
-	buildMu  sync.Mutex
-	builtDir string
-	built    = map[string]string{}
+	buildMu sync.Mutex
+	built   = map[string]string{}
 )
 
 // Build compiles the main package pkg (e.g. "./examples/helloworld",
 // relative to the module root) once per test binary and returns the path
-// of the executable.
+// of the executable. Executables go to one directory under the system's
+// temporary directory, replaced atomically, so that parallel test binaries
+// share it and nothing piles up.
 func Build(t testing.TB, pkg string) string {
 	t.Helper()
 	buildMu.Lock()
@@ -33,22 +34,24 @@ func Build(t testing.TB, pkg string) string {
 	if p, ok := built[pkg]; ok {
 		return p
 	}
-	if builtDir == "" {
-		d, err := os.MkdirTemp("", "xstack-bin-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		builtDir = d
-	}
 	root, err := moduleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(builtDir, filepath.Base(pkg))
-	cmd := exec.Command("go", "build", "-o", out, pkg)
+	dir := filepath.Join(os.TempDir(), "xstack-bin")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, filepath.Base(pkg))
+	tmp := fmt.Sprintf("%s.%d", out, os.Getpid())
+	cmd := exec.Command("go", "build", "-o", tmp, pkg)
 	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
+		os.Remove(tmp)
 		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		t.Fatal(err)
 	}
 	built[pkg] = out
 	return out
@@ -105,6 +108,9 @@ addr6=%s/%d
 // Proc is a running xstack program.
 type Proc struct {
 	Cmd *exec.Cmd
+	// RunDir is the run directory (XSTACK_RUN_DIR) StartProc made for the
+	// process, removed when it exits; empty when the caller set one.
+	RunDir string
 
 	mu    sync.Mutex
 	lines []string // stderr and stdout lines so far
@@ -133,6 +139,19 @@ func Start(t testing.TB, ready string, bin string, args ...string) *Proc {
 func StartProc(ready string, timeout time.Duration, bin string, args ...string) (*Proc, error) {
 	p := &Proc{Cmd: exec.Command(bin, args...), done: make(chan struct{})}
 	p.Cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// A run directory of its own (control sockets, the primary's join
+	// socket), so that programs started at once by parallel tests do not
+	// meet, unless the caller chose one.
+	var runDir string
+	if os.Getenv("XSTACK_RUN_DIR") == "" {
+		d, err := os.MkdirTemp("", "xstack-run-")
+		if err != nil {
+			return nil, err
+		}
+		runDir = d
+		p.RunDir = d
+		p.Cmd.Env = append(os.Environ(), "XSTACK_RUN_DIR="+d)
+	}
 	p.cond = sync.NewCond(&p.mu)
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -142,6 +161,9 @@ func StartProc(ready string, timeout time.Duration, bin string, args ...string) 
 	if err := p.Cmd.Start(); err != nil {
 		pr.Close()
 		pw.Close()
+		if runDir != "" {
+			os.RemoveAll(runDir)
+		}
 		return nil, err
 	}
 	pw.Close()
@@ -156,6 +178,9 @@ func StartProc(ready string, timeout time.Duration, bin string, args ...string) 
 		}
 		pr.Close()
 		err := p.Cmd.Wait()
+		if runDir != "" {
+			os.RemoveAll(runDir)
+		}
 		p.mu.Lock()
 		p.err = err
 		close(p.done)

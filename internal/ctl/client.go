@@ -1,0 +1,168 @@
+package ctl
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"time"
+)
+
+// Client is a connection to one lcore process. It is not safe for
+// concurrent use.
+type Client struct {
+	ProcID int
+	Path   string
+	conn   net.Conn
+	br     *bufio.Reader
+}
+
+// ErrNoProcess means no process serves the proc-id asked for.
+var ErrNoProcess = errors.New("no xstack process")
+
+// Dial connects to proc-id procID in runDir.
+func Dial(runDir string, procID int) (*Client, error) {
+	path := SocketPath(runDir, procID)
+	c, err := net.DialTimeout("unix", path, 2*time.Second)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%w with proc-id %d in %s (no %s; is it running? see --run-dir)", ErrNoProcess, procID, runDir, path)
+		}
+		if errors.Is(err, os.ErrPermission) {
+			return nil, fmt.Errorf("proc-id %d: %w (the control socket is only for its owner; run as root)", procID, err)
+		}
+		return nil, fmt.Errorf("%w with proc-id %d in %s: %v (a stale socket of a process that died?)", ErrNoProcess, procID, runDir, err)
+	}
+	return &Client{ProcID: procID, Path: path, conn: c, br: bufio.NewReaderSize(c, 64<<10)}, nil
+}
+
+// Close closes the connection.
+func (c *Client) Close() error { return c.conn.Close() }
+
+// RemoteError is an error reply.
+type RemoteError struct {
+	ProcID int
+	Msg    string
+}
+
+func (e *RemoteError) Error() string { return e.Msg }
+
+// Call sends op with args (nil for none) and decodes the result into
+// result (nil to ignore it). An error reply is a *RemoteError.
+func (c *Client) Call(op string, args, result any) error {
+	req := Request{V: Version, Op: op}
+	if args != nil {
+		b, err := json.Marshal(args)
+		if err != nil {
+			return err
+		}
+		req.Args = b
+	}
+	b, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	return c.CallRaw(append(b, '\n'), result)
+}
+
+// CallRaw sends line (a request, newline included, not checked) and
+// decodes the reply's result into result.
+func (c *Client) CallRaw(line []byte, result any) error {
+	c.conn.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := c.conn.Write(line); err != nil {
+		return fmt.Errorf("proc-id %d: send: %w", c.ProcID, err)
+	}
+	b, err := ReadLine(c.br, MaxReply)
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return fmt.Errorf("proc-id %d: reply: %w", c.ProcID, err)
+	}
+	var rep Reply
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return fmt.Errorf("proc-id %d: malformed reply: %w", c.ProcID, err)
+	}
+	if rep.Error != "" {
+		return &RemoteError{ProcID: c.ProcID, Msg: rep.Error}
+	}
+	if result != nil && len(rep.Result) > 0 {
+		if err := json.Unmarshal(rep.Result, result); err != nil {
+			return fmt.Errorf("proc-id %d: result of %s: %w", c.ProcID, "request", err)
+		}
+	}
+	return nil
+}
+
+// Options are the flags every tool takes.
+type Options struct {
+	ProcID int    // -p: -1 = every process in the run dir
+	RunDir string // --run-dir
+	JSON   bool   // --json
+}
+
+// Register defines -p/--proc-id, --run-dir and --json on fs.
+func (o *Options) Register(fs *flag.FlagSet) {
+	for _, n := range []string{"p", "proc-id"} {
+		fs.IntVar(&o.ProcID, n, -1, "talk to the process with this proc-id (default: every process in the run dir)")
+	}
+	fs.StringVar(&o.RunDir, "run-dir", DefaultRunDir(), "directory of the processes' control sockets ($XSTACK_RUN_DIR, or /run/xstack/$XSTACK_INSTANCE)")
+	fs.BoolVar(&o.JSON, "json", false, "print JSON instead of text")
+}
+
+// Connect dials the process -p names, or every process in the run dir.
+// The caller closes the clients.
+func (o *Options) Connect() ([]*Client, error) {
+	ids := []int{o.ProcID}
+	if o.ProcID < 0 {
+		var err error
+		ids, err = Procs(o.RunDir)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("run dir: %w", err)
+		}
+		if len(ids) == 0 {
+			return nil, fmt.Errorf("%w found in %s (is one running? see --run-dir, XSTACK_RUN_DIR)", ErrNoProcess, o.RunDir)
+		}
+	}
+	var cs []*Client
+	for _, id := range ids {
+		c, err := Dial(o.RunDir, id)
+		if err != nil {
+			for _, c := range cs {
+				c.Close()
+			}
+			return nil, err
+		}
+		cs = append(cs, c)
+	}
+	return cs, nil
+}
+
+// Usage returns a flag.Usage function that prints text (the synopsis and
+// description, one or more lines) and then fs's flags.
+func Usage(fs *flag.FlagSet, text string) func() {
+	return func() {
+		w := fs.Output()
+		fmt.Fprintln(w, strings.TrimSpace(text))
+		fmt.Fprintln(w, "\nFlags:")
+		fs.PrintDefaults()
+	}
+}
+
+// PrintJSON writes v as indented JSON.
+func PrintJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// Fatal prints "<tool>: <err>" on standard error and exits with status 1.
+func Fatal(tool string, err error) {
+	fmt.Fprintf(os.Stderr, "%s: %v\n", tool, err)
+	os.Exit(1)
+}

@@ -1,0 +1,538 @@
+package stack
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+)
+
+// What the control plane's tools read and change: the interface, sockets,
+// routes, neighbours and sysctl values. These methods are meant to run on
+// the lcore loop (the control plane executes requests between bursts);
+// none of them is on the data path. The types carry JSON tags because the
+// control plane sends them as they are.
+
+// Interface describes the stack's interface.
+type Interface struct {
+	Name    string         `json:"name"`
+	MAC     string         `json:"mac"`
+	MTU     int            `json:"mtu"`
+	MaxMTU  int            `json:"max_mtu"` // the largest MTU SetMTU accepts
+	Up      bool           `json:"up"`
+	Running bool           `json:"running"`
+	Addrs   []netip.Prefix `json:"addrs"`
+
+	// Link counters of the endpoint; the lcore adds the queue's packet and
+	// byte counts.
+	RxErrors  uint64 `json:"rx_errors"`  // frames too short for Ethernet
+	RxDropped uint64 `json:"rx_dropped"` // frames for another MAC or of an unknown EtherType
+	TxDropped uint64 `json:"tx_dropped"` // frames too large or refused by the queue
+}
+
+// Interface returns the stack's interface.
+func (st *Stack) Interface() Interface {
+	info, _ := st.s.SingleNICInfo(NICID)
+	ls := st.ep.stats()
+	ifc := Interface{
+		Name:      st.cfg.Name,
+		MAC:       st.HardwareAddr().String(),
+		MTU:       int(st.ep.MTU()),
+		MaxMTU:    cap(st.ep.txBufs[0]) - header.EthernetMinimumSize,
+		RxErrors:  ls.RxMalformed,
+		RxDropped: ls.RxNotForUs + ls.RxUnknown,
+		TxDropped: ls.TxDropped,
+	}
+	if info != nil {
+		ifc.Up = info.Flags.Up
+		ifc.Running = info.Flags.Running
+		for _, pa := range info.ProtocolAddresses {
+			a, ok := netip.AddrFromSlice(pa.AddressWithPrefix.Address.AsSlice())
+			if !ok {
+				continue
+			}
+			ifc.Addrs = append(ifc.Addrs, netip.PrefixFrom(a, pa.AddressWithPrefix.PrefixLen))
+		}
+	}
+	slices.SortFunc(ifc.Addrs, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+	return ifc
+}
+
+// RemoveAddress removes an address from the stack's interface.
+func (st *Stack) RemoveAddress(a netip.Addr) error {
+	if err := st.s.RemoveAddress(NICID, tcpip.AddrFromSlice(a.AsSlice())); err != nil {
+		return fmt.Errorf("remove address %s: %s", a, err)
+	}
+	return nil
+}
+
+// SetMTU sets the interface's MTU. The TX buffers are sized for the MTU the
+// stack started with, so it can be lowered and raised back to that, not
+// beyond.
+func (st *Stack) SetMTU(mtu int) error {
+	maxMTU := cap(st.ep.txBufs[0]) - header.EthernetMinimumSize
+	if mtu < 576 || mtu > maxMTU {
+		return fmt.Errorf("mtu %d out of range 576..%d (the MTU the stack started with)", mtu, maxMTU)
+	}
+	if err := st.s.SetNICMTU(NICID, uint32(mtu)); err != nil {
+		return fmt.Errorf("set mtu %d: %s", mtu, err)
+	}
+	return nil
+}
+
+// SetUp enables or disables the interface. A disabled interface neither
+// receives nor sends; its addresses and routes are kept.
+func (st *Stack) SetUp(up bool) error {
+	var err tcpip.Error
+	if up {
+		err = st.s.EnableNIC(NICID)
+	} else {
+		err = st.s.DisableNIC(NICID)
+	}
+	if err != nil {
+		return fmt.Errorf("set interface %s: %s", map[bool]string{true: "up", false: "down"}[up], err)
+	}
+	return nil
+}
+
+// Socket is one transport endpoint, as netstat shows it.
+type Socket struct {
+	Proto  string         `json:"proto"` // tcp, tcp6, udp, udp6
+	Local  netip.AddrPort `json:"local"`
+	Remote netip.AddrPort `json:"remote"`
+	State  string         `json:"state"` // TCP state as netstat prints it (ESTABLISHED, TIME_WAIT, ...); "" for UDP
+	RecvQ  int            `json:"recv_q"`
+	SendQ  int            `json:"send_q"`
+}
+
+// Sockets returns the stack's TCP and UDP endpoints, sorted by protocol,
+// local and remote address.
+func (st *Stack) Sockets() []Socket {
+	var out []Socket
+	for _, te := range st.s.RegisteredEndpoints() {
+		ep, ok := te.(tcpip.Endpoint)
+		if !ok {
+			continue
+		}
+		info, ok := ep.Info().(*gvstack.TransportEndpointInfo)
+		if !ok {
+			continue
+		}
+		var s Socket
+		switch info.TransProto {
+		case tcp.ProtocolNumber:
+			s.Proto = "tcp"
+			s.State = tcpStateName(tcp.EndpointState(ep.State()))
+		case udp.ProtocolNumber:
+			s.Proto = "udp"
+		default:
+			continue
+		}
+		if info.NetProto == ipv6.ProtocolNumber {
+			s.Proto += "6"
+		}
+		s.Local = addrPort(info.ID.LocalAddress, info.ID.LocalPort, info.NetProto)
+		s.Remote = addrPort(info.ID.RemoteAddress, info.ID.RemotePort, info.NetProto)
+		if n, err := ep.GetSockOptInt(tcpip.ReceiveQueueSizeOption); err == nil {
+			s.RecvQ = n
+		}
+		if n, err := ep.GetSockOptInt(tcpip.SendQueueSizeOption); err == nil {
+			s.SendQ = n
+		}
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b Socket) int {
+		if a.Proto != b.Proto {
+			return compareStrings(a.Proto, b.Proto)
+		}
+		if c := a.Local.Compare(b.Local); c != 0 {
+			return c
+		}
+		return a.Remote.Compare(b.Remote)
+	})
+	return out
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// addrPort converts a gVisor address; an unset one becomes the family's
+// unspecified address, as netstat prints "0.0.0.0:80" and "[::]:80".
+func addrPort(a tcpip.Address, port uint16, proto tcpip.NetworkProtocolNumber) netip.AddrPort {
+	ip, ok := netip.AddrFromSlice(a.AsSlice())
+	if !ok || a.Len() == 0 {
+		ip = netip.IPv4Unspecified()
+		if proto == ipv6.ProtocolNumber {
+			ip = netip.IPv6Unspecified()
+		}
+	}
+	return netip.AddrPortFrom(ip.Unmap(), port)
+}
+
+// tcpStateName spells gVisor's TCP states as Linux's netstat does.
+func tcpStateName(s tcp.EndpointState) string {
+	switch s {
+	case tcp.StateEstablished:
+		return "ESTABLISHED"
+	case tcp.StateSynSent, tcp.StateConnecting:
+		return "SYN_SENT"
+	case tcp.StateSynRecv:
+		return "SYN_RECV"
+	case tcp.StateFinWait1:
+		return "FIN_WAIT1"
+	case tcp.StateFinWait2:
+		return "FIN_WAIT2"
+	case tcp.StateTimeWait:
+		return "TIME_WAIT"
+	case tcp.StateClose, tcp.StateError:
+		return "CLOSE"
+	case tcp.StateCloseWait:
+		return "CLOSE_WAIT"
+	case tcp.StateLastAck:
+		return "LAST_ACK"
+	case tcp.StateListen:
+		return "LISTEN"
+	case tcp.StateClosing:
+		return "CLOSING"
+	case tcp.StateBound:
+		return "BOUND"
+	}
+	return "UNKNOWN"
+}
+
+// Route is one entry of the routing table.
+type Route struct {
+	Dst     netip.Prefix `json:"dst"`
+	Gateway netip.Addr   `json:"gateway,omitzero"` // invalid: on-link
+	Iface   string       `json:"iface"`
+	MTU     int          `json:"mtu,omitempty"`
+}
+
+// Routes returns the routing table in the order it is consulted.
+func (st *Stack) Routes() []Route {
+	var out []Route
+	for _, r := range st.s.GetRouteTable() {
+		out = append(out, st.route(r))
+	}
+	return out
+}
+
+func (st *Stack) route(r tcpip.Route) Route {
+	id := r.Destination.ID()
+	dst, _ := netip.AddrFromSlice(id.AsSlice())
+	out := Route{
+		Dst:   netip.PrefixFrom(dst, r.Destination.Prefix()),
+		Iface: st.s.FindNICNameFromID(r.NIC),
+		MTU:   int(r.MTU),
+	}
+	if r.Gateway.Len() > 0 {
+		out.Gateway, _ = netip.AddrFromSlice(r.Gateway.AsSlice())
+	}
+	return out
+}
+
+// ErrNoRoute is returned by RouteTo and DeleteRoute when no route matches.
+var ErrNoRoute = errors.New("no route")
+
+// AddRoute adds a route to dst (masked to its prefix) through gateway, or on
+// the interface when gateway is invalid. The gateway must be of dst's family
+// and inside one of the interface's prefixes (on-link), and the route must
+// not exist yet. More specific routes win; gVisor consults the table in
+// order, so the table is kept sorted by prefix length, longest first.
+func (st *Stack) AddRoute(dst netip.Prefix, gateway netip.Addr) error {
+	if !dst.IsValid() {
+		return fmt.Errorf("add route: invalid destination")
+	}
+	dst = dst.Masked()
+	if gateway.IsValid() {
+		if gateway.Is4() != dst.Addr().Is4() {
+			return fmt.Errorf("add route %s: gateway %s is not of the destination's address family", dst, gateway)
+		}
+		if !st.onLink(gateway) {
+			return fmt.Errorf("add route %s: gateway %s is not on a network of the interface (%s)", dst, gateway, prefixList(st.Interface().Addrs))
+		}
+	}
+	table := st.s.GetRouteTable()
+	for _, r := range table {
+		if got := st.route(r); got.Dst == dst && got.Gateway == gateway {
+			return fmt.Errorf("add route %s: route exists", dst)
+		}
+	}
+	nr := tcpip.Route{Destination: subnet(dst), NIC: NICID}
+	if gateway.IsValid() {
+		nr.Gateway = tcpip.AddrFromSlice(gateway.AsSlice())
+	}
+	i := slices.IndexFunc(table, func(r tcpip.Route) bool { return r.Destination.Prefix() < dst.Bits() })
+	if i < 0 {
+		i = len(table)
+	}
+	table = slices.Insert(table, i, nr)
+	st.s.SetRouteTable(table)
+	return nil
+}
+
+// DeleteRoute removes the routes to exactly dst; with a valid gateway, only
+// the one through it.
+func (st *Stack) DeleteRoute(dst netip.Prefix, gateway netip.Addr) error {
+	dst = dst.Masked()
+	n := st.s.RemoveRoutes(func(r tcpip.Route) bool {
+		got := st.route(r)
+		return got.Dst == dst && (!gateway.IsValid() || got.Gateway == gateway)
+	})
+	if n == 0 {
+		return fmt.Errorf("delete route %s: %w", dst, ErrNoRoute)
+	}
+	return nil
+}
+
+// RouteLookup is the answer of RouteTo: how the stack would reach an address.
+type RouteLookup struct {
+	Dst     netip.Addr `json:"dst"`
+	Source  netip.Addr `json:"source"`
+	NextHop netip.Addr `json:"next_hop"`         // the gateway, or Dst itself on-link
+	Gateway netip.Addr `json:"gateway,omitzero"` // invalid: on-link
+	Route   Route      `json:"route"`            // the table entry used
+	Iface   string     `json:"iface"`
+}
+
+// RouteTo looks up the route the stack would use to reach dst.
+func (st *Stack) RouteTo(dst netip.Addr) (RouteLookup, error) {
+	proto := ipv4.ProtocolNumber
+	if dst.Is6() {
+		proto = ipv6.ProtocolNumber
+	}
+	r, err := st.s.FindRoute(NICID, tcpip.Address{}, tcpip.AddrFromSlice(dst.AsSlice()), proto, false)
+	if err != nil {
+		return RouteLookup{}, fmt.Errorf("route to %s: %w (%s)", dst, ErrNoRoute, err)
+	}
+	defer r.Release()
+	out := RouteLookup{Dst: dst, Iface: st.s.FindNICNameFromID(r.NICID())}
+	local, next := r.LocalAddress(), r.NextHop()
+	out.Source, _ = netip.AddrFromSlice(local.AsSlice())
+	out.NextHop, _ = netip.AddrFromSlice(next.AsSlice())
+	if !out.NextHop.IsValid() || next.Len() == 0 {
+		out.NextHop = dst
+	} else if out.NextHop != dst {
+		out.Gateway = out.NextHop
+	}
+	// The table entry: the first that contains dst, as gVisor picks it.
+	for _, tr := range st.s.GetRouteTable() {
+		if tr.Destination.Contains(tcpip.AddrFromSlice(dst.AsSlice())) {
+			out.Route = st.route(tr)
+			break
+		}
+	}
+	return out, nil
+}
+
+func (st *Stack) onLink(a netip.Addr) bool {
+	for _, p := range st.Interface().Addrs {
+		if p.Masked().Contains(a) && p.Addr() != a {
+			return true
+		}
+	}
+	return a.Is6() && a.IsLinkLocalUnicast()
+}
+
+func prefixList(ps []netip.Prefix) string {
+	s := ""
+	for i, p := range ps {
+		if i > 0 {
+			s += ", "
+		}
+		s += p.Masked().String()
+	}
+	if s == "" {
+		return "no addresses"
+	}
+	return s
+}
+
+// Neighbor is one ARP (IPv4) or NDP (IPv6) cache entry.
+type Neighbor struct {
+	Addr  netip.Addr `json:"addr"`
+	MAC   string     `json:"mac"` // "" while incomplete
+	State string     `json:"state"`
+	Iface string     `json:"iface"`
+	// Age is the time since the entry last changed.
+	Age time.Duration `json:"age_ns"`
+}
+
+// Neighbors returns the ARP cache (ipv6 false) or the NDP neighbour cache
+// (ipv6 true), sorted by address.
+func (st *Stack) Neighbors(ipv6Table bool) ([]Neighbor, error) {
+	proto := neighProto(ipv6Table)
+	entries, err := st.s.Neighbors(NICID, proto)
+	if err != nil {
+		return nil, fmt.Errorf("neighbors: %s", err)
+	}
+	now := st.s.Clock().NowMonotonic()
+	out := make([]Neighbor, 0, len(entries))
+	for _, e := range entries {
+		a, ok := netip.AddrFromSlice(e.Addr.AsSlice())
+		if !ok {
+			continue
+		}
+		n := Neighbor{Addr: a, State: e.State.String(), Iface: st.cfg.Name, Age: now.Sub(e.UpdatedAt)}
+		if e.LinkAddr != "" {
+			n.MAC = net.HardwareAddr(e.LinkAddr).String()
+		}
+		out = append(out, n)
+	}
+	slices.SortFunc(out, func(a, b Neighbor) int { return a.Addr.Compare(b.Addr) })
+	return out, nil
+}
+
+func neighProto(ipv6Table bool) tcpip.NetworkProtocolNumber {
+	if ipv6Table {
+		return ipv6.ProtocolNumber
+	}
+	return ipv4.ProtocolNumber
+}
+
+// AddStaticNeighbor adds a permanent entry mapping a to mac.
+func (st *Stack) AddStaticNeighbor(a netip.Addr, mac net.HardwareAddr) error {
+	if len(mac) != 6 {
+		return fmt.Errorf("neighbor %s: expected a 6-byte Ethernet address, got %q", a, mac)
+	}
+	if err := st.s.AddStaticNeighbor(NICID, neighProto(a.Is6()), tcpip.AddrFromSlice(a.AsSlice()), tcpip.LinkAddress(mac)); err != nil {
+		return fmt.Errorf("add neighbor %s: %s", a, err)
+	}
+	return nil
+}
+
+// ErrNoNeighbor is returned by RemoveNeighbor for an address not in the cache.
+var ErrNoNeighbor = errors.New("no such neighbor entry")
+
+// RemoveNeighbor removes a's entry; the next packet to a resolves it anew.
+func (st *Stack) RemoveNeighbor(a netip.Addr) error {
+	err := st.s.RemoveNeighbor(NICID, neighProto(a.Is6()), tcpip.AddrFromSlice(a.AsSlice()))
+	switch err.(type) {
+	case nil:
+		return nil
+	case *tcpip.ErrBadAddress:
+		return fmt.Errorf("delete neighbor %s: %w", a, ErrNoNeighbor)
+	}
+	return fmt.Errorf("delete neighbor %s: %s", a, err)
+}
+
+// Sysctl returns the current value of a sysctl, in the form SetSysctl and
+// config.ini take. Names are those of SetSysctl.
+func (st *Stack) Sysctl(name string) (string, error) {
+	v, err := st.sysctl(name)
+	if err != nil {
+		return "", fmt.Errorf("sysctl %s: %w", name, err)
+	}
+	return v, nil
+}
+
+func (st *Stack) sysctl(name string) (string, error) {
+	getTCP := func(opt tcpip.GettableTransportProtocolOption) error {
+		if err := st.s.TransportProtocolOption(tcp.ProtocolNumber, opt); err != nil {
+			return fmt.Errorf("%s", err)
+		}
+		return nil
+	}
+	b := func(v bool) string {
+		if v {
+			return "1"
+		}
+		return "0"
+	}
+	itoa := strconv.Itoa
+	switch name {
+	case "net.inet.tcp.sack":
+		var o tcpip.TCPSACKEnabled
+		err := getTCP(&o)
+		return b(bool(o)), err
+	case "net.inet.tcp.cc":
+		var o tcpip.CongestionControlOption
+		err := getTCP(&o)
+		return string(o), err
+	case "net.inet.tcp.sendspace":
+		var o tcpip.TCPSendBufferSizeRangeOption
+		err := getTCP(&o)
+		return itoa(o.Default), err
+	case "net.inet.tcp.recvspace":
+		var o tcpip.TCPReceiveBufferSizeRangeOption
+		err := getTCP(&o)
+		return itoa(o.Default), err
+	case "net.inet.tcp.delayed_ack":
+		st.ep.txMu.Lock()
+		defer st.ep.txMu.Unlock()
+		return b(!st.ep.elide.disabled), nil
+	case "net.inet.tcp.nodelay":
+		return b(st.sockDefaults.NoDelay), nil
+	case "net.inet.tcp.msl":
+		var o tcpip.TCPTimeWaitTimeoutOption
+		err := getTCP(&o)
+		return itoa(int(time.Duration(o) / 2 / time.Millisecond)), err
+	case "net.inet.tcp.keepidle":
+		return itoa(orDefault(st.sockDefaults.KeepIdle, int(tcp.DefaultKeepaliveIdle/time.Second))), nil
+	case "net.inet.tcp.keepintvl":
+		return itoa(orDefault(st.sockDefaults.KeepIntvl, int(tcp.DefaultKeepaliveInterval/time.Second))), nil
+	case "net.inet.tcp.keepcnt":
+		return itoa(orDefault(st.sockDefaults.KeepCnt, tcp.DefaultKeepaliveCount)), nil
+	case "net.inet.tcp.syncookies":
+		var o tcpip.TCPAlwaysUseSynCookies
+		err := getTCP(&o)
+		if o {
+			return "2", err
+		}
+		return "1", err
+	case "net.inet.tcp.moderate_rcvbuf":
+		var o tcpip.TCPModerateReceiveBufferOption
+		err := getTCP(&o)
+		return b(bool(o)), err
+	case "net.inet.tcp.timestamps":
+		return "1", nil // gVisor always offers them
+	case "net.inet.tcp.mss_default":
+		return itoa(header.TCPDefaultMSS), nil // fixed in gVisor
+	case "net.inet.tcp.tw_reuse":
+		var o tcpip.TCPTimeWaitReuseOption
+		err := getTCP(&o)
+		return b(o != tcpip.TCPTimeWaitReuseDisabled), err
+	case "net.inet.ip.ttl", "net.inet6.ip6.hlim":
+		proto := ipv4.ProtocolNumber
+		if name == "net.inet6.ip6.hlim" {
+			proto = ipv6.ProtocolNumber
+		}
+		var o tcpip.DefaultTTLOption
+		if err := st.s.NetworkProtocolOption(proto, &o); err != nil {
+			return "", fmt.Errorf("%s", err)
+		}
+		return itoa(int(o)), nil
+	case "net.inet.ip.forwarding":
+		v, err := st.s.NICForwarding(NICID, ipv4.ProtocolNumber)
+		if err != nil {
+			return "", fmt.Errorf("%s", err)
+		}
+		return b(v), nil
+	}
+	return "", fmt.Errorf("unknown sysctl")
+}
+
+func orDefault(v, def int) int {
+	if v == 0 {
+		return def
+	}
+	return v
+}
