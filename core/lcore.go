@@ -9,11 +9,13 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/xstack/xstack/internal/ctl"
 	"github.com/xstack/xstack/internal/netns"
 	"github.com/xstack/xstack/nic"
 	"github.com/xstack/xstack/stack"
@@ -30,19 +32,25 @@ type Lcore struct {
 	Stack *stack.Stack
 	Loop  *Loop
 
-	xdp *nic.Port
-	q   *nic.XSKQueue
-	log *log.Logger
+	xdp     *nic.Port
+	ownsXDP bool // closes xdp; in thread mode one lcore owns the shared port
+	q       *nic.XSKQueue
+	log     *log.Logger
+	handoff *Handoff
+	join    *joinServer
+	runDir  string
 
 	closeOnce sync.Once
 	sigc      chan os.Signal
 	ctl       *controlServer // nil when the control socket could not be served
 }
 
-// Start brings up lcore procID of conf: it pins the process to its CPU,
-// attaches the XDP program, opens the AF_XDP queue and builds the stack.
-// Errors in conf or on the host are *ConfigError values naming the file and
-// line. SIGINT and SIGTERM stop the loop; Close then tears everything down.
+// Start brings up lcore procID of conf in this process (process mode): it
+// pins the process to the lcore's CPU, attaches the XDP program (proc-id 0,
+// the primary) or joins the primary's (secondaries), opens the lcore's
+// AF_XDP queue and builds its stack. Errors in conf or on the host are
+// *ConfigError values naming the file and line. SIGINT and SIGTERM stop the
+// loop; Close then tears everything down.
 func Start(conf *Config, procID int, logger *log.Logger) (_ *Lcore, err error) {
 	if logger == nil {
 		logger = log.New(os.Stderr, "", log.LstdFlags)
@@ -52,23 +60,15 @@ func Start(conf *Config, procID int, logger *log.Logger) (_ *Lcore, err error) {
 		return nil, fmt.Errorf("%s: proc-id %d: lcore_mask %#x has %d lcore(s), expected a proc-id from 0 to %d",
 			conf.File, procID, conf.LcoreMask, len(lcores), len(lcores)-1)
 	}
-	if len(conf.Ports) != 1 {
-		return nil, fmt.Errorf("%s: %d ports configured; this version drives exactly one [port0]", conf.File, len(conf.Ports))
+	if conf.Mode == ModeThread && len(lcores) > 1 {
+		return nil, fmt.Errorf("%s: mode=thread runs every lcore in one process: start it with StartThreads (posix.InitThreads), not one proc-id", conf.File)
 	}
-	if err := conf.CheckHost(); err != nil {
+	if err := checkStart(conf); err != nil {
 		return nil, err
 	}
+	n := len(lcores)
 	cpu := lcores[procID]
 	port := &conf.Ports[0]
-	queue := -1
-	for i, lc := range port.LcoreList {
-		if lc == cpu {
-			queue = i
-		}
-	}
-	if queue < 0 {
-		return nil, fmt.Errorf("%s: [port0] lcore_list does not serve lcore %d", conf.File, cpu)
-	}
 
 	// One P: gVisor's processor goroutines (sized by GOMAXPROCS when the
 	// stack is built) and the loop share this core, switched at yields.
@@ -77,67 +77,82 @@ func Start(conf *Config, procID int, logger *log.Logger) (_ *Lcore, err error) {
 		return nil, err
 	}
 
-	l := &Lcore{ID: cpu, ProcID: procID, Conf: conf, Port: port, Queue: queue, log: logger}
+	l := &Lcore{ID: cpu, ProcID: procID, Conf: conf, Port: port, Queue: queueOf(port, cpu), log: logger, ownsXDP: true}
 	defer func() {
 		if err != nil {
 			l.Close()
 		}
 	}()
-
-	var addrs []netip.Addr
-	if port.Addr.IsValid() {
-		addrs = append(addrs, port.Addr)
+	l.runDir = ctl.DefaultRunDir()
+	if n > 1 {
+		if err := os.MkdirAll(l.runDir, 0o700); err != nil {
+			return nil, fmt.Errorf("lcore %d: run directory: %w", cpu, err)
+		}
 	}
-	if port.Addr6.IsValid() {
-		addrs = append(addrs, port.Addr6.Addr())
-	}
+	joinPath := filepath.Join(l.runDir, "join.sock")
 	err = netns.Do(port.Netns, func() error {
-		var err error
-		l.xdp, err = nic.OpenPort(nic.PortConfig{
-			Ifname:       port.Ifname,
-			XDPMode:      string(port.XDPMode),
-			PassToKernel: port.PassToKernel,
-			Addrs:        addrs,
-			Logf:         logger.Printf,
-		})
-		if err != nil {
+		if err := checkQueues(conf, port, n); err != nil {
 			return err
 		}
-		l.q, err = l.xdp.OpenQueue(nic.QueueConfig{
-			Queue:     queue,
-			Frames:    port.Frames,
-			FrameSize: port.FrameSize,
-			RxRing:    port.RxRing,
-			TxRing:    port.TxRing,
-			ZeroCopy:  string(port.ZeroCopy),
-		})
+		var err error
+		if procID == 0 {
+			if l.xdp, err = openPort(port, logger); err != nil {
+				return err
+			}
+			if n > 1 {
+				fds, err := l.xdp.SharedFDs()
+				if err != nil {
+					return err
+				}
+				info := joinInfo{V: joinVersion, Ifname: port.Ifname, Mode: l.xdp.Mode(), Lcores: n}
+				if l.join, err = listenJoin(joinPath, info, fds, logger); err != nil {
+					return err
+				}
+			}
+		} else {
+			info, fds, err := joinPrimary(joinPath, 10*time.Second)
+			if err != nil {
+				return err
+			}
+			if info.Lcores != n || info.Ifname != port.Ifname {
+				return fmt.Errorf("the primary runs %d lcore(s) on %s; this process was configured for %d on %s", info.Lcores, info.Ifname, n, port.Ifname)
+			}
+			if l.xdp, err = nic.JoinPort(port.Ifname, info.Mode, fds, logger.Printf); err != nil {
+				return err
+			}
+		}
+		l.q, err = openQueue(l.xdp, port, l.Queue)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("lcore %d: %w", cpu, err)
 	}
-	logger.Printf("lcore %d: %s queue %d: XDP %s mode, AF_XDP %s", cpu, port.Ifname, queue, l.xdp.Mode(), l.q.Mode())
+	logger.Printf("lcore %d: %s queue %d: XDP %s mode, AF_XDP %s", cpu, port.Ifname, l.Queue, l.xdp.Mode(), l.q.Mode())
 
-	l.Stack, err = stack.New(l.q, stack.Config{
-		Name:     port.Ifname,
-		Addr4:    port.Prefix(),
-		Gateway4: port.Gateway,
-		Addr6:    port.Addr6,
-		Gateway6: port.Gateway6,
-		MTU:      port.MTU,
-	})
-	if err != nil {
+	if l.Stack, err = newLcoreStack(conf, port, l.q, procID, n); err != nil {
 		return nil, fmt.Errorf("lcore %d: %w", cpu, err)
 	}
-	for _, sc := range conf.Sysctls {
-		if err := l.Stack.SetSysctl(sc.Name, sc.Value); err != nil {
-			return nil, &ConfigError{File: conf.File, Line: sc.Line, Key: sc.Name, Msg: err.Error()}
+	var h *Handoff
+	if n > 1 {
+		h = newHandoff(procID, n, newLcoreSteer(n, procID), DefaultBurst)
+		h.outPath = func(i int) string { return ringPath(l.runDir, procID, i) }
+		for i := 0; i < n; i++ {
+			if i == procID {
+				continue
+			}
+			path := ringPath(l.runDir, i, procID)
+			os.Remove(path) // a ring left by an earlier run of this lcore
+			if h.in[i], err = CreateHandoffRing(path, handoffSlots, port.FrameSize); err != nil {
+				return nil, fmt.Errorf("lcore %d: %w", cpu, err)
+			}
 		}
+		l.handoff = h
 	}
 	l.Loop = NewLoop(l.q, l.Stack, LoopConfig{
 		IdleSleep: conf.IdleSleep,
 		BusyPoll:  conf.BusyPoll,
 		TxFlush:   conf.TxFlush,
+		Handoff:   h,
 	})
 	if err := l.startControlPlane(); err != nil {
 		return nil, err
@@ -146,6 +161,112 @@ func Start(conf *Config, procID int, logger *log.Logger) (_ *Lcore, err error) {
 	signal.Notify(l.sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR1)
 	go l.routineSignals()
 	return l, nil
+}
+
+// handoffSlots is the number of frames each hand-off ring holds.
+const handoffSlots = 1024
+
+// checkStart checks what every start-up mode needs of conf and the host.
+func checkStart(conf *Config) error {
+	if len(conf.Ports) != 1 {
+		return fmt.Errorf("%s: %d ports configured; this version drives exactly one [port0]", conf.File, len(conf.Ports))
+	}
+	return conf.CheckHost()
+}
+
+// queueOf returns the NIC queue that lcore cpu serves (its position in the
+// port's lcore_list; CheckHost made sure it is there).
+func queueOf(port *PortConfig, cpu int) int {
+	for i, lc := range port.LcoreList {
+		if lc == cpu {
+			return i
+		}
+	}
+	return -1
+}
+
+// checkQueues makes sure the interface has a receive queue for every
+// lcore, before anything is attached. Call it inside the namespace.
+func checkQueues(conf *Config, port *PortConfig, n int) error {
+	if n == 1 {
+		return nil
+	}
+	have, err := nic.RxQueues(port.Ifname)
+	if err != nil {
+		return err
+	}
+	if have < n {
+		return &ConfigError{File: conf.File, Line: conf.lineOf("xstack.lcore_mask", "xstack"), Key: "lcore_mask",
+			Msg: fmt.Sprintf("%d lcores need %d receive queues, but %s has %d: add queues (ethtool -L %s combined %d, or a rig with -queues %d) or use fewer lcores",
+				n, n, port.Ifname, have, port.Ifname, n, n)}
+	}
+	return nil
+}
+
+func openPort(port *PortConfig, logger *log.Logger) (*nic.Port, error) {
+	var addrs []netip.Addr
+	if port.Addr.IsValid() {
+		addrs = append(addrs, port.Addr)
+	}
+	if port.Addr6.IsValid() {
+		addrs = append(addrs, port.Addr6.Addr())
+	}
+	return nic.OpenPort(nic.PortConfig{
+		Ifname:       port.Ifname,
+		XDPMode:      string(port.XDPMode),
+		PassToKernel: port.PassToKernel,
+		Addrs:        addrs,
+		Logf:         logger.Printf,
+	})
+}
+
+func openQueue(xdp *nic.Port, port *PortConfig, queue int) (*nic.XSKQueue, error) {
+	return xdp.OpenQueue(nic.QueueConfig{
+		Queue:     queue,
+		Frames:    port.Frames,
+		FrameSize: port.FrameSize,
+		RxRing:    port.RxRing,
+		TxRing:    port.TxRing,
+		ZeroCopy:  string(port.ZeroCopy),
+	})
+}
+
+// Ephemeral ports are split between lcores: lcore i's active connections
+// use ports from its own range, so a reply's destination port names the
+// lcore that owns the connection (the port-encoded steering of NICs whose
+// hash the stack cannot compute, such as veth).
+const (
+	ephemeralBase = 32768
+	ephemeralEnd  = 60999 // as Linux's ip_local_port_range
+)
+
+func newLcoreSteer(n, self int) *Steer {
+	return NewSteer(n, self, ephemeralBase, uint16((ephemeralEnd-ephemeralBase+1)/n))
+}
+
+func newLcoreStack(conf *Config, port *PortConfig, q nic.Queue, idx, n int) (*stack.Stack, error) {
+	cfg := stack.Config{
+		Name:     port.Ifname,
+		Addr4:    port.Prefix(),
+		Gateway4: port.Gateway,
+		Addr6:    port.Addr6,
+		Gateway6: port.Gateway6,
+		MTU:      port.MTU,
+	}
+	if n > 1 {
+		cfg.PortLo, cfg.PortHi = newLcoreSteer(n, idx).PortRange(idx)
+	}
+	st, err := stack.New(q, cfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, sc := range conf.Sysctls {
+		if err := st.SetSysctl(sc.Name, sc.Value); err != nil {
+			st.Close()
+			return nil, &ConfigError{File: conf.File, Line: sc.Line, Key: sc.Name, Msg: err.Error()}
+		}
+	}
+	return st, nil
 }
 
 // routineSignals stops the loop on SIGINT or SIGTERM and prints the
@@ -186,6 +307,16 @@ func (l *Lcore) Counters() []stack.Counter {
 		{Name: "loop.tx_frames", Value: ls.TxFrames},
 		{Name: "loop.sleeps", Value: ls.Sleeps},
 	}
+	if l.handoff != nil {
+		hs := l.handoff.Stats()
+		out = append(out,
+			stack.Counter{Name: "steer.local", Value: hs.Local},
+			stack.Counter{Name: "steer.handed_out", Value: hs.HandedOut},
+			stack.Counter{Name: "steer.handed_in", Value: hs.HandedIn},
+			stack.Counter{Name: "steer.broadcasts", Value: hs.Broadcasts},
+			stack.Counter{Name: "steer.dropped", Value: hs.Dropped},
+		)
+	}
 	return append(out, l.Stack.Counters()...)
 }
 
@@ -193,7 +324,7 @@ func (l *Lcore) Counters() []stack.Counter {
 const CountersPrefix = "xstack-counters "
 
 // PrintCounters writes the counters as one line: CountersPrefix, then a
-// JSON object {"lcore": N, "counters": {name: value, ...}}.
+// JSON object {"lcore": N, "pid": P, "counters": {name: value, ...}}.
 func (l *Lcore) PrintCounters(w io.Writer) error {
 	m := make(map[string]uint64)
 	for _, c := range l.Counters() {
@@ -201,8 +332,9 @@ func (l *Lcore) PrintCounters(w io.Writer) error {
 	}
 	b, err := json.Marshal(struct {
 		Lcore    int               `json:"lcore"`
+		Pid      int               `json:"pid"`
 		Counters map[string]uint64 `json:"counters"`
-	}{l.ID, m})
+	}{l.ID, os.Getpid(), m})
 	if err != nil {
 		return err
 	}
@@ -254,10 +386,16 @@ func (l *Lcore) Close() {
 			l.Stack.Flush()
 		}
 		l.stopControlPlane()
+		if l.handoff != nil {
+			l.handoff.Close()
+		}
 		if l.q != nil {
 			l.q.Close()
 		}
-		if l.xdp != nil {
+		if l.join != nil {
+			l.join.Close()
+		}
+		if l.xdp != nil && l.ownsXDP {
 			l.xdp.Close()
 		}
 	})

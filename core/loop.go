@@ -35,6 +35,9 @@ type LoopConfig struct {
 	// TxFlush caps a sleep so that frames gVisor's timers produce while
 	// the loop sleeps wait at most this long.
 	TxFlush time.Duration
+	// Handoff, when set, steers every received frame to the lcore that
+	// owns its flow and delivers what other lcores hand over.
+	Handoff *Handoff
 }
 
 // LoopStats are the loop's counters.
@@ -114,7 +117,14 @@ func (l *Loop) Pass(app func() error) (bool, error) {
 	}
 	if n > 0 {
 		l.rx.Add(uint64(n))
-		l.st.Deliver(l.frames[:n])
+		if h := l.cfg.Handoff; h != nil {
+			l.st.Deliver(h.steerBurst(l.frames[:n]))
+		} else {
+			l.st.Deliver(l.frames[:n])
+		}
+	}
+	if h := l.cfg.Handoff; h != nil {
+		h.drainIn(l.st.Deliver)
 	}
 	// Let gVisor's processor goroutines handle what was delivered, so the
 	// application sees the data in this same pass.

@@ -67,12 +67,8 @@ func InitWith(o Options) error {
 	if lcore != nil {
 		return errors.New("xstack: Init called twice")
 	}
-	switch o.ProcType {
-	case "", "auto", "primary":
-	case "secondary":
-		return fmt.Errorf("xstack: proc-type secondary: this version runs each lcore as a primary; give each process its own port")
-	default:
-		return fmt.Errorf("xstack: proc-type %q: expected primary, secondary or auto", o.ProcType)
+	if err := checkProcType(o); err != nil {
+		return err
 	}
 	if o.Conf == "" {
 		o.Conf = "config.ini"
@@ -89,6 +85,134 @@ func InitWith(o Options) error {
 	lcore, lcoreT = l, t
 	SetDefault(t)
 	return nil
+}
+
+// checkProcType checks -t against -p: proc-id 0 is the primary (it attaches
+// the XDP program), every other proc-id a secondary (it joins the primary).
+func checkProcType(o Options) error {
+	switch o.ProcType {
+	case "", "auto":
+	case "primary":
+		if o.ProcID != 0 {
+			return fmt.Errorf("xstack: proc-type primary with proc-id %d: the primary is proc-id 0", o.ProcID)
+		}
+	case "secondary":
+		if o.ProcID == 0 {
+			return fmt.Errorf("xstack: proc-type secondary with proc-id 0: proc-id 0 is the primary")
+		}
+	default:
+		return fmt.Errorf("xstack: proc-type %q: expected primary, secondary or auto", o.ProcType)
+	}
+	return nil
+}
+
+var threadLcores []*core.Lcore
+var threadTables []*Sockets
+
+// InitLcores starts what the configuration asks for and returns one socket
+// table per lcore this process runs: in process mode (F-Stack's model) the
+// one lcore of -p, as InitWith does; in thread mode every lcore of
+// lcore_mask, each with its own stack and table. The program then runs one
+// instance of its server per table, with RunLcores.
+func InitLcores(o Options) ([]*Sockets, error) {
+	if o.Conf == "" {
+		o.Conf = "config.ini"
+	}
+	conf, err := core.LoadConfig(o.Conf)
+	if err != nil {
+		return nil, err
+	}
+	if conf.Mode != core.ModeThread {
+		if err := InitWith(o); err != nil {
+			return nil, err
+		}
+		return []*Sockets{Default()}, nil
+	}
+	runMu.Lock()
+	defer runMu.Unlock()
+	if lcore != nil || threadLcores != nil {
+		return nil, errors.New("xstack: Init called twice")
+	}
+	ls, err := core.StartThreads(conf, o.Logger)
+	if err != nil {
+		return nil, err
+	}
+	ts := make([]*Sockets, len(ls))
+	for i, l := range ls {
+		ts[i] = NewSockets(l.Stack.Gvisor(), stack.NICID)
+	}
+	threadLcores, threadTables = ls, ts
+	SetDefault(ts[0])
+	return ts, nil
+}
+
+// RunLcores runs the loops of the lcores InitLcores started, loops[i] being
+// the callback of table i, each on its own pinned OS thread in thread mode.
+// It returns when every loop has ended (SIGINT or SIGTERM stops them all),
+// after closing the sockets and the stacks.
+func RunLcores(loops []func() error) error {
+	runMu.Lock()
+	ls, ts := threadLcores, threadTables
+	runMu.Unlock()
+	if ls == nil {
+		if len(loops) != 1 {
+			return fmt.Errorf("xstack: %d loop callbacks for 1 lcore", len(loops))
+		}
+		return Run(loops[0])
+	}
+	if len(loops) != len(ls) {
+		return fmt.Errorf("xstack: %d loop callbacks for %d lcores", len(loops), len(ls))
+	}
+	errs := make([]error, len(ls))
+	var wg sync.WaitGroup
+	for i := range ls {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			t, loop := ts[i], loops[i]
+			errs[i] = ls[i].RunPinned(func() error {
+				t.EnterLoop()
+				defer t.LeaveLoop()
+				if loop == nil {
+					return nil
+				}
+				return loop()
+			})
+			if errs[i] != nil {
+				// One lcore failing stops the others.
+				for _, l := range ls {
+					l.Loop.Stop()
+				}
+			}
+		}(i)
+	}
+	wg.Wait()
+	Teardown()
+	return errors.Join(errs...)
+}
+
+// Stop makes Run or RunLcores return: every loop of this process ends after
+// its current pass. It is safe to call from any goroutine.
+func Stop() {
+	runMu.Lock()
+	defer runMu.Unlock()
+	if lcore != nil {
+		lcore.Loop.Stop()
+	}
+	for _, l := range threadLcores {
+		l.Loop.Stop()
+	}
+}
+
+// Lcores returns the lcores this process runs (one in process mode), or
+// nil before Init.
+func Lcores() []*core.Lcore {
+	runMu.Lock()
+	defer runMu.Unlock()
+	if lcore != nil {
+		return []*core.Lcore{lcore}
+	}
+	return threadLcores
 }
 
 // Lcore returns the lcore started by Init, or nil.
@@ -121,18 +245,27 @@ func Run(loop func() error) error {
 	return err
 }
 
-// Teardown closes the sockets, the stack and the NIC queue of the lcore
-// started by Init. Run calls it when the loop ends; it is idempotent.
+// Teardown closes the sockets, the stacks and the NIC queues of the lcores
+// started by Init, InitWith or InitLcores. Run and RunLcores call it when
+// the loops end; it is idempotent.
 func Teardown() {
 	runMu.Lock()
 	l, t := lcore, lcoreT
+	ls, ts := threadLcores, threadTables
 	runMu.Unlock()
-	if l == nil {
-		return
+	if l != nil {
+		t.Close()
+		l.Drain(100 * time.Millisecond)
+		l.Close()
 	}
-	t.Close()
-	l.Drain(100 * time.Millisecond)
-	l.Close()
+	for i, l := range ls {
+		ts[i].Close()
+		l.Drain(100 * time.Millisecond)
+	}
+	// Lcore 0 owns the XDP program: close it last.
+	for i := len(ls) - 1; i >= 0; i-- {
+		ls[i].Close()
+	}
 }
 
 // Exit is Teardown followed by os.Exit(code).

@@ -4,8 +4,8 @@
 //
 //	client -c config.ini -addr 198.18.0.2:7 -bytes 10485760 -conns 1
 //
-// It shows the other way to use posix: the lcore loop runs with no callback
-// (posix.Run(nil)) while ordinary goroutines make blocking socket calls.
+// It shows the other way to use posix: the lcore loops run with no callback
+// while ordinary goroutines make blocking socket calls.
 package main
 
 import (
@@ -17,6 +17,7 @@ import (
 	"log"
 	"math/rand/v2"
 	"net/netip"
+	"os"
 	"sync"
 	"time"
 
@@ -30,7 +31,9 @@ func main() {
 	opts.RegisterFlags(flag.CommandLine)
 	addr := flag.String("addr", "198.18.0.2:7", "echo server address:port")
 	size := flag.Int("bytes", 1<<20, "bytes to send on each connection")
-	conns := flag.Int("conns", 1, "connections, run concurrently")
+	conns := flag.Int("conns", 1, "connections to open")
+	parallel := flag.Int("parallel", 64, "connections open at once")
+	counters := flag.Bool("counters", false, "print every lcore's counters (one JSON line each) when done")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("client: ")
@@ -38,7 +41,10 @@ func main() {
 	if err != nil {
 		log.Fatalf("-addr: %v", err)
 	}
-	if err := posix.InitWith(opts); err != nil {
+	// One socket table per lcore this process runs (several in thread
+	// mode); connections are spread over them.
+	tables, err := posix.InitLcores(opts)
+	if err != nil {
 		log.Fatal(err)
 	}
 	errc := make(chan error, 1)
@@ -47,11 +53,14 @@ func main() {
 		var mu sync.Mutex
 		var first error
 		start := time.Now()
+		slots := make(chan struct{}, *parallel)
 		for i := 0; i < *conns; i++ {
 			wg.Add(1)
+			slots <- struct{}{}
 			go func(i int) {
 				defer wg.Done()
-				if err := echo(ap, *size, uint64(i)); err != nil {
+				defer func() { <-slots }()
+				if err := echo(tables[i%len(tables)], ap, *size, uint64(i)); err != nil {
 					mu.Lock()
 					if first == nil {
 						first = fmt.Errorf("connection %d: %w", i, err)
@@ -66,10 +75,15 @@ func main() {
 			total := float64(*size) * float64(*conns)
 			fmt.Printf("ok: %d connection(s) × %d bytes echoed intact in %v (%.1f Mbit/s)\n", *conns, *size, d.Round(time.Millisecond), total*8/d.Seconds()/1e6)
 		}
+		if *counters {
+			for _, l := range posix.Lcores() {
+				l.PrintCounters(os.Stderr)
+			}
+		}
 		errc <- first
-		posix.Lcore().Loop.Stop()
+		posix.Stop()
 	}()
-	if err := posix.Run(nil); err != nil {
+	if err := posix.RunLcores(make([]func() error, len(tables))); err != nil {
 		log.Fatal(err)
 	}
 	if err := <-errc; err != nil {
@@ -86,14 +100,14 @@ func sockaddr(ap netip.AddrPort) (int, unix.Sockaddr) {
 
 // echo sends size pseudo-random bytes on a new connection while reading
 // the echo back, and compares the hashes.
-func echo(ap netip.AddrPort, size int, seed uint64) error {
+func echo(t *posix.Sockets, ap netip.AddrPort, size int, seed uint64) error {
 	domain, sa := sockaddr(ap)
-	fd, err := posix.Socket(domain, unix.SOCK_STREAM, 0)
+	fd, err := t.Socket(domain, unix.SOCK_STREAM, 0)
 	if err != nil {
 		return err
 	}
-	defer posix.Close(fd)
-	if err := posix.Connect(fd, sa); err != nil {
+	defer t.CloseFD(fd)
+	if err := t.Connect(fd, sa); err != nil {
 		return fmt.Errorf("connect %s: %w", ap, err)
 	}
 	sent := sha256.New()
@@ -108,7 +122,7 @@ func echo(ap netip.AddrPort, size int, seed uint64) error {
 			}
 			sent.Write(chunk)
 			for p := chunk; len(p) > 0; {
-				n, err := posix.Write(fd, p)
+				n, err := t.Write(fd, p)
 				if err != nil {
 					werr <- fmt.Errorf("write: %w", err)
 					return
@@ -117,13 +131,13 @@ func echo(ap netip.AddrPort, size int, seed uint64) error {
 			}
 			left -= len(chunk)
 		}
-		werr <- posix.Shutdown(fd, unix.SHUT_WR)
+		werr <- t.Shutdown(fd, unix.SHUT_WR)
 	}()
 	got := sha256.New()
 	buf := make([]byte, 65536)
 	total := 0
 	for {
-		n, err := posix.Read(fd, buf)
+		n, err := t.Read(fd, buf)
 		if n > 0 {
 			got.Write(buf[:n])
 			total += n

@@ -11,7 +11,6 @@ package main
 
 import (
 	"flag"
-	"fmt"
 	"log"
 	"os"
 	"os/signal"
@@ -25,23 +24,26 @@ import (
 	"github.com/xstack/xstack/posix"
 )
 
-// xstackSockets is the posix package as a sockets implementation.
-type xstackSockets struct{}
+// tableSockets is one lcore's posix socket table as a sockets
+// implementation.
+type tableSockets struct{ t *posix.Sockets }
 
-func (xstackSockets) Socket(d, t, p int) (int, error)               { return posix.Socket(d, t, p) }
-func (xstackSockets) SetsockoptInt(fd, l, o, v int) error           { return posix.SetsockoptInt(fd, l, o, v) }
-func (xstackSockets) Bind(fd int, sa unix.Sockaddr) error           { return posix.Bind(fd, sa) }
-func (xstackSockets) Listen(fd, n int) error                        { return posix.Listen(fd, n) }
-func (xstackSockets) Accept4(fd, f int) (int, unix.Sockaddr, error) { return posix.Accept4(fd, f) }
-func (xstackSockets) Read(fd int, p []byte) (int, error)            { return posix.Read(fd, p) }
-func (xstackSockets) Write(fd int, p []byte) (int, error)           { return posix.Write(fd, p) }
-func (xstackSockets) Close(fd int) error                            { return posix.Close(fd) }
-func (xstackSockets) EpollCreate1(f int) (int, error)               { return posix.EpollCreate(f) }
-func (xstackSockets) EpollCtl(ep, op, fd int, ev *unix.EpollEvent) error {
-	return posix.EpollCtl(ep, op, fd, ev)
+func (s tableSockets) Socket(d, t, p int) (int, error)     { return s.t.Socket(d, t, p) }
+func (s tableSockets) SetsockoptInt(fd, l, o, v int) error { return s.t.SetsockoptInt(fd, l, o, v) }
+func (s tableSockets) Bind(fd int, sa unix.Sockaddr) error { return s.t.Bind(fd, sa) }
+func (s tableSockets) Listen(fd, n int) error              { return s.t.Listen(fd, n) }
+func (s tableSockets) Read(fd int, p []byte) (int, error)  { return s.t.Read(fd, p) }
+func (s tableSockets) Write(fd int, p []byte) (int, error) { return s.t.Write(fd, p) }
+func (s tableSockets) Close(fd int) error                  { return s.t.CloseFD(fd) }
+func (s tableSockets) EpollCreate1(f int) (int, error)     { return s.t.EpollCreate(f) }
+func (s tableSockets) Accept4(fd, f int) (int, unix.Sockaddr, error) {
+	return s.t.Accept4(fd, f)
 }
-func (xstackSockets) EpollWait(ep int, evs []unix.EpollEvent, ms int) (int, error) {
-	return posix.EpollWait(ep, evs, ms)
+func (s tableSockets) EpollCtl(ep, op, fd int, ev *unix.EpollEvent) error {
+	return s.t.EpollCtl(ep, op, fd, ev)
+}
+func (s tableSockets) EpollWait(ep int, evs []unix.EpollEvent, ms int) (int, error) {
+	return s.t.EpollWait(ep, evs, ms)
 }
 
 // kernelSockets is the Linux kernel's socket API.
@@ -85,10 +87,6 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	var (
-		srv *server
-		err error
-	)
 	if *kernel {
 		runtime.GOMAXPROCS(1)
 		if *cpu >= 0 {
@@ -96,25 +94,14 @@ func main() {
 				log.Fatal(err)
 			}
 		}
-		srv, err = newServer(kernelSockets{}, 100)
-	} else {
-		if err := posix.InitWith(opts); err != nil {
+		srv, err := newServer(kernelSockets{}, 100)
+		if err == nil {
+			err = srv.listenAll(*port, *backlog)
+		}
+		if err != nil {
 			log.Fatal(err)
 		}
-		srv, err = newServer(xstackSockets{}, 0)
-	}
-	if err != nil {
-		fail(*kernel, err)
-	}
-	if err := srv.listen(&unix.SockaddrInet4{Port: *port}, *backlog); err != nil {
-		fail(*kernel, fmt.Errorf("listen on IPv4 port %d: %w", *port, err))
-	}
-	if err := srv.listen(&unix.SockaddrInet6{Port: *port}, *backlog); err != nil {
-		fail(*kernel, fmt.Errorf("listen on IPv6 port %d: %w", *port, err))
-	}
-	log.Printf("serving on port %d (IPv4 and IPv6) with %s", *port, map[bool]string{true: "the kernel stack", false: "xstack"}[*kernel])
-
-	if *kernel {
+		log.Printf("serving on port %d (IPv4 and IPv6) with the kernel stack", *port)
 		stop := make(chan os.Signal, 1)
 		signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
 		for {
@@ -129,15 +116,33 @@ func main() {
 			}
 		}
 	}
-	if err := posix.Run(srv.poll); err != nil {
+
+	// One server per lcore this process runs: one in process mode, every
+	// lcore of lcore_mask in thread mode.
+	tables, err := posix.InitLcores(opts)
+	if err != nil {
 		log.Fatal(err)
 	}
-	log.Printf("stopped after %d requests", srv.requests)
-}
-
-func fail(kernel bool, err error) {
-	if !kernel {
-		posix.Teardown()
+	servers := make([]*server, len(tables))
+	loops := make([]func() error, len(tables))
+	for i, t := range tables {
+		srv, err := newServer(tableSockets{t}, 0)
+		if err == nil {
+			err = srv.listenAll(*port, *backlog)
+		}
+		if err != nil {
+			posix.Teardown()
+			log.Fatal(err)
+		}
+		servers[i], loops[i] = srv, srv.poll
 	}
-	log.Fatal(err)
+	log.Printf("serving on port %d (IPv4 and IPv6) with xstack, %d lcore(s) in this process", *port, len(tables))
+	if err := posix.RunLcores(loops); err != nil {
+		log.Fatal(err)
+	}
+	var requests uint64
+	for _, s := range servers {
+		requests += s.requests
+	}
+	log.Printf("stopped after %d requests", requests)
 }

@@ -1,0 +1,201 @@
+package core
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Handoff moves frames between one lcore and the others. A frame the NIC
+// put on this lcore's queue whose flow another lcore owns (Steer) is copied
+// onto that lcore's inbound ring and processed once, there; frames every
+// lcore needs (ARP replies, neighbour advertisements) are processed here and
+// copied to all others. Each ordered pair of lcores has its own
+// single-producer single-consumer ring, so no two lcores ever write the same
+// memory.
+//
+// Only the lcore's loop uses a Handoff.
+type Handoff struct {
+	self  int
+	steer *Steer
+	in    []*HandoffRing // in[i] carries frames from lcore i; nil for self
+	out   []*HandoffRing // out[i] carries frames to lcore i; nil for self or not yet open
+
+	// outPath names the ring file to lcore i in process mode, where each
+	// consumer creates its inbound rings and producers open them when they
+	// first need them; nil in thread mode, where all rings exist up front.
+	outPath  func(i int) string
+	outIno   []uint64    // inode of each opened ring file, to notice a restarted consumer
+	nextTry  []time.Time // when to try opening (or re-checking) out[i] again
+	pending  [][][]byte  // frames for each owner, gathered over a burst
+	local    [][]byte
+	inFrames [][]byte
+
+	handedOut, handedIn, local_, broadcasts, dropped atomic.Uint64
+}
+
+// HandoffStats are a Handoff's counters.
+type HandoffStats struct {
+	Local      uint64 // frames received here and processed here
+	HandedOut  uint64 // frames received here and passed to their owner
+	HandedIn   uint64 // frames other lcores passed here
+	Broadcasts uint64 // frames processed here and copied to every lcore
+	Dropped    uint64 // frames for an owner whose ring was full or absent
+}
+
+func newHandoff(self, n int, steer *Steer, burst int) *Handoff {
+	h := &Handoff{
+		self:     self,
+		steer:    steer,
+		in:       make([]*HandoffRing, n),
+		out:      make([]*HandoffRing, n),
+		outIno:   make([]uint64, n),
+		nextTry:  make([]time.Time, n),
+		pending:  make([][][]byte, n),
+		local:    make([][]byte, 0, burst),
+		inFrames: make([][]byte, burst),
+	}
+	for i := range h.pending {
+		h.pending[i] = make([][]byte, 0, burst)
+	}
+	return h
+}
+
+// steerBurst classifies a burst: it returns the frames to process here and
+// hands the others to their owners.
+func (h *Handoff) steerBurst(frames [][]byte) [][]byte {
+	local := h.local[:0]
+	any := false
+	for _, f := range frames {
+		v, owner := h.steer.Classify(f)
+		switch v {
+		case HandOff:
+			h.pending[owner] = append(h.pending[owner], f)
+			any = true
+		case Broadcast:
+			local = append(local, f)
+			h.broadcasts.Add(1)
+			for i := range h.pending {
+				if i != h.self {
+					h.pending[i] = append(h.pending[i], f)
+					any = true
+				}
+			}
+		default:
+			local = append(local, f)
+		}
+	}
+	h.local_.Add(uint64(len(local)))
+	if any {
+		for i, p := range h.pending {
+			if len(p) == 0 {
+				continue
+			}
+			r := h.ring(i)
+			sent := 0
+			if r != nil {
+				sent = r.Enqueue(p)
+			}
+			h.handedOut.Add(uint64(sent))
+			h.dropped.Add(uint64(len(p) - sent))
+			h.pending[i] = p[:0]
+		}
+	}
+	return local
+}
+
+// ring returns the ring to lcore i, opening it when needed. In process
+// mode it checks once a second that the ring file is still the one it
+// mapped: a consumer that restarted made a new one.
+func (h *Handoff) ring(i int) *HandoffRing {
+	if h.outPath == nil {
+		return h.out[i]
+	}
+	now := time.Now()
+	if now.Before(h.nextTry[i]) {
+		return h.out[i]
+	}
+	h.nextTry[i] = now.Add(time.Second)
+	path := h.outPath(i)
+	ino, err := fileIno(path)
+	if h.out[i] != nil {
+		if err == nil && ino == h.outIno[i] {
+			return h.out[i]
+		}
+		h.out[i].Close()
+		h.out[i] = nil
+	}
+	if err != nil {
+		return nil
+	}
+	r, err := OpenHandoffRing(path)
+	if err != nil {
+		return nil
+	}
+	h.out[i], h.outIno[i] = r, ino
+	return r
+}
+
+// drainIn delivers what the other lcores handed over.
+func (h *Handoff) drainIn(deliver func([][]byte)) {
+	for i, r := range h.in {
+		if r == nil || i == h.self {
+			continue
+		}
+		n := r.Dequeue(h.inFrames)
+		if n == 0 {
+			continue
+		}
+		h.handedIn.Add(uint64(n))
+		deliver(h.inFrames[:n])
+		r.Release()
+	}
+}
+
+// Stats returns the counters.
+func (h *Handoff) Stats() HandoffStats {
+	return HandoffStats{
+		Local:      h.local_.Load(),
+		HandedOut:  h.handedOut.Load(),
+		HandedIn:   h.handedIn.Load(),
+		Broadcasts: h.broadcasts.Load(),
+		Dropped:    h.dropped.Load(),
+	}
+}
+
+// Close unmaps every ring; in process mode it also removes this lcore's
+// inbound ring files.
+func (h *Handoff) Close() {
+	for _, r := range h.out {
+		if r != nil {
+			r.Close()
+		}
+	}
+	for _, r := range h.in {
+		if r == nil {
+			continue
+		}
+		if h.outPath != nil {
+			r.Remove()
+		}
+		r.Close()
+	}
+}
+
+// ringPath names the ring that carries frames from lcore from to lcore to
+// of the instance whose run directory is runDir.
+func ringPath(runDir string, from, to int) string {
+	return filepath.Join("/dev/shm", "xstack-"+filepath.Base(runDir)+fmt.Sprintf("-%d-%d", from, to))
+}
+
+// fileIno returns the inode of the file at path.
+func fileIno(path string) (uint64, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0, err
+	}
+	return st.Sys().(*syscall.Stat_t).Ino, nil
+}

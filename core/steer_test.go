@@ -1,0 +1,554 @@
+package core
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"testing"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+)
+
+// Frame builders over gVisor's header package, so the offsets Classify
+// reads are checked against an independent encoder.
+var (
+	steerMACUs   = tcpip.LinkAddress("\x02\x00\x00\x00\x00\x01")
+	steerMACPeer = tcpip.LinkAddress("\x02\x00\x00\x00\x00\x02")
+	steerV4Us    = tcpip.AddrFrom4([4]byte{198, 18, 0, 1})
+	steerV4Peer  = tcpip.AddrFrom4([4]byte{198, 18, 0, 2})
+	steerV6Us    = tcpip.AddrFrom16([16]byte{0x20, 0x01, 0, 2, 15: 1})
+	steerV6Peer  = tcpip.AddrFrom16([16]byte{0x20, 0x01, 0, 2, 15: 2})
+)
+
+func ethFrame(proto tcpip.NetworkProtocolNumber, payload []byte) []byte {
+	b := make([]byte, header.EthernetMinimumSize+len(payload))
+	header.Ethernet(b).Encode(&header.EthernetFields{SrcAddr: steerMACPeer, DstAddr: steerMACUs, Type: proto})
+	copy(b[header.EthernetMinimumSize:], payload)
+	return b
+}
+
+type ip4Opts struct {
+	flags   uint8
+	fragOff uint16
+	options int // bytes of IP options (a multiple of 4)
+	src     tcpip.Address
+	dst     tcpip.Address
+}
+
+func ip4Packet(proto uint8, o ip4Opts, l4 []byte) []byte {
+	hl := header.IPv4MinimumSize + o.options
+	b := make([]byte, hl+len(l4))
+	if o.src.Len() == 0 {
+		o.src, o.dst = steerV4Peer, steerV4Us
+	}
+	header.IPv4(b).Encode(&header.IPv4Fields{
+		TotalLength: uint16(len(b)), TTL: 64, Protocol: proto,
+		Flags: o.flags, FragmentOffset: o.fragOff,
+		SrcAddr: o.src, DstAddr: o.dst,
+	})
+	b[0] = 0x40 | byte(hl/4)
+	for i := header.IPv4MinimumSize; i < hl; i++ {
+		b[i] = 1 // NOP
+	}
+	copy(b[hl:], l4)
+	return b
+}
+
+func ip4Frame(proto uint8, o ip4Opts, l4 []byte) []byte {
+	return ethFrame(header.IPv4ProtocolNumber, ip4Packet(proto, o, l4))
+}
+
+func ip6Packet(nh uint8, src, dst tcpip.Address, payload []byte) []byte {
+	b := make([]byte, header.IPv6MinimumSize+len(payload))
+	header.IPv6(b).Encode(&header.IPv6Fields{
+		PayloadLength: uint16(len(payload)), TransportProtocol: tcpip.TransportProtocolNumber(nh),
+		HopLimit: 255, SrcAddr: src, DstAddr: dst,
+	})
+	copy(b[header.IPv6MinimumSize:], payload)
+	return b
+}
+
+func ip6Frame(nh uint8, payload []byte) []byte {
+	return ethFrame(header.IPv6ProtocolNumber, ip6Packet(nh, steerV6Peer, steerV6Us, payload))
+}
+
+func tcpSeg(sport, dport uint16) []byte {
+	b := make([]byte, header.TCPMinimumSize)
+	header.TCP(b).Encode(&header.TCPFields{SrcPort: sport, DstPort: dport, DataOffset: header.TCPMinimumSize, Flags: header.TCPFlagAck, WindowSize: 1024})
+	return b
+}
+
+func udpDgram(sport, dport uint16) []byte {
+	b := make([]byte, header.UDPMinimumSize+4)
+	header.UDP(b).Encode(&header.UDPFields{SrcPort: sport, DstPort: dport, Length: uint16(len(b))})
+	return b
+}
+
+func icmp4Msg(typ header.ICMPv4Type, ident uint16, body []byte) []byte {
+	b := make([]byte, header.ICMPv4MinimumSize+len(body))
+	m := header.ICMPv4(b)
+	m.SetType(typ)
+	m.SetIdent(ident)
+	copy(b[header.ICMPv4MinimumSize:], body)
+	return b
+}
+
+func icmp6Msg(typ header.ICMPv6Type, ident uint16, body []byte) []byte {
+	b := make([]byte, header.ICMPv6MinimumSize+len(body))
+	m := header.ICMPv6(b)
+	m.SetType(typ)
+	m.SetIdent(ident)
+	copy(b[header.ICMPv6MinimumSize:], body)
+	return b
+}
+
+func arpFrame(op header.ARPOp, spa, tpa tcpip.Address) []byte {
+	b := make([]byte, header.ARPSize)
+	a := header.ARP(b)
+	a.SetIPv4OverEthernet()
+	a.SetOp(op)
+	copy(a.HardwareAddressSender(), steerMACPeer)
+	copy(a.ProtocolAddressSender(), spa.AsSlice())
+	copy(a.ProtocolAddressTarget(), tpa.AsSlice())
+	return ethFrame(header.ARPProtocolNumber, b)
+}
+
+// ip6Ext is an IPv6 packet whose first header is an 8-byte extension
+// header (Hop-by-Hop or Fragment) followed by TCP.
+func ip6Ext(nh uint8, dport uint16) []byte {
+	ext := make([]byte, 8)
+	ext[0] = uint8(header.TCPProtocolNumber)
+	return ip6Frame(nh, append(ext, tcpSeg(40000, dport)...))
+}
+
+// A steerCase is a frame and the lcore that owns it, or steerAny (whoever
+// receives it processes it) or steerAll (Broadcast).
+type steerCase struct {
+	name  string
+	frame []byte
+	owner int
+}
+
+const (
+	steerAny = -1
+	steerAll = -2
+)
+
+// want is the verdict and owner that lcore self must return for the case.
+func (c steerCase) want(self int) (Verdict, int) {
+	switch {
+	case c.owner == steerAll:
+		return Broadcast, self
+	case c.owner == steerAny || c.owner == self:
+		return Local, self
+	}
+	return HandOff, c.owner
+}
+
+// steerCases are for 4 lcores with ranges of 1000 from 10000: lcore 0
+// 10000-10999, 1 11000-11999, 2 12000-12999, 3 13000-13999.
+func steerCases() []steerCase {
+	const tcp, udp, icmp4, icmp6 = uint8(header.TCPProtocolNumber), uint8(header.UDPProtocolNumber), uint8(header.ICMPv4ProtocolNumber), uint8(header.ICMPv6ProtocolNumber)
+	none := ip4Opts{}
+	// What we sent and an ICMP error quotes: from our port to the peer.
+	ourTCP4 := ip4Packet(tcp, ip4Opts{src: steerV4Us, dst: steerV4Peer}, tcpSeg(12001, 80))
+	ourUDP4 := ip4Packet(udp, ip4Opts{src: steerV4Us, dst: steerV4Peer}, udpDgram(10001, 53))
+	ourPing4 := ip4Packet(icmp4, ip4Opts{src: steerV4Us, dst: steerV4Peer}, icmp4Msg(header.ICMPv4Echo, 12002, nil))
+	ourTCP6 := ip6Packet(tcp, steerV6Us, steerV6Peer, tcpSeg(13002, 443))
+	ourPing6 := ip6Packet(icmp6, steerV6Us, steerV6Peer, icmp6Msg(header.ICMPv6EchoRequest, 10003, nil))
+	padded := ip4Frame(udp, none, udpDgram(53, 12000)[:8])
+	padded = append(padded, make([]byte, 60-len(padded))...)
+	badTotal := ip4Frame(tcp, none, tcpSeg(80, 12000))
+	binary.BigEndian.PutUint16(badTotal[14+2:], 200)
+	shortTotal := ip4Frame(tcp, none, tcpSeg(80, 12000))
+	binary.BigEndian.PutUint16(shortTotal[14+2:], 22) // 2 bytes of TCP in the datagram
+	badIHL := ip4Frame(tcp, none, tcpSeg(80, 12000))
+	badIHL[14] = 0x44
+	v6InV4 := ip4Frame(tcp, none, tcpSeg(80, 12000))
+	v6InV4[14] = 0x65
+	badPayloadLen := ip6Frame(tcp, tcpSeg(80, 12000))
+	binary.BigEndian.PutUint16(badPayloadLen[14+4:], 100)
+	arpBadHType := arpFrame(header.ARPReply, steerV4Peer, steerV4Us)
+	arpBadHType[15] = 6 // IEEE 802
+	arpShort := arpFrame(header.ARPReply, steerV4Peer, steerV4Us)[:14+27]
+
+	return []steerCase{
+		{"tcp4 to lcore 2", ip4Frame(tcp, none, tcpSeg(80, 12345)), 2},
+		{"tcp4 to lcore 1", ip4Frame(tcp, none, tcpSeg(80, 11500)), 1},
+		{"tcp4 to first port of lcore 0", ip4Frame(tcp, none, tcpSeg(80, 10000)), 0},
+		{"tcp4 to last port of lcore 0", ip4Frame(tcp, none, tcpSeg(80, 10999)), 0},
+		{"tcp4 to first port of lcore 1", ip4Frame(tcp, none, tcpSeg(80, 11000)), 1},
+		{"tcp4 to last port of lcore 3", ip4Frame(tcp, none, tcpSeg(80, 13999)), 3},
+		{"tcp4 past the ranges", ip4Frame(tcp, none, tcpSeg(80, 14000)), steerAny},
+		{"tcp4 below the ranges", ip4Frame(tcp, none, tcpSeg(80, 9999)), steerAny},
+		{"tcp4 to a listening port", ip4Frame(tcp, none, tcpSeg(12345, 80)), steerAny},
+		{"tcp4 with IP options", ip4Frame(tcp, ip4Opts{options: 8}, tcpSeg(80, 12000)), 2},
+		{"tcp4 with DF", ip4Frame(tcp, ip4Opts{flags: header.IPv4FlagDontFragment}, tcpSeg(80, 13000)), 3},
+		{"udp4 to lcore 3", ip4Frame(udp, none, udpDgram(53, 13000)), 3},
+		{"udp4 with ethernet padding", padded, 2},
+		{"udp4 to a listening port", ip4Frame(udp, none, udpDgram(13000, 53)), steerAny},
+		{"ipv4 first fragment", ip4Frame(udp, ip4Opts{flags: header.IPv4FlagMoreFragments}, udpDgram(53, 11000)), 0},
+		{"ipv4 middle fragment", ip4Frame(udp, ip4Opts{flags: header.IPv4FlagMoreFragments, fragOff: 1480}, make([]byte, 16)), 0},
+		{"ipv4 last fragment", ip4Frame(udp, ip4Opts{fragOff: 1480}, make([]byte, 16)), 0},
+		{"sctp4", ip4Frame(132, none, tcpSeg(80, 12000)), steerAny},
+		{"tcp6 to lcore 2", ip6Frame(tcp, tcpSeg(80, 12999)), 2},
+		{"tcp6 to lcore 1", ip6Frame(tcp, tcpSeg(80, 11001)), 1},
+		{"tcp6 to a listening port", ip6Frame(tcp, tcpSeg(11001, 443)), steerAny},
+		{"udp6 to lcore 0", ip6Frame(udp, udpDgram(53, 10500)), 0},
+		{"tcp6 after hop-by-hop", ip6Ext(0, 12000), steerAny},
+		{"tcp6 after a routing header", ip6Ext(43, 12000), steerAny},
+		{"ipv6 fragment", ip6Ext(header.IPv6FragmentHeader, 12000), 0},
+		{"arp request", arpFrame(header.ARPRequest, steerV4Peer, steerV4Us), steerAny},
+		{"arp reply", arpFrame(header.ARPReply, steerV4Peer, steerV4Us), steerAll},
+		{"gratuitous arp request", arpFrame(header.ARPRequest, steerV4Peer, steerV4Peer), steerAll},
+		{"gratuitous arp reply", arpFrame(header.ARPReply, steerV4Peer, steerV4Peer), steerAll},
+		{"arp probe", arpFrame(header.ARPRequest, tcpip.AddrFrom4([4]byte{}), steerV4Us), steerAny},
+		{"arp unknown op", arpFrame(3, steerV4Peer, steerV4Us), steerAny},
+		{"arp not ethernet", arpBadHType, steerAny},
+		{"arp short", arpShort, steerAny},
+		{"icmp4 echo request", ip4Frame(icmp4, none, icmp4Msg(header.ICMPv4Echo, 13001, nil)), steerAny},
+		{"icmp4 echo reply to lcore 3", ip4Frame(icmp4, none, icmp4Msg(header.ICMPv4EchoReply, 13001, nil)), 3},
+		{"icmp4 echo reply outside the ranges", ip4Frame(icmp4, none, icmp4Msg(header.ICMPv4EchoReply, 7, nil)), steerAny},
+		{"icmp4 frag needed quoting our tcp", ip4Frame(icmp4, none, icmp4Msg(header.ICMPv4DstUnreachable, 1400, ourTCP4[:28])), 2},
+		{"icmp4 port unreachable quoting our udp", ip4Frame(icmp4, none, icmp4Msg(header.ICMPv4DstUnreachable, 0, ourUDP4)), 0},
+		{"icmp4 time exceeded quoting our ping", ip4Frame(icmp4, none, icmp4Msg(header.ICMPv4TimeExceeded, 0, ourPing4)), 2},
+		{"icmp4 parameter problem quoting our tcp", ip4Frame(icmp4, none, icmp4Msg(header.ICMPv4ParamProblem, 0, ourTCP4)), 2},
+		{"icmp4 error quoting too little", ip4Frame(icmp4, none, icmp4Msg(header.ICMPv4DstUnreachable, 0, ourTCP4[:27])), steerAny},
+		{"icmp4 error quoting a fragment", ip4Frame(icmp4, none, icmp4Msg(header.ICMPv4DstUnreachable, 0,
+			ip4Packet(tcp, ip4Opts{fragOff: 8, src: steerV4Us, dst: steerV4Peer}, tcpSeg(12001, 80)))), steerAny},
+		{"icmp4 error quoting ipv6", ip4Frame(icmp4, none, icmp4Msg(header.ICMPv4DstUnreachable, 0, ourTCP6)), steerAny},
+		{"icmp4 redirect", ip4Frame(icmp4, none, icmp4Msg(header.ICMPv4Redirect, 0, ourTCP4)), steerAny},
+		{"icmp4 short", ip4Frame(icmp4, none, []byte{0, 0, 0, 0, 0x2e}), steerAny},
+		{"icmp6 neighbor solicitation", ip6Frame(icmp6, icmp6Msg(header.ICMPv6NeighborSolicit, 0, make([]byte, 16))), steerAny},
+		{"icmp6 neighbor advertisement", ip6Frame(icmp6, icmp6Msg(header.ICMPv6NeighborAdvert, 0, make([]byte, 16))), steerAll},
+		{"icmp6 router advertisement", ip6Frame(icmp6, icmp6Msg(header.ICMPv6RouterAdvert, 0, make([]byte, 8))), steerAll},
+		{"icmp6 router solicitation", ip6Frame(icmp6, icmp6Msg(header.ICMPv6RouterSolicit, 0, nil)), steerAny},
+		{"icmp6 redirect", ip6Frame(icmp6, icmp6Msg(header.ICMPv6RedirectMsg, 0, make([]byte, 32))), steerAny},
+		{"icmp6 echo request", ip6Frame(icmp6, icmp6Msg(header.ICMPv6EchoRequest, 12000, nil)), steerAny},
+		{"icmp6 echo reply to lcore 2", ip6Frame(icmp6, icmp6Msg(header.ICMPv6EchoReply, 12000, nil)), 2},
+		{"icmp6 echo reply to lcore 1", ip6Frame(icmp6, icmp6Msg(header.ICMPv6EchoReply, 11999, nil)), 1},
+		{"icmp6 packet too big quoting our tcp", ip6Frame(icmp6, icmp6Msg(header.ICMPv6PacketTooBig, 0, ourTCP6)), 3},
+		{"icmp6 unreachable quoting our ping", ip6Frame(icmp6, icmp6Msg(header.ICMPv6DstUnreachable, 0, ourPing6)), 0},
+		{"icmp6 error quoting too little", ip6Frame(icmp6, icmp6Msg(header.ICMPv6TimeExceeded, 0, ourTCP6[:47])), steerAny},
+		{"icmp6 short", ip6Frame(icmp6, []byte{136, 0, 0}), steerAny},
+		{"empty", nil, steerAny},
+		{"13 bytes", ip4Frame(tcp, none, tcpSeg(80, 12000))[:13], steerAny},
+		{"ethernet header only", ethFrame(header.IPv4ProtocolNumber, nil), steerAny},
+		{"ipv4 header cut", ip4Frame(tcp, none, tcpSeg(80, 12000))[:14+19], steerAny},
+		{"ipv4 total length past the frame", badTotal, steerAny},
+		{"ipv4 total length cuts the ports", shortTotal, steerAny},
+		{"ipv4 header length past the frame", badIHL, steerAny},
+		{"ipv4 ethertype, version 6", v6InV4, steerAny},
+		{"tcp4 ports cut", ip4Frame(tcp, none, []byte{0, 80, 0x2e}), steerAny},
+		{"ipv6 header cut", ip6Frame(tcp, tcpSeg(80, 12000))[:14+39], steerAny},
+		{"ipv6 payload length past the frame", badPayloadLen, steerAny},
+		{"udp6 ports cut", ip6Frame(udp, []byte{0, 53, 0x2e}), steerAny},
+		{"vlan tagged", ethFrame(0x8100, make([]byte, 64)), steerAny},
+		{"unknown ethertype", ethFrame(0x88cc, make([]byte, 64)), steerAny},
+	}
+}
+
+func TestSteerClassify(t *testing.T) {
+	for self := range 4 {
+		s := NewSteer(4, self, 10000, 1000)
+		for _, tc := range steerCases() {
+			t.Run(fmt.Sprintf("lcore%d/%s", self, tc.name), func(t *testing.T) {
+				wantV, wantOwner := tc.want(self)
+				if v, owner := s.Classify(tc.frame); v != wantV || owner != wantOwner {
+					t.Errorf("Classify = %v, %d, want %v, %d", v, owner, wantV, wantOwner)
+				}
+			})
+		}
+	}
+}
+
+func TestSteerOneLcore(t *testing.T) {
+	s := NewSteer(1, 0, 10000, 1000)
+	for _, tc := range steerCases() {
+		if v, owner := s.Classify(tc.frame); v != Local || owner != 0 {
+			t.Errorf("%s: Classify with one lcore = %v, %d, want local, 0", tc.name, v, owner)
+		}
+	}
+}
+
+// TestSteerEveryPort checks the port rule for every port against
+// PortRange, with ranges that end at 65535.
+func TestSteerEveryPort(t *testing.T) {
+	const n = 3
+	for self := range n {
+		s := NewSteer(n, self, 65536-3*5000, 5000)
+		frame := ip4Frame(uint8(header.TCPProtocolNumber), ip4Opts{}, tcpSeg(80, 0))
+		dport := frame[14+20+2:]
+		for port := range 1 << 16 {
+			want, wantOwner := Local, self
+			for i := range n {
+				if lo, hi := s.PortRange(i); port >= int(lo) && port <= int(hi) && i != self {
+					want, wantOwner = HandOff, i
+				}
+			}
+			binary.BigEndian.PutUint16(dport, uint16(port))
+			if v, owner := s.Classify(frame); v != want || owner != wantOwner {
+				t.Fatalf("lcore %d, port %d: Classify = %v, %d, want %v, %d", self, port, v, owner, want, wantOwner)
+			}
+		}
+	}
+}
+
+func TestSteerPortRange(t *testing.T) {
+	s := NewSteer(4, 2, 32768, 8192)
+	for i, want := range [][2]uint16{{32768, 40959}, {40960, 49151}, {49152, 57343}, {57344, 65535}} {
+		if lo, hi := s.PortRange(i); lo != want[0] || hi != want[1] {
+			t.Errorf("PortRange(%d) = [%d, %d], want [%d, %d]", i, lo, hi, want[0], want[1])
+		}
+	}
+}
+
+func TestNewSteerPanics(t *testing.T) {
+	for _, tc := range []struct {
+		n, self    int
+		base, per  uint16
+		wantsPanic bool
+	}{
+		{1, 0, 0, 0, false},
+		{2, 1, 32768, 16384, false},
+		{2, 1, 32768, 16385, true},
+		{0, 0, 10000, 100, true},
+		{2, 2, 10000, 100, true},
+		{2, -1, 10000, 100, true},
+		{2, 0, 10000, 0, true},
+	} {
+		func() {
+			defer func() {
+				if got := recover() != nil; got != tc.wantsPanic {
+					t.Errorf("NewSteer(%d, %d, %d, %d): panic %v, want %v", tc.n, tc.self, tc.base, tc.per, got, tc.wantsPanic)
+				}
+			}()
+			NewSteer(tc.n, tc.self, tc.base, tc.per)
+		}()
+	}
+}
+
+func TestSteerAllocs(t *testing.T) {
+	s := NewSteer(4, 1, 10000, 1000)
+	cases := steerCases()
+	allocs := testing.AllocsPerRun(100, func() {
+		for _, tc := range cases {
+			s.Classify(tc.frame)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("Classify allocates %v times per run", allocs)
+	}
+}
+
+func TestVerdictString(t *testing.T) {
+	for v, want := range map[Verdict]string{Local: "local", HandOff: "hand-off", Broadcast: "broadcast", 7: "Verdict(7)"} {
+		if got := v.String(); got != want {
+			t.Errorf("%d.String() = %q, want %q", v, got, want)
+		}
+	}
+}
+
+// FuzzClassify checks that Classify never panics on any frame and any valid
+// lcore set, that the owner is always in range, and that the verdict and
+// owner agree. Seeds: every table case, and testdata/fuzz/FuzzClassify.
+func FuzzClassify(f *testing.F) {
+	for _, tc := range steerCases() {
+		f.Add(tc.frame, uint8(4), uint8(1), uint16(10000), uint16(1000))
+	}
+	f.Fuzz(func(t *testing.T, frame []byte, n, self uint8, base, per uint16) {
+		// Any arguments that describe a valid lcore set are used as they
+		// are; the others are folded into one.
+		nl := max(1, int(n)%65)
+		me := int(self) % nl
+		if per == 0 {
+			per = 1
+		}
+		if nl*int(per) > 1<<16 {
+			per = uint16(1 << 16 / nl)
+		}
+		if int(base)+nl*int(per) > 1<<16 {
+			base = uint16(1<<16 - nl*int(per))
+		}
+		s := NewSteer(nl, me, base, per)
+		v, owner := s.Classify(frame)
+		switch v {
+		case Local, Broadcast:
+			if owner != me {
+				t.Fatalf("%v with owner %d, not self %d", v, owner, me)
+			}
+		case HandOff:
+			if owner == me || owner < 0 || owner >= nl {
+				t.Fatalf("hand-off to %d of %d lcores (self %d)", owner, nl, me)
+			}
+		default:
+			t.Fatalf("verdict %d", v)
+		}
+		if nl == 1 && v != Local {
+			t.Fatalf("one lcore, verdict %v", v)
+		}
+	})
+}
+
+func BenchmarkSteerClassify(b *testing.B) {
+	s := NewSteer(4, 1, 10000, 1000)
+	const tcp = uint8(header.TCPProtocolNumber)
+	for _, bc := range []struct {
+		name  string
+		frame []byte
+	}{
+		{"tcp4-handoff", ip4Frame(tcp, ip4Opts{}, tcpSeg(80, 12345))},
+		{"tcp4-listen", ip4Frame(tcp, ip4Opts{}, tcpSeg(40000, 80))},
+		{"tcp6-handoff", ip6Frame(tcp, tcpSeg(80, 12345))},
+		{"arp-reply", arpFrame(header.ARPReply, steerV4Peer, steerV4Us)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				s.Classify(bc.frame)
+			}
+		})
+	}
+}
+
+// The Microsoft RSS verification suite ("Verifying the RSS Hash
+// Calculation"): its key and its published IPv4 and IPv6 results, each for
+// the addresses alone and for addresses with TCP ports.
+var rssTestKey, _ = hex.DecodeString("6d5a56da255b0ec24167253d43a38fb0d0ca2bcbae7b30b477cb2da38030f20c6a42b73bbeac01fa")
+
+var rssTestVectors = []struct {
+	src, dst     netip.AddrPort
+	addrs, tuple uint32
+}{
+	{netip.MustParseAddrPort("66.9.149.187:2794"), netip.MustParseAddrPort("161.142.100.80:1766"), 0x323e8fc2, 0x51ccc178},
+	{netip.MustParseAddrPort("199.92.111.2:14230"), netip.MustParseAddrPort("65.69.140.83:4739"), 0xd718262a, 0xc626b0ea},
+	{netip.MustParseAddrPort("24.19.198.95:12898"), netip.MustParseAddrPort("12.22.207.184:38024"), 0xd2d0a5de, 0x5c2b394a},
+	{netip.MustParseAddrPort("38.27.205.30:48228"), netip.MustParseAddrPort("209.142.163.6:2217"), 0x82989176, 0xafc7327f},
+	{netip.MustParseAddrPort("153.39.163.191:44251"), netip.MustParseAddrPort("202.188.127.2:1303"), 0x5d1809c5, 0x10e828a2},
+	{netip.MustParseAddrPort("[3ffe:2501:200:1fff::7]:2794"), netip.MustParseAddrPort("[3ffe:2501:200:3::1]:1766"), 0x2cc18cd5, 0x40207d3d},
+	{netip.MustParseAddrPort("[3ffe:501:8::260:97ff:fe40:efab]:14230"), netip.MustParseAddrPort("[ff02::1]:4739"), 0x0f0c461c, 0xdde51bbf},
+	{netip.MustParseAddrPort("[3ffe:1900:4545:3:200:f8ff:fe21:67cf]:44251"), netip.MustParseAddrPort("[fe80::200:f8ff:fe21:67cf]:38024"), 0x4b61e985, 0x02d1feef},
+}
+
+func TestToeplitzHash(t *testing.T) {
+	for _, tc := range rssTestVectors {
+		t.Run(tc.src.String()+"->"+tc.dst.String(), func(t *testing.T) {
+			var buf [36]byte
+			in, _ := rssInput(&buf, tc.src, tc.dst)
+			if got := ToeplitzHash(rssTestKey, in); got != tc.tuple {
+				t.Errorf("with ports: %#08x, want %#08x", got, tc.tuple)
+			}
+			addrs := in[:len(in)-4]
+			if got := ToeplitzHash(rssTestKey, addrs); got != tc.addrs {
+				t.Errorf("addresses only: %#08x, want %#08x", got, tc.addrs)
+			}
+		})
+	}
+	if got := ToeplitzHash(nil, []byte{1, 2, 3}); got != 0 {
+		t.Errorf("empty key: %#x, want 0", got)
+	}
+	if got := ToeplitzHash(rssTestKey, nil); got != 0 {
+		t.Errorf("empty input: %#x, want 0", got)
+	}
+	// A key too short for the input: the missing bits are zero.
+	long := make([]byte, 64)
+	long[63] = 1
+	if got, want := ToeplitzHash(rssTestKey[:8], long), ToeplitzHash(append(rssTestKey[:8:8], make([]byte, 60)...), long); got != want {
+		t.Errorf("short key: %#x, want %#x", got, want)
+	}
+}
+
+func TestToeplitzHashLinear(t *testing.T) {
+	// keyWindow is what PickPort relies on: each input bit XORs in the 32
+	// key bits that start at its position.
+	for bit := range 36 * 8 {
+		in := make([]byte, 36)
+		in[bit/8] = 0x80 >> (bit % 8)
+		if got, want := ToeplitzHash(rssTestKey, in), keyWindow(rssTestKey, bit); got != want {
+			t.Fatalf("bit %d: %#x, keyWindow %#x", bit, got, want)
+		}
+	}
+}
+
+func TestRSSPickPort(t *testing.T) {
+	const queues = 4
+	table := make([]uint32, 128) // ethtool's default spread
+	for i := range table {
+		table[i] = uint32(i % queues)
+	}
+	r := &RSS{Key: rssTestKey, Table: table}
+	for _, c := range []struct {
+		local  netip.Addr
+		remote netip.AddrPort
+	}{
+		{netip.MustParseAddr("198.18.0.1"), netip.MustParseAddrPort("198.18.0.2:80")},
+		{netip.MustParseAddr("2001:2::1"), netip.MustParseAddrPort("[2001:2::2]:443")},
+	} {
+		for q := range queues {
+			seen := 0
+			for from := uint16(32768); ; {
+				p, ok := r.PickPort(q, c.local, c.remote, 32768, 33791, from)
+				if !ok {
+					t.Fatalf("queue %d: no port", q)
+				}
+				if got := r.Queue(c.remote, netip.AddrPortFrom(c.local, p)); got != q {
+					t.Fatalf("queue %d: port %d hashes to queue %d", q, p, got)
+				}
+				// Every port from `from` to p-1 must belong to another queue.
+				for x := from; x < p; x++ {
+					if r.Queue(c.remote, netip.AddrPortFrom(c.local, x)) == q {
+						t.Fatalf("queue %d: PickPort from %d skipped port %d", q, from, x)
+					}
+				}
+				seen++
+				if p == 33791 || seen == 50 {
+					break
+				}
+				from = p + 1
+			}
+		}
+	}
+	// Wrap from the top of the range to its bottom.
+	local, remote := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddrPort("198.18.0.2:80")
+	first, _ := r.PickPort(2, local, remote, 1000, 1999, 1000)
+	if p, ok := r.PickPort(2, local, remote, 1000, first, first+1); !ok || p != first {
+		t.Errorf("wrap: got %d, %v, want %d", p, ok, first)
+	}
+	if _, ok := r.PickPort(7, local, remote, 1000, 1999, 1000); ok {
+		t.Error("found a port for a queue not in the table")
+	}
+	if _, ok := (&RSS{Key: rssTestKey}).PickPort(0, local, remote, 1000, 1999, 1000); ok {
+		t.Error("found a port with no table")
+	}
+	if _, ok := r.PickPort(0, local, remote, 2000, 1000, 1000); ok {
+		t.Error("found a port in an empty range")
+	}
+	allocs := testing.AllocsPerRun(100, func() { r.PickPort(3, local, remote, 1024, 65535, 5000) })
+	if allocs != 0 {
+		t.Errorf("PickPort allocates %v times", allocs)
+	}
+}
+
+func BenchmarkRSSPickPort(b *testing.B) {
+	table := make([]uint32, 128)
+	for i := range table {
+		table[i] = uint32(i % 8)
+	}
+	r := &RSS{Key: rssTestKey, Table: table}
+	local, remote := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddrPort("198.18.0.2:80")
+	b.ReportAllocs()
+	var from uint16 = 32768
+	for b.Loop() {
+		p, _ := r.PickPort(5, local, remote, 32768, 65535, from)
+		from = p + 1
+	}
+}
+
+func ExampleSteer() {
+	s := NewSteer(2, 0, 32768, 16384)
+	lo, hi := s.PortRange(1)
+	fmt.Println(lo, hi)
+	// Output: 49152 65535
+}

@@ -1,0 +1,208 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/xstack/xstack/internal/rig"
+	"github.com/xstack/xstack/internal/rigtest"
+)
+
+// startMulti runs helloworld on two lcores of a two-queue rig, in mode:
+// directly in thread mode, through tools/launch in process mode.
+func startMulti(t *testing.T, r *rig.Rig, mode string) (*rigtest.Proc, string) {
+	t.Helper()
+	hw := rigtest.Build(t, "./examples/helloworld")
+	conf := rigtest.ConfigLcores(t, r, 3, mode)
+	var p *rigtest.Proc
+	if mode == "thread" {
+		p = rigtest.Start(t, "serving on port", hw, "-c", conf)
+	} else {
+		launch := rigtest.Build(t, "./tools/launch")
+		p = rigtest.Start(t, "serving on port", launch, "-c", conf, "--", hw)
+		if _, err := p.WaitLines("serving on port", 2, 20*time.Second); err != nil {
+			t.Fatalf("second lcore: %v\n%s", err, p.Output())
+		}
+	}
+	return p, conf
+}
+
+// passive opens n short connections from the peer to helloworld, workers
+// at a time, and checks every response.
+func passive(t *testing.T, r *rig.Rig, n, workers int) (failed int) {
+	t.Helper()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	jobs := make(chan int)
+	var firstErr error
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				addr := r.StackAddr4
+				if i%2 == 1 {
+					addr = r.StackAddr6
+				}
+				err := func() error {
+					c, err := dial(r.PeerNS, netip.AddrPortFrom(addr, 80))
+					if err != nil {
+						return err
+					}
+					defer c.Close()
+					resp, err := fetch(c, bufio.NewReader(c), true)
+					if err != nil {
+						return err
+					}
+					if !strings.Contains(string(resp), "Hello from xstack") {
+						return fmt.Errorf("wrong response %q", resp)
+					}
+					return nil
+				}()
+				if err != nil {
+					mu.Lock()
+					failed++
+					if firstErr == nil {
+						firstErr = fmt.Errorf("connection %d: %w", i, err)
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	if firstErr != nil {
+		t.Logf("%d of %d connections failed; first: %v", failed, n, firstErr)
+	}
+	return failed
+}
+
+func sum(cs []rigtest.LcoreCounters, name string) (total uint64) {
+	for _, c := range cs {
+		total += c.Counters[name]
+	}
+	return total
+}
+
+func TestMultiCore(t *testing.T) {
+	for _, mode := range []string{"thread", "process"} {
+		t.Run(mode, func(t *testing.T) {
+			r := rigtest.New(t, rig.Options{Queues: 2})
+			p, _ := startMulti(t, r, mode)
+
+			// Passive connections: each lands on the queue the peer's
+			// flow hash picks and is served there.
+			const n = 2000
+			if failed := passive(t, r, n, 16); failed != 0 {
+				t.Fatalf("%d of %d passive connections failed", failed, n)
+			}
+			cs := p.CountersAll(t, 2)
+			for _, c := range cs {
+				if c.Counters["tcp.passive_connection_openings"] == 0 {
+					t.Errorf("lcore %d served no connection", c.Lcore)
+				}
+			}
+			if got := sum(cs, "tcp.passive_connection_openings"); got != n {
+				t.Errorf("the lcores opened %d passive connections in all, want exactly %d (no connection seen twice)", got, n)
+			}
+			for _, c := range cs {
+				t.Logf("lcore %d (pid %d): %d passive connections, steer local %d, handed out %d, handed in %d, broadcasts %d",
+					c.Lcore, c.Pid, c.Counters["tcp.passive_connection_openings"], c.Counters["steer.local"],
+					c.Counters["steer.handed_out"], c.Counters["steer.handed_in"], c.Counters["steer.broadcasts"])
+			}
+			local, out := sum(cs, "steer.local"), sum(cs, "steer.handed_out")
+			if pct := 100 * float64(local) / float64(local+out); pct < 99 {
+				t.Errorf("passive locality %.2f%% (local %d, handed off %d), want >= 99%%", pct, local, out)
+			}
+			if d := sum(cs, "steer.dropped"); d != 0 {
+				t.Errorf("%d frames dropped on hand-off", d)
+			}
+
+			// Active connections from both lcores to a kernel server.
+			kernelEcho(t, r.PeerNS, netip.AddrPortFrom(r.PeerAddr4, 7))
+			client := rigtest.Build(t, "./examples/client")
+			cconf := rigtest.ConfigLcores(t, r, 3, mode)
+			p.Stop(10 * time.Second) // the client takes the interface
+			args := []string{"-addr", netip.AddrPortFrom(r.PeerAddr4, 7).String(), "-bytes", "2048", "-conns", "1000", "-parallel", "32", "-counters"}
+			var cp *rigtest.Proc
+			var err error
+			if mode == "thread" {
+				args[5] = "2000"
+				cp, err = rigtest.StartProc("ok:", 120*time.Second, client, append([]string{"-c", cconf}, args...)...)
+			} else {
+				launch := rigtest.Build(t, "./tools/launch")
+				cp, err = rigtest.StartProc("ok:", 120*time.Second, launch, append([]string{"-c", cconf, "--", client}, args...)...)
+				if err == nil {
+					_, err = cp.WaitLines("ok:", 2, 120*time.Second)
+				}
+			}
+			if err != nil {
+				if cp != nil {
+					cp.Stop(5 * time.Second)
+				}
+				t.Fatal(err)
+			}
+			if err := cp.Wait(30 * time.Second); err != nil {
+				t.Fatalf("client: %v\n%s", err, cp.Output())
+			}
+			// Every active connection was opened by one lcore, and the
+			// replies that arrived on the other lcore's queue were handed
+			// over to it.
+			lines, err := cp.WaitLines("xstack-counters ", 2, time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var opened, handed, dropped, resets uint64
+			for _, line := range lines {
+				var c rigtest.LcoreCounters
+				if err := json.Unmarshal([]byte(line[strings.Index(line, "{"):]), &c); err != nil {
+					t.Fatal(err)
+				}
+				t.Logf("client lcore %d: %d active connections, steer local %d, handed out %d, handed in %d",
+					c.Lcore, c.Counters["tcp.active_connection_openings"], c.Counters["steer.local"],
+					c.Counters["steer.handed_out"], c.Counters["steer.handed_in"])
+				if c.Counters["tcp.active_connection_openings"] == 0 {
+					t.Errorf("client lcore %d opened no connection", c.Lcore)
+				}
+				opened += c.Counters["tcp.active_connection_openings"]
+				handed += c.Counters["steer.handed_in"]
+				dropped += c.Counters["steer.dropped"]
+				resets += c.Counters["tcp.established_resets"]
+			}
+			if opened != 2000 || dropped != 0 || resets != 0 {
+				t.Errorf("active: %d connections opened (want 2000), %d frames dropped on hand-off, %d resets", opened, dropped, resets)
+			}
+			if handed == 0 {
+				t.Error("no reply was handed over between lcores: the port-encoded steering was not exercised")
+			}
+		})
+	}
+}
+
+func TestMultiCoreTooFewQueues(t *testing.T) {
+	r := rigtest.New(t, rig.Options{Queues: 1})
+	hw := rigtest.Build(t, "./examples/helloworld")
+	conf := rigtest.ConfigLcores(t, r, 3, "thread")
+	p, err := rigtest.StartProc("serving on port", 20*time.Second, hw, "-c", conf)
+	if err == nil {
+		p.Stop(5 * time.Second)
+		t.Fatal("two lcores started on a one-queue interface")
+	}
+	p.Wait(10 * time.Second)
+	if !strings.Contains(p.Output(), "lcore_mask: 2 lcores need 2 receive queues, but xs0 has 1") {
+		t.Errorf("unclear error:\n%s", p.Output())
+	}
+	if ok, _ := r.XDPAttached(); ok {
+		t.Error("an XDP program was left attached")
+	}
+}
