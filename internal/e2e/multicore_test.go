@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -204,5 +206,94 @@ func TestMultiCoreTooFewQueues(t *testing.T) {
 	}
 	if ok, _ := r.XDPAttached(); ok {
 		t.Error("an XDP program was left attached")
+	}
+}
+
+// TestSecondaryKilled: in process mode, a secondary killed with SIGKILL
+// takes only its own connections with it; the primary keeps serving, the
+// XDP program stays attached, and a restarted secondary rejoins.
+func TestSecondaryKilled(t *testing.T) {
+	r := rigtest.New(t, rig.Options{Queues: 2})
+	hw := rigtest.Build(t, "./examples/helloworld")
+	p, conf := startMulti(t, r, "process")
+	var secondary rigtest.LcoreCounters
+	for _, c := range p.CountersAll(t, 2) {
+		if c.Lcore == 1 {
+			secondary = c
+		}
+	}
+	if secondary.Pid == 0 {
+		t.Fatal("no counters from lcore 1")
+	}
+	// Keep-alive connections on both lcores, opened before the kill.
+	type kept struct {
+		c  net.Conn
+		br *bufio.Reader
+	}
+	var conns []kept
+	for i := 0; i < 16; i++ {
+		c, err := dial(r.PeerNS, netip.AddrPortFrom(r.StackAddr4, 80))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		if _, err := fetch(c, br, false); err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, kept{c, br})
+	}
+	if err := syscall.Kill(secondary.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if ok, _ := r.XDPAttached(); !ok {
+		t.Fatal("the XDP program went with the secondary")
+	}
+	// Each kept connection either still works (it lives on the primary) or
+	// fails (it lived on the secondary): never wrong data.
+	alive := 0
+	for i, k := range conns {
+		k.c.SetDeadline(time.Now().Add(time.Second))
+		resp, err := fetch(k.c, k.br, false)
+		if err != nil {
+			continue
+		}
+		if !strings.Contains(string(resp), "Hello from xstack") {
+			t.Fatalf("connection %d after the kill: wrong data %q", i, resp)
+		}
+		alive++
+	}
+	if alive == 0 || alive == len(conns) {
+		t.Errorf("%d of %d connections survived the secondary's death; want those of the primary only", alive, len(conns))
+	}
+
+	// A new secondary joins the running primary (through the primary's
+	// run directory).
+	t.Setenv("XSTACK_RUN_DIR", p.RunDir)
+	s2 := rigtest.Start(t, "serving on port", hw, "-c", conf, "-p", "1", "-t", "secondary")
+	if failed := passive(t, r, 200, 16); failed != 0 {
+		t.Fatalf("%d of 200 connections failed after the secondary rejoined", failed)
+	}
+	// The program stays while any process lives, and goes with the last.
+	p.Stop(10 * time.Second)
+	if ok, _ := r.XDPAttached(); !ok {
+		t.Fatal("the XDP program went with the primary while the new secondary lives")
+	}
+	s2.Cmd.Process.Kill()
+	s2.Wait(10 * time.Second)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ok, err := r.XDPAttached()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the XDP program outlived every lcore process")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
