@@ -35,7 +35,8 @@ import (
 // after it has written (producer) or finished with (consumer) the slots, and
 // keeps a cached copy of the other side's index that it reloads only when
 // the cached value says the batch does not fit: in steady state a batch
-// costs one store and at most one load of a line the other side writes.
+// costs one store of the index and one of a counter, both on this side's
+// own line, and at most one load of a line the other side writes.
 // The producer and consumer lines are 128 bytes apart so that the
 // adjacent-line prefetcher does not pair them.
 //
@@ -323,7 +324,8 @@ func (r *HandoffRing) Dequeue(frames [][]byte) int {
 }
 
 // Release hands the slots of the last Dequeue back to the producer; the
-// views it returned must not be used after. It costs one atomic store and
+// views it returned must not be used after. It publishes the consumer
+// index with one atomic store (and the Dequeued counter with another) and
 // does nothing when nothing is outstanding. Only the consumer may call it.
 func (r *HandoffRing) Release() {
 	if r.closed || r.read == r.cons {

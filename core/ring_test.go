@@ -17,10 +17,10 @@ import (
 	"time"
 )
 
-// seqFrame fills buf[:n] with the frame for sequence number seq: the number
+// ringSeqFrame fills buf[:n] with the frame for sequence number seq: the number
 // in its first 8 bytes, then a pattern that depends on seq and the offset.
 // n must be at least 8.
-func seqFrame(buf []byte, seq uint64, n int) []byte {
+func ringSeqFrame(buf []byte, seq uint64, n int) []byte {
 	f := buf[:n]
 	binary.BigEndian.PutUint64(f, seq)
 	for i := 8; i < n; i++ {
@@ -29,15 +29,15 @@ func seqFrame(buf []byte, seq uint64, n int) []byte {
 	return f
 }
 
-// seqLen is the length of frame seq in the tests that derive it: from 8 to
+// ringSeqLen is the length of frame seq in the tests that derive it: from 8 to
 // max bytes, spread so that short and full slots both occur.
-func seqLen(seq uint64, max int) int {
+func ringSeqLen(seq uint64, max int) int {
 	h := seq * 0x9e3779b97f4a7c15
 	return 8 + int((h>>40)%uint64(max-7))
 }
 
-// checkSeqFrame reports what is wrong with f as frame seq of length n.
-func checkSeqFrame(f []byte, seq uint64, n int) error {
+// ringCheckFrame reports what is wrong with f as frame seq of length n.
+func ringCheckFrame(f []byte, seq uint64, n int) error {
 	if len(f) != n {
 		return fmt.Errorf("frame %d: %d bytes, want %d", seq, len(f), n)
 	}
@@ -52,7 +52,7 @@ func checkSeqFrame(f []byte, seq uint64, n int) error {
 	return nil
 }
 
-func newTestRing(tb testing.TB, slots, slotSize int) *HandoffRing {
+func newTestHandoffRing(tb testing.TB, slots, slotSize int) *HandoffRing {
 	tb.Helper()
 	r, err := NewHandoffRing(slots, slotSize)
 	if err != nil {
@@ -62,7 +62,7 @@ func newTestRing(tb testing.TB, slots, slotSize int) *HandoffRing {
 	return r
 }
 
-func frames(sizes ...int) [][]byte {
+func ringTestFrames(sizes ...int) [][]byte {
 	out := make([][]byte, len(sizes))
 	for i, n := range sizes {
 		out[i] = bytes.Repeat([]byte{byte(i + 1)}, n)
@@ -107,7 +107,7 @@ func TestHandoffRingGeometry(t *testing.T) {
 }
 
 func TestHandoffRingEmpty(t *testing.T) {
-	r := newTestRing(t, 4, 64)
+	r := newTestHandoffRing(t, 4, 64)
 	out := make([][]byte, 4)
 	if n := r.Dequeue(out); n != 0 {
 		t.Fatalf("Dequeue on an empty ring = %d", n)
@@ -125,8 +125,8 @@ func TestHandoffRingEmpty(t *testing.T) {
 }
 
 func TestHandoffRingFullAndRelease(t *testing.T) {
-	r := newTestRing(t, 4, 64)
-	in := frames(1, 2, 3, 4, 5, 6)
+	r := newTestHandoffRing(t, 4, 64)
+	in := ringTestFrames(1, 2, 3, 4, 5, 6)
 	if n := r.Enqueue(in); n != 4 {
 		t.Fatalf("Enqueue 6 into 4 slots = %d, want 4", n)
 	}
@@ -178,17 +178,17 @@ func TestHandoffRingFullAndRelease(t *testing.T) {
 // TestHandoffRingDequeueReleases checks that Dequeue releases the previous
 // batch itself, so a consumer that never calls Release still drains.
 func TestHandoffRingDequeueReleases(t *testing.T) {
-	r := newTestRing(t, 2, 16)
+	r := newTestHandoffRing(t, 2, 16)
 	out := make([][]byte, 1)
 	for seq := range uint64(10) {
 		var buf [16]byte
-		if n := r.Enqueue([][]byte{seqFrame(buf[:], seq, 8)}); n != 1 {
+		if n := r.Enqueue([][]byte{ringSeqFrame(buf[:], seq, 8)}); n != 1 {
 			t.Fatalf("Enqueue %d = %d", seq, n)
 		}
 		if n := r.Dequeue(out); n != 1 {
 			t.Fatalf("Dequeue %d = %d", seq, n)
 		}
-		if err := checkSeqFrame(out[0], seq, 8); err != nil {
+		if err := ringCheckFrame(out[0], seq, 8); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -198,8 +198,8 @@ func TestHandoffRingDequeueReleases(t *testing.T) {
 }
 
 func TestHandoffRingOversize(t *testing.T) {
-	r := newTestRing(t, 4, 100)
-	in := frames(0, 101, 100, 5000, 1, 99, 7, 200)
+	r := newTestHandoffRing(t, 4, 100)
+	in := ringTestFrames(0, 101, 100, 5000, 1, 99, 7, 200)
 	// Goes in: 0, 100, 1, 99 (four slots). Oversize: 101, 5000, 200.
 	// Refused as full: 7.
 	if n := r.Enqueue(in); n != 4 {
@@ -223,8 +223,8 @@ func TestHandoffRingOversize(t *testing.T) {
 // TestHandoffRingViewsCapped checks that a consumer appending to a view
 // cannot write into the next slot.
 func TestHandoffRingViewsCapped(t *testing.T) {
-	r := newTestRing(t, 4, 64)
-	r.Enqueue(frames(3, 3))
+	r := newTestHandoffRing(t, 4, 64)
+	r.Enqueue(ringTestFrames(3, 3))
 	out := make([][]byte, 2)
 	r.Dequeue(out)
 	if cap(out[0]) != 3 {
@@ -243,7 +243,7 @@ func TestHandoffRingWrap(t *testing.T) {
 	const slots, slotSize = 8, 128
 	for _, start := range []uint32{0, 5, 1<<32 - 3, 1<<32 - slots} {
 		t.Run(fmt.Sprintf("start=%#x", start), func(t *testing.T) {
-			r := newTestRing(t, slots, slotSize)
+			r := newTestHandoffRing(t, slots, slotSize)
 			r.sh.prod.Store(start)
 			r.sh.cons.Store(start)
 			r.prod, r.consCache = start, start
@@ -257,7 +257,7 @@ func TestHandoffRingWrap(t *testing.T) {
 				nIn := 1 + round%len(in)
 				for i := range nIn {
 					s := sent + uint64(i)
-					in[i] = seqFrame(buf[i*slotSize:], s, seqLen(s, slotSize))
+					in[i] = ringSeqFrame(buf[i*slotSize:], s, ringSeqLen(s, slotSize))
 				}
 				free := slots - r.Len()
 				n := r.Enqueue(in[:nIn])
@@ -271,7 +271,7 @@ func TestHandoffRingWrap(t *testing.T) {
 					t.Fatalf("round %d: Dequeue %d with %d queued = %d, want %d", round, nOut, sent-got, m, want)
 				}
 				for _, f := range out[:m] {
-					if err := checkSeqFrame(f, got, seqLen(got, slotSize)); err != nil {
+					if err := ringCheckFrame(f, got, ringSeqLen(got, slotSize)); err != nil {
 						t.Fatalf("round %d: %v", round, err)
 					}
 					got++
@@ -291,8 +291,8 @@ func TestHandoffRingWrap(t *testing.T) {
 // and the slot lengths live: this side must neither panic nor step outside
 // the mapping.
 func TestHandoffRingCorruptPeer(t *testing.T) {
-	r := newTestRing(t, 4, 64)
-	r.Enqueue(frames(10, 20))
+	r := newTestHandoffRing(t, 4, 64)
+	r.Enqueue(ringTestFrames(10, 20))
 	for i := range r.slots {
 		binary.NativeEndian.PutUint32(r.data[i*r.stride:], 1<<31)
 	}
@@ -315,7 +315,7 @@ func TestHandoffRingCorruptPeer(t *testing.T) {
 	// The producer keeps its last sane view of the consumer (index 0 of
 	// prod 2): two more frames fit, a third does not.
 	r.sh.cons.Store(1 << 30)
-	if n := r.Enqueue(frames(1, 1, 1)); n != 2 {
+	if n := r.Enqueue(ringTestFrames(1, 1, 1)); n != 2 {
 		t.Fatalf("Enqueue with an impossible consumer index = %d, want 2", n)
 	}
 	if r.Len() != 4 {
@@ -328,14 +328,14 @@ func TestHandoffRingClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.Enqueue(frames(1))
+	r.Enqueue(ringTestFrames(1))
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	if n := r.Enqueue(frames(1)); n != 0 {
+	if n := r.Enqueue(ringTestFrames(1)); n != 0 {
 		t.Fatalf("Enqueue after Close = %d", n)
 	}
 	if n := r.Dequeue(make([][]byte, 1)); n != 0 {
@@ -351,7 +351,7 @@ func TestHandoffRingClose(t *testing.T) {
 }
 
 func TestHandoffRingAllocs(t *testing.T) {
-	r := newTestRing(t, 64, 2048)
+	r := newTestHandoffRing(t, 64, 2048)
 	in := make([][]byte, 32)
 	for i := range in {
 		in[i] = make([]byte, 64+i)
@@ -398,15 +398,15 @@ func TestHandoffRingFile(t *testing.T) {
 	}
 
 	var buf [256]byte
-	prod.Enqueue([][]byte{seqFrame(buf[:], 0, 100), seqFrame(buf[100:], 1, 156)})
+	prod.Enqueue([][]byte{ringSeqFrame(buf[:], 0, 100), ringSeqFrame(buf[100:], 1, 156)})
 	out := make([][]byte, 4)
 	if n := cons.Dequeue(out); n != 2 {
 		t.Fatalf("consumer Dequeue = %d, want 2", n)
 	}
-	if err := checkSeqFrame(out[0], 0, 100); err != nil {
+	if err := ringCheckFrame(out[0], 0, 100); err != nil {
 		t.Fatal(err)
 	}
-	if err := checkSeqFrame(out[1], 1, 156); err != nil {
+	if err := ringCheckFrame(out[1], 1, 156); err != nil {
 		t.Fatal(err)
 	}
 	cons.Release()
@@ -424,11 +424,11 @@ func TestHandoffRingFile(t *testing.T) {
 		t.Fatalf("rejoin after Close: %v", err)
 	}
 	defer prod.Close()
-	prod.Enqueue([][]byte{seqFrame(buf[:], 2, 8)})
+	prod.Enqueue([][]byte{ringSeqFrame(buf[:], 2, 8)})
 	if n := cons.Dequeue(out); n != 1 {
 		t.Fatalf("Dequeue after rejoin = %d", n)
 	}
-	if err := checkSeqFrame(out[0], 2, 8); err != nil {
+	if err := ringCheckFrame(out[0], 2, 8); err != nil {
 		t.Fatal(err)
 	}
 
@@ -531,7 +531,7 @@ func TestHandoffRingProperty(t *testing.T) {
 		t.Run(fmt.Sprintf("%dx%d", geo.slots, geo.slotSize), func(t *testing.T) {
 			seed := uint64(time.Now().UnixNano())
 			t.Logf("seed %d", seed)
-			r := newTestRing(t, geo.slots, geo.slotSize)
+			r := newTestHandoffRing(t, geo.slots, geo.slotSize)
 			const total = 200000
 			var wg sync.WaitGroup
 			var prodErr error
@@ -555,7 +555,7 @@ func TestHandoffRingProperty(t *testing.T) {
 							continue
 						}
 						s := seq + uint64(fit)
-						batch = append(batch, seqFrame(b, s, seqLen(s, geo.slotSize)))
+						batch = append(batch, ringSeqFrame(b, s, ringSeqLen(s, geo.slotSize)))
 						fit++
 					}
 					// Retry until every frame that fits went in: those
@@ -563,7 +563,7 @@ func TestHandoffRingProperty(t *testing.T) {
 					for pending := batch; len(pending) > 0; {
 						n := r.Enqueue(pending)
 						seq += uint64(n)
-						pending = fitAfter(pending, n, geo.slotSize)
+						pending = ringFitAfter(pending, n, geo.slotSize)
 						if n == 0 {
 							runtime.Gosched()
 						}
@@ -583,7 +583,7 @@ func TestHandoffRingProperty(t *testing.T) {
 			for got < total {
 				n := r.Dequeue(out[:1+rng.IntN(39)])
 				for _, f := range out[:n] {
-					if err := checkSeqFrame(f, got, seqLen(got, geo.slotSize)); err != nil {
+					if err := ringCheckFrame(f, got, ringSeqLen(got, geo.slotSize)); err != nil {
 						t.Fatalf("after %d frames: %v", got, err)
 					}
 					got++
@@ -615,9 +615,9 @@ func TestHandoffRingProperty(t *testing.T) {
 	}
 }
 
-// fitAfter returns the frames of batch that fit a slot and come after the
+// ringFitAfter returns the frames of batch that fit a slot and come after the
 // first n that do: what Enqueue refused when it returned n.
-func fitAfter(batch [][]byte, n, slotSize int) [][]byte {
+func ringFitAfter(batch [][]byte, n, slotSize int) [][]byte {
 	var rest [][]byte
 	for _, f := range batch {
 		if len(f) > slotSize {
@@ -673,7 +673,7 @@ func TestHandoffRingCrossProcess(t *testing.T) {
 	for got < ringChildCount {
 		n := r.Dequeue(out)
 		for _, f := range out[:n] {
-			if err := checkSeqFrame(f, got, seqLen(got, ringChildSize)); err != nil {
+			if err := ringCheckFrame(f, got, ringSeqLen(got, ringChildSize)); err != nil {
 				t.Fatalf("after %d frames: %v", got, err)
 			}
 			got++
@@ -724,7 +724,7 @@ func ringChild(t *testing.T, path string) {
 		k := min(1+rng.IntN(64), ringChildCount-int(seq))
 		for i := range k {
 			s := seq + uint64(i)
-			batch[i] = seqFrame(buf[i*ringChildSize:], s, seqLen(s, ringChildSize))
+			batch[i] = ringSeqFrame(buf[i*ringChildSize:], s, ringSeqLen(s, ringChildSize))
 		}
 		pending := batch[:k]
 		for len(pending) > 0 {
@@ -746,7 +746,7 @@ func BenchmarkHandoffRing(b *testing.B) {
 	for _, mode := range []string{"same-goroutine", "cross-goroutine"} {
 		for _, batch := range []int{1, 32} {
 			b.Run(fmt.Sprintf("%s/batch=%d", mode, batch), func(b *testing.B) {
-				r := newTestRing(b, 1024, 2048)
+				r := newTestHandoffRing(b, 1024, 2048)
 				in := make([][]byte, batch)
 				for i := range in {
 					in[i] = make([]byte, 64)
@@ -761,7 +761,7 @@ func BenchmarkHandoffRing(b *testing.B) {
 						r.Release()
 					}
 				} else {
-					benchCrossGoroutine(b, r, in, out)
+					benchHandoffRingCrossGoroutine(b, r, in, out)
 				}
 				b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "frames/s")
 			})
@@ -769,7 +769,7 @@ func BenchmarkHandoffRing(b *testing.B) {
 	}
 }
 
-func benchCrossGoroutine(b *testing.B, r *HandoffRing, in, out [][]byte) {
+func benchHandoffRingCrossGoroutine(b *testing.B, r *HandoffRing, in, out [][]byte) {
 	total := b.N * len(in)
 	b.ResetTimer()
 	done := make(chan struct{})
@@ -780,7 +780,7 @@ func benchCrossGoroutine(b *testing.B, r *HandoffRing, in, out [][]byte) {
 			n := r.Enqueue(p)
 			sent += n
 			if n == 0 {
-				spinPause()
+				ringSpinPause()
 			}
 		}
 	}()
@@ -788,7 +788,7 @@ func benchCrossGoroutine(b *testing.B, r *HandoffRing, in, out [][]byte) {
 		n := r.Dequeue(out)
 		got += n
 		if n == 0 {
-			spinPause()
+			ringSpinPause()
 		}
 		r.Release()
 	}
@@ -796,10 +796,7 @@ func benchCrossGoroutine(b *testing.B, r *HandoffRing, in, out [][]byte) {
 	b.StopTimer()
 }
 
-// spinPause backs off a busy-waiting benchmark side a little without
-// leaving the core, like the lcore loop between passes.
-func spinPause() {
-	for range 16 {
-		runtime.KeepAlive(nil)
-	}
-}
+// ringSpinPause is what a benchmark side does when the ring had nothing for
+// it: let the other goroutine run if it shares this P (GOMAXPROCS=1), and
+// return at once if it does not.
+func ringSpinPause() { runtime.Gosched() }

@@ -63,12 +63,13 @@ func (v Verdict) String() string {
 //     delivered to its socket on lcore 0; TCP avoids fragments (path MTU
 //     discovery), fragmented UDP to an active socket on lcore > 0 is lost.
 //   - IPv6 with any other extension header first: Local.
-//   - ARP requests: Local (the receiving lcore answers), except gratuitous
-//     ones (sender and target address equal, RFC 5227 announcements):
-//     Broadcast. ARP replies: Broadcast, so the lcore that asked learns the
-//     answer whichever queue it arrived on.
-//   - ICMPv6 Neighbor Advertisements and Router Advertisements: Broadcast.
-//     Neighbor Solicitations and other ICMPv6: Local.
+//   - ARP requests and replies: Broadcast. Replies, so that the lcore that
+//     asked learns the answer whichever queue it arrived on; requests,
+//     because each lcore learns the sender's address from them (a peer
+//     whose MAC address changed asks again with its new address). Every
+//     lcore answers a request; the duplicate replies do no harm.
+//   - ICMPv6 Neighbor Solicitations, Neighbor Advertisements and Router
+//     Advertisements: Broadcast, for the same reasons. Other ICMPv6: Local.
 //   - Anything else, and any frame too short or malformed to read the
 //     fields a rule needs: Local (the stack counts and drops what is bad).
 //
@@ -139,6 +140,7 @@ const (
 	steerICMPv6Echo        = 128
 	steerICMPv6EchoReply   = 129
 	steerICMPv6RA          = 134
+	steerICMPv6NS          = 135
 	steerICMPv6NA          = 136
 )
 
@@ -167,13 +169,14 @@ func (s *Steer) arp(p []byte) (Verdict, int) {
 	if len(p) < steerARPLen || binary.BigEndian.Uint32(p) != 0x00010800 || p[4] != 6 || p[5] != 4 {
 		return Local, s.self
 	}
+	// Every lcore keeps its own neighbour table, so every lcore must see
+	// what a peer says of its address: replies, and requests too (a peer
+	// whose MAC address changed flushes its own table and asks again, with
+	// its new address as the sender). Each lcore answers a request: the
+	// peer gets one identical reply per lcore, which does no harm.
 	switch binary.BigEndian.Uint16(p[6:]) {
-	case steerARPReply:
+	case steerARPReply, steerARPRequest:
 		return Broadcast, s.self
-	case steerARPRequest:
-		if binary.BigEndian.Uint32(p[14:]) == binary.BigEndian.Uint32(p[24:]) {
-			return Broadcast, s.self
-		}
 	}
 	return Local, s.self
 }
@@ -272,7 +275,7 @@ func (s *Steer) icmpv6(m []byte) (Verdict, int) {
 		return Local, s.self
 	}
 	switch t := m[0]; {
-	case t == steerICMPv6NA || t == steerICMPv6RA:
+	case t == steerICMPv6NS || t == steerICMPv6NA || t == steerICMPv6RA:
 		return Broadcast, s.self
 	case t == steerICMPv6EchoReply && len(m) >= 8:
 		return s.byPort(binary.BigEndian.Uint16(m[4:]))

@@ -22,14 +22,14 @@ var (
 	steerV6Peer  = tcpip.AddrFrom16([16]byte{0x20, 0x01, 0, 2, 15: 2})
 )
 
-func ethFrame(proto tcpip.NetworkProtocolNumber, payload []byte) []byte {
+func steerEth(proto tcpip.NetworkProtocolNumber, payload []byte) []byte {
 	b := make([]byte, header.EthernetMinimumSize+len(payload))
 	header.Ethernet(b).Encode(&header.EthernetFields{SrcAddr: steerMACPeer, DstAddr: steerMACUs, Type: proto})
 	copy(b[header.EthernetMinimumSize:], payload)
 	return b
 }
 
-type ip4Opts struct {
+type steerIP4Opts struct {
 	flags   uint8
 	fragOff uint16
 	options int // bytes of IP options (a multiple of 4)
@@ -37,7 +37,7 @@ type ip4Opts struct {
 	dst     tcpip.Address
 }
 
-func ip4Packet(proto uint8, o ip4Opts, l4 []byte) []byte {
+func steerIP4Packet(proto uint8, o steerIP4Opts, l4 []byte) []byte {
 	hl := header.IPv4MinimumSize + o.options
 	b := make([]byte, hl+len(l4))
 	if o.src.Len() == 0 {
@@ -56,11 +56,11 @@ func ip4Packet(proto uint8, o ip4Opts, l4 []byte) []byte {
 	return b
 }
 
-func ip4Frame(proto uint8, o ip4Opts, l4 []byte) []byte {
-	return ethFrame(header.IPv4ProtocolNumber, ip4Packet(proto, o, l4))
+func steerIP4(proto uint8, o steerIP4Opts, l4 []byte) []byte {
+	return steerEth(header.IPv4ProtocolNumber, steerIP4Packet(proto, o, l4))
 }
 
-func ip6Packet(nh uint8, src, dst tcpip.Address, payload []byte) []byte {
+func steerIP6Packet(nh uint8, src, dst tcpip.Address, payload []byte) []byte {
 	b := make([]byte, header.IPv6MinimumSize+len(payload))
 	header.IPv6(b).Encode(&header.IPv6Fields{
 		PayloadLength: uint16(len(payload)), TransportProtocol: tcpip.TransportProtocolNumber(nh),
@@ -70,23 +70,23 @@ func ip6Packet(nh uint8, src, dst tcpip.Address, payload []byte) []byte {
 	return b
 }
 
-func ip6Frame(nh uint8, payload []byte) []byte {
-	return ethFrame(header.IPv6ProtocolNumber, ip6Packet(nh, steerV6Peer, steerV6Us, payload))
+func steerIP6(nh uint8, payload []byte) []byte {
+	return steerEth(header.IPv6ProtocolNumber, steerIP6Packet(nh, steerV6Peer, steerV6Us, payload))
 }
 
-func tcpSeg(sport, dport uint16) []byte {
+func steerTCP(sport, dport uint16) []byte {
 	b := make([]byte, header.TCPMinimumSize)
 	header.TCP(b).Encode(&header.TCPFields{SrcPort: sport, DstPort: dport, DataOffset: header.TCPMinimumSize, Flags: header.TCPFlagAck, WindowSize: 1024})
 	return b
 }
 
-func udpDgram(sport, dport uint16) []byte {
+func steerUDP(sport, dport uint16) []byte {
 	b := make([]byte, header.UDPMinimumSize+4)
 	header.UDP(b).Encode(&header.UDPFields{SrcPort: sport, DstPort: dport, Length: uint16(len(b))})
 	return b
 }
 
-func icmp4Msg(typ header.ICMPv4Type, ident uint16, body []byte) []byte {
+func steerICMP4(typ header.ICMPv4Type, ident uint16, body []byte) []byte {
 	b := make([]byte, header.ICMPv4MinimumSize+len(body))
 	m := header.ICMPv4(b)
 	m.SetType(typ)
@@ -95,7 +95,7 @@ func icmp4Msg(typ header.ICMPv4Type, ident uint16, body []byte) []byte {
 	return b
 }
 
-func icmp6Msg(typ header.ICMPv6Type, ident uint16, body []byte) []byte {
+func steerICMP6(typ header.ICMPv6Type, ident uint16, body []byte) []byte {
 	b := make([]byte, header.ICMPv6MinimumSize+len(body))
 	m := header.ICMPv6(b)
 	m.SetType(typ)
@@ -104,7 +104,7 @@ func icmp6Msg(typ header.ICMPv6Type, ident uint16, body []byte) []byte {
 	return b
 }
 
-func arpFrame(op header.ARPOp, spa, tpa tcpip.Address) []byte {
+func steerARP(op header.ARPOp, spa, tpa tcpip.Address) []byte {
 	b := make([]byte, header.ARPSize)
 	a := header.ARP(b)
 	a.SetIPv4OverEthernet()
@@ -112,15 +112,15 @@ func arpFrame(op header.ARPOp, spa, tpa tcpip.Address) []byte {
 	copy(a.HardwareAddressSender(), steerMACPeer)
 	copy(a.ProtocolAddressSender(), spa.AsSlice())
 	copy(a.ProtocolAddressTarget(), tpa.AsSlice())
-	return ethFrame(header.ARPProtocolNumber, b)
+	return steerEth(header.ARPProtocolNumber, b)
 }
 
-// ip6Ext is an IPv6 packet whose first header is an 8-byte extension
+// steerIP6Ext is an IPv6 packet whose first header is an 8-byte extension
 // header (Hop-by-Hop or Fragment) followed by TCP.
-func ip6Ext(nh uint8, dport uint16) []byte {
+func steerIP6Ext(nh uint8, dport uint16) []byte {
 	ext := make([]byte, 8)
 	ext[0] = uint8(header.TCPProtocolNumber)
-	return ip6Frame(nh, append(ext, tcpSeg(40000, dport)...))
+	return steerIP6(nh, append(ext, steerTCP(40000, dport)...))
 }
 
 // A steerCase is a frame and the lcore that owns it, or steerAny (whoever
@@ -151,102 +151,102 @@ func (c steerCase) want(self int) (Verdict, int) {
 // 10000-10999, 1 11000-11999, 2 12000-12999, 3 13000-13999.
 func steerCases() []steerCase {
 	const tcp, udp, icmp4, icmp6 = uint8(header.TCPProtocolNumber), uint8(header.UDPProtocolNumber), uint8(header.ICMPv4ProtocolNumber), uint8(header.ICMPv6ProtocolNumber)
-	none := ip4Opts{}
+	none := steerIP4Opts{}
 	// What we sent and an ICMP error quotes: from our port to the peer.
-	ourTCP4 := ip4Packet(tcp, ip4Opts{src: steerV4Us, dst: steerV4Peer}, tcpSeg(12001, 80))
-	ourUDP4 := ip4Packet(udp, ip4Opts{src: steerV4Us, dst: steerV4Peer}, udpDgram(10001, 53))
-	ourPing4 := ip4Packet(icmp4, ip4Opts{src: steerV4Us, dst: steerV4Peer}, icmp4Msg(header.ICMPv4Echo, 12002, nil))
-	ourTCP6 := ip6Packet(tcp, steerV6Us, steerV6Peer, tcpSeg(13002, 443))
-	ourPing6 := ip6Packet(icmp6, steerV6Us, steerV6Peer, icmp6Msg(header.ICMPv6EchoRequest, 10003, nil))
-	padded := ip4Frame(udp, none, udpDgram(53, 12000)[:8])
+	ourTCP4 := steerIP4Packet(tcp, steerIP4Opts{src: steerV4Us, dst: steerV4Peer}, steerTCP(12001, 80))
+	ourUDP4 := steerIP4Packet(udp, steerIP4Opts{src: steerV4Us, dst: steerV4Peer}, steerUDP(10001, 53))
+	ourPing4 := steerIP4Packet(icmp4, steerIP4Opts{src: steerV4Us, dst: steerV4Peer}, steerICMP4(header.ICMPv4Echo, 12002, nil))
+	ourTCP6 := steerIP6Packet(tcp, steerV6Us, steerV6Peer, steerTCP(13002, 443))
+	ourPing6 := steerIP6Packet(icmp6, steerV6Us, steerV6Peer, steerICMP6(header.ICMPv6EchoRequest, 10003, nil))
+	padded := steerIP4(udp, none, steerUDP(53, 12000)[:8])
 	padded = append(padded, make([]byte, 60-len(padded))...)
-	badTotal := ip4Frame(tcp, none, tcpSeg(80, 12000))
+	badTotal := steerIP4(tcp, none, steerTCP(80, 12000))
 	binary.BigEndian.PutUint16(badTotal[14+2:], 200)
-	shortTotal := ip4Frame(tcp, none, tcpSeg(80, 12000))
+	shortTotal := steerIP4(tcp, none, steerTCP(80, 12000))
 	binary.BigEndian.PutUint16(shortTotal[14+2:], 22) // 2 bytes of TCP in the datagram
-	badIHL := ip4Frame(tcp, none, tcpSeg(80, 12000))
+	badIHL := steerIP4(tcp, none, steerTCP(80, 12000))
 	badIHL[14] = 0x44
-	v6InV4 := ip4Frame(tcp, none, tcpSeg(80, 12000))
+	v6InV4 := steerIP4(tcp, none, steerTCP(80, 12000))
 	v6InV4[14] = 0x65
-	badPayloadLen := ip6Frame(tcp, tcpSeg(80, 12000))
+	badPayloadLen := steerIP6(tcp, steerTCP(80, 12000))
 	binary.BigEndian.PutUint16(badPayloadLen[14+4:], 100)
-	arpBadHType := arpFrame(header.ARPReply, steerV4Peer, steerV4Us)
+	arpBadHType := steerARP(header.ARPReply, steerV4Peer, steerV4Us)
 	arpBadHType[15] = 6 // IEEE 802
-	arpShort := arpFrame(header.ARPReply, steerV4Peer, steerV4Us)[:14+27]
+	arpShort := steerARP(header.ARPReply, steerV4Peer, steerV4Us)[:14+27]
 
 	return []steerCase{
-		{"tcp4 to lcore 2", ip4Frame(tcp, none, tcpSeg(80, 12345)), 2},
-		{"tcp4 to lcore 1", ip4Frame(tcp, none, tcpSeg(80, 11500)), 1},
-		{"tcp4 to first port of lcore 0", ip4Frame(tcp, none, tcpSeg(80, 10000)), 0},
-		{"tcp4 to last port of lcore 0", ip4Frame(tcp, none, tcpSeg(80, 10999)), 0},
-		{"tcp4 to first port of lcore 1", ip4Frame(tcp, none, tcpSeg(80, 11000)), 1},
-		{"tcp4 to last port of lcore 3", ip4Frame(tcp, none, tcpSeg(80, 13999)), 3},
-		{"tcp4 past the ranges", ip4Frame(tcp, none, tcpSeg(80, 14000)), steerAny},
-		{"tcp4 below the ranges", ip4Frame(tcp, none, tcpSeg(80, 9999)), steerAny},
-		{"tcp4 to a listening port", ip4Frame(tcp, none, tcpSeg(12345, 80)), steerAny},
-		{"tcp4 with IP options", ip4Frame(tcp, ip4Opts{options: 8}, tcpSeg(80, 12000)), 2},
-		{"tcp4 with DF", ip4Frame(tcp, ip4Opts{flags: header.IPv4FlagDontFragment}, tcpSeg(80, 13000)), 3},
-		{"udp4 to lcore 3", ip4Frame(udp, none, udpDgram(53, 13000)), 3},
+		{"tcp4 to lcore 2", steerIP4(tcp, none, steerTCP(80, 12345)), 2},
+		{"tcp4 to lcore 1", steerIP4(tcp, none, steerTCP(80, 11500)), 1},
+		{"tcp4 to first port of lcore 0", steerIP4(tcp, none, steerTCP(80, 10000)), 0},
+		{"tcp4 to last port of lcore 0", steerIP4(tcp, none, steerTCP(80, 10999)), 0},
+		{"tcp4 to first port of lcore 1", steerIP4(tcp, none, steerTCP(80, 11000)), 1},
+		{"tcp4 to last port of lcore 3", steerIP4(tcp, none, steerTCP(80, 13999)), 3},
+		{"tcp4 past the ranges", steerIP4(tcp, none, steerTCP(80, 14000)), steerAny},
+		{"tcp4 below the ranges", steerIP4(tcp, none, steerTCP(80, 9999)), steerAny},
+		{"tcp4 to a listening port", steerIP4(tcp, none, steerTCP(12345, 80)), steerAny},
+		{"tcp4 with IP options", steerIP4(tcp, steerIP4Opts{options: 8}, steerTCP(80, 12000)), 2},
+		{"tcp4 with DF", steerIP4(tcp, steerIP4Opts{flags: header.IPv4FlagDontFragment}, steerTCP(80, 13000)), 3},
+		{"udp4 to lcore 3", steerIP4(udp, none, steerUDP(53, 13000)), 3},
 		{"udp4 with ethernet padding", padded, 2},
-		{"udp4 to a listening port", ip4Frame(udp, none, udpDgram(13000, 53)), steerAny},
-		{"ipv4 first fragment", ip4Frame(udp, ip4Opts{flags: header.IPv4FlagMoreFragments}, udpDgram(53, 11000)), 0},
-		{"ipv4 middle fragment", ip4Frame(udp, ip4Opts{flags: header.IPv4FlagMoreFragments, fragOff: 1480}, make([]byte, 16)), 0},
-		{"ipv4 last fragment", ip4Frame(udp, ip4Opts{fragOff: 1480}, make([]byte, 16)), 0},
-		{"sctp4", ip4Frame(132, none, tcpSeg(80, 12000)), steerAny},
-		{"tcp6 to lcore 2", ip6Frame(tcp, tcpSeg(80, 12999)), 2},
-		{"tcp6 to lcore 1", ip6Frame(tcp, tcpSeg(80, 11001)), 1},
-		{"tcp6 to a listening port", ip6Frame(tcp, tcpSeg(11001, 443)), steerAny},
-		{"udp6 to lcore 0", ip6Frame(udp, udpDgram(53, 10500)), 0},
-		{"tcp6 after hop-by-hop", ip6Ext(0, 12000), steerAny},
-		{"tcp6 after a routing header", ip6Ext(43, 12000), steerAny},
-		{"ipv6 fragment", ip6Ext(header.IPv6FragmentHeader, 12000), 0},
-		{"arp request", arpFrame(header.ARPRequest, steerV4Peer, steerV4Us), steerAny},
-		{"arp reply", arpFrame(header.ARPReply, steerV4Peer, steerV4Us), steerAll},
-		{"gratuitous arp request", arpFrame(header.ARPRequest, steerV4Peer, steerV4Peer), steerAll},
-		{"gratuitous arp reply", arpFrame(header.ARPReply, steerV4Peer, steerV4Peer), steerAll},
-		{"arp probe", arpFrame(header.ARPRequest, tcpip.AddrFrom4([4]byte{}), steerV4Us), steerAny},
-		{"arp unknown op", arpFrame(3, steerV4Peer, steerV4Us), steerAny},
+		{"udp4 to a listening port", steerIP4(udp, none, steerUDP(13000, 53)), steerAny},
+		{"ipv4 first fragment", steerIP4(udp, steerIP4Opts{flags: header.IPv4FlagMoreFragments}, steerUDP(53, 11000)), 0},
+		{"ipv4 middle fragment", steerIP4(udp, steerIP4Opts{flags: header.IPv4FlagMoreFragments, fragOff: 1480}, make([]byte, 16)), 0},
+		{"ipv4 last fragment", steerIP4(udp, steerIP4Opts{fragOff: 1480}, make([]byte, 16)), 0},
+		{"sctp4", steerIP4(132, none, steerTCP(80, 12000)), steerAny},
+		{"tcp6 to lcore 2", steerIP6(tcp, steerTCP(80, 12999)), 2},
+		{"tcp6 to lcore 1", steerIP6(tcp, steerTCP(80, 11001)), 1},
+		{"tcp6 to a listening port", steerIP6(tcp, steerTCP(11001, 443)), steerAny},
+		{"udp6 to lcore 0", steerIP6(udp, steerUDP(53, 10500)), 0},
+		{"tcp6 after hop-by-hop", steerIP6Ext(0, 12000), steerAny},
+		{"tcp6 after a routing header", steerIP6Ext(43, 12000), steerAny},
+		{"ipv6 fragment", steerIP6Ext(header.IPv6FragmentHeader, 12000), 0},
+		{"arp request", steerARP(header.ARPRequest, steerV4Peer, steerV4Us), steerAll},
+		{"arp reply", steerARP(header.ARPReply, steerV4Peer, steerV4Us), steerAll},
+		{"gratuitous arp request", steerARP(header.ARPRequest, steerV4Peer, steerV4Peer), steerAll},
+		{"gratuitous arp reply", steerARP(header.ARPReply, steerV4Peer, steerV4Peer), steerAll},
+		{"arp probe", steerARP(header.ARPRequest, tcpip.AddrFrom4([4]byte{}), steerV4Us), steerAll},
+		{"arp unknown op", steerARP(3, steerV4Peer, steerV4Us), steerAny},
 		{"arp not ethernet", arpBadHType, steerAny},
 		{"arp short", arpShort, steerAny},
-		{"icmp4 echo request", ip4Frame(icmp4, none, icmp4Msg(header.ICMPv4Echo, 13001, nil)), steerAny},
-		{"icmp4 echo reply to lcore 3", ip4Frame(icmp4, none, icmp4Msg(header.ICMPv4EchoReply, 13001, nil)), 3},
-		{"icmp4 echo reply outside the ranges", ip4Frame(icmp4, none, icmp4Msg(header.ICMPv4EchoReply, 7, nil)), steerAny},
-		{"icmp4 frag needed quoting our tcp", ip4Frame(icmp4, none, icmp4Msg(header.ICMPv4DstUnreachable, 1400, ourTCP4[:28])), 2},
-		{"icmp4 port unreachable quoting our udp", ip4Frame(icmp4, none, icmp4Msg(header.ICMPv4DstUnreachable, 0, ourUDP4)), 0},
-		{"icmp4 time exceeded quoting our ping", ip4Frame(icmp4, none, icmp4Msg(header.ICMPv4TimeExceeded, 0, ourPing4)), 2},
-		{"icmp4 parameter problem quoting our tcp", ip4Frame(icmp4, none, icmp4Msg(header.ICMPv4ParamProblem, 0, ourTCP4)), 2},
-		{"icmp4 error quoting too little", ip4Frame(icmp4, none, icmp4Msg(header.ICMPv4DstUnreachable, 0, ourTCP4[:27])), steerAny},
-		{"icmp4 error quoting a fragment", ip4Frame(icmp4, none, icmp4Msg(header.ICMPv4DstUnreachable, 0,
-			ip4Packet(tcp, ip4Opts{fragOff: 8, src: steerV4Us, dst: steerV4Peer}, tcpSeg(12001, 80)))), steerAny},
-		{"icmp4 error quoting ipv6", ip4Frame(icmp4, none, icmp4Msg(header.ICMPv4DstUnreachable, 0, ourTCP6)), steerAny},
-		{"icmp4 redirect", ip4Frame(icmp4, none, icmp4Msg(header.ICMPv4Redirect, 0, ourTCP4)), steerAny},
-		{"icmp4 short", ip4Frame(icmp4, none, []byte{0, 0, 0, 0, 0x2e}), steerAny},
-		{"icmp6 neighbor solicitation", ip6Frame(icmp6, icmp6Msg(header.ICMPv6NeighborSolicit, 0, make([]byte, 16))), steerAny},
-		{"icmp6 neighbor advertisement", ip6Frame(icmp6, icmp6Msg(header.ICMPv6NeighborAdvert, 0, make([]byte, 16))), steerAll},
-		{"icmp6 router advertisement", ip6Frame(icmp6, icmp6Msg(header.ICMPv6RouterAdvert, 0, make([]byte, 8))), steerAll},
-		{"icmp6 router solicitation", ip6Frame(icmp6, icmp6Msg(header.ICMPv6RouterSolicit, 0, nil)), steerAny},
-		{"icmp6 redirect", ip6Frame(icmp6, icmp6Msg(header.ICMPv6RedirectMsg, 0, make([]byte, 32))), steerAny},
-		{"icmp6 echo request", ip6Frame(icmp6, icmp6Msg(header.ICMPv6EchoRequest, 12000, nil)), steerAny},
-		{"icmp6 echo reply to lcore 2", ip6Frame(icmp6, icmp6Msg(header.ICMPv6EchoReply, 12000, nil)), 2},
-		{"icmp6 echo reply to lcore 1", ip6Frame(icmp6, icmp6Msg(header.ICMPv6EchoReply, 11999, nil)), 1},
-		{"icmp6 packet too big quoting our tcp", ip6Frame(icmp6, icmp6Msg(header.ICMPv6PacketTooBig, 0, ourTCP6)), 3},
-		{"icmp6 unreachable quoting our ping", ip6Frame(icmp6, icmp6Msg(header.ICMPv6DstUnreachable, 0, ourPing6)), 0},
-		{"icmp6 error quoting too little", ip6Frame(icmp6, icmp6Msg(header.ICMPv6TimeExceeded, 0, ourTCP6[:47])), steerAny},
-		{"icmp6 short", ip6Frame(icmp6, []byte{136, 0, 0}), steerAny},
+		{"icmp4 echo request", steerIP4(icmp4, none, steerICMP4(header.ICMPv4Echo, 13001, nil)), steerAny},
+		{"icmp4 echo reply to lcore 3", steerIP4(icmp4, none, steerICMP4(header.ICMPv4EchoReply, 13001, nil)), 3},
+		{"icmp4 echo reply outside the ranges", steerIP4(icmp4, none, steerICMP4(header.ICMPv4EchoReply, 7, nil)), steerAny},
+		{"icmp4 frag needed quoting our tcp", steerIP4(icmp4, none, steerICMP4(header.ICMPv4DstUnreachable, 1400, ourTCP4[:28])), 2},
+		{"icmp4 port unreachable quoting our udp", steerIP4(icmp4, none, steerICMP4(header.ICMPv4DstUnreachable, 0, ourUDP4)), 0},
+		{"icmp4 time exceeded quoting our ping", steerIP4(icmp4, none, steerICMP4(header.ICMPv4TimeExceeded, 0, ourPing4)), 2},
+		{"icmp4 parameter problem quoting our tcp", steerIP4(icmp4, none, steerICMP4(header.ICMPv4ParamProblem, 0, ourTCP4)), 2},
+		{"icmp4 error quoting too little", steerIP4(icmp4, none, steerICMP4(header.ICMPv4DstUnreachable, 0, ourTCP4[:27])), steerAny},
+		{"icmp4 error quoting a fragment", steerIP4(icmp4, none, steerICMP4(header.ICMPv4DstUnreachable, 0,
+			steerIP4Packet(tcp, steerIP4Opts{fragOff: 8, src: steerV4Us, dst: steerV4Peer}, steerTCP(12001, 80)))), steerAny},
+		{"icmp4 error quoting ipv6", steerIP4(icmp4, none, steerICMP4(header.ICMPv4DstUnreachable, 0, ourTCP6)), steerAny},
+		{"icmp4 redirect", steerIP4(icmp4, none, steerICMP4(header.ICMPv4Redirect, 0, ourTCP4)), steerAny},
+		{"icmp4 short", steerIP4(icmp4, none, []byte{0, 0, 0, 0, 0x2e}), steerAny},
+		{"icmp6 neighbor solicitation", steerIP6(icmp6, steerICMP6(header.ICMPv6NeighborSolicit, 0, make([]byte, 16))), steerAll},
+		{"icmp6 neighbor advertisement", steerIP6(icmp6, steerICMP6(header.ICMPv6NeighborAdvert, 0, make([]byte, 16))), steerAll},
+		{"icmp6 router advertisement", steerIP6(icmp6, steerICMP6(header.ICMPv6RouterAdvert, 0, make([]byte, 8))), steerAll},
+		{"icmp6 router solicitation", steerIP6(icmp6, steerICMP6(header.ICMPv6RouterSolicit, 0, nil)), steerAny},
+		{"icmp6 redirect", steerIP6(icmp6, steerICMP6(header.ICMPv6RedirectMsg, 0, make([]byte, 32))), steerAny},
+		{"icmp6 echo request", steerIP6(icmp6, steerICMP6(header.ICMPv6EchoRequest, 12000, nil)), steerAny},
+		{"icmp6 echo reply to lcore 2", steerIP6(icmp6, steerICMP6(header.ICMPv6EchoReply, 12000, nil)), 2},
+		{"icmp6 echo reply to lcore 1", steerIP6(icmp6, steerICMP6(header.ICMPv6EchoReply, 11999, nil)), 1},
+		{"icmp6 packet too big quoting our tcp", steerIP6(icmp6, steerICMP6(header.ICMPv6PacketTooBig, 0, ourTCP6)), 3},
+		{"icmp6 unreachable quoting our ping", steerIP6(icmp6, steerICMP6(header.ICMPv6DstUnreachable, 0, ourPing6)), 0},
+		{"icmp6 error quoting too little", steerIP6(icmp6, steerICMP6(header.ICMPv6TimeExceeded, 0, ourTCP6[:47])), steerAny},
+		{"icmp6 short", steerIP6(icmp6, []byte{136, 0, 0}), steerAny},
 		{"empty", nil, steerAny},
-		{"13 bytes", ip4Frame(tcp, none, tcpSeg(80, 12000))[:13], steerAny},
-		{"ethernet header only", ethFrame(header.IPv4ProtocolNumber, nil), steerAny},
-		{"ipv4 header cut", ip4Frame(tcp, none, tcpSeg(80, 12000))[:14+19], steerAny},
+		{"13 bytes", steerIP4(tcp, none, steerTCP(80, 12000))[:13], steerAny},
+		{"ethernet header only", steerEth(header.IPv4ProtocolNumber, nil), steerAny},
+		{"ipv4 header cut", steerIP4(tcp, none, steerTCP(80, 12000))[:14+19], steerAny},
 		{"ipv4 total length past the frame", badTotal, steerAny},
 		{"ipv4 total length cuts the ports", shortTotal, steerAny},
 		{"ipv4 header length past the frame", badIHL, steerAny},
 		{"ipv4 ethertype, version 6", v6InV4, steerAny},
-		{"tcp4 ports cut", ip4Frame(tcp, none, []byte{0, 80, 0x2e}), steerAny},
-		{"ipv6 header cut", ip6Frame(tcp, tcpSeg(80, 12000))[:14+39], steerAny},
+		{"tcp4 ports cut", steerIP4(tcp, none, []byte{0, 80, 0x2e}), steerAny},
+		{"ipv6 header cut", steerIP6(tcp, steerTCP(80, 12000))[:14+39], steerAny},
 		{"ipv6 payload length past the frame", badPayloadLen, steerAny},
-		{"udp6 ports cut", ip6Frame(udp, []byte{0, 53, 0x2e}), steerAny},
-		{"vlan tagged", ethFrame(0x8100, make([]byte, 64)), steerAny},
-		{"unknown ethertype", ethFrame(0x88cc, make([]byte, 64)), steerAny},
+		{"udp6 ports cut", steerIP6(udp, []byte{0, 53, 0x2e}), steerAny},
+		{"vlan tagged", steerEth(0x8100, make([]byte, 64)), steerAny},
+		{"unknown ethertype", steerEth(0x88cc, make([]byte, 64)), steerAny},
 	}
 }
 
@@ -279,7 +279,7 @@ func TestSteerEveryPort(t *testing.T) {
 	const n = 3
 	for self := range n {
 		s := NewSteer(n, self, 65536-3*5000, 5000)
-		frame := ip4Frame(uint8(header.TCPProtocolNumber), ip4Opts{}, tcpSeg(80, 0))
+		frame := steerIP4(uint8(header.TCPProtocolNumber), steerIP4Opts{}, steerTCP(80, 0))
 		dport := frame[14+20+2:]
 		for port := range 1 << 16 {
 			want, wantOwner := Local, self
@@ -343,7 +343,7 @@ func TestSteerAllocs(t *testing.T) {
 	}
 }
 
-func TestVerdictString(t *testing.T) {
+func TestSteerVerdictString(t *testing.T) {
 	for v, want := range map[Verdict]string{Local: "local", HandOff: "hand-off", Broadcast: "broadcast", 7: "Verdict(7)"} {
 		if got := v.String(); got != want {
 			t.Errorf("%d.String() = %q, want %q", v, got, want)
@@ -399,10 +399,10 @@ func BenchmarkSteerClassify(b *testing.B) {
 		name  string
 		frame []byte
 	}{
-		{"tcp4-handoff", ip4Frame(tcp, ip4Opts{}, tcpSeg(80, 12345))},
-		{"tcp4-listen", ip4Frame(tcp, ip4Opts{}, tcpSeg(40000, 80))},
-		{"tcp6-handoff", ip6Frame(tcp, tcpSeg(80, 12345))},
-		{"arp-reply", arpFrame(header.ARPReply, steerV4Peer, steerV4Us)},
+		{"tcp4-handoff", steerIP4(tcp, steerIP4Opts{}, steerTCP(80, 12345))},
+		{"tcp4-listen", steerIP4(tcp, steerIP4Opts{}, steerTCP(40000, 80))},
+		{"tcp6-handoff", steerIP6(tcp, steerTCP(80, 12345))},
+		{"arp-reply", steerARP(header.ARPReply, steerV4Peer, steerV4Us)},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
@@ -436,7 +436,7 @@ func TestToeplitzHash(t *testing.T) {
 	for _, tc := range rssTestVectors {
 		t.Run(tc.src.String()+"->"+tc.dst.String(), func(t *testing.T) {
 			var buf [36]byte
-			in, _ := rssInput(&buf, tc.src, tc.dst)
+			in, _ := toeplitzInput(&buf, tc.src, tc.dst)
 			if got := ToeplitzHash(rssTestKey, in); got != tc.tuple {
 				t.Errorf("with ports: %#08x, want %#08x", got, tc.tuple)
 			}
@@ -461,18 +461,18 @@ func TestToeplitzHash(t *testing.T) {
 }
 
 func TestToeplitzHashLinear(t *testing.T) {
-	// keyWindow is what PickPort relies on: each input bit XORs in the 32
+	// toeplitzKeyWindow is what PickPort relies on: each input bit XORs in the 32
 	// key bits that start at its position.
 	for bit := range 36 * 8 {
 		in := make([]byte, 36)
 		in[bit/8] = 0x80 >> (bit % 8)
-		if got, want := ToeplitzHash(rssTestKey, in), keyWindow(rssTestKey, bit); got != want {
+		if got, want := ToeplitzHash(rssTestKey, in), toeplitzKeyWindow(rssTestKey, bit); got != want {
 			t.Fatalf("bit %d: %#x, keyWindow %#x", bit, got, want)
 		}
 	}
 }
 
-func TestRSSPickPort(t *testing.T) {
+func TestToeplitzPickPort(t *testing.T) {
 	const queues = 4
 	table := make([]uint32, 128) // ethtool's default spread
 	for i := range table {
@@ -531,7 +531,7 @@ func TestRSSPickPort(t *testing.T) {
 	}
 }
 
-func BenchmarkRSSPickPort(b *testing.B) {
+func BenchmarkToeplitzPickPort(b *testing.B) {
 	table := make([]uint32, 128)
 	for i := range table {
 		table[i] = uint32(i % 8)

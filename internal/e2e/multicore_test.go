@@ -297,3 +297,32 @@ func TestSecondaryKilled(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestPeerMACChange: after the peer's MAC address changes, every lcore
+// learns the new one (the peer asks again for the stack's address, and the
+// request reaches every lcore), and connections on every lcore go on.
+func TestPeerMACChange(t *testing.T) {
+	r := rigtest.New(t, rig.Options{Queues: 2})
+	p, _ := startMulti(t, r, "thread")
+	if failed := passive(t, r, 200, 16); failed != 0 {
+		t.Fatalf("%d of 200 connections failed before the change", failed)
+	}
+	before := p.CountersAll(t, 2)
+	if out, err := r.Run(r.PeerNS, "ip", "link", "set", "dev", r.PeerIf, "address", "02:00:5e:10:00:99"); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if failed := passive(t, r, 400, 16); failed != 0 {
+		t.Fatalf("%d of 400 connections failed after the peer's MAC address changed", failed)
+	}
+	after := p.CountersAll(t, 2)
+	for i := range after {
+		for _, b := range before {
+			if b.Lcore != after[i].Lcore {
+				continue
+			}
+			if d := after[i].Counters["tcp.passive_connection_openings"] - b.Counters["tcp.passive_connection_openings"]; d == 0 {
+				t.Errorf("lcore %d served no connection after the change", b.Lcore)
+			}
+		}
+	}
+}
