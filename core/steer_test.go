@@ -436,7 +436,7 @@ func TestToeplitzHash(t *testing.T) {
 	for _, tc := range rssTestVectors {
 		t.Run(tc.src.String()+"->"+tc.dst.String(), func(t *testing.T) {
 			var buf [36]byte
-			in, _ := toeplitzInput(&buf, tc.src, tc.dst)
+			in, _ := rssInput(&buf, tc.src, tc.dst)
 			if got := ToeplitzHash(rssTestKey, in); got != tc.tuple {
 				t.Errorf("with ports: %#08x, want %#08x", got, tc.tuple)
 			}
@@ -461,12 +461,12 @@ func TestToeplitzHash(t *testing.T) {
 }
 
 func TestToeplitzHashLinear(t *testing.T) {
-	// toeplitzKeyWindow is what PickPort relies on: each input bit XORs in the 32
+	// keyWindow is what PickPort relies on: each input bit XORs in the 32
 	// key bits that start at its position.
 	for bit := range 36 * 8 {
 		in := make([]byte, 36)
 		in[bit/8] = 0x80 >> (bit % 8)
-		if got, want := ToeplitzHash(rssTestKey, in), toeplitzKeyWindow(rssTestKey, bit); got != want {
+		if got, want := ToeplitzHash(rssTestKey, in), keyWindow(rssTestKey, bit); got != want {
 			t.Fatalf("bit %d: %#x, keyWindow %#x", bit, got, want)
 		}
 	}
