@@ -186,9 +186,10 @@ func (h *Handoff) Close() {
 }
 
 // ringPath names the ring that carries frames from lcore from to lcore to
-// of the instance whose run directory is runDir.
+// of the instance whose run directory is runDir. The run directory is on a
+// tmpfs by default (/run), and a test's run directory is removed with it.
 func ringPath(runDir string, from, to int) string {
-	return filepath.Join("/dev/shm", "xstack-"+filepath.Base(runDir)+fmt.Sprintf("-%d-%d", from, to))
+	return filepath.Join(runDir, fmt.Sprintf("ring-%d-%d", from, to))
 }
 
 // fileIno returns the inode of the file at path.
