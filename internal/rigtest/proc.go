@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -347,13 +348,20 @@ func (p *Proc) Wait(timeout time.Duration) error {
 }
 
 // Stop sends SIGTERM, waits up to timeout, then kills. It returns the
-// process's exit error (nil for a clean exit).
+// process's exit error: nil for a clean exit, and for a process that the
+// SIGTERM itself ended (one that does not catch it).
 func (p *Proc) Stop(timeout time.Duration) error {
 	if p.Exited() {
 		return p.err
 	}
 	p.Cmd.Process.Signal(syscall.SIGTERM)
 	if err := p.Wait(timeout); err == nil || p.Exited() {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGTERM {
+				return nil
+			}
+		}
 		return err
 	}
 	p.Cmd.Process.Kill()
