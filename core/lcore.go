@@ -19,6 +19,7 @@ import (
 	"github.com/xstack/xstack/internal/netns"
 	"github.com/xstack/xstack/nic"
 	"github.com/xstack/xstack/stack"
+	"golang.org/x/sys/unix"
 )
 
 // Lcore is one running lcore: its NIC queue, its stack and its loop.
@@ -185,20 +186,28 @@ func queueOf(port *PortConfig, cpu int) int {
 	return -1
 }
 
-// checkQueues makes sure the interface has a receive queue for every
-// lcore, before anything is attached. Call it inside the namespace.
+// checkQueues makes sure the interface has exactly one receive queue per
+// lcore, before anything is attached: an lcore needs a queue of its own,
+// and a queue without an lcore would hand its frames to the kernel (an
+// AF_XDP socket only receives from the queue it is bound to), so that the
+// flows the NIC hashed there would never reach the stack. Call it inside
+// the interface's namespace.
 func checkQueues(conf *Config, port *PortConfig, n int) error {
-	if n == 1 {
-		return nil
-	}
 	have, err := nic.RxQueues(port.Ifname)
 	if err != nil {
+		if errors.Is(err, unix.EOPNOTSUPP) && n == 1 {
+			return nil // the driver does not say; a single-queue NIC is the common case
+		}
 		return err
 	}
-	if have < n {
+	if have != n {
+		what := "add queues"
+		if have > n {
+			what = "remove queues"
+		}
 		return &ConfigError{File: conf.File, Line: conf.lineOf("xstack.lcore_mask", "xstack"), Key: "lcore_mask",
-			Msg: fmt.Sprintf("%d lcores need %d receive queues, but %s has %d: add queues (ethtool -L %s combined %d, or a rig with -queues %d) or use fewer lcores",
-				n, n, port.Ifname, have, port.Ifname, n, n)}
+			Msg: fmt.Sprintf("%d lcore(s) need exactly %d receive queue(s), but %s has %d: %s (ethtool -L %s rx %d tx %d, or combined %d, as the driver counts them; a rig made with -queues %d) or change lcore_mask",
+				n, n, port.Ifname, have, what, port.Ifname, n, n, n, n)}
 	}
 	return nil
 }

@@ -191,21 +191,32 @@ func TestMultiCore(t *testing.T) {
 	}
 }
 
-func TestMultiCoreTooFewQueues(t *testing.T) {
-	r := rigtest.New(t, rig.Options{Queues: 1})
+// TestLcoresQueuesMismatch: start-up refuses more lcores than queues, and
+// fewer (a queue without an lcore would hand its flows to the kernel),
+// before anything is attached.
+func TestLcoresQueuesMismatch(t *testing.T) {
 	hw := rigtest.Build(t, "./examples/helloworld")
-	conf := rigtest.ConfigLcores(t, r, 3, "thread")
-	p, err := rigtest.StartProc("serving on port", 20*time.Second, hw, "-c", conf)
-	if err == nil {
-		p.Stop(5 * time.Second)
-		t.Fatal("two lcores started on a one-queue interface")
-	}
-	p.Wait(10 * time.Second)
-	if !strings.Contains(p.Output(), "lcore_mask: 2 lcores need 2 receive queues, but xs0 has 1") {
-		t.Errorf("unclear error:\n%s", p.Output())
-	}
-	if ok, _ := r.XDPAttached(); ok {
-		t.Error("an XDP program was left attached")
+	for _, tc := range []struct {
+		queues, mask int
+		want         string
+	}{
+		{1, 3, "lcore_mask: 2 lcore(s) need exactly 2 receive queue(s), but xs0 has 1: add queues"},
+		{2, 1, "lcore_mask: 1 lcore(s) need exactly 1 receive queue(s), but xs0 has 2: remove queues"},
+	} {
+		r := rigtest.New(t, rig.Options{Queues: tc.queues})
+		conf := rigtest.ConfigLcores(t, r, tc.mask, "thread")
+		p, err := rigtest.StartProc("serving on port", 20*time.Second, hw, "-c", conf)
+		if err == nil {
+			p.Stop(5 * time.Second)
+			t.Fatalf("lcore_mask %x started on a %d-queue interface", tc.mask, tc.queues)
+		}
+		p.Wait(10 * time.Second)
+		if !strings.Contains(p.Output(), tc.want) {
+			t.Errorf("lcore_mask %x on %d queues: unclear error:\n%s", tc.mask, tc.queues, p.Output())
+		}
+		if ok, _ := r.XDPAttached(); ok {
+			t.Error("an XDP program was left attached")
+		}
 	}
 }
 
