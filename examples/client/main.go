@@ -19,6 +19,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -34,6 +35,7 @@ func main() {
 	conns := flag.Int("conns", 1, "connections to open")
 	parallel := flag.Int("parallel", 64, "connections open at once")
 	counters := flag.Bool("counters", false, "print every lcore's counters (one JSON line each) when done")
+	timeout := flag.Duration("timeout", 0, "give up (with the counters and the unfinished connections) after this long; 0 waits for ever")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("client: ")
@@ -48,6 +50,23 @@ func main() {
 		log.Fatal(err)
 	}
 	errc := make(chan error, 1)
+	var unfinished sync.Map // connection number → what it is doing
+	if *timeout > 0 {
+		time.AfterFunc(*timeout, func() {
+			for _, l := range posix.Lcores() {
+				l.PrintCounters(os.Stderr)
+			}
+			n := 0
+			unfinished.Range(func(k, v any) bool {
+				if n < 20 {
+					log.Printf("connection %d still %s", k, v.(*atomic.Value).Load())
+				}
+				n++
+				return true
+			})
+			log.Fatalf("timed out after %v with %d connection(s) unfinished", *timeout, n)
+		})
+	}
 	go func() {
 		var wg sync.WaitGroup
 		var mu sync.Mutex
@@ -60,7 +79,11 @@ func main() {
 			go func(i int) {
 				defer wg.Done()
 				defer func() { <-slots }()
-				if err := echo(tables[i%len(tables)], ap, *size, uint64(i)); err != nil {
+				state := new(atomic.Value)
+				state.Store("connecting")
+				unfinished.Store(i, state)
+				defer unfinished.Delete(i)
+				if err := echo(tables[i%len(tables)], ap, *size, uint64(i), state); err != nil {
 					mu.Lock()
 					if first == nil {
 						first = fmt.Errorf("connection %d: %w", i, err)
@@ -100,7 +123,7 @@ func sockaddr(ap netip.AddrPort) (int, unix.Sockaddr) {
 
 // echo sends size pseudo-random bytes on a new connection while reading
 // the echo back, and compares the hashes.
-func echo(t *posix.Sockets, ap netip.AddrPort, size int, seed uint64) error {
+func echo(t *posix.Sockets, ap netip.AddrPort, size int, seed uint64, state *atomic.Value) error {
 	domain, sa := sockaddr(ap)
 	fd, err := t.Socket(domain, unix.SOCK_STREAM, 0)
 	if err != nil {
@@ -109,6 +132,13 @@ func echo(t *posix.Sockets, ap netip.AddrPort, size int, seed uint64) error {
 	defer t.CloseFD(fd)
 	if err := t.Connect(fd, sa); err != nil {
 		return fmt.Errorf("connect %s: %w", ap, err)
+	}
+	if la, err := t.Getsockname(fd); err == nil {
+		if a, ok := la.(*unix.SockaddrInet4); ok {
+			state.Store(fmt.Sprintf("echoing from port %d", a.Port))
+		} else if a, ok := la.(*unix.SockaddrInet6); ok {
+			state.Store(fmt.Sprintf("echoing from port %d", a.Port))
+		}
 	}
 	sent := sha256.New()
 	werr := make(chan error, 1)

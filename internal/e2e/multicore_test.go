@@ -135,7 +135,7 @@ func TestMultiCore(t *testing.T) {
 			client := rigtest.Build(t, "./examples/client")
 			cconf := rigtest.ConfigLcores(t, r, 3, mode)
 			p.Stop(10 * time.Second) // the client takes the interface
-			args := []string{"-addr", netip.AddrPortFrom(r.PeerAddr4, 7).String(), "-bytes", "2048", "-conns", "1000", "-parallel", "32", "-counters"}
+			args := []string{"-addr", netip.AddrPortFrom(r.PeerAddr4, 7).String(), "-bytes", "2048", "-conns", "1000", "-parallel", "32", "-counters", "-timeout", "100s"}
 			var cp *rigtest.Proc
 			var err error
 			if mode == "thread" {
@@ -149,10 +149,12 @@ func TestMultiCore(t *testing.T) {
 				}
 			}
 			if err != nil {
+				out := ""
 				if cp != nil {
 					cp.Stop(5 * time.Second)
+					out = cp.Output()
 				}
-				t.Fatal(err)
+				t.Fatalf("%v\n%s", err, out)
 			}
 			if err := cp.Wait(30 * time.Second); err != nil {
 				t.Fatalf("client: %v\n%s", err, cp.Output())
