@@ -147,21 +147,27 @@ func Start(conf *Config, procID int, logger *log.Logger) (_ *Lcore, err error) {
 				return nil, fmt.Errorf("lcore %d: %w", cpu, err)
 			}
 		}
-		l.handoff = h
 	}
-	l.Loop = NewLoop(l.q, l.Stack, LoopConfig{
-		IdleSleep: conf.IdleSleep,
-		BusyPoll:  conf.BusyPoll,
-		TxFlush:   conf.TxFlush,
-		Handoff:   h,
-	})
-	if err := l.startControlPlane(); err != nil {
+	if err := l.startLoop(h); err != nil {
 		return nil, err
 	}
 	l.sigc = make(chan os.Signal, 1)
 	signal.Notify(l.sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR1)
 	go l.routineSignals()
 	return l, nil
+}
+
+// startLoop makes the lcore's loop, with its hand-off to the other lcores
+// (nil with one lcore), and serves its control plane.
+func (l *Lcore) startLoop(h *Handoff) error {
+	l.handoff = h
+	l.Loop = NewLoop(l.q, l.Stack, LoopConfig{
+		IdleSleep: l.Conf.IdleSleep,
+		BusyPoll:  l.Conf.BusyPoll,
+		TxFlush:   l.Conf.TxFlush,
+		Handoff:   h,
+	})
+	return l.startControlPlane()
 }
 
 // handoffSlots is the number of frames each hand-off ring holds.

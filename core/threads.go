@@ -85,15 +85,8 @@ func StartThreads(conf *Config, logger *log.Logger) (_ []*Lcore, err error) {
 			for j := 0; j < n; j++ {
 				h.in[j], h.out[j] = rings[j][i], rings[i][j]
 			}
-			l.handoff = h
 		}
-		l.Loop = NewLoop(l.q, l.Stack, LoopConfig{
-			IdleSleep: conf.IdleSleep,
-			BusyPoll:  conf.BusyPoll,
-			TxFlush:   conf.TxFlush,
-			Handoff:   h,
-		})
-		if err := l.startControlPlane(); err != nil {
+		if err := l.startLoop(h); err != nil {
 			return nil, err
 		}
 	}

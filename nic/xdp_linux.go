@@ -191,27 +191,20 @@ func addrKey(a netip.Addr) (m4 bool, key []byte, err error) {
 
 // AddAddr makes frames for a reach the stack.
 func (p *Port) AddAddr(a netip.Addr) error {
-	is4, key, err := addrKey(a)
-	if err != nil {
-		return fmt.Errorf("xdp on %s: %w", p.ifname, err)
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return net.ErrClosed
-	}
-	m := p.addrs6
-	if is4 {
-		m = p.addrs4
-	}
-	if err := m.Update(key, uint8(1), ebpf.UpdateAny); err != nil {
-		return fmt.Errorf("xdp on %s: add address %v: %w", p.ifname, a, err)
-	}
-	return nil
+	return p.updateAddr(a, "add", func(m *ebpf.Map, key []byte) error {
+		return m.Update(key, uint8(1), ebpf.UpdateAny)
+	})
 }
 
 // RemoveAddr gives frames for a back to the kernel.
 func (p *Port) RemoveAddr(a netip.Addr) error {
+	return p.updateAddr(a, "remove", func(m *ebpf.Map, key []byte) error {
+		return m.Delete(key)
+	})
+}
+
+// updateAddr applies op to a's entry in the address map of its family.
+func (p *Port) updateAddr(a netip.Addr, what string, op func(m *ebpf.Map, key []byte) error) error {
 	is4, key, err := addrKey(a)
 	if err != nil {
 		return fmt.Errorf("xdp on %s: %w", p.ifname, err)
@@ -225,8 +218,8 @@ func (p *Port) RemoveAddr(a netip.Addr) error {
 	if is4 {
 		m = p.addrs4
 	}
-	if err := m.Delete(key); err != nil {
-		return fmt.Errorf("xdp on %s: remove address %v: %w", p.ifname, a, err)
+	if err := op(m, key); err != nil {
+		return fmt.Errorf("xdp on %s: %s address %v: %w", p.ifname, what, a, err)
 	}
 	return nil
 }

@@ -295,20 +295,7 @@ func TestSecondaryKilled(t *testing.T) {
 	}
 	s2.Cmd.Process.Kill()
 	s2.Wait(10 * time.Second)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		ok, err := r.XDPAttached()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the XDP program outlived every lcore process")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitDetached(t, r, 5*time.Second, "after the last lcore process died")
 }
 
 // TestPeerMACChange: after the peer's MAC address changes, every lcore
