@@ -1,196 +1,135 @@
-// Command echo is a TCP and UDP echo server on xstack: every byte a TCP
-// client sends comes back on the same connection, and every UDP datagram
-// goes back to its sender. It is written in the F-Stack style: non-blocking
-// sockets and one epoll instance, polled from the lcore loop.
+// Command echo serves the classic test services on xstack, in the F-Stack
+// style: non-blocking sockets and one epoll instance, polled from the lcore
+// loop.
 //
-//	echo -c config.ini [-port 7]
+//   - echo (RFC 862), TCP and UDP, port 7: every byte a TCP client sends
+//     comes back on the same connection; every datagram goes back to its
+//     sender.
+//   - discard (RFC 863), TCP, port 9: every byte is read and thrown away.
+//   - chargen (RFC 864), TCP, port 19: RFC 864's pattern of 72-character
+//     lines, written as fast as the socket takes it until the client
+//     closes; what the client sends is thrown away.
+//
+// Usage:
+//
+//	echo -c config.ini                   serve on xstack
+//	echo -kernel -cpu 0                  the same server on the kernel's sockets
+//
+// The -kernel mode exists so that benchmarks (tools/bench) compare the two
+// stacks running exactly the same server logic. A port of 0 turns its
+// service off.
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"log"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/xstack/xstack/core"
 	"github.com/xstack/xstack/posix"
 )
-
-type conn struct {
-	pending []byte // bytes read and not yet written back
-}
-
-type server struct {
-	epfd   int
-	tcp    []int // listening sockets
-	udp    []int // datagram sockets
-	conns  map[int]*conn
-	events []unix.EpollEvent
-	buf    []byte
-}
 
 func main() {
 	var opts posix.Options
 	opts.RegisterFlags(flag.CommandLine)
-	port := flag.Int("port", 7, "TCP and UDP port")
+	kernel := flag.Bool("kernel", false, "serve on the kernel's sockets instead of xstack (for comparisons)")
+	cpu := flag.Int("cpu", -1, "with -kernel: pin the server to this CPU")
+	port := flag.Int("port", 7, "echo: TCP and UDP port")
+	discardPort := flag.Int("discard-port", 9, "discard: TCP port")
+	chargenPort := flag.Int("chargen-port", 19, "chargen: TCP port")
+	backlog := flag.Int("backlog", 4096, "listen backlog")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("echo: ")
+
+	if *kernel {
+		runtime.GOMAXPROCS(1)
+		if *cpu >= 0 {
+			if err := core.PinProcess(*cpu); err != nil {
+				log.Fatal(err)
+			}
+		}
+		srv, err := newServer(kernelSockets{}, 100)
+		if err == nil {
+			err = srv.listenAll(*port, *discardPort, *chargenPort, *backlog)
+		}
+		if err != nil {
+			log.Fatal(err)
+		}
+		log.Printf("echoing: %s (IPv4 and IPv6) with the kernel stack", services(*port, *discardPort, *chargenPort))
+		stop := make(chan os.Signal, 1)
+		signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := srv.poll(); err != nil {
+				log.Fatal(err)
+			}
+		}
+	}
+
 	if err := posix.InitWith(opts); err != nil {
 		log.Fatal(err)
 	}
-	s := &server{conns: make(map[int]*conn), events: make([]unix.EpollEvent, 256), buf: make([]byte, 65536)}
-	if err := s.open(*port); err != nil {
+	srv, err := newServer(posixSockets{}, 0)
+	if err == nil {
+		err = srv.listenAll(*port, *discardPort, *chargenPort, *backlog)
+	}
+	if err != nil {
 		posix.Teardown()
 		log.Fatal(err)
 	}
-	log.Printf("echoing TCP and UDP on port %d (IPv4 and IPv6)", *port)
-	if err := posix.Run(s.poll); err != nil {
+	log.Printf("echoing: %s (IPv4 and IPv6) with xstack", services(*port, *discardPort, *chargenPort))
+	if err := posix.Run(srv.poll); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func (s *server) open(port int) error {
-	var err error
-	if s.epfd, err = posix.EpollCreate(0); err != nil {
-		return err
+// listenAll opens every service whose port is not 0.
+func (s *server) listenAll(echoPort, discardPort, chargenPort, backlog int) error {
+	if echoPort != 0 {
+		if err := s.listenTCP(echoPort, echoService, backlog); err != nil {
+			return err
+		}
+		if err := s.listenUDP(echoPort); err != nil {
+			return err
+		}
 	}
-	for _, sa := range []unix.Sockaddr{&unix.SockaddrInet4{Port: port}, &unix.SockaddrInet6{Port: port}} {
-		for _, typ := range []int{unix.SOCK_STREAM, unix.SOCK_DGRAM} {
-			fd, err := listen(sa, typ)
-			if err != nil {
-				return err
-			}
-			if err := posix.EpollCtl(s.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}); err != nil {
-				return err
-			}
-			if typ == unix.SOCK_STREAM {
-				s.tcp = append(s.tcp, fd)
-			} else {
-				s.udp = append(s.udp, fd)
-			}
+	if discardPort != 0 {
+		if err := s.listenTCP(discardPort, discardService, backlog); err != nil {
+			return err
+		}
+	}
+	if chargenPort != 0 {
+		if err := s.listenTCP(chargenPort, chargenService, backlog); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-func listen(sa unix.Sockaddr, typ int) (int, error) {
-	domain := unix.AF_INET
-	if _, ok := sa.(*unix.SockaddrInet6); ok {
-		domain = unix.AF_INET6
+// services describes the services that are on, for the ready line.
+func services(echoPort, discardPort, chargenPort int) string {
+	var on []string
+	if echoPort != 0 {
+		on = append(on, fmt.Sprintf("echo on TCP and UDP port %d", echoPort))
 	}
-	fd, err := posix.Socket(domain, typ|unix.SOCK_NONBLOCK, 0)
-	if err != nil {
-		return -1, err
+	if discardPort != 0 {
+		on = append(on, fmt.Sprintf("discard on TCP port %d", discardPort))
 	}
-	if domain == unix.AF_INET6 {
-		if err := posix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); err != nil {
-			return -1, err
-		}
+	if chargenPort != 0 {
+		on = append(on, fmt.Sprintf("chargen on TCP port %d", chargenPort))
 	}
-	if err := posix.Bind(fd, sa); err != nil {
-		return -1, fmt.Errorf("bind %v: %w", sa, err)
+	if len(on) == 0 {
+		return "nothing"
 	}
-	if typ == unix.SOCK_STREAM {
-		if err := posix.Listen(fd, 1024); err != nil {
-			return -1, err
-		}
-	}
-	return fd, nil
-}
-
-func contains(fds []int, fd int) bool {
-	for _, f := range fds {
-		if f == fd {
-			return true
-		}
-	}
-	return false
-}
-
-func (s *server) poll() error {
-	n, err := posix.EpollWait(s.epfd, s.events, 0)
-	if err != nil {
-		return err
-	}
-	for _, ev := range s.events[:n] {
-		fd := int(ev.Fd)
-		switch {
-		case contains(s.tcp, fd):
-			s.accept(fd)
-		case contains(s.udp, fd):
-			s.echoUDP(fd)
-		default:
-			s.echoTCP(fd, ev.Events)
-		}
-	}
-	return nil
-}
-
-func (s *server) accept(lfd int) {
-	for {
-		fd, _, err := posix.Accept4(lfd, unix.SOCK_NONBLOCK)
-		if err != nil {
-			return
-		}
-		if err := posix.EpollCtl(s.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)}); err != nil {
-			posix.Close(fd)
-			continue
-		}
-		s.conns[fd] = &conn{}
-	}
-}
-
-func (s *server) echoUDP(fd int) {
-	for {
-		n, from, err := posix.RecvFrom(fd, s.buf, 0)
-		if err != nil {
-			return
-		}
-		posix.SendTo(fd, s.buf[:n], 0, from)
-	}
-}
-
-func (s *server) close(fd int) {
-	delete(s.conns, fd)
-	posix.Close(fd)
-}
-
-// echoTCP writes back what is pending, then reads more while the socket
-// takes it. A client that does not read gets no more bytes read from it
-// (the echo server never buffers more than one read).
-func (s *server) echoTCP(fd int, events uint32) {
-	c := s.conns[fd]
-	if c == nil {
-		return
-	}
-	for {
-		if len(c.pending) > 0 {
-			n, err := posix.Write(fd, c.pending)
-			if n > 0 {
-				c.pending = c.pending[n:]
-			}
-			if errors.Is(err, unix.EAGAIN) || (err == nil && len(c.pending) > 0) {
-				posix.EpollCtl(s.epfd, unix.EPOLL_CTL_MOD, fd, &unix.EpollEvent{Events: unix.EPOLLOUT | unix.EPOLLRDHUP, Fd: int32(fd)})
-				return
-			}
-			if err != nil {
-				s.close(fd)
-				return
-			}
-		}
-		n, err := posix.Read(fd, s.buf)
-		if n > 0 {
-			c.pending = append(c.pending[:0], s.buf[:n]...)
-			continue
-		}
-		if errors.Is(err, unix.EAGAIN) {
-			posix.EpollCtl(s.epfd, unix.EPOLL_CTL_MOD, fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)})
-			return
-		}
-		// EOF: everything read has been written back; close our side.
-		s.close(fd)
-		return
-	}
+	return strings.Join(on, ", ")
 }

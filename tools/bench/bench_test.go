@@ -148,10 +148,38 @@ func TestPlots(t *testing.T) {
 	}
 }
 
-// TestQuick runs the harness end to end in quick mode (rps and cps, both
-// targets) on a rig of its own, and checks that it printed a table with
-// numbers for both, wrote the JSON and plots, and removed its rig. It
-// asserts nothing about speed.
+func TestBarPlots(t *testing.T) {
+	r := &Results{}
+	for i, label := range []string{"1 flow, upload, offloads as-is", "4 flows, download, offloads off"} {
+		p := r.point("bulk", label, 1+3*i, "throughput", "Gbit/s", false)
+		p.Samples = append(p.Samples, &Sample{Target: kernel, Round: 1, Value: 5.5}, &Sample{Target: xstack, Round: 1, Value: 2.1})
+	}
+	p := r.point("conns", "2000 idle conns", 2000, "memory/conn", "KiB", true)
+	p.Samples = append(p.Samples, &Sample{Target: kernel, Round: 1, Value: -0.4}, &Sample{Target: xstack, Round: 1, Value: 6.5})
+	paths, err := writePlots(r, filepath.Join(t.TempDir(), "r"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(paths) != 2 || !strings.HasSuffix(paths[0], "-bulk.png") || !strings.HasSuffix(paths[1], "-conns.png") {
+		t.Fatalf("wrote %v, want the bulk and conns plots", paths)
+	}
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = png.Decode(f)
+		f.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+	}
+}
+
+// TestQuick runs the harness end to end in quick mode (rps, cps, bulk and
+// conns, both targets) on a rig of its own, and checks that it printed a
+// table with numbers for both, wrote the JSON and plots, and removed its
+// rig. It asserts nothing about speed.
 func TestQuick(t *testing.T) {
 	rigtest.RequireRoot(t)
 	if _, err := exec.LookPath("wrk"); err != nil {
@@ -162,7 +190,7 @@ func TestQuick(t *testing.T) {
 	rand.Read(rb[:])
 	name := "xbt" + hex.EncodeToString(rb[:])
 	out := filepath.Join(t.TempDir(), "results.json")
-	cmd := exec.Command(bin, "-quick", "-scenario", "rps,cps", "-name", name, "-out", out)
+	cmd := exec.Command(bin, "-quick", "-scenario", "rps,cps,bulk,conns", "-name", name, "-out", out)
 	cmd.Dir = "."
 	t.Cleanup(func() {
 		for _, ns := range []string{name + "-s", name + "-p"} {
@@ -182,18 +210,29 @@ func TestQuick(t *testing.T) {
 	if err != nil {
 		t.Fatalf("bench -quick: %v", err)
 	}
-	if d := time.Since(start); d > time.Minute {
-		t.Errorf("quick mode took %v, want under a minute", d)
+	if d := time.Since(start); d > 90*time.Second {
+		t.Errorf("quick mode took %v, want under 90s", d)
 	}
 
 	// Rows: | scenario | point | metric | kernel median | kernel min–max |
 	// xstack median | xstack min–max | ratio |
-	num := `[0-9.]+[kM]?`
-	for _, scen := range []string{"rps", "cps"} {
-		re := regexp.MustCompile(`(?m)^\| ` + scen + ` \| [^|]+ \| [^|]*/s[^|]*\| (` + num + `)[^|]* \| ` + num + `–` + num +
-			` \| (` + num + `)[^|]* \| ` + num + `–` + num + ` \| [0-9.]+ \|$`)
+	num := `-?[0-9.]+[kM]?`
+	for _, row := range []struct{ scen, metric string }{
+		{"rps", "requests/s"}, {"cps", "connections/s"},
+		{"bulk", "throughput \\(Gbit/s\\)"}, {"conns", "memory/conn \\(KiB\\)"}, {"conns", "RSS/conn \\(KiB\\)"},
+	} {
+		re := regexp.MustCompile(`(?m)^\| ` + row.scen + ` \| [^|]+ \| ` + row.metric + `[^|]*\| (` + num + `)[^|]* \| ` + num + `–` + num +
+			` \| (` + num + `)[^|]* \| ` + num + `–` + num + ` \| -?[0-9.]+( \(lower is better\))? \|$`)
 		if !re.Match(stdout) {
-			t.Errorf("no %s row with numbers for both targets and a ratio in the table", scen)
+			t.Errorf("no %s %s row with numbers for both targets and a ratio in the table", row.scen, row.metric)
+		}
+	}
+	// bulk reports the offloads it found, for both settings and targets.
+	for _, mode := range []string{"as-is", "off"} {
+		for _, tg := range []string{kernel, xstack} {
+			if !bytes.Contains(stdout, []byte("note: bulk, offloads "+mode+", "+tg+" target: xp0 tx-csum ")) {
+				t.Errorf("no note on the offloads with offloads %s, %s target", mode, tg)
+			}
 		}
 	}
 
@@ -213,12 +252,14 @@ func TestQuick(t *testing.T) {
 			}
 		}
 	}
-	for _, k := range []string{"rps/kernel", "rps/xstack", "cps/kernel", "cps/xstack"} {
+	for _, k := range []string{"rps/kernel", "rps/xstack", "cps/kernel", "cps/xstack", "bulk/kernel", "bulk/xstack", "conns/kernel", "conns/xstack"} {
 		if !seen[k] {
 			t.Errorf("JSON has no positive sample for %s", k)
 		}
 	}
-	if _, err := os.Stat(strings.TrimSuffix(out, ".json") + "-rps.png"); err != nil {
-		t.Errorf("rps plot: %v", err)
+	for _, plot := range []string{"rps", "bulk", "conns"} {
+		if _, err := os.Stat(strings.TrimSuffix(out, ".json") + "-" + plot + ".png"); err != nil {
+			t.Errorf("%s plot: %v", plot, err)
+		}
 	}
 }

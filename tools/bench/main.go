@@ -1,16 +1,18 @@
 // Command bench runs the same server logic on the Linux kernel's stack and
 // on xstack, side by side in one run, and reports the ratio.
 //
-//	go run ./tools/bench -scenario rps,cps,udp,latency,ceiling [-quick]
+//	go run ./tools/bench -scenario rps,cps,udp,latency,bulk,conns,ceiling [-quick]
+//	go run ./tools/bench -scenario all   (the same: every scenario, the default)
 //
 // It creates a rig of its own (internal/rig; a unique name, removed at the
 // end, also on an error or SIGINT), and for every scenario alternates
 // rounds between the two targets: kernel, xstack, kernel, xstack, ... Each
 // round starts the target's server afresh:
 //
-//   - kernel: examples/helloworld -kernel (or, for udp, this program's
-//     hidden kernel echo) in the stack-side namespace, pinned to the server
-//     CPU, answering on the stack side's kernel address 198.18.0.3;
+//   - kernel: examples/helloworld -kernel (for udp, this program's hidden
+//     kernel echo; for bulk and conns, examples/echo -kernel) in the
+//     stack-side namespace, pinned to the server CPU, answering on the
+//     stack side's kernel address 198.18.0.3;
 //   - xstack: examples/helloworld (or examples/echo) with a config.ini for
 //     the rig (lcore_mask for the server CPU, busy_poll=1, idle_sleep=0),
 //     answering on 198.18.0.1.
@@ -31,6 +33,18 @@
 //	udp      UDP echo datagrams per second (examples/echo vs a kernel echo)
 //	latency  open-loop fixed-rate keep-alive requests, p50/p99/p99.9 from
 //	         each request's scheduled send time (coordinated-omission safe)
+//	bulk     TCP throughput (Gbit/s) with 1 and 4 flows, upload (the peer
+//	         writes to examples/echo's discard service, port 9) and
+//	         download (the peer reads from its chargen service, port 19);
+//	         once with the veth offloads as they are, once with TSO, GSO
+//	         and GRO off on both ends (MTU-sized frames on the wire both
+//	         ways), restored after; the offloads in effect while each
+//	         target ran (ethtool -k) go to the notes
+//	conns    memory per idle established connection at 10,000 and 100,000
+//	         connections to the discard service: the server's VmRSS
+//	         growth, plus for the kernel its slab growth net of the
+//	         client's share (conns.go explains the arithmetic); the client
+//	         binds extra peer addresses (198.18.1.x) for the port space
 //	ceiling  the rig's raw AF_XDP receive rate: the peer blasts 60-byte
 //	         frames with AF_PACKET, an xsk on the stack side only counts
 //
@@ -67,7 +81,7 @@ import (
 )
 
 // scenarios in the order they run.
-var allScenarios = []string{"rps", "cps", "udp", "latency", "ceiling"}
+var allScenarios = []string{"rps", "cps", "udp", "latency", "bulk", "conns", "ceiling"}
 
 type options struct {
 	scenarios  []string
@@ -86,6 +100,8 @@ type options struct {
 	udpSize    int
 	latConns   int
 	rate       float64
+	bulkFlows  []int
+	idleConns  []int
 	root       string
 	binDir     string
 }
@@ -94,10 +110,13 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == udpEchoCmd {
 		os.Exit(udpEchoMain(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == idleConnsCmd {
+		os.Exit(idleConnsMain(os.Args[2:]))
+	}
 	log.SetFlags(0)
 	log.SetPrefix("bench: ")
 	var o options
-	scen := flag.String("scenario", strings.Join(allScenarios, ","), "comma-separated scenarios: "+strings.Join(allScenarios, ", "))
+	scen := flag.String("scenario", "all", "comma-separated scenarios: "+strings.Join(allScenarios, ", ")+", or all")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds per target and scenario (alternating kernel, xstack)")
 	flag.DurationVar(&o.duration, "d", 4*time.Second, "duration of one measurement (wrk rounds it to whole seconds)")
 	flag.BoolVar(&o.quick, "quick", false, "one round of 1s measurements (under a minute in all)")
@@ -112,6 +131,8 @@ func main() {
 	flag.IntVar(&o.udpWindow, "udp-window", 16, "udp: datagrams in flight per flow")
 	flag.IntVar(&o.udpSize, "udp-size", 64, "udp: payload bytes")
 	flag.IntVar(&o.latConns, "latency-conns", 16, "latency: keep-alive connections")
+	bulkFlows := flag.String("bulk-flows", "1,4", "bulk: TCP flow counts (-quick: 1)")
+	idleConns := flag.String("idle-conns", "10000,100000", "conns: idle connection counts (-quick: 2000)")
 	flag.Float64Var(&o.rate, "rate", 0, "latency: requests/s (0: a quarter of the lower of the two targets' keep-alive rate at 16 connections)")
 	flag.StringVar(&o.root, "root", "", "module root to build the examples from (default: found from the working directory)")
 	flag.StringVar(&o.binDir, "bin", "", "use prebuilt helloworld and echo from this directory instead of building them")
@@ -127,8 +148,22 @@ func main() {
 	if o.cpsWorkers, err = parseInts(*workers); err != nil {
 		log.Fatalf("-cps-workers: %v", err)
 	}
+	set := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if o.quick {
 		o.rounds, o.duration = 1, time.Second
+		if !set["bulk-flows"] {
+			*bulkFlows = "1"
+		}
+		if !set["idle-conns"] {
+			*idleConns = "2000"
+		}
+	}
+	if o.bulkFlows, err = parseInts(*bulkFlows); err != nil {
+		log.Fatalf("-bulk-flows: %v", err)
+	}
+	if o.idleConns, err = parseInts(*idleConns); err != nil {
+		log.Fatalf("-idle-conns: %v", err)
 	}
 	if o.rounds < 1 || o.duration < time.Second/2 {
 		log.Fatal("-rounds must be at least 1 and -d at least 500ms")
@@ -143,6 +178,14 @@ func parseScenarios(s string) ([]string, error) {
 	for f := range strings.SplitSeq(s, ",") {
 		f = strings.TrimSpace(f)
 		if f == "" {
+			continue
+		}
+		if f == "all" {
+			for _, a := range allScenarios {
+				if !slices.Contains(out, a) {
+					out = append(out, a)
+				}
+			}
 			continue
 		}
 		if !slices.Contains(allScenarios, f) {
@@ -326,6 +369,10 @@ func (b *bench) scenario(name string) error {
 		return b.udp()
 	case "latency":
 		return b.latency()
+	case "bulk":
+		return b.bulk()
+	case "conns":
+		return b.conns()
 	case "ceiling":
 		return b.ceiling()
 	}

@@ -319,7 +319,12 @@ func writePlots(res *Results, base string) ([]string, error) {
 	for _, pl := range []struct {
 		suffix string
 		draw   func(*Results, string) (bool, error)
-	}{{"-rps.png", plotRPS}, {"-latency-cdf.png", plotLatencyCDF}} {
+	}{
+		{"-rps.png", plotRPS},
+		{"-latency-cdf.png", plotLatencyCDF},
+		{"-bulk.png", barPlot("bulk", "throughput", "TCP BULK THROUGHPUT (ONE SERVER CORE)", "GBIT/S")},
+		{"-conns.png", barPlot("conns", "memory/conn", "SERVER MEMORY PER IDLE CONNECTION", "KIB PER CONNECTION")},
+	} {
 		p := base + pl.suffix
 		ok, err := pl.draw(res, p)
 		if err != nil {

@@ -51,8 +51,9 @@ func ensureWrk() error {
 
 // Server kinds.
 const (
-	httpServer = "http" // examples/helloworld
-	udpServer  = "udp"  // examples/echo, or the kernel echo in this program
+	httpServer   = "http"   // examples/helloworld
+	udpServer    = "udp"    // examples/echo, or the kernel echo in this program
+	streamServer = "stream" // examples/echo's discard and chargen (-kernel for the kernel)
 )
 
 // startServer starts target's server of the given kind and returns the
@@ -75,7 +76,13 @@ func (b *bench) startServer(kind, target string) (*rigtest.Proc, netip.AddrPort,
 		ready, addr = udpEchoReady, netip.AddrPortFrom(r.KernelAddr4, 7)
 	case kind == udpServer && target == xstack:
 		argv = []string{b.bins.echo, "-c", b.conf}
-		ready, addr = "echoing TCP and UDP", netip.AddrPortFrom(r.StackAddr4, 7)
+		ready, addr = "echoing: ", netip.AddrPortFrom(r.StackAddr4, 7)
+	case kind == streamServer && target == kernel:
+		argv = []string{"ip", "netns", "exec", r.StackNS, b.bins.echo, "-kernel", "-cpu", cpu}
+		ready, addr = "echoing: ", netip.AddrPortFrom(r.KernelAddr4, discardPort)
+	case kind == streamServer && target == xstack:
+		argv = []string{b.bins.echo, "-c", b.conf}
+		ready, addr = "echoing: ", netip.AddrPortFrom(r.StackAddr4, discardPort)
 	default:
 		return nil, addr, fmt.Errorf("no %s server for %s", kind, target)
 	}
@@ -150,6 +157,9 @@ func (b *bench) probe(kind string, addr netip.AddrPort) error {
 		err := netns.Do(b.r.PeerNS, func() error {
 			if kind == httpServer {
 				return oneShort(addr, make([]byte, 4096))
+			}
+			if kind == streamServer {
+				return probeChargen(netip.AddrPortFrom(addr.Addr(), chargenPort))
 			}
 			fd, err := dialBlocking(unix.SOCK_DGRAM, addr, 200*time.Millisecond)
 			if err != nil {
