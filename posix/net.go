@@ -405,49 +405,47 @@ func (l *TCPListener) SetDeadline(t time.Time) error { return l.SetReadDeadline(
 // an empty host (all addresses; "tcp" then listens on IPv4 and IPv6 with one
 // dual-stack socket). SO_REUSEADDR is set, as Go does.
 func (t *Sockets) NetListen(network, address string) (net.Listener, error) {
-	opErr := func(err error) error {
-		return &net.OpError{Op: "listen", Net: network, Err: err}
-	}
-	domain, sa, err := resolve(network, address, true, "tcp")
+	fd, s, err := t.netBound(network, address, unix.SOCK_STREAM, "tcp")
 	if err != nil {
-		return nil, opErr(err)
-	}
-	fd, s, err := t.netSocket(domain, unix.SOCK_STREAM, network, sa)
-	if err != nil {
-		return nil, opErr(err)
-	}
-	if err := t.Bind(fd, sa); err != nil {
-		t.closeFile(fd, s.f)
-		s.f.put()
-		return nil, opErr(os.NewSyscallError("bind", err))
+		return nil, err
 	}
 	if err := t.Listen(fd, maxBacklog); err != nil {
 		t.closeFile(fd, s.f)
 		s.f.put()
-		return nil, opErr(os.NewSyscallError("listen", err))
+		return nil, &net.OpError{Op: "listen", Net: network, Err: os.NewSyscallError("listen", err)}
 	}
 	l := &TCPListener{}
 	l.init(t, fd, s, network)
 	return l, nil
 }
 
-// NetListenPacket is net.ListenPacket for "udp", "udp4" and "udp6".
-func (t *Sockets) NetListenPacket(network, address string) (net.PacketConn, error) {
+// netBound makes a socket of type typ for network and binds it to address,
+// for NetListen and NetListenPacket.
+func (t *Sockets) netBound(network, address string, typ int, proto string) (int, *socket, error) {
 	opErr := func(err error) error {
 		return &net.OpError{Op: "listen", Net: network, Err: err}
 	}
-	domain, sa, err := resolve(network, address, true, "udp")
+	domain, sa, err := resolve(network, address, true, proto)
 	if err != nil {
-		return nil, opErr(err)
+		return -1, nil, opErr(err)
 	}
-	fd, s, err := t.netSocket(domain, unix.SOCK_DGRAM, network, sa)
+	fd, s, err := t.netSocket(domain, typ, network, sa)
 	if err != nil {
-		return nil, opErr(err)
+		return -1, nil, opErr(err)
 	}
 	if err := t.Bind(fd, sa); err != nil {
 		t.closeFile(fd, s.f)
 		s.f.put()
-		return nil, opErr(os.NewSyscallError("bind", err))
+		return -1, nil, opErr(os.NewSyscallError("bind", err))
+	}
+	return fd, s, nil
+}
+
+// NetListenPacket is net.ListenPacket for "udp", "udp4" and "udp6".
+func (t *Sockets) NetListenPacket(network, address string) (net.PacketConn, error) {
+	fd, s, err := t.netBound(network, address, unix.SOCK_DGRAM, "udp")
+	if err != nil {
+		return nil, err
 	}
 	c := &UDPConn{}
 	c.init(t, fd, s, network)

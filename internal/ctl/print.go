@@ -8,6 +8,19 @@ import (
 	"github.com/xstack/xstack/stack"
 )
 
+// OutputRoutes prints routes as JSON (an empty list, never null) or as the
+// table PrintRoutes writes.
+func OutputRoutes(w io.Writer, asJSON bool, routes []stack.Route) error {
+	if asJSON {
+		if routes == nil {
+			routes = []stack.Route{}
+		}
+		return PrintJSON(w, routes)
+	}
+	PrintRoutes(w, routes)
+	return nil
+}
+
 // PrintRoutes prints a routing table as FreeBSD's netstat -r does.
 func PrintRoutes(w io.Writer, routes []stack.Route) {
 	fmt.Fprintln(w, "Routing tables")

@@ -207,12 +207,5 @@ func showRoutes(t *ctl.Tool) error {
 	if err != nil {
 		return err
 	}
-	if t.Opts.JSON {
-		if routes == nil {
-			routes = []stack.Route{}
-		}
-		return ctl.PrintJSON(os.Stdout, routes)
-	}
-	ctl.PrintRoutes(os.Stdout, routes)
-	return nil
+	return ctl.OutputRoutes(os.Stdout, t.Opts.JSON, routes)
 }

@@ -125,14 +125,7 @@ func show(t *ctl.Tool) error {
 	if err != nil {
 		return err
 	}
-	if t.Opts.JSON {
-		if routes == nil {
-			routes = []stack.Route{}
-		}
-		return ctl.PrintJSON(os.Stdout, routes)
-	}
-	ctl.PrintRoutes(os.Stdout, routes)
-	return nil
+	return ctl.OutputRoutes(os.Stdout, t.Opts.JSON, routes)
 }
 
 // parseRoute reads "[-net|-host] [-inet|-inet6] dst [-netmask m] [gw|via] [gateway]".
