@@ -91,10 +91,12 @@ func Start(conf *Config, procID int, logger *log.Logger) (_ *Lcore, err error) {
 		}
 	}
 	joinPath := filepath.Join(l.runDir, "join.sock")
+	var rss *RSS
 	err = netns.Do(port.Netns, func() error {
 		if err := checkQueues(conf, port, n); err != nil {
 			return err
 		}
+		rss = portRSS(port, n, logger)
 		var err error
 		if procID == 0 {
 			if l.xdp, err = openPort(port, logger); err != nil {
@@ -130,7 +132,7 @@ func Start(conf *Config, procID int, logger *log.Logger) (_ *Lcore, err error) {
 	}
 	logger.Printf("lcore %d: %s queue %d: XDP %s mode, AF_XDP %s", cpu, port.Ifname, l.Queue, l.xdp.Mode(), l.q.Mode())
 
-	if l.Stack, err = newLcoreStack(conf, port, l.q, procID, n); err != nil {
+	if l.Stack, err = newLcoreStack(conf, port, l.q, procID, n, rss, l.Queue); err != nil {
 		return nil, fmt.Errorf("lcore %d: %w", cpu, err)
 	}
 	var h *Handoff
@@ -259,7 +261,31 @@ func newLcoreSteer(n, self int) *Steer {
 	return NewSteer(n, self, ephemeralBase, uint16((ephemeralEnd-ephemeralBase+1)/n))
 }
 
-func newLcoreStack(conf *Config, port *PortConfig, q nic.Queue, idx, n int) (*stack.Stack, error) {
+// portRSS returns the NIC's RSS set-up when it lets active connections
+// choose their local port by hash (Toeplitz on the TCP 4-tuple), or nil,
+// and logs which steering the lcores use. With one lcore it is nil: there
+// is nothing to steer. Call it inside the interface's namespace.
+func portRSS(port *PortConfig, n int, logger *log.Logger) *RSS {
+	if n == 1 {
+		return nil
+	}
+	c, err := nic.ReadRSS(port.Ifname)
+	switch {
+	case err != nil:
+		logger.Printf("steering: %s: port-encoded ephemeral ports and hand-off (%v)", port.Ifname, err)
+		return nil
+	case !c.Toeplitz():
+		logger.Printf("steering: %s: port-encoded ephemeral ports and hand-off (RSS hash function %#x, input transform %#x, TCP 4-tuple hash v4 %v v6 %v: not a plain Toeplitz 4-tuple hash)",
+			port.Ifname, c.HashFunc, c.InputXfrm, c.TCP4Ports, c.TCP6Ports)
+		return nil
+	}
+	logger.Printf("steering: %s: Toeplitz source ports (%d-byte key, %d-entry table), port-encoded ranges and hand-off for the rest", port.Ifname, len(c.Key), len(c.Table))
+	return &RSS{Key: c.Key, Table: c.Table}
+}
+
+// newLcoreStack builds lcore idx's stack of n. With rss, its active TCP
+// connections pick local ports that the NIC hashes to queue.
+func newLcoreStack(conf *Config, port *PortConfig, q nic.Queue, idx, n int, rss *RSS, queue int) (*stack.Stack, error) {
 	cfg := stack.Config{
 		Name:     port.Ifname,
 		Addr4:    port.Prefix(),
@@ -270,6 +296,11 @@ func newLcoreStack(conf *Config, port *PortConfig, q nic.Queue, idx, n int) (*st
 	}
 	if n > 1 {
 		cfg.PortLo, cfg.PortHi = newLcoreSteer(n, idx).PortRange(idx)
+	}
+	if rss != nil {
+		cfg.PickPort = func(local netip.Addr, remote netip.AddrPort, lo, hi, from uint16) (uint16, bool) {
+			return rss.PickPort(queue, local, remote, lo, hi, from)
+		}
 	}
 	st, err := stack.New(q, cfg)
 	if err != nil {

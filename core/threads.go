@@ -43,10 +43,12 @@ func StartThreads(conf *Config, logger *log.Logger) (_ []*Lcore, err error) {
 	for i, cpu := range lcores {
 		ls[i] = &Lcore{ID: cpu, ProcID: i, Conf: conf, Port: port, Queue: queueOf(port, cpu), log: logger, ownsXDP: i == 0}
 	}
+	var rss *RSS
 	err = netns.Do(port.Netns, func() error {
 		if err := checkQueues(conf, port, n); err != nil {
 			return err
 		}
+		rss = portRSS(port, n, logger)
 		xdp, err := openPort(port, logger)
 		if err != nil {
 			return err
@@ -76,7 +78,7 @@ func StartThreads(conf *Config, logger *log.Logger) (_ []*Lcore, err error) {
 	}
 	for i, l := range ls {
 		logger.Printf("lcore %d: %s queue %d: XDP %s mode, AF_XDP %s (thread mode)", l.ID, port.Ifname, l.Queue, l.xdp.Mode(), l.q.Mode())
-		if l.Stack, err = newLcoreStack(conf, port, l.q, i, n); err != nil {
+		if l.Stack, err = newLcoreStack(conf, port, l.q, i, n, rss, l.Queue); err != nil {
 			return nil, fmt.Errorf("lcore %d: %w", l.ID, err)
 		}
 		var h *Handoff

@@ -38,11 +38,8 @@ func RxQueues(ifname string) (int, error) {
 	}
 	defer unix.Close(fd)
 	ch := ethtoolChannels{cmd: unix.ETHTOOL_GCHANNELS}
-	var ifr ifreqData
-	copy(ifr.name[:unix.IFNAMSIZ-1], ifname)
-	ifr.data = unsafe.Pointer(&ch)
-	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr))); errno != 0 {
-		return 0, fmt.Errorf("queues of %s (ethtool channels): %w", ifname, errno)
+	if err := ethtoolIoctl(fd, ifname, unsafe.Pointer(&ch)); err != nil {
+		return 0, fmt.Errorf("queues of %s (ethtool channels): %w", ifname, err)
 	}
 	n := int(ch.rxCount + ch.combinedCount)
 	if n == 0 {

@@ -82,6 +82,7 @@ func InitWith(o Options) error {
 		return err
 	}
 	t := NewSockets(l.Stack.Gvisor(), stack.NICID)
+	t.SetConnectTCP(l.Stack.ConnectTCP)
 	lcore, lcoreT = l, t
 	SetDefault(t)
 	return nil
@@ -140,6 +141,7 @@ func InitLcores(o Options) ([]*Sockets, error) {
 	ts := make([]*Sockets, len(ls))
 	for i, l := range ls {
 		ts[i] = NewSockets(l.Stack.Gvisor(), stack.NICID)
+		ts[i].SetConnectTCP(l.Stack.ConnectTCP)
 	}
 	threadLcores, threadTables = ls, ts
 	SetDefault(ts[0])

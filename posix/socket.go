@@ -359,7 +359,12 @@ func (s *socket) connect(addr tcpip.FullAddress, deadline <-chan struct{}) error
 		s.wwait.register(s.wq, waiter.WritableEvents|waiter.EventHUp|waiter.EventErr)
 		defer s.wq.EventUnregister(&s.wwait.entry)
 	}
-	err := s.ep.Connect(addr)
+	var err tcpip.Error
+	if s.t.connectTCP != nil {
+		err = s.t.connectTCP(s.ep, addr)
+	} else {
+		err = s.ep.Connect(addr)
+	}
 	for {
 		switch err.(type) {
 		case nil:

@@ -45,6 +45,10 @@ type Sockets struct {
 	// the goroutine that first called EnterLoop (0 before that).
 	inLoop atomic.Bool
 	loopG  atomic.Uint64
+
+	// connectTCP starts an unbound TCP socket's connection (see
+	// SetConnectTCP); nil means the endpoint's own Connect.
+	connectTCP func(tcpip.Endpoint, tcpip.FullAddress) tcpip.Error
 }
 
 // file is one entry of the table: a socket or an epoll instance, with the
@@ -71,6 +75,14 @@ func NewSockets(s *stack.Stack, nicID tcpip.NICID) *Sockets {
 		lowFree: firstFD,
 		done:    make(chan struct{}),
 	}
+}
+
+// SetConnectTCP makes connect(2) on TCP sockets start the connection with
+// f instead of the endpoint's Connect: the lcore's stack uses it to choose
+// a local port whose replies the NIC brings back to the lcore's queue
+// (stack.Stack.ConnectTCP). Call it before the table is used.
+func (t *Sockets) SetConnectTCP(f func(tcpip.Endpoint, tcpip.FullAddress) tcpip.Error) {
+	t.connectTCP = f
 }
 
 // Stack returns the gVisor stack the sockets live on.

@@ -27,6 +27,8 @@ func (st *Stack) Counters() []Counter {
 		{"link.tx_frames", ls.TxFrames},
 		{"link.tx_dropped", ls.TxDropped},
 		{"link.acks_elided", ls.AcksElided},
+		{"connect.rss_picked", st.active.steered.Value()},
+		{"connect.rss_fallback", st.active.fallback.Value()},
 	}
 	s := st.s.Stats()
 	return walkStats(reflect.ValueOf(s), "", out)

@@ -53,6 +53,11 @@ type Config struct {
 	// stack's active connections (one range per lcore, so that a reply's
 	// port names the lcore that owns the connection).
 	PortLo, PortHi uint16
+
+	// PickPort, when set, chooses the local port of active TCP
+	// connections (ConnectTCP) within the ephemeral range, so that the
+	// NIC's hash brings the replies to this stack's queue.
+	PickPort PortPicker
 }
 
 // Stack is one gVisor stack over one NIC queue.
@@ -64,6 +69,8 @@ type Stack struct {
 	// Defaults that gVisor keeps per socket rather than per stack: the
 	// socket layer applies them to new sockets.
 	sockDefaults SocketDefaults
+
+	active activePorts // ConnectTCP's port choice
 }
 
 // SocketDefaults are per-socket options that the sysctls set for new sockets.

@@ -42,14 +42,21 @@ type pair struct {
 
 func newPair(t *testing.T) *pair {
 	t.Helper()
+	return newPairConfig(t, stack.Config{})
+}
+
+// newPairConfig is newPair with b's stack made from cb, whose name and
+// addresses it sets.
+func newPairConfig(t *testing.T, cb stack.Config) *pair {
+	t.Helper()
 	qa, qb := nictest.Pair(1500)
 	a, err := stack.New(qa, stack.Config{Name: "a",
 		Addr4: netip.MustParsePrefix("198.18.0.1/16"), Addr6: netip.MustParsePrefix("2001:2::1/64")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := stack.New(qb, stack.Config{Name: "b",
-		Addr4: netip.MustParsePrefix("198.18.0.2/16"), Addr6: netip.MustParsePrefix("2001:2::2/64")})
+	cb.Name, cb.Addr4, cb.Addr6 = "b", netip.MustParsePrefix("198.18.0.2/16"), netip.MustParsePrefix("2001:2::2/64")
+	b, err := stack.New(qb, cb)
 	if err != nil {
 		t.Fatal(err)
 	}
