@@ -32,6 +32,10 @@ func startMulti(t *testing.T, r *rig.Rig, mode string) (*rigtest.Proc, string) {
 			t.Fatalf("second lcore: %v\n%s", err, p.Output())
 		}
 	}
+	// veth exposes no RSS key: active connections steer by port.
+	if want := "steering: " + r.StackIf + ": port-encoded"; !strings.Contains(p.Output(), want) {
+		t.Errorf("start-up does not say %q:\n%s", want, p.Output())
+	}
 	return p, conf
 }
 

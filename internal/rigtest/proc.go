@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,8 +27,8 @@ var (
 // Build compiles the main package pkg (e.g. "./examples/helloworld",
 // relative to the module root) once per test binary and returns the path
 // of the executable. Executables go to one directory under the system's
-// temporary directory, replaced atomically, so that parallel test binaries
-// share it and nothing piles up.
+// temporary directory per checkout, replaced atomically, so that parallel
+// test binaries share it and nothing piles up.
 func Build(t testing.TB, pkg string) string {
 	t.Helper()
 	buildMu.Lock()
@@ -39,7 +40,9 @@ func Build(t testing.TB, pkg string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(os.TempDir(), "xstack-bin")
+	// One directory per module root, so that two checkouts' tests never
+	// run each other's executables.
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("xstack-bin-%08x", crc32.ChecksumIEEE([]byte(root))))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
