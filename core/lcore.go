@@ -312,6 +312,7 @@ func newLcoreStack(conf *Config, port *PortConfig, q nic.Queue, idx, n int, rss 
 			return nil, &ConfigError{File: conf.File, Line: sc.Line, Key: sc.Name, Msg: err.Error()}
 		}
 	}
+	leakCheckStackOpened(st)
 	return st, nil
 }
 
@@ -347,11 +348,19 @@ func (l *Lcore) Counters() []stack.Counter {
 		{Name: "nic.kernel.tx_invalid_descs", Value: ns.TxInvalidDescs},
 		{Name: "nic.kernel.rx_ring_full", Value: ns.RxRingFull},
 		{Name: "nic.kernel.rx_fill_ring_empty", Value: ns.RxFillRingEmpty},
+		{Name: "umem.frames", Value: ns.UMEMFrames},
+		{Name: "umem.rx_user", Value: ns.UMEMRxUser},
+		{Name: "umem.rx_kernel", Value: ns.UMEMRxKernel},
+		{Name: "umem.tx_free", Value: ns.UMEMTxFree},
+		{Name: "umem.tx_kernel", Value: ns.UMEMTxKernel},
 		{Name: "loop.passes", Value: ls.Passes},
 		{Name: "loop.idle_passes", Value: ls.IdlePasses},
 		{Name: "loop.rx_frames", Value: ls.RxFrames},
 		{Name: "loop.tx_frames", Value: ls.TxFrames},
 		{Name: "loop.sleeps", Value: ls.Sleeps},
+		// The process's goroutines (gVisor's, the control plane's, the
+		// application's): a leak shows as a count that keeps growing.
+		{Name: "go.goroutines", Value: uint64(runtime.NumGoroutine())},
 	}
 	if l.handoff != nil {
 		hs := l.handoff.Stats()
@@ -443,6 +452,9 @@ func (l *Lcore) Close() {
 		}
 		if l.xdp != nil && l.ownsXDP {
 			l.xdp.Close()
+		}
+		if l.Stack != nil {
+			leakCheckStackClosed(l.Stack) // after its Close: see LeakCheckEnv
 		}
 	})
 }

@@ -118,4 +118,14 @@ type Stats struct {
 	RxRingFull       uint64 // frames dropped because the RX ring was full
 	RxFillRingEmpty  uint64 // times the kernel found the fill ring empty
 	TxRingEmptyDescs uint64 // times the kernel found the TX ring empty
+
+	// UMEM accounting, a snapshot rather than totals: where the queue's
+	// frames are. UMEMRxUser+UMEMRxKernel+UMEMTxFree+UMEMTxKernel ==
+	// UMEMFrames always; at rest UMEMTxKernel is 0 (every sent frame has
+	// come back through the completion ring). Zero for in-memory queues.
+	UMEMFrames   uint64 // frames in the UMEM
+	UMEMRxUser   uint64 // RX-side frames in user space: free, or lent to the caller by the last Rx
+	UMEMRxKernel uint64 // RX-side frames the kernel holds: fill ring, driver, RX ring
+	UMEMTxFree   uint64 // TX-side frames free in user space
+	UMEMTxKernel uint64 // TX-side frames in the TX ring, the driver or the completion ring
 }

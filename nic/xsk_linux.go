@@ -110,6 +110,17 @@ type XSKQueue struct {
 	comp   consumerRing[uint64]
 	txFree frameStack // +checklocks:txMu
 
+	// UMEM accounting (Stats). Each side's frames are either in user
+	// space (rxFree and held; txFree) or with the kernel, and the indexes
+	// this side owns count the latter exactly: a frame goes to the kernel
+	// when it is submitted on the fill (TX) ring and comes back when it is
+	// consumed from the RX (completion) ring, so fill.cachedProd -
+	// rx.cachedCons (tx.cachedProd - comp.cachedCons) is the number the
+	// kernel holds, wherever it keeps them. rxBase and txBase are those
+	// differences at Open (0 for a new socket).
+	rxSideFrames, txSideFrames int
+	rxBase, txBase             uint32
+
 	// fdMu is held for reading by Wait and Stats while they use fd, and
 	// for writing by Close while it closes it.
 	fdMu    sync.RWMutex
@@ -270,6 +281,7 @@ func openXSK(ifi *net.Interface, cfg QueueConfig, modeFlag uint16) (_ *XSKQueue,
 
 	// Split the UMEM: RX side first, TX side after.
 	rxFrames := cfg.Frames / 2
+	q.rxSideFrames, q.txSideFrames = rxFrames, cfg.Frames-rxFrames
 	q.rxFree = newFrameStack(rxFrames)
 	for i := rxFrames - 1; i >= 0; i-- {
 		q.rxFree.push(uint64(i) * q.frameSize)
@@ -334,6 +346,8 @@ func (q *XSKQueue) mapRings(off unix.XDPMmapOffsets, cfg QueueConfig) error {
 	q.comp.cachedProd, q.comp.cachedCons = *q.comp.producer, *q.comp.consumer
 	q.rx.cachedProd, q.rx.cachedCons = *q.rx.producer, *q.rx.consumer
 	q.tx.cachedProd, q.tx.cachedCons = *q.tx.producer, *q.tx.consumer
+	q.rxBase = q.fill.cachedProd - q.rx.cachedCons
+	q.txBase = q.tx.cachedProd - q.comp.cachedCons
 	return nil
 }
 
@@ -416,6 +430,14 @@ func (q *XSKQueue) Rx(frames [][]byte) (int, error) {
 	q.rx.release(n)
 
 	if n == 0 {
+		// An idle pass also settles the TX side, which only Tx looks at
+		// otherwise: without it a queue that stops sending would leave
+		// its last frames in the completion ring, and frames whose kick
+		// found the kernel busy in the TX ring, until the next Tx.
+		if q.txMu.TryLock() {
+			q.settleTxLocked()
+			q.txMu.Unlock()
+		}
 		// Documentation/networking/af_xdp.rst: when the fill ring has
 		// the need_wakeup flag, the driver waits for a syscall before
 		// it takes new buffers (and so before it receives).
@@ -526,6 +548,20 @@ func (q *XSKQueue) Tx(frames [][]byte) (int, error) {
 	return int(n), nil
 }
 
+// settleTxLocked reaps completions and kicks frames left in the TX ring,
+// when any frame is out with the kernel. The caller holds txMu.
+func (q *XSKQueue) settleTxLocked() {
+	if q.tx.cachedProd-q.comp.cachedCons == q.txBase {
+		return // every TX frame is back
+	}
+	q.reapLocked()
+	if q.tx.pending() > 0 && q.tx.needWakeup() {
+		q.c.txWakeups.Add(1)
+		// An error here is the next Tx's to report.
+		_ = q.wakeupLocked(unix.SYS_SENDTO)
+	}
+}
+
 // reapLocked moves completed TX frames back to the free stack.
 func (q *XSKQueue) reapLocked() {
 	pos, n := q.comp.peek(q.comp.size())
@@ -566,7 +602,23 @@ func (q *XSKQueue) Stats() Stats {
 	k := q.kernelLast
 	q.statsMu.Unlock()
 	q.fdMu.RUnlock()
+
+	// Only user-owned state is read (no shared ring memory), so this is
+	// also right after Close, when the rings are unmapped.
+	q.rxMu.Lock()
+	rxUser := q.rxFree.len() + len(q.held)
+	rxKernel := q.fill.cachedProd - q.rx.cachedCons - q.rxBase
+	q.rxMu.Unlock()
+	q.txMu.Lock()
+	txFree := q.txFree.len()
+	txKernel := q.tx.cachedProd - q.comp.cachedCons - q.txBase
+	q.txMu.Unlock()
 	return Stats{
+		UMEMFrames:       uint64(q.rxSideFrames + q.txSideFrames),
+		UMEMRxUser:       uint64(rxUser),
+		UMEMRxKernel:     uint64(rxKernel),
+		UMEMTxFree:       uint64(txFree),
+		UMEMTxKernel:     uint64(txKernel),
 		RxFrames:         q.c.rxFrames.Load(),
 		RxBytes:          q.c.rxBytes.Load(),
 		TxFrames:         q.c.txFrames.Load(),

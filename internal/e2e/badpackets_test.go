@@ -288,7 +288,7 @@ func arpTruncated(r *rig.Rig) []byte {
 func moved(before, after map[string]uint64) string {
 	var lines []string
 	for k, v := range after {
-		if v != before[k] && !strings.HasPrefix(k, "nic.") && !strings.HasPrefix(k, "loop.") {
+		if v != before[k] && !strings.HasPrefix(k, "nic.") && !strings.HasPrefix(k, "loop.") && !strings.HasPrefix(k, "umem.") {
 			lines = append(lines, k+" +"+itoa(v-before[k]))
 		}
 	}
