@@ -24,6 +24,7 @@ func (st *Stack) Counters() []Counter {
 		{"link.rx_malformed", ls.RxMalformed},
 		{"link.rx_not_for_us", ls.RxNotForUs},
 		{"link.rx_unknown_ethertype", ls.RxUnknown},
+		{"link.rx_syn_fin", ls.RxSynFin},
 		{"link.tx_frames", ls.TxFrames},
 		{"link.tx_dropped", ls.TxDropped},
 		{"link.acks_elided", ls.AcksElided},

@@ -18,6 +18,7 @@ type LinkStats struct {
 	RxMalformed uint64 // frames too short for an Ethernet header
 	RxNotForUs  uint64 // unicast frames for another MAC address
 	RxUnknown   uint64 // frames of an EtherType the stack does not speak
+	RxSynFin    uint64 // TCP segments with both SYN and FIN, dropped
 	TxFrames    uint64 // frames written to the queue
 	TxDropped   uint64 // frames the queue did not accept, or too large
 	AcksElided  uint64 // pure ACKs superseded in the same batch and not sent
@@ -44,8 +45,8 @@ type endpoint struct {
 	elide  ackElider
 	pcap   pcapTap // capture of RX and TX frames; see pcap.go
 
-	rxFrames, rxMalformed, rxNotForUs, rxUnknown atomic.Uint64
-	txFrames, txDropped, acksElided              atomic.Uint64
+	rxFrames, rxMalformed, rxNotForUs, rxUnknown, rxSynFin atomic.Uint64
+	txFrames, txDropped, acksElided                        atomic.Uint64
 }
 
 var _ gvstack.LinkEndpoint = (*endpoint)(nil)
@@ -87,6 +88,10 @@ func (e *endpoint) deliver(frame []byte) {
 		e.rxUnknown.Add(1)
 		return
 	}
+	if synFin(frame[header.EthernetMinimumSize:], proto) {
+		e.rxSynFin.Add(1)
+		return
+	}
 	pkt := gvstack.NewPacketBuffer(gvstack.PacketBufferOptions{
 		Payload: buffer.MakeWithData(frame),
 	})
@@ -102,6 +107,36 @@ func (e *endpoint) deliver(frame []byte) {
 	e.rxFrames.Add(1)
 	e.dispatcher.DeliverNetworkPacket(proto, pkt)
 	pkt.DecRef()
+}
+
+// synFin reports whether p, an IPv4 or IPv6 packet, is an unfragmented TCP
+// segment (no IPv6 extension header) with both SYN and FIN set. No TCP
+// state accepts such a segment as sent: Linux discards it in LISTEN and
+// FreeBSD has net.inet.tcp.drop_synfin, where gVisor would answer it as a
+// SYN. It reads at most the TCP flags and does not allocate.
+func synFin(p []byte, proto tcpip.NetworkProtocolNumber) bool {
+	var l4 []byte
+	switch proto {
+	case header.IPv4ProtocolNumber:
+		if len(p) < header.IPv4MinimumSize || p[9] != uint8(header.TCPProtocolNumber) ||
+			p[6]&0x1f != 0 || p[7] != 0 { // a fragment offset: no TCP header here
+			return false
+		}
+		ihl := int(p[0]&0xf) * 4
+		if ihl < header.IPv4MinimumSize || ihl > len(p) {
+			return false
+		}
+		l4 = p[ihl:]
+	case header.IPv6ProtocolNumber:
+		if len(p) < header.IPv6MinimumSize || p[6] != uint8(header.TCPProtocolNumber) {
+			return false
+		}
+		l4 = p[header.IPv6MinimumSize:]
+	default:
+		return false
+	}
+	const synFinFlags = uint8(header.TCPFlagSyn | header.TCPFlagFin)
+	return len(l4) > 13 && l4[13]&synFinFlags == synFinFlags
 }
 
 // WritePackets implements gvstack.LinkEndpoint. Packets are copied into the
@@ -180,6 +215,7 @@ func (e *endpoint) stats() LinkStats {
 		RxMalformed: e.rxMalformed.Load(),
 		RxNotForUs:  e.rxNotForUs.Load(),
 		RxUnknown:   e.rxUnknown.Load(),
+		RxSynFin:    e.rxSynFin.Load(),
 		TxFrames:    e.txFrames.Load(),
 		TxDropped:   e.txDropped.Load(),
 		AcksElided:  e.acksElided.Load(),

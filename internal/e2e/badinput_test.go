@@ -346,9 +346,9 @@ func TestBadInput(t *testing.T) {
 		{"syn option past the header", func(i int) [][]byte { return syn4(i, header.TCPFlagSyn, []byte{8, 40, 0, 0}) }, synAnswered},
 		{"syn mss length 3", func(i int) [][]byte { return syn4(i, header.TCPFlagSyn, []byte{2, 3, 5, 0}) }, synAnswered},
 		{"ipv6 syn sack block of 5 bytes", func(i int) [][]byte { return syn6(i, []byte{5, 7, 0, 0, 0, 1, 0, 0}) }, synAnswered},
-		// Linux discards SYN+FIN in LISTEN (tcp_rcv_state_process);
-		// gVisor answers it as a SYN.
-		{"syn+fin", func(i int) [][]byte { return syn4(i, header.TCPFlagSyn|header.TCPFlagFin, nil) }, synAnswered},
+		// The link endpoint drops SYN+FIN, as Linux does in LISTEN.
+		{"syn+fin", func(i int) [][]byte { return syn4(i, header.TCPFlagSyn|header.TCPFlagFin, nil) },
+			map[string]uint64{"link.rx_syn_fin": rounds, "tcp.valid_segments_received": 0, "tcp.segments_sent": 0}},
 		{"icmp frag needed quoting an unknown connection", func(i int) [][]byte {
 			return one(f.ipv4(header.ICMPv4ProtocolNumber, nil, icmp4(3, 4, 576, quote4(header.TCPProtocolNumber, ack4(i))[:28]), nil))
 		}, map[string]uint64{"icmp.v4.packets_received.dst_unreachable": rounds}},
