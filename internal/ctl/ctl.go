@@ -61,8 +61,9 @@ var ErrTooLarge = errors.New("message too large")
 
 // ReadLine reads one newline-terminated message of at most limit bytes
 // (newline included) and returns it without the newline. It returns io.EOF
-// at a clean end of stream, and ErrTooLarge, having consumed limit bytes,
-// for a longer line.
+// at a clean end of stream, and ErrTooLarge for a longer line, having
+// consumed more than limit bytes of it (at most limit plus br's buffer
+// size).
 func ReadLine(br *bufio.Reader, limit int) ([]byte, error) {
 	var line []byte
 	for {

@@ -2,8 +2,11 @@ package ctl
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -91,8 +94,11 @@ func TestExpandFlags(t *testing.T) {
 	}
 }
 
-// FuzzParseRequest checks that no input makes the parser panic, and that
-// what it accepts is a well-formed request.
+// FuzzParseRequest checks that no input makes the parser panic, that what
+// it accepts is a well-formed request (version, an op of lower-case letters
+// and dots, args absent, null or an object), and that an accepted request
+// survives a round trip: encoded as the client encodes it and parsed again,
+// it is the same request.
 func FuzzParseRequest(f *testing.F) {
 	for _, s := range []string{
 		`{"v":1,"op":"info"}`,
@@ -111,8 +117,27 @@ func FuzzParseRequest(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if r.V != Version || r.Op == "" {
+		if r.V != Version || r.Op == "" || len(r.Op) > 64 || strings.Trim(r.Op, "abcdefghijklmnopqrstuvwxyz.") != "" {
 			t.Fatalf("accepted %q as %+v", b, r)
+		}
+		if len(r.Args) > 0 && string(r.Args) != "null" && (!json.Valid(r.Args) || bytes.TrimSpace(r.Args)[0] != '{') {
+			t.Fatalf("accepted %q with args %q", b, r.Args)
+		}
+		line, err := json.Marshal(r)
+		if err != nil {
+			t.Fatalf("encode %+v: %v", r, err)
+		}
+		r2, err := ParseRequest(line)
+		if err != nil {
+			t.Fatalf("accepted %q, but not its encoding %q: %v", b, line, err)
+		}
+		// The encoder may escape differently (HTML characters): compare
+		// the args as values.
+		var a1, a2 any
+		json.Unmarshal(r.Args, &a1)
+		json.Unmarshal(r2.Args, &a2)
+		if r2.V != r.V || r2.Op != r.Op || !reflect.DeepEqual(a1, a2) {
+			t.Fatalf("round trip of %q: %+v, then %+v", b, r, r2)
 		}
 		var a SysctlValue
 		_ = DecodeArgs(r.Args, &a)
