@@ -41,6 +41,12 @@ import (
 //	tx_flush_us     100            µs after which a partial TX batch is flushed, 0..1000000
 //	mode            process        process|thread: a process per lcore, or a pinned thread
 //	                               per lcore in one process
+//	shutdown        fin            fin|rst: on SIGTERM or SIGINT, close connections with FIN
+//	                               (after the data queued) and wait for the peers to close,
+//	                               or reset them at once with RST
+//	shutdown_timeout_ms
+//	                2000           ms a fin shutdown waits for the peers, 0..60000; the
+//	                               connections still open then are reset
 //	[portN]                        one per NIC; N = 0..63, numbered from 0 without gaps
 //	ifname          (required)     interface name
 //	netns           (unset)        network namespace (`ip netns`) of the interface
@@ -78,6 +84,8 @@ import (
 //	net.inet.tcp.keepidle          keepalive idle time in s, 1..32767
 //	net.inet.tcp.keepintvl         keepalive probe interval in s, 1..32767
 //	net.inet.tcp.keepcnt           keepalive probes, 1..127
+//	net.inet.tcp.always_keepalive  0|1 SO_KEEPALIVE on every TCP socket
+//	net.inet.tcp.user_timeout      TCP_USER_TIMEOUT of new TCP sockets in ms, 0 (none)..2147483647
 //	net.inet.tcp.syncookies        0|1|2 = off|auto|always
 //	net.inet.tcp.moderate_rcvbuf   0|1 receive buffer auto-tuning
 //	net.inet.tcp.timestamps        0|1 timestamps (RFC 7323)
@@ -99,6 +107,9 @@ type Config struct {
 	IdleSleep time.Duration // idle_sleep
 	TxFlush   time.Duration // tx_flush_us
 	Mode      RunMode       // mode
+
+	Shutdown        ShutdownMode  // shutdown
+	ShutdownTimeout time.Duration // shutdown_timeout_ms
 
 	// Ports holds [port0], [port1], ... in order: Ports[i].Index == i.
 	// There is at least one.
@@ -173,6 +184,19 @@ type RunMode string
 const (
 	ModeProcess RunMode = "process" // one process per lcore (F-Stack's model)
 	ModeThread  RunMode = "thread"  // all lcores in one process, a pinned thread each
+)
+
+// ShutdownMode is how the lcores end their connections when the process is
+// asked to stop (the shutdown key); see Shutdown.
+type ShutdownMode string
+
+const (
+	// ShutdownFIN closes every connection as close(2) does (FIN after the
+	// data queued; RST if data the application never read is pending)
+	// and waits up to ShutdownTimeout for the peers to close theirs.
+	ShutdownFIN ShutdownMode = "fin"
+	// ShutdownRST resets every connection at once.
+	ShutdownRST ShutdownMode = "rst"
 )
 
 // XDPMode is how the XDP program is attached (the xdp_mode key).
@@ -388,6 +412,9 @@ func newDefaultConfig(name string) *Config {
 		BusyPoll:  true,
 		TxFlush:   100 * time.Microsecond,
 		Mode:      ModeProcess,
+
+		Shutdown:        ShutdownFIN,
+		ShutdownTimeout: 2 * time.Second,
 		Pcap: PcapConfig{
 			Snaplen:  96,
 			Savelen:  16 << 20,
@@ -540,6 +567,19 @@ var configXstackKeys = []configKey[Config]{
 			return nil
 		}
 		return fmt.Errorf("expected process or thread, got %q", v)
+	}},
+	{name: "shutdown", set: func(c *Config, v string) error {
+		switch m := ShutdownMode(v); m {
+		case ShutdownFIN, ShutdownRST:
+			c.Shutdown = m
+			return nil
+		}
+		return fmt.Errorf("expected fin or rst, got %q", v)
+	}},
+	{name: "shutdown_timeout_ms", set: func(c *Config, v string) error {
+		ms, err := configUint(v, 0, 60000, "milliseconds")
+		c.ShutdownTimeout = time.Duration(ms) * time.Millisecond
+		return err
 	}},
 }
 
@@ -1043,24 +1083,26 @@ var (
 	configSysctlBool  = configSysctl{words: []string{"0", "1"}, expect: "0 or 1"}
 	configSysctlSpace = configSysctl{lo: 4096, hi: 1 << 30, unit: "bytes"}
 	configSysctls     = map[string]configSysctl{
-		"net.inet.tcp.sack":            configSysctlBool,
-		"net.inet.tcp.cc":              {words: []string{"reno", "cubic"}, expect: "reno or cubic"},
-		"net.inet.tcp.sendspace":       configSysctlSpace,
-		"net.inet.tcp.recvspace":       configSysctlSpace,
-		"net.inet.tcp.delayed_ack":     configSysctlBool,
-		"net.inet.tcp.nodelay":         configSysctlBool,
-		"net.inet.tcp.msl":             {lo: 1, hi: 600000, unit: "milliseconds"},
-		"net.inet.tcp.keepidle":        {lo: 1, hi: 32767, unit: "seconds"}, // Linux MAX_TCP_KEEPIDLE
-		"net.inet.tcp.keepintvl":       {lo: 1, hi: 32767, unit: "seconds"}, // Linux MAX_TCP_KEEPINTVL
-		"net.inet.tcp.keepcnt":         {lo: 1, hi: 127, unit: "probes"},    // Linux MAX_TCP_KEEPCNT
-		"net.inet.tcp.syncookies":      {words: []string{"0", "1", "2"}, expect: "0 (off), 1 (auto) or 2 (always)"},
-		"net.inet.tcp.moderate_rcvbuf": configSysctlBool,
-		"net.inet.tcp.timestamps":      configSysctlBool,
-		"net.inet.tcp.mss_default":     {lo: 88, hi: 65495, unit: "bytes"}, // Linux TCP_MIN_MSS .. 65535-40
-		"net.inet.tcp.tw_reuse":        configSysctlBool,
-		"net.inet.ip.ttl":              {lo: 1, hi: 255, unit: "hops"},
-		"net.inet.ip.forwarding":       configSysctlBool,
-		"net.inet6.ip6.hlim":           {lo: 1, hi: 255, unit: "hops"},
+		"net.inet.tcp.sack":             configSysctlBool,
+		"net.inet.tcp.cc":               {words: []string{"reno", "cubic"}, expect: "reno or cubic"},
+		"net.inet.tcp.sendspace":        configSysctlSpace,
+		"net.inet.tcp.recvspace":        configSysctlSpace,
+		"net.inet.tcp.delayed_ack":      configSysctlBool,
+		"net.inet.tcp.nodelay":          configSysctlBool,
+		"net.inet.tcp.msl":              {lo: 1, hi: 600000, unit: "milliseconds"},
+		"net.inet.tcp.keepidle":         {lo: 1, hi: 32767, unit: "seconds"}, // Linux MAX_TCP_KEEPIDLE
+		"net.inet.tcp.keepintvl":        {lo: 1, hi: 32767, unit: "seconds"}, // Linux MAX_TCP_KEEPINTVL
+		"net.inet.tcp.keepcnt":          {lo: 1, hi: 127, unit: "probes"},    // Linux MAX_TCP_KEEPCNT
+		"net.inet.tcp.always_keepalive": configSysctlBool,
+		"net.inet.tcp.user_timeout":     {lo: 0, hi: 1<<31 - 1, unit: "milliseconds"}, // TCP_USER_TIMEOUT, 0 = none
+		"net.inet.tcp.syncookies":       {words: []string{"0", "1", "2"}, expect: "0 (off), 1 (auto) or 2 (always)"},
+		"net.inet.tcp.moderate_rcvbuf":  configSysctlBool,
+		"net.inet.tcp.timestamps":       configSysctlBool,
+		"net.inet.tcp.mss_default":      {lo: 88, hi: 65495, unit: "bytes"}, // Linux TCP_MIN_MSS .. 65535-40
+		"net.inet.tcp.tw_reuse":         configSysctlBool,
+		"net.inet.ip.ttl":               {lo: 1, hi: 255, unit: "hops"},
+		"net.inet.ip.forwarding":        configSysctlBool,
+		"net.inet6.ip6.hlim":            {lo: 1, hi: 255, unit: "hops"},
 	}
 )
 

@@ -94,6 +94,9 @@ func TestConfigDefaults(t *testing.T) {
 		IdleSleep: 0,
 		TxFlush:   100 * time.Microsecond,
 		Mode:      ModeProcess,
+
+		Shutdown:        ShutdownFIN,
+		ShutdownTimeout: 2 * time.Second,
 		Ports: []PortConfig{{
 			Index:        0,
 			Line:         1,
@@ -128,6 +131,8 @@ busy_poll=0
 idle_sleep=50
 tx_flush_us=0
 mode=thread
+shutdown=rst
+shutdown_timeout_ms=0
 [port1]
 ifname=xs1
 addr6=2001:2::11/64
@@ -160,7 +165,8 @@ net.inet.tcp.cc=reno
 net.inet.tcp.syncookies=2
 net.inet.ip.ttl=255
 `)
-	if c.LcoreMask != 6 || c.BusyPoll || c.IdleSleep != 50*time.Microsecond || c.TxFlush != 0 || c.Mode != ModeThread {
+	if c.LcoreMask != 6 || c.BusyPoll || c.IdleSleep != 50*time.Microsecond || c.TxFlush != 0 || c.Mode != ModeThread ||
+		c.Shutdown != ShutdownRST || c.ShutdownTimeout != 0 {
 		t.Errorf("[xstack]: got %+v", c)
 	}
 	if len(c.Ports) != 2 || c.Ports[0].Index != 0 || c.Ports[1].Index != 1 {
@@ -181,9 +187,9 @@ net.inet.ip.ttl=255
 		t.Errorf("[pcap]: got %+v, want %+v", c.Pcap, want)
 	}
 	wantSys := []Sysctl{
-		{Name: "net.inet.tcp.cc", Value: "reno", Line: 36},
-		{Name: "net.inet.tcp.syncookies", Value: "2", Line: 37},
-		{Name: "net.inet.ip.ttl", Value: "255", Line: 38},
+		{Name: "net.inet.tcp.cc", Value: "reno", Line: 38},
+		{Name: "net.inet.tcp.syncookies", Value: "2", Line: 39},
+		{Name: "net.inet.ip.ttl", Value: "255", Line: 40},
 	}
 	if !slices.Equal(c.Sysctls, wantSys) {
 		t.Errorf("[sysctl]: got %+v, want %+v", c.Sysctls, wantSys)
@@ -259,6 +265,10 @@ func TestParseConfigErrors(t *testing.T) {
 		{"idle_sleep negative", "[xstack]\nidle_sleep=-1\n" + port0, "test.ini:2: idle_sleep: ", "expected microseconds 0..1000000"},
 		{"tx_flush_us plus", "[xstack]\ntx_flush_us=+1\n" + port0, "test.ini:2: tx_flush_us: ", "expected microseconds"},
 		{"mode", "[xstack]\nmode=primary\n" + port0, "test.ini:2: mode: ", `expected process or thread, got "primary"`},
+		{"shutdown", "[xstack]\nshutdown=linger\n" + port0, "test.ini:2: shutdown: ", `expected fin or rst, got "linger"`},
+		{"shutdown empty", "[xstack]\nshutdown=\n" + port0, "test.ini:2: shutdown: ", `expected fin or rst, got ""`},
+		{"shutdown_timeout_ms too long", "[xstack]\nshutdown_timeout_ms=60001\n" + port0, "test.ini:2: shutdown_timeout_ms: ", `expected milliseconds 0..60000, got "60001"`},
+		{"shutdown_timeout_ms unit", "[xstack]\nshutdown_timeout_ms=2s\n" + port0, "test.ini:2: shutdown_timeout_ms: ", "expected milliseconds 0..60000"},
 
 		// [portN] values.
 		{"ifname too long", "[port0]\nifname=abcdefghijklmnop\n", "test.ini:2: ifname: ", "at most 15 characters"},
@@ -366,8 +376,8 @@ func TestLoadConfigMissingFile(t *testing.T) {
 
 func TestConfigSysctlNames(t *testing.T) {
 	names := SysctlNames()
-	if len(names) != 18 || !slices.IsSorted(names) {
-		t.Errorf("SysctlNames() = %v, want 18 sorted names", names)
+	if len(names) != 20 || !slices.IsSorted(names) {
+		t.Errorf("SysctlNames() = %v, want 20 sorted names", names)
 	}
 	if names[0] != "net.inet.ip.forwarding" {
 		t.Errorf("first name %q, want net.inet.ip.forwarding", names[0])
@@ -401,6 +411,11 @@ func TestConfigValidateSysctl(t *testing.T) {
 		{"net.inet.tcp.keepintvl", "75", true},
 		{"net.inet.tcp.keepcnt", "9", true},
 		{"net.inet.tcp.keepcnt", "128", false},
+		{"net.inet.tcp.always_keepalive", "1", true},
+		{"net.inet.tcp.always_keepalive", "2", false},
+		{"net.inet.tcp.user_timeout", "0", true},
+		{"net.inet.tcp.user_timeout", "30000", true},
+		{"net.inet.tcp.user_timeout", "-1", false},
 		{"net.inet.tcp.syncookies", "0", true},
 		{"net.inet.tcp.syncookies", "2", true},
 		{"net.inet.tcp.syncookies", "3", false},

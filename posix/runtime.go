@@ -7,7 +7,6 @@ import (
 	"log"
 	"os"
 	"sync"
-	"time"
 
 	"github.com/xstack/xstack/core"
 	"github.com/xstack/xstack/stack"
@@ -83,6 +82,7 @@ func InitWith(o Options) error {
 	}
 	t := NewSockets(l.Stack.Gvisor(), stack.NICID)
 	t.SetConnectTCP(l.Stack.ConnectTCP)
+	t.SetSocketDefaults(l.Stack.SocketDefaults)
 	lcore, lcoreT = l, t
 	SetDefault(t)
 	return nil
@@ -142,6 +142,7 @@ func InitLcores(o Options) ([]*Sockets, error) {
 	for i, l := range ls {
 		ts[i] = NewSockets(l.Stack.Gvisor(), stack.NICID)
 		ts[i].SetConnectTCP(l.Stack.ConnectTCP)
+		ts[i].SetSocketDefaults(l.Stack.SocketDefaults)
 	}
 	threadLcores, threadTables = ls, ts
 	SetDefault(ts[0])
@@ -247,22 +248,36 @@ func Run(loop func() error) error {
 	return err
 }
 
+// tornDown is set by the first Teardown of started lcores. +checklocks:runMu
+var tornDown bool
+
 // Teardown closes the sockets, the stacks and the NIC queues of the lcores
-// started by Init, InitWith or InitLcores. Run and RunLcores call it when
-// the loops end; it is idempotent.
+// started by Init, InitWith or InitLcores, ending the connections as
+// [xstack] shutdown says (core.Shutdown: FIN and a bounded wait for the
+// peers, or RST). Run and RunLcores call it when the loops end; it is
+// idempotent.
 func Teardown() {
 	runMu.Lock()
 	l, t := lcore, lcoreT
 	ls, ts := threadLcores, threadTables
+	done := tornDown || l == nil && ls == nil
+	if !done {
+		tornDown = true
+	}
 	runMu.Unlock()
+	if done {
+		return
+	}
 	if l != nil {
-		t.Close()
-		l.Drain(100 * time.Millisecond)
+		core.Shutdown([]*core.Lcore{l}, t.Close)
 		l.Close()
 	}
-	for i, l := range ls {
-		ts[i].Close()
-		l.Drain(100 * time.Millisecond)
+	if len(ls) > 0 {
+		core.Shutdown(ls, func() {
+			for _, t := range ts {
+				t.Close()
+			}
+		})
 	}
 	// Lcore 0 owns the XDP program: close it last.
 	for i := len(ls) - 1; i >= 0; i-- {

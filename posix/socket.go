@@ -115,6 +115,7 @@ func (t *Sockets) Socket(domain, typ, proto int) (int, error) {
 		return -1, errnoOf(err)
 	}
 	s := t.newSocket(domain, typ, proto, ep, wq)
+	s.applyDefaults()
 	s.f.nonblock.Store(flags&unix.SOCK_NONBLOCK != 0)
 	s.f.cloexec.Store(flags&unix.SOCK_CLOEXEC != 0)
 	fd, errno := t.install(s.f)
@@ -273,11 +274,17 @@ func (t *Sockets) accept4(s *socket, flags int, deadline <-chan struct{}, extraR
 	if s.stype != unix.SOCK_STREAM {
 		return -1, nil, peer, unix.EOPNOTSUPP
 	}
+	// Like Linux, find a free descriptor before taking the connection off
+	// the queue: with the table full the connection stays queued.
+	if errno := t.hasFreeFD(); errno != 0 {
+		return -1, nil, peer, errno
+	}
 	nep, nwq, errno := s.accept(&peer, deadline)
 	if errno != 0 {
 		return -1, nil, peer, errno
 	}
 	ns := t.newSocket(s.family, s.stype, s.proto, nep, nwq)
+	ns.inheritKeepalive(s)
 	ns.armKeepalive()
 	ns.f.nonblock.Store(flags&unix.SOCK_NONBLOCK != 0)
 	ns.f.cloexec.Store(flags&unix.SOCK_CLOEXEC != 0)

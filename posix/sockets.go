@@ -8,6 +8,8 @@ import (
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	xstack "github.com/xstack/xstack/stack"
 )
 
 const (
@@ -36,6 +38,9 @@ type Sockets struct {
 	lowFree int
 	// +checklocks:mu
 	closed bool
+	// maxFD bounds fds (SetMaxFDs); 0 means maxFDs.
+	// +checklocks:mu
+	maxFD int
 
 	// done is closed by Close and wakes every blocked call.
 	done      chan struct{}
@@ -49,6 +54,9 @@ type Sockets struct {
 	// connectTCP starts an unbound TCP socket's connection (see
 	// SetConnectTCP); nil means the endpoint's own Connect.
 	connectTCP func(tcpip.Endpoint, tcpip.FullAddress) tcpip.Error
+	// defaults returns the sysctls' per-socket defaults for new TCP
+	// sockets (SetSocketDefaults); nil means none.
+	defaults func() xstack.SocketDefaults
 }
 
 // file is one entry of the table: a socket or an epoll instance, with the
@@ -162,7 +170,7 @@ func (t *Sockets) install(f *file) (int, unix.Errno) {
 	for fd < len(t.files) && t.files[fd] != nil {
 		fd++
 	}
-	if fd >= maxFDs {
+	if fd >= t.limitLocked() {
 		return -1, unix.EMFILE
 	}
 	for fd >= len(t.files) {

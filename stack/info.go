@@ -480,17 +480,21 @@ func (st *Stack) sysctl(name string) (string, error) {
 		defer st.ep.txMu.Unlock()
 		return b(!st.ep.elide.disabled), nil
 	case "net.inet.tcp.nodelay":
-		return b(st.sockDefaults.NoDelay), nil
+		return b(st.SocketDefaults().NoDelay), nil
 	case "net.inet.tcp.msl":
 		var o tcpip.TCPTimeWaitTimeoutOption
 		err := getTCP(&o)
 		return itoa(int(time.Duration(o) / 2 / time.Millisecond)), err
 	case "net.inet.tcp.keepidle":
-		return itoa(orDefault(st.sockDefaults.KeepIdle, int(tcp.DefaultKeepaliveIdle/time.Second))), nil
+		return itoa(orDefault(st.SocketDefaults().KeepIdle, int(tcp.DefaultKeepaliveIdle/time.Second))), nil
 	case "net.inet.tcp.keepintvl":
-		return itoa(orDefault(st.sockDefaults.KeepIntvl, int(tcp.DefaultKeepaliveInterval/time.Second))), nil
+		return itoa(orDefault(st.SocketDefaults().KeepIntvl, int(tcp.DefaultKeepaliveInterval/time.Second))), nil
 	case "net.inet.tcp.keepcnt":
-		return itoa(orDefault(st.sockDefaults.KeepCnt, tcp.DefaultKeepaliveCount)), nil
+		return itoa(orDefault(st.SocketDefaults().KeepCnt, tcp.DefaultKeepaliveCount)), nil
+	case "net.inet.tcp.always_keepalive":
+		return b(st.SocketDefaults().AlwaysKeepalive), nil
+	case "net.inet.tcp.user_timeout":
+		return itoa(int(st.SocketDefaults().UserTimeout / time.Millisecond)), nil
 	case "net.inet.tcp.syncookies":
 		var o tcpip.TCPAlwaysUseSynCookies
 		err := getTCP(&o)

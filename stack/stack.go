@@ -17,6 +17,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
@@ -67,8 +69,9 @@ type Stack struct {
 	cfg Config
 
 	// Defaults that gVisor keeps per socket rather than per stack: the
-	// socket layer applies them to new sockets.
-	sockDefaults SocketDefaults
+	// socket layer applies them to new sockets, from any goroutine.
+	sockMu       sync.Mutex
+	sockDefaults SocketDefaults // +checklocks:sockMu
 
 	active activePorts // ConnectTCP's port choice
 }
@@ -79,6 +82,11 @@ type SocketDefaults struct {
 	KeepIdle  int // seconds, 0 = gVisor's default
 	KeepIntvl int // seconds
 	KeepCnt   int
+	// AlwaysKeepalive turns SO_KEEPALIVE on for every TCP socket
+	// (FreeBSD's net.inet.tcp.always_keepalive).
+	AlwaysKeepalive bool
+	// UserTimeout is TCP_USER_TIMEOUT for new TCP sockets, 0 = none.
+	UserTimeout time.Duration
 }
 
 // New builds a stack on q. The stack does not start any goroutine of its
@@ -202,7 +210,11 @@ func subnet(p netip.Prefix) tcpip.Subnet {
 func (st *Stack) Gvisor() *gvstack.Stack { return st.s }
 
 // SocketDefaults returns the per-socket defaults set by sysctls.
-func (st *Stack) SocketDefaults() SocketDefaults { return st.sockDefaults }
+func (st *Stack) SocketDefaults() SocketDefaults {
+	st.sockMu.Lock()
+	defer st.sockMu.Unlock()
+	return st.sockDefaults
+}
 
 // HardwareAddr is the MAC address the stack uses.
 func (st *Stack) HardwareAddr() net.HardwareAddr { return st.ep.q.HardwareAddr() }

@@ -82,7 +82,9 @@ func (st *Stack) setSysctl(name, value string) error {
 		if err != nil {
 			return err
 		}
+		st.sockMu.Lock()
 		st.sockDefaults.NoDelay = v != 0
+		st.sockMu.Unlock()
 		o := tcpip.TCPDelayEnabled(v == 0)
 		return setTCP(&o)
 	case "net.inet.tcp.msl":
@@ -93,18 +95,30 @@ func (st *Stack) setSysctl(name, value string) error {
 		}
 		o := tcpip.TCPTimeWaitTimeoutOption(2 * time.Duration(v) * time.Millisecond)
 		return setTCP(&o)
-	case "net.inet.tcp.keepidle":
+	case "net.inet.tcp.keepidle", "net.inet.tcp.keepintvl", "net.inet.tcp.keepcnt",
+		"net.inet.tcp.always_keepalive", "net.inet.tcp.user_timeout":
+		// Per-socket options: the socket layer applies them to every
+		// TCP socket made after this (posix.Sockets.SetSocketDefaults).
 		v, err := num()
-		st.sockDefaults.KeepIdle = v
-		return err
-	case "net.inet.tcp.keepintvl":
-		v, err := num()
-		st.sockDefaults.KeepIntvl = v
-		return err
-	case "net.inet.tcp.keepcnt":
-		v, err := num()
-		st.sockDefaults.KeepCnt = v
-		return err
+		if err != nil {
+			return err
+		}
+		st.sockMu.Lock()
+		defer st.sockMu.Unlock()
+		d := &st.sockDefaults
+		switch name {
+		case "net.inet.tcp.keepidle":
+			d.KeepIdle = v
+		case "net.inet.tcp.keepintvl":
+			d.KeepIntvl = v
+		case "net.inet.tcp.keepcnt":
+			d.KeepCnt = v
+		case "net.inet.tcp.always_keepalive":
+			d.AlwaysKeepalive = v != 0
+		case "net.inet.tcp.user_timeout":
+			d.UserTimeout = time.Duration(v) * time.Millisecond
+		}
+		return nil
 	case "net.inet.tcp.syncookies":
 		v, err := num()
 		if err != nil {

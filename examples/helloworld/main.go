@@ -17,6 +17,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -72,6 +73,8 @@ func main() {
 	cpu := flag.Int("cpu", -1, "with -kernel: pin the server to this CPU")
 	port := flag.Int("port", 80, "TCP port to serve on")
 	backlog := flag.Int("backlog", 4096, "listen backlog")
+	headerTimeout := flag.Duration("header-timeout", 10*time.Second,
+		"close a connection that has not sent a whole request within this time of its first byte (or of being accepted); 0 = never")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
 	log.SetFlags(0)
@@ -96,6 +99,7 @@ func main() {
 		}
 		srv, err := newServer(kernelSockets{}, 100)
 		if err == nil {
+			srv.headerTimeout = *headerTimeout
 			err = srv.listenAll(*port, *backlog)
 		}
 		if err != nil {
@@ -107,7 +111,7 @@ func main() {
 		for {
 			select {
 			case <-stop:
-				log.Printf("stopped after %d requests", srv.requests)
+				log.Printf("stopped after %d requests (%d connections timed out)", srv.requests, srv.timedOut)
 				return
 			default:
 			}
@@ -128,6 +132,7 @@ func main() {
 	for i, t := range tables {
 		srv, err := newServer(tableSockets{t}, 0)
 		if err == nil {
+			srv.headerTimeout = *headerTimeout
 			err = srv.listenAll(*port, *backlog)
 		}
 		if err != nil {
@@ -140,9 +145,10 @@ func main() {
 	if err := posix.RunLcores(loops); err != nil {
 		log.Fatal(err)
 	}
-	var requests uint64
+	var requests, timedOut uint64
 	for _, s := range servers {
 		requests += s.requests
+		timedOut += s.timedOut
 	}
-	log.Printf("stopped after %d requests", requests)
+	log.Printf("stopped after %d requests (%d connections timed out)", requests, timedOut)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -43,6 +44,11 @@ var (
 const (
 	maxEvents  = 512
 	maxRequest = 8192 // a request head larger than this gets 400
+	// maxOut bounds the responses a connection may have waiting: a
+	// client that pipelines requests and does not read its responses
+	// is not read from until they have been written, so that it holds
+	// at most this much of the server's memory (and the socket buffers).
+	maxOut = 64 << 10
 )
 
 // conn is one client connection's state.
@@ -51,6 +57,16 @@ type conn struct {
 	out     []byte // response bytes not yet written
 	closing bool   // close once out is written
 	body    int    // request body bytes still to skip
+	fd      int
+	events  uint32 // what epoll watches for it
+
+	// The header timer: while the connection owes the rest of a request
+	// (from accept, and from the first byte of each later request until
+	// its head and body are in), it sits on the server's timer list with
+	// the time its request must be complete by.
+	armed      bool
+	deadline   time.Duration // since server.start
+	prev, next *conn         // timer list links
 }
 
 // server is F-Stack's helloworld in Go: one epoll instance, non-blocking
@@ -65,6 +81,17 @@ type server struct {
 	buf       []byte
 	waitMs    int // EpollWait timeout: 0 inside the xstack loop
 	requests  uint64
+
+	// headerTimeout closes a connection that has not sent a whole
+	// request within it (slowloris); 0 disables it. timers is the list
+	// of armed connections, earliest deadline first: every deadline is
+	// now+headerTimeout when set, so appending keeps the order and
+	// arming, disarming and expiring cost O(1) without allocating.
+	headerTimeout time.Duration
+	start         time.Time
+	timerHead     *conn
+	timerTail     *conn
+	timedOut      uint64 // connections closed by the header timeout
 }
 
 func newServer(api sockets, waitMs int) (*server, error) {
@@ -72,7 +99,57 @@ func newServer(api sockets, waitMs int) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &server{api: api, epfd: epfd, events: make([]unix.EpollEvent, maxEvents), buf: make([]byte, 16384), waitMs: waitMs}, nil
+	return &server{api: api, epfd: epfd, events: make([]unix.EpollEvent, maxEvents), buf: make([]byte, 16384), waitMs: waitMs,
+		start: time.Now()}, nil
+}
+
+// now is the time since the server started (monotonic).
+func (s *server) now() time.Duration { return time.Since(s.start) }
+
+// arm (re)starts c's header timer.
+func (s *server) arm(c *conn) {
+	if s.headerTimeout <= 0 {
+		return
+	}
+	s.disarm(c)
+	c.armed, c.deadline = true, s.now()+s.headerTimeout
+	c.prev = s.timerTail
+	if s.timerTail != nil {
+		s.timerTail.next = c
+	} else {
+		s.timerHead = c
+	}
+	s.timerTail = c
+}
+
+// disarm stops c's header timer.
+func (s *server) disarm(c *conn) {
+	if !c.armed {
+		return
+	}
+	if c.prev != nil {
+		c.prev.next = c.next
+	} else {
+		s.timerHead = c.next
+	}
+	if c.next != nil {
+		c.next.prev = c.prev
+	} else {
+		s.timerTail = c.prev
+	}
+	c.armed, c.prev, c.next = false, nil, nil
+}
+
+// expire closes the connections whose header timer has run out.
+func (s *server) expire() {
+	if s.timerHead == nil {
+		return
+	}
+	now := s.now()
+	for c := s.timerHead; c != nil && c.deadline <= now; c = s.timerHead {
+		s.timedOut++
+		s.close(c.fd) // disarms c
+	}
 }
 
 // listen opens a non-blocking listening socket on sa.
@@ -164,6 +241,7 @@ func (s *server) poll() error {
 			s.read(fd, c)
 		}
 	}
+	s.expire()
 	return nil
 }
 
@@ -177,7 +255,9 @@ func (s *server) accept(lfd int) {
 			s.api.Close(fd)
 			continue
 		}
-		s.put(fd)
+		c := s.put(fd)
+		c.fd, c.events = fd, unix.EPOLLIN
+		s.arm(c) // the first request must arrive in time too
 	}
 }
 
@@ -188,7 +268,7 @@ func (s *server) get(fd int) *conn {
 	return s.conns[fd]
 }
 
-func (s *server) put(fd int) {
+func (s *server) put(fd int) *conn {
 	for fd >= len(s.conns) {
 		s.conns = append(s.conns, nil)
 	}
@@ -200,10 +280,12 @@ func (s *server) put(fd int) {
 		c = &conn{in: make([]byte, 0, 4096), out: make([]byte, 0, 4096)}
 	}
 	s.conns[fd] = c
+	return c
 }
 
 func (s *server) close(fd int) {
 	if c := s.get(fd); c != nil {
+		s.disarm(c)
 		s.conns[fd] = nil
 		c.in, c.out, c.closing, c.body = c.in[:0], c.out[:0], false, 0
 		s.free = append(s.free, c)
@@ -212,13 +294,21 @@ func (s *server) close(fd int) {
 }
 
 // read drains the socket, answers every complete request, and writes.
+// It stops reading while maxOut bytes of responses wait to be written.
 func (s *server) read(fd int, c *conn) {
 	for {
 		n, err := s.api.Read(fd, s.buf)
 		if n > 0 {
 			c.in = append(c.in, s.buf[:n]...)
+			before := s.requests
 			s.handle(c)
-			if c.closing || len(c.in) > maxRequest {
+			switch {
+			case len(c.in) == 0 && c.body == 0:
+				s.disarm(c) // between requests
+			case !c.armed || s.requests != before:
+				s.arm(c) // a new request has begun
+			}
+			if c.closing || len(c.in) > maxRequest || len(c.out) >= maxOut {
 				break
 			}
 			continue
@@ -284,7 +374,7 @@ func (s *server) flush(fd int, c *conn) bool {
 			continue
 		}
 		if errors.Is(err, unix.EAGAIN) {
-			s.api.EpollCtl(s.epfd, unix.EPOLL_CTL_MOD, fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT, Fd: int32(fd)})
+			s.watch(fd, c)
 			return true
 		}
 		s.close(fd)
@@ -294,7 +384,24 @@ func (s *server) flush(fd int, c *conn) bool {
 		s.close(fd)
 		return false
 	}
+	s.watch(fd, c)
 	return true
+}
+
+// watch makes epoll report what c waits for: EPOLLOUT while responses
+// wait to be written, EPOLLIN unless maxOut bytes of them do.
+func (s *server) watch(fd int, c *conn) {
+	var ev uint32 = unix.EPOLLIN
+	if len(c.out) >= maxOut {
+		ev = 0
+	}
+	if len(c.out) > 0 {
+		ev |= unix.EPOLLOUT
+	}
+	if ev != c.events {
+		c.events = ev
+		s.api.EpollCtl(s.epfd, unix.EPOLL_CTL_MOD, fd, &unix.EpollEvent{Events: ev, Fd: int32(fd)})
+	}
 }
 
 // parseHead checks a request head (request line and headers, ending in

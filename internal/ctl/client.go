@@ -34,11 +34,19 @@ func Dial(runDir string, procID int) (*Client, error) {
 			return nil, fmt.Errorf("%w with proc-id %d in %s (no %s; is it running? see --run-dir)", ErrNoProcess, procID, runDir, path)
 		}
 		if errors.Is(err, os.ErrPermission) {
-			return nil, fmt.Errorf("proc-id %d: %w (the control socket is only for its owner; run as root)", procID, err)
+			return nil, permissionError(runDir, fmt.Errorf("proc-id %d: %w", procID, err))
 		}
 		return nil, fmt.Errorf("%w with proc-id %d in %s: %v (a stale socket of a process that died?)", ErrNoProcess, procID, runDir, err)
 	}
 	return &Client{ProcID: procID, Path: path, conn: c, br: bufio.NewReaderSize(c, 64<<10)}, nil
+}
+
+// permissionError explains a run directory or control socket that this
+// user may not use: the stacks make them 0700 and 0600, so only their owner
+// (root, as a rule) talks to a stack. err is the refusal; errors.Is(err,
+// os.ErrPermission) holds for the result.
+func permissionError(runDir string, err error) error {
+	return fmt.Errorf("permission denied on run directory %s: the control sockets are only for the user that runs the stacks (the directory is 0700, each socket 0600); run the tool as root, e.g. with sudo (%w)", runDir, err)
 }
 
 // Close closes the connection.
@@ -122,6 +130,9 @@ func (o *Options) Connect() ([]*Client, error) {
 	if o.ProcID < 0 {
 		var err error
 		ids, err = Procs(o.RunDir)
+		if errors.Is(err, os.ErrPermission) {
+			return nil, permissionError(o.RunDir, err)
+		}
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("run dir: %w", err)
 		}
