@@ -87,6 +87,9 @@ import (
 //	net.inet.tcp.always_keepalive  0|1 SO_KEEPALIVE on every TCP socket
 //	net.inet.tcp.user_timeout      TCP_USER_TIMEOUT of new TCP sockets in ms, 0 (none)..2147483647
 //	net.inet.tcp.syncookies        0|1|2 = off|auto|always
+//	net.inet.tcp.syn_guard         SYN-flood guard: SYNs/s per lcore that, with the listeners
+//	                               overflowing, make first SYNs wait for their retransmission;
+//	                               0 = off, default 10000
 //	net.inet.tcp.moderate_rcvbuf   0|1 receive buffer auto-tuning
 //	net.inet.tcp.timestamps        0|1 timestamps (RFC 7323)
 //	net.inet.tcp.mss_default       MSS when the peer sends none, 88..65495
@@ -1096,6 +1099,7 @@ var (
 		"net.inet.tcp.always_keepalive": configSysctlBool,
 		"net.inet.tcp.user_timeout":     {lo: 0, hi: 1<<31 - 1, unit: "milliseconds"}, // TCP_USER_TIMEOUT, 0 = none
 		"net.inet.tcp.syncookies":       {words: []string{"0", "1", "2"}, expect: "0 (off), 1 (auto) or 2 (always)"},
+		"net.inet.tcp.syn_guard":        {lo: 0, hi: 100000000, unit: "SYNs per second"},
 		"net.inet.tcp.moderate_rcvbuf":  configSysctlBool,
 		"net.inet.tcp.timestamps":       configSysctlBool,
 		"net.inet.tcp.mss_default":      {lo: 88, hi: 65495, unit: "bytes"}, // Linux TCP_MIN_MSS .. 65535-40

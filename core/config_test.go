@@ -376,8 +376,8 @@ func TestLoadConfigMissingFile(t *testing.T) {
 
 func TestConfigSysctlNames(t *testing.T) {
 	names := SysctlNames()
-	if len(names) != 20 || !slices.IsSorted(names) {
-		t.Errorf("SysctlNames() = %v, want 20 sorted names", names)
+	if len(names) != 21 || !slices.IsSorted(names) {
+		t.Errorf("SysctlNames() = %v, want 21 sorted names", names)
 	}
 	if names[0] != "net.inet.ip.forwarding" {
 		t.Errorf("first name %q, want net.inet.ip.forwarding", names[0])
@@ -416,6 +416,9 @@ func TestConfigValidateSysctl(t *testing.T) {
 		{"net.inet.tcp.user_timeout", "0", true},
 		{"net.inet.tcp.user_timeout", "30000", true},
 		{"net.inet.tcp.user_timeout", "-1", false},
+		{"net.inet.tcp.syn_guard", "0", true},
+		{"net.inet.tcp.syn_guard", "50000", true},
+		{"net.inet.tcp.syn_guard", "-5", false},
 		{"net.inet.tcp.syncookies", "0", true},
 		{"net.inet.tcp.syncookies", "2", true},
 		{"net.inet.tcp.syncookies", "3", false},

@@ -19,9 +19,12 @@ type LinkStats struct {
 	RxNotForUs  uint64 // unicast frames for another MAC address
 	RxUnknown   uint64 // frames of an EtherType the stack does not speak
 	RxSynFin    uint64 // TCP segments with both SYN and FIN, dropped
-	TxFrames    uint64 // frames written to the queue
-	TxDropped   uint64 // frames the queue did not accept, or too large
-	AcksElided  uint64 // pure ACKs superseded in the same batch and not sent
+	// The SYN-flood guard (net.inet.tcp.syn_guard): times it engaged,
+	// first SYNs it dropped, and retransmitted SYNs it let through.
+	SynGuardEngaged, SynGuardDropped, SynGuardPassed uint64
+	TxFrames                                         uint64 // frames written to the queue
+	TxDropped                                        uint64 // frames the queue did not accept, or too large
+	AcksElided                                       uint64 // pure ACKs superseded in the same batch and not sent
 }
 
 // endpoint is the gVisor link endpoint over one nic.Queue. It speaks
@@ -44,6 +47,7 @@ type endpoint struct {
 	txOut  [][]byte // frames passed to the queue; scratch of flush. +checklocks:txMu
 	elide  ackElider
 	pcap   pcapTap // capture of RX and TX frames; see pcap.go
+	guard  synGuard
 
 	rxFrames, rxMalformed, rxNotForUs, rxUnknown, rxSynFin atomic.Uint64
 	txFrames, txDropped, acksElided                        atomic.Uint64
@@ -88,9 +92,16 @@ func (e *endpoint) deliver(frame []byte) {
 		e.rxUnknown.Add(1)
 		return
 	}
-	if synFin(frame[header.EthernetMinimumSize:], proto) {
-		e.rxSynFin.Add(1)
-		return
+	if ip := frame[header.EthernetMinimumSize:]; proto != header.ARPProtocolNumber {
+		if l4 := tcpSegment(ip, proto); l4 != nil {
+			switch flags := l4[13]; {
+			case flags&synFinFlags == synFinFlags:
+				e.rxSynFin.Add(1)
+				return
+			case flags&synAckFlags == uint8(header.TCPFlagSyn) && e.guard.check(ip, l4, proto):
+				return // counted by the guard
+			}
+		}
 	}
 	pkt := gvstack.NewPacketBuffer(gvstack.PacketBufferOptions{
 		Payload: buffer.MakeWithData(frame),
@@ -109,34 +120,43 @@ func (e *endpoint) deliver(frame []byte) {
 	pkt.DecRef()
 }
 
-// synFin reports whether p, an IPv4 or IPv6 packet, is an unfragmented TCP
-// segment (no IPv6 extension header) with both SYN and FIN set. No TCP
-// state accepts such a segment as sent: Linux discards it in LISTEN and
-// FreeBSD has net.inet.tcp.drop_synfin, where gVisor would answer it as a
-// SYN. It reads at most the TCP flags and does not allocate.
-func synFin(p []byte, proto tcpip.NetworkProtocolNumber) bool {
+const (
+	synFinFlags = uint8(header.TCPFlagSyn | header.TCPFlagFin)
+	synAckFlags = uint8(header.TCPFlagSyn | header.TCPFlagAck)
+)
+
+// tcpSegment returns the TCP header and payload of p, an IPv4 or IPv6
+// packet, when p is an unfragmented TCP segment (no IPv6 extension header)
+// with at least the header's fixed flags in it; nil otherwise. The link
+// endpoint reads the flags before gVisor does: a segment with both SYN and
+// FIN is dropped (no TCP state takes it as sent: Linux discards it in
+// LISTEN, FreeBSD has net.inet.tcp.drop_synfin, gVisor would answer it as a
+// SYN), and SYNs go through the SYN-flood guard. It does not allocate.
+func tcpSegment(p []byte, proto tcpip.NetworkProtocolNumber) []byte {
 	var l4 []byte
 	switch proto {
 	case header.IPv4ProtocolNumber:
 		if len(p) < header.IPv4MinimumSize || p[9] != uint8(header.TCPProtocolNumber) ||
 			p[6]&0x1f != 0 || p[7] != 0 { // a fragment offset: no TCP header here
-			return false
+			return nil
 		}
 		ihl := int(p[0]&0xf) * 4
 		if ihl < header.IPv4MinimumSize || ihl > len(p) {
-			return false
+			return nil
 		}
 		l4 = p[ihl:]
 	case header.IPv6ProtocolNumber:
 		if len(p) < header.IPv6MinimumSize || p[6] != uint8(header.TCPProtocolNumber) {
-			return false
+			return nil
 		}
 		l4 = p[header.IPv6MinimumSize:]
 	default:
-		return false
+		return nil
 	}
-	const synFinFlags = uint8(header.TCPFlagSyn | header.TCPFlagFin)
-	return len(l4) > 13 && l4[13]&synFinFlags == synFinFlags
+	if len(l4) < header.TCPMinimumSize {
+		return nil
+	}
+	return l4
 }
 
 // WritePackets implements gvstack.LinkEndpoint. Packets are copied into the
@@ -216,9 +236,13 @@ func (e *endpoint) stats() LinkStats {
 		RxNotForUs:  e.rxNotForUs.Load(),
 		RxUnknown:   e.rxUnknown.Load(),
 		RxSynFin:    e.rxSynFin.Load(),
-		TxFrames:    e.txFrames.Load(),
-		TxDropped:   e.txDropped.Load(),
-		AcksElided:  e.acksElided.Load(),
+
+		SynGuardEngaged: e.guard.engaged.Load(),
+		SynGuardDropped: e.guard.dropped.Load(),
+		SynGuardPassed:  e.guard.passed.Load(),
+		TxFrames:        e.txFrames.Load(),
+		TxDropped:       e.txDropped.Load(),
+		AcksElided:      e.acksElided.Load(),
 	}
 }
 

@@ -493,6 +493,8 @@ func (st *Stack) sysctl(name string) (string, error) {
 		return itoa(orDefault(st.SocketDefaults().KeepCnt, tcp.DefaultKeepaliveCount)), nil
 	case "net.inet.tcp.always_keepalive":
 		return b(st.SocketDefaults().AlwaysKeepalive), nil
+	case "net.inet.tcp.syn_guard":
+		return itoa(int(st.ep.guard.limit.Load())), nil
 	case "net.inet.tcp.user_timeout":
 		return itoa(int(st.SocketDefaults().UserTimeout / time.Millisecond)), nil
 	case "net.inet.tcp.syncookies":

@@ -120,6 +120,7 @@ func New(q nic.Queue, cfg Config) (*Stack, error) {
 	})
 	st := &Stack{s: s, cfg: cfg}
 	st.ep = newEndpoint(q, mtu, cfg.TxBatch)
+	st.ep.guard.init(s.Stats().TCP.ListenOverflowSynCookieSent.Value)
 	if err := st.init(); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("stack %s: %w", cfg.Name, err)

@@ -53,8 +53,9 @@ func TestSynFin(t *testing.T) {
 		{"v6 short", make([]byte, 30), header.IPv6ProtocolNumber, false},
 		{"arp", make([]byte, 60), header.ARPProtocolNumber, false},
 	} {
-		if got := synFin(tc.p, tc.proto); got != tc.want {
-			t.Errorf("%s: synFin = %v, want %v", tc.name, got, tc.want)
+		l4 := tcpSegment(tc.p, tc.proto)
+		if got := l4 != nil && l4[13]&synFinFlags == synFinFlags; got != tc.want {
+			t.Errorf("%s: SYN+FIN = %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }

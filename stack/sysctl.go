@@ -119,6 +119,16 @@ func (st *Stack) setSysctl(name, value string) error {
 			d.UserTimeout = time.Duration(v) * time.Millisecond
 		}
 		return nil
+	case "net.inet.tcp.syn_guard":
+		v, err := num()
+		if err != nil {
+			return err
+		}
+		if v < 0 {
+			return fmt.Errorf("negative rate")
+		}
+		st.ep.guard.limit.Store(uint32(min(v, 1<<31)))
+		return nil
 	case "net.inet.tcp.syncookies":
 		v, err := num()
 		if err != nil {

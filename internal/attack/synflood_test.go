@@ -62,7 +62,7 @@ func TestSYNFlood(t *testing.T) {
 	var cur atomic.Pointer[tally]
 	cur.Store(new(tally))
 	var wg sync.WaitGroup
-	for i := 0; i < 2; i++ {
+	for i := 0; i < 8; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

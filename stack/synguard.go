@@ -1,0 +1,133 @@
+package stack
+
+import (
+	"encoding/binary"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+)
+
+// synGuard protects the stack from SYN floods that outrun its SYN-cookie
+// path. gVisor answers every SYN with a cookie once a listener's queue is
+// full, but a SYN and its SYN-ACK cost the lcore several microseconds, so a
+// flood faster than that leaves no time for established connections, and
+// the NIC drops frames of every kind, real clients' SYNs among them.
+//
+// The guard engages when the listeners overflow (gVisor sends cookies) while
+// more than limit SYNs a second arrive. While engaged, it drops the first
+// SYN of each 4-tuple and remembers the tuple for a few seconds; a client
+// retransmits its SYN after a second, and the retransmission passes. A
+// flood from random addresses and ports never repeats a tuple, so almost
+// all of it is dropped here, for the cost of a hash. Real clients connect
+// one retransmission later, and established connections keep their share
+// of the lcore. It disengages two seconds after the SYN rate falls below
+// limit.
+//
+// Only the lcore loop calls check; limit is set from any goroutine.
+type synGuard struct {
+	limit atomic.Uint32 // SYNs per second that engage the guard; 0 = off
+
+	// cookiesSent reads gVisor's count of SYN cookies sent.
+	cookiesSent func() uint64
+	base        time.Time // the clock's origin
+	key         [2]uint64 // hash key, random per stack
+
+	winStart    time.Duration // start of the current 100 ms window
+	winSYNs     uint32        // SYNs seen in it
+	winCookies  uint64        // cookiesSent at its start
+	activeUntil time.Duration // engaged until then; 0 = never engaged
+
+	// seen holds two generations of tuple bits: a tuple is known when
+	// its bit is set in either. The current one is cleared and swapped
+	// every genSpan.
+	seen     [2][]uint64
+	cur      int
+	genStart time.Duration
+
+	engaged, dropped, passed atomic.Uint64
+}
+
+const (
+	guardWindow  = 100 * time.Millisecond
+	guardLinger  = 2 * time.Second // engaged this long after the last fast window
+	guardGenSpan = 2 * time.Second // a tuple is remembered 2 to 4 s
+	guardBits    = 1 << 22         // per generation: 512 KiB
+)
+
+// defaultSynGuard is net.inet.tcp.syn_guard's default.
+const defaultSynGuard = 10000
+
+func (g *synGuard) init(cookiesSent func() uint64) {
+	g.cookiesSent = cookiesSent
+	g.base = time.Now()
+	g.key = [2]uint64{rand.Uint64(), rand.Uint64()}
+	g.limit.Store(defaultSynGuard)
+}
+
+// check is called for every TCP segment with SYN set and ACK clear; ip is
+// its IPv4 or IPv6 header onwards, l4 its TCP header. It reports whether to
+// drop the segment.
+func (g *synGuard) check(ip, l4 []byte, proto tcpip.NetworkProtocolNumber) bool {
+	limit := g.limit.Load()
+	if limit == 0 {
+		return false
+	}
+	now := time.Since(g.base)
+	if now-g.winStart >= guardWindow {
+		cookies := g.cookiesSent()
+		if g.winSYNs > limit/10 && (cookies != g.winCookies || now < g.activeUntil) {
+			if now >= g.activeUntil {
+				g.engaged.Add(1)
+			}
+			g.activeUntil = now + guardLinger
+		}
+		g.winStart, g.winSYNs, g.winCookies = now, 0, cookies
+	}
+	g.winSYNs++
+	if now >= g.activeUntil {
+		return false
+	}
+	if g.seen[0] == nil {
+		// Allocated once, the first time a flood engages the guard.
+		g.seen[0] = make([]uint64, guardBits/64)
+		g.seen[1] = make([]uint64, guardBits/64)
+		g.genStart = now
+	}
+	if now-g.genStart >= guardGenSpan {
+		g.cur ^= 1
+		clear(g.seen[g.cur])
+		g.genStart = now
+	}
+	bit := g.hash(ip, l4, proto) % guardBits
+	word, mask := bit/64, uint64(1)<<(bit%64)
+	if g.seen[0][word]&mask != 0 || g.seen[1][word]&mask != 0 {
+		g.passed.Add(1)
+		return false
+	}
+	g.seen[g.cur][word] |= mask
+	g.dropped.Add(1)
+	return true
+}
+
+// hash mixes the segment's addresses and ports under the stack's key.
+func (g *synGuard) hash(ip, l4 []byte, proto tcpip.NetworkProtocolNumber) uint64 {
+	h := g.key[0]
+	mix := func(v uint64) {
+		h ^= v
+		h *= 0x9e3779b97f4a7c15
+		h ^= h >> 29
+	}
+	if proto == header.IPv4ProtocolNumber {
+		mix(uint64(binary.BigEndian.Uint32(ip[12:])))
+		mix(uint64(binary.BigEndian.Uint32(ip[16:])))
+	} else {
+		for off := 8; off < 40; off += 8 {
+			mix(binary.BigEndian.Uint64(ip[off:]))
+		}
+	}
+	mix(uint64(binary.BigEndian.Uint32(l4)) ^ g.key[1])
+	return h
+}

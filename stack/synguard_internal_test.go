@@ -1,0 +1,96 @@
+package stack
+
+import (
+	"encoding/binary"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+)
+
+// guardSYN returns an IPv4 header and a TCP SYN from src:port to the
+// stack's port 80.
+func guardSYN(src uint32, port uint16) (ip, l4 []byte) {
+	b := make([]byte, header.IPv4MinimumSize+header.TCPMinimumSize)
+	b[0] = 0x45
+	b[9] = uint8(header.TCPProtocolNumber)
+	binary.BigEndian.PutUint32(b[12:], src)
+	binary.BigEndian.PutUint32(b[16:], 0xc6120001)
+	l4 = b[header.IPv4MinimumSize:]
+	header.TCP(l4).Encode(&header.TCPFields{SrcPort: port, DstPort: 80, DataOffset: header.TCPMinimumSize, Flags: header.TCPFlagSyn})
+	return b, l4
+}
+
+func TestSynGuard(t *testing.T) {
+	var cookies uint64
+	var g synGuard
+	g.init(func() uint64 { return cookies })
+	g.limit.Store(1000) // engages above 100 SYNs in a 100 ms window
+
+	next := uint32(0x0a000000)
+	burst := func(n int) (dropped int) {
+		for range n {
+			next++
+			ip, l4 := guardSYN(next, uint16(next))
+			if g.check(ip, l4, header.IPv4ProtocolNumber) {
+				dropped++
+			}
+		}
+		return dropped
+	}
+
+	// A high SYN rate alone, with the listeners keeping up (no cookies),
+	// does not engage the guard.
+	burst(500)
+	time.Sleep(guardWindow + 10*time.Millisecond)
+	if d := burst(500); d != 0 || g.engaged.Load() != 0 {
+		t.Fatalf("engaged without listener overflow: dropped %d, engaged %d", d, g.engaged.Load())
+	}
+
+	// With cookies being sent, the next window engages it: fresh tuples
+	// are dropped, a retransmitted one passes.
+	cookies += 100
+	burst(500)
+	time.Sleep(guardWindow + 10*time.Millisecond)
+	if d := burst(1000); d < 900 {
+		t.Fatalf("engaged guard dropped %d of 1000 fresh SYNs", d)
+	}
+	if g.engaged.Load() != 1 {
+		t.Fatalf("engaged %d times, want 1", g.engaged.Load())
+	}
+	ip, l4 := guardSYN(0xc0a80001, 40000)
+	if !g.check(ip, l4, header.IPv4ProtocolNumber) {
+		t.Fatal("a client's first SYN passed the engaged guard")
+	}
+	if g.check(ip, l4, header.IPv4ProtocolNumber) {
+		t.Fatal("the client's retransmitted SYN was dropped")
+	}
+	if g.passed.Load() == 0 {
+		t.Error("link.syn_guard_passed did not count the retransmission")
+	}
+	// Checking an engaged guard does not allocate.
+	if n := testing.AllocsPerRun(1000, func() { g.check(ip, l4, header.IPv4ProtocolNumber) }); n != 0 {
+		t.Errorf("check allocates %v times per SYN", n)
+	}
+
+	// It stays engaged while the flood goes on, even though it keeps the
+	// flood from the listeners (no new cookies) ...
+	time.Sleep(guardWindow + 10*time.Millisecond)
+	if d := burst(500); d < 450 {
+		t.Fatalf("guard let %d of 500 flood SYNs through in its second window", 500-d)
+	}
+	// ... and lets go once the rate has been low for guardLinger.
+	time.Sleep(guardLinger + 2*guardWindow)
+	if d := burst(1); d != 0 {
+		t.Fatal("guard still engaged after the flood ended")
+	}
+
+	// Off: never drops.
+	g.limit.Store(0)
+	cookies += 100
+	burst(500)
+	time.Sleep(guardWindow + 10*time.Millisecond)
+	if d := burst(500); d != 0 {
+		t.Fatalf("guard off dropped %d SYNs", d)
+	}
+}
