@@ -158,6 +158,12 @@ func TestSYNFlood(t *testing.T) {
 	if cookies == 0 {
 		t.Errorf("no SYN cookie was sent under the flood (tcp.listen_overflow_syn_cookie_sent)")
 	}
+	guardDropped, guardPassed := diff(cBefore, cDuring, "link.syn_guard_dropped"), diff(cBefore, cDuring, "link.syn_guard_passed")
+	t.Logf("SYN guard: engaged %d times, dropped %d first SYNs, let %d retransmitted ones through",
+		diff(cBefore, cDuring, "link.syn_guard_engaged"), guardDropped, guardPassed)
+	if guardDropped == 0 {
+		t.Errorf("the SYN guard (net.inet.tcp.syn_guard) dropped nothing under the flood")
+	}
 	if okF+failF < 20 || success < 0.95 {
 		t.Errorf("real client under flood: %d of %d connections succeeded; want ≥ 95%%", okF, okF+failF)
 	}

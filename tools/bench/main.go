@@ -1,7 +1,7 @@
 // Command bench runs the same server logic on the Linux kernel's stack and
 // on xstack, side by side in one run, and reports the ratio.
 //
-//	go run ./tools/bench -scenario rps,cps,udp,latency,bulk,conns,ceiling [-quick]
+//	go run ./tools/bench -scenario rps,cps,udp,latency,bulk,conns,loss,ceiling [-quick]
 //	go run ./tools/bench -scenario all   (the same: every scenario, the default)
 //
 // It creates a rig of its own (internal/rig; a unique name, removed at the
@@ -45,6 +45,10 @@
 //	         growth, plus for the kernel its slab growth net of the
 //	         client's share (conns.go explains the arithmetic); the client
 //	         binds extra peer addresses (198.18.1.x) for the port space
+//	loss     TCP throughput (MiB/s) of one flow, upload and download as in
+//	         bulk, while BPF programs on the peer's veth end drop 0%, 1%,
+//	         5% and 20% of the TCP/UDP frames each way (internal/lossy);
+//	         TSO, GSO and GRO off on both ends, both servers on Reno
 //	ceiling  the rig's raw AF_XDP receive rate: the peer blasts 60-byte
 //	         frames with AF_PACKET, an xsk on the stack side only counts
 //
@@ -81,7 +85,7 @@ import (
 )
 
 // scenarios in the order they run.
-var allScenarios = []string{"rps", "cps", "udp", "latency", "bulk", "conns", "ceiling"}
+var allScenarios = []string{"rps", "cps", "udp", "latency", "bulk", "conns", "loss", "ceiling"}
 
 type options struct {
 	scenarios  []string
@@ -373,6 +377,8 @@ func (b *bench) scenario(name string) error {
 		return b.bulk()
 	case "conns":
 		return b.conns()
+	case "loss":
+		return b.loss()
 	case "ceiling":
 		return b.ceiling()
 	}
