@@ -35,7 +35,10 @@ type activePorts struct {
 // (ports in use, TIME-WAIT reuse) in force. When no port in the range
 // hashes to the queue, or every one is taken for addr, gVisor picks from
 // the whole range and the replies are handed over by port (the lcore's
-// range still names it).
+// range still names it). An ephemeral port taken by another goroutine of
+// the same stack while the range is narrowed (a UDP or ping socket binding
+// port 0) is that one port, inside the lcore's range, or none when it is in
+// use for that protocol.
 func (st *Stack) ConnectTCP(ep tcpip.Endpoint, addr tcpip.FullAddress) tcpip.Error {
 	pick := st.cfg.PickPort
 	if pick == nil || tcp.EndpointState(ep.State()) != tcp.StateInitial {
