@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xstack/xstack/internal/netns"
 	"github.com/xstack/xstack/internal/rig"
 	"github.com/xstack/xstack/internal/rigtest"
 )
@@ -50,29 +49,6 @@ func TestPing(t *testing.T) {
 	}
 }
 
-// kernelEcho serves TCP echo with the kernel's stack in namespace ns.
-func kernelEcho(t *testing.T, ns string, addr netip.AddrPort) {
-	t.Helper()
-	var ln net.Listener
-	if err := netns.Do(ns, func() error {
-		var err error
-		ln, err = net.Listen("tcp", addr.String())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
-}
-
 // echoOnce checks one kernel-to-kernel round trip.
 func echoOnce(ns string, addr netip.AddrPort) error {
 	c, err := dial(ns, addr)
@@ -98,8 +74,8 @@ func echoOnce(ns string, addr netip.AddrPort) error {
 // kernel's own address on the same veth still reaches the kernel.
 func TestCoexistence(t *testing.T) {
 	r := rigtest.New(t, rig.Options{})
-	kernelEcho(t, r.StackNS, netip.AddrPortFrom(r.KernelAddr4, 9000))
-	kernelEcho(t, r.StackNS, netip.AddrPortFrom(r.KernelAddr6, 9000))
+	rigtest.KernelEcho(t, r.StackNS, netip.AddrPortFrom(r.KernelAddr4, 9000))
+	rigtest.KernelEcho(t, r.StackNS, netip.AddrPortFrom(r.KernelAddr6, 9000))
 	startHelloworld(t, r)
 	if ok, err := r.XDPAttached(); err != nil || !ok {
 		t.Fatalf("XDP program not attached while serving (%v)", err)
@@ -127,8 +103,8 @@ func TestCoexistence(t *testing.T) {
 // XDP program passed every frame of the flow to the kernel).
 func TestCoexistenceBulk(t *testing.T) {
 	r := rigtest.New(t, rig.Options{})
-	kernelEcho(t, r.StackNS, netip.AddrPortFrom(r.KernelAddr4, 9000))
-	kernelEcho(t, r.StackNS, netip.AddrPortFrom(r.KernelAddr6, 9000))
+	rigtest.KernelEcho(t, r.StackNS, netip.AddrPortFrom(r.KernelAddr4, 9000))
+	rigtest.KernelEcho(t, r.StackNS, netip.AddrPortFrom(r.KernelAddr6, 9000))
 	p := startHelloworld(t, r)
 	if ok, err := r.XDPAttached(); err != nil || !ok {
 		t.Fatalf("XDP program not attached while serving (%v)", err)
@@ -204,7 +180,7 @@ func echoBulk(ns string, addr netip.AddrPort, size int64, seed uint64) error {
 // bpf_link dies with the process) and the kernel gets its traffic back.
 func TestCrashLeavesNICWorking(t *testing.T) {
 	r := rigtest.New(t, rig.Options{})
-	kernelEcho(t, r.StackNS, netip.AddrPortFrom(r.KernelAddr4, 9000))
+	rigtest.KernelEcho(t, r.StackNS, netip.AddrPortFrom(r.KernelAddr4, 9000))
 	p := startHelloworld(t, r)
 	if ok, _ := r.XDPAttached(); !ok {
 		t.Fatal("XDP program not attached while serving")

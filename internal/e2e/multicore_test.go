@@ -135,7 +135,7 @@ func TestMultiCore(t *testing.T) {
 			}
 
 			// Active connections from both lcores to a kernel server.
-			kernelEcho(t, r.PeerNS, netip.AddrPortFrom(r.PeerAddr4, 7))
+			rigtest.KernelEcho(t, r.PeerNS, netip.AddrPortFrom(r.PeerAddr4, 7))
 			client := rigtest.Build(t, "./examples/client")
 			cconf := rigtest.ConfigLcores(t, r, 3, mode)
 			p.Stop(10 * time.Second) // the client takes the interface

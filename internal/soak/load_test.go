@@ -268,32 +268,6 @@ func raiseNoFile(t *testing.T, n uint64) {
 	}
 }
 
-// kernelEcho serves TCP echo with the kernel's stack in namespace ns on
-// each address, until the test ends.
-func kernelEcho(t *testing.T, ns string, addrs ...netip.AddrPort) {
-	t.Helper()
-	for _, a := range addrs {
-		var ln net.Listener
-		if err := netns.Do(ns, func() error {
-			var err error
-			ln, err = net.Listen("tcp", a.String())
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go func() { io.Copy(c, c); c.Close() }()
-			}
-		}()
-	}
-}
-
 // echoOnce does one round trip from namespace ns to a kernel echo server.
 func echoOnce(ns string, addr netip.AddrPort) error {
 	return netns.Do(ns, func() error {

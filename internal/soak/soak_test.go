@@ -497,7 +497,7 @@ func TestKillUnderLoad(t *testing.T) {
 	r := rigtest.New(t, rig.Options{Queues: 2})
 	hw := rigtest.Build(t, "./examples/helloworld")
 	launch := rigtest.Build(t, "./tools/launch")
-	kernelEcho(t, r.StackNS, netip.AddrPortFrom(r.KernelAddr4, 9000), netip.AddrPortFrom(r.KernelAddr6, 9000))
+	rigtest.KernelEcho(t, r.StackNS, netip.AddrPortFrom(r.KernelAddr4, 9000), netip.AddrPortFrom(r.KernelAddr6, 9000))
 	for i := 0; i < rounds; i++ {
 		mode := []string{"thread", "process"}[i%2]
 		conf := rigtest.ConfigLcores(t, r, 3, mode)
