@@ -2,7 +2,6 @@ package soak
 
 import (
 	"bufio"
-	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -449,7 +448,7 @@ func checkPcapDir(dir string, snaplen int) (int, error) {
 		if err != nil {
 			return total, err
 		}
-		n, err := checkPcap(b, snaplen)
+		n, err := rigtest.CheckPcap(b, snaplen, nil)
 		total += n
 		if err != nil {
 			return total, fmt.Errorf("%s: %w", name, err)
@@ -459,28 +458,6 @@ func checkPcapDir(dir string, snaplen int) (int, error) {
 		}
 	}
 	return total, nil
-}
-
-// checkPcap checks a classic pcap file (microsecond timestamps, Ethernet)
-// and returns its number of records.
-func checkPcap(b []byte, snaplen int) (int, error) {
-	le := binary.LittleEndian
-	if len(b) < 24 || le.Uint32(b) != 0xa1b2c3d4 || le.Uint16(b[4:]) != 2 || le.Uint16(b[6:]) != 4 ||
-		le.Uint32(b[16:]) != uint32(snaplen) || le.Uint32(b[20:]) != 1 {
-		return 0, fmt.Errorf("not a pcap file with snaplen %d and LINKTYPE_ETHERNET: % x", snaplen, b[:min(24, len(b))])
-	}
-	n := 0
-	for off := 24; off < len(b); n++ {
-		if len(b)-off < 16 {
-			return n, fmt.Errorf("truncated record header at offset %d of %d", off, len(b))
-		}
-		incl, orig := int(le.Uint32(b[off+8:])), int(le.Uint32(b[off+12:]))
-		if incl > snaplen || incl > orig || off+16+incl > len(b) {
-			return n, fmt.Errorf("bad or truncated record at offset %d of %d: incl %d orig %d", off, len(b), incl, orig)
-		}
-		off += 16 + incl
-	}
-	return n, nil
 }
 
 // TestKillUnderLoad: a stack killed with SIGKILL at a random moment under
