@@ -123,41 +123,40 @@ const (
 // peer: every state but TIME-WAIT, closed, listening and the states of a
 // socket that never connected.
 func (l *Lcore) openConnections() int {
-	if l.Stack == nil {
-		return 0
-	}
-	n := 0
-	for _, te := range l.Stack.Gvisor().RegisteredEndpoints() {
-		ep, ok := te.(*tcp.Endpoint)
-		if !ok {
-			continue
-		}
+	return l.eachTCP(func(ep *tcp.Endpoint) bool {
 		switch ep.EndpointState() {
 		case tcp.StateConnecting, tcp.StateSynSent, tcp.StateSynRecv, tcp.StateEstablished,
 			tcp.StateFinWait1, tcp.StateFinWait2, tcp.StateCloseWait, tcp.StateClosing, tcp.StateLastAck:
-			n++
+			return true
 		}
-	}
-	return n
+		return false
+	})
 }
 
 // resetConnections resets every TCP connection of the lcore that has a
 // peer (RST), as close(2) does with SO_LINGER and a zero timeout, and
 // returns how many it reset.
 func (l *Lcore) resetConnections() int {
+	return l.eachTCP(func(ep *tcp.Endpoint) bool {
+		switch ep.EndpointState() {
+		case tcp.StateSynRecv, tcp.StateEstablished, tcp.StateFinWait1, tcp.StateFinWait2,
+			tcp.StateCloseWait, tcp.StateClosing, tcp.StateLastAck:
+			ep.Abort()
+			return true
+		}
+		return false
+	})
+}
+
+// eachTCP calls fn with every TCP endpoint of the lcore's stack and
+// returns how many times fn returned true.
+func (l *Lcore) eachTCP(fn func(*tcp.Endpoint) bool) int {
 	if l.Stack == nil {
 		return 0
 	}
 	n := 0
 	for _, te := range l.Stack.Gvisor().RegisteredEndpoints() {
-		ep, ok := te.(*tcp.Endpoint)
-		if !ok {
-			continue
-		}
-		switch ep.EndpointState() {
-		case tcp.StateSynRecv, tcp.StateEstablished, tcp.StateFinWait1, tcp.StateFinWait2,
-			tcp.StateCloseWait, tcp.StateClosing, tcp.StateLastAck:
-			ep.Abort()
+		if ep, ok := te.(*tcp.Endpoint); ok && fn(ep) {
 			n++
 		}
 	}
