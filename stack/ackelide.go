@@ -22,7 +22,9 @@ type ackElider struct {
 }
 
 type segMeta struct {
-	tcp     bool
+	tcp     bool // a TCP segment with ACK and without RST
+	rst     bool // a TCP segment with RST
+	syn     bool
 	pureAck bool
 	sack    bool
 	ack     uint32
@@ -40,10 +42,8 @@ type flowKey struct {
 func (a *ackElider) init(batch int) { a.meta = make([]segMeta, batch) }
 
 // filter appends to out the frames that must be sent, in order.
+// Every frame's segMeta is left in meta[:len(frames)].
 func (a *ackElider) filter(frames [][]byte, out [][]byte) [][]byte {
-	if a.disabled {
-		return append(out, frames...)
-	}
 	candidates := 0
 	for i, f := range frames {
 		m := &a.meta[i]
@@ -52,7 +52,7 @@ func (a *ackElider) filter(frames [][]byte, out [][]byte) [][]byte {
 			candidates++
 		}
 	}
-	if candidates == 0 {
+	if candidates == 0 || a.disabled {
 		return append(out, frames...)
 	}
 	for i, f := range frames {
@@ -143,7 +143,9 @@ func parseSeg(f []byte, m *segMeta) {
 	}
 	copy(m.flow.b[m.flow.n:], tcp[0:4])
 	flags := tcp[13]
-	m.tcp = flags&tcpFlagACK != 0 && flags&tcpFlagRST == 0
+	m.rst = flags&tcpFlagRST != 0
+	m.syn = flags&tcpFlagSYN != 0
+	m.tcp = flags&tcpFlagACK != 0 && !m.rst
 	if !m.tcp {
 		return
 	}

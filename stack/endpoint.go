@@ -25,6 +25,9 @@ type LinkStats struct {
 	TxFrames                                         uint64 // frames written to the queue
 	TxDropped                                        uint64 // frames the queue did not accept, or too large
 	AcksElided                                       uint64 // pure ACKs superseded in the same batch and not sent
+	// ZeroWindowAcks are pure ACKs made from segments beyond a zero
+	// receive window, so that gVisor takes their acknowledgment.
+	ZeroWindowAcks uint64
 }
 
 // endpoint is the gVisor link endpoint over one nic.Queue. It speaks
@@ -48,6 +51,7 @@ type endpoint struct {
 	elide  ackElider
 	pcap   pcapTap // capture of RX and TX frames; see pcap.go
 	guard  synGuard
+	zw     zeroWindow // ACKs beyond a zero window; see zerowindow.go
 
 	rxFrames, rxMalformed, rxNotForUs, rxUnknown, rxSynFin atomic.Uint64
 	txFrames, txDropped, acksElided                        atomic.Uint64
@@ -101,8 +105,17 @@ func (e *endpoint) deliver(frame []byte) {
 			case flags&synAckFlags == uint8(header.TCPFlagSyn) && e.guard.check(ip, l4, proto):
 				return // counted by the guard
 			}
+			if ack := e.zw.rescue(frame, ip, l4, proto); ack != nil {
+				e.dispatch(ack, dst, proto)
+			}
 		}
 	}
+	e.dispatch(frame, dst, proto)
+}
+
+// dispatch hands an Ethernet frame, whose destination MAC is dst, to
+// gVisor. The frame is copied.
+func (e *endpoint) dispatch(frame, dst []byte, proto tcpip.NetworkProtocolNumber) {
 	pkt := gvstack.NewPacketBuffer(gvstack.PacketBufferOptions{
 		Payload: buffer.MakeWithData(frame),
 	})
@@ -212,6 +225,7 @@ func (e *endpoint) flushLocked() int {
 	}
 	frames := e.txBufs[:e.txN]
 	out := e.elide.filter(frames, e.txOut[:0])
+	e.zw.sent(e.elide.meta[:len(frames)])
 	if d := len(frames) - len(out); d > 0 {
 		e.acksElided.Add(uint64(d))
 	}
@@ -243,6 +257,7 @@ func (e *endpoint) stats() LinkStats {
 		TxFrames:        e.txFrames.Load(),
 		TxDropped:       e.txDropped.Load(),
 		AcksElided:      e.acksElided.Load(),
+		ZeroWindowAcks:  e.zw.acks.Load(),
 	}
 }
 

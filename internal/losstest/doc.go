@@ -16,19 +16,13 @@
 // XSTACK_LOSS_FULL=1 runs it at the full 100 MiB and 10,000 exchanges
 // (hours for xstack, beyond go test's default timeout: give -timeout).
 //
-// The echo transfers run only with XSTACK_LOSS_ECHO=1: under loss they can
-// deadlock in gVisor's TCP (about one 100 MiB transfer in three at 1% or
-// 5%). The echo server stops reading while its own writes are blocked, so
-// its receive buffer fills; gVisor advertises the last few free bytes
-// (112 in the captured case), does not take the peer's segment that fills
-// them, and from then on every segment of the peer starts beyond its
-// receive window: the peer's pure ACKs at its snd_nxt, and its
-// zero-window probes, which carry data. gVisor drops such segments whole,
-// their acknowledgement field included, where RFC 9293 3.10.7.4 still
-// processes the ACK of a segment refused for a zero window. The peer has
-// acknowledged everything xstack sent, xstack never learns it, its send
-// buffer stays full, and the application never reads again. The exchanges
-// never fill a buffer and run by default.
+// The echo transfers are the ones that once wedged xstack: the echo server
+// stops reading while its own writes are blocked, its receive buffer fills,
+// and under loss gVisor ended up behind a zero window dropping every
+// segment of the peer, acknowledgements included (about one 100 MiB
+// transfer in three at 5%). The link endpoint now hands gVisor those
+// acknowledgements (stack/zerowindow.go); each xstack transfer logs how
+// many it made (link.zero_window_acks).
 //
 // A transfer fails as hung when no byte moves for 150 s, longer than the
 // longest retransmission timeout (120 s); the failure shows both ends'
