@@ -86,6 +86,9 @@ import (
 //	net.inet.tcp.keepcnt           keepalive probes, 1..127
 //	net.inet.tcp.always_keepalive  0|1 SO_KEEPALIVE on every TCP socket
 //	net.inet.tcp.user_timeout      TCP_USER_TIMEOUT of new TCP sockets in ms, 0 (none)..2147483647
+//	net.inet.tcp.mem_limit         socket-buffer bytes the TCP sockets of one lcore may reserve,
+//	                               0 (no limit, the default) or 65536..1099511627776; past it
+//	                               Socket, Accept and SO_SNDBUF/SO_RCVBUF fail with ENOBUFS
 //	net.inet.tcp.syncookies        0|1|2 = off|auto|always
 //	net.inet.tcp.syn_guard         SYN-flood guard: SYNs/s per lcore that, with the listeners
 //	                               overflowing, make first SYNs wait for their retransmission;
@@ -1074,10 +1077,12 @@ func configPow2(v string, lo, hi int) (int, error) {
 var ErrUnknownSysctl = errors.New("unknown sysctl")
 
 // configSysctl describes how one sysctl's value is validated: a decimal in
-// [lo, hi] counting unit, or one of words (then expect says what was expected).
+// [lo, hi] counting unit (or 0, with orZero), or one of words (then expect
+// says what was expected).
 type configSysctl struct {
 	lo, hi uint64
 	unit   string
+	orZero bool // 0 is valid too: it turns the feature off
 	words  []string
 	expect string
 }
@@ -1098,6 +1103,7 @@ var (
 		"net.inet.tcp.keepcnt":          {lo: 1, hi: 127, unit: "probes"},    // Linux MAX_TCP_KEEPCNT
 		"net.inet.tcp.always_keepalive": configSysctlBool,
 		"net.inet.tcp.user_timeout":     {lo: 0, hi: 1<<31 - 1, unit: "milliseconds"}, // TCP_USER_TIMEOUT, 0 = none
+		"net.inet.tcp.mem_limit":        {lo: 64 << 10, hi: 1 << 40, unit: "bytes", orZero: true},
 		"net.inet.tcp.syncookies":       {words: []string{"0", "1", "2"}, expect: "0 (off), 1 (auto) or 2 (always)"},
 		"net.inet.tcp.syn_guard":        {lo: 0, hi: 100000000, unit: "SYNs per second"},
 		"net.inet.tcp.moderate_rcvbuf":  configSysctlBool,
@@ -1133,6 +1139,15 @@ func ValidateSysctl(name, value string) error {
 	if s.words != nil {
 		if !slices.Contains(s.words, value) {
 			return fmt.Errorf("expected %s, got %q", s.expect, value)
+		}
+		return nil
+	}
+	if s.orZero {
+		if value == "0" {
+			return nil
+		}
+		if _, err := configUint(value, s.lo, s.hi, s.unit); err != nil {
+			return fmt.Errorf("expected 0 or %s %d..%d, got %q", s.unit, s.lo, s.hi, value)
 		}
 		return nil
 	}

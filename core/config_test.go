@@ -376,8 +376,8 @@ func TestLoadConfigMissingFile(t *testing.T) {
 
 func TestConfigSysctlNames(t *testing.T) {
 	names := SysctlNames()
-	if len(names) != 21 || !slices.IsSorted(names) {
-		t.Errorf("SysctlNames() = %v, want 21 sorted names", names)
+	if len(names) != 22 || !slices.IsSorted(names) {
+		t.Errorf("SysctlNames() = %v, want 22 sorted names", names)
 	}
 	if names[0] != "net.inet.ip.forwarding" {
 		t.Errorf("first name %q, want net.inet.ip.forwarding", names[0])
@@ -416,6 +416,14 @@ func TestConfigValidateSysctl(t *testing.T) {
 		{"net.inet.tcp.user_timeout", "0", true},
 		{"net.inet.tcp.user_timeout", "30000", true},
 		{"net.inet.tcp.user_timeout", "-1", false},
+		{"net.inet.tcp.mem_limit", "0", true},
+		{"net.inet.tcp.mem_limit", "65536", true},
+		{"net.inet.tcp.mem_limit", "1099511627776", true},
+		{"net.inet.tcp.mem_limit", "1", false},
+		{"net.inet.tcp.mem_limit", "65535", false},
+		{"net.inet.tcp.mem_limit", "1099511627777", false},
+		{"net.inet.tcp.mem_limit", "00", false},
+		{"net.inet.tcp.mem_limit", "-1", false},
 		{"net.inet.tcp.syn_guard", "0", true},
 		{"net.inet.tcp.syn_guard", "50000", true},
 		{"net.inet.tcp.syn_guard", "-5", false},

@@ -106,6 +106,14 @@ func TestControlServes(t *testing.T) {
 	if err := c.Call(ctl.OpSysctlGet, nil, &all); err != nil || len(all) != len(SysctlNames()) {
 		t.Fatalf("sysctl get all: %d values, %v", len(all), err)
 	}
+	// net.inet.tcp.mem_limit is the socket layer's: the stack keeps it
+	// for posix to read.
+	if err := c.Call(ctl.OpSysctlSet, ctl.SysctlValue{Name: "net.inet.tcp.mem_limit", Value: "1099511627776"}, &v); err != nil || v.Value != "1099511627776" {
+		t.Fatalf("sysctl set mem_limit: %+v, %v", v, err)
+	}
+	if got := l.Stack.SocketDefaults().MemLimit; got != 1<<40 {
+		t.Fatalf("SocketDefaults().MemLimit = %d after a set through the control plane", got)
+	}
 
 	passes := l.Loop.Stats().Passes
 	for _, tc := range []struct {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -44,6 +45,19 @@ type Lcore struct {
 	closeOnce sync.Once
 	sigc      chan os.Signal
 	ctl       *controlServer // nil when the control socket could not be served
+
+	// sockCounters reports the socket layer's counters (SetSocketCounters);
+	// nil until it is set.
+	sockCounters atomic.Pointer[func() []stack.Counter]
+}
+
+// SetSocketCounters adds the counters f returns to Counters: the socket
+// layer above the stack (posix) reports its own there, such as the
+// socket-buffer memory it has reserved. f is called from the control
+// plane's and the signal handler's goroutines, so it must be safe for
+// concurrent use.
+func (l *Lcore) SetSocketCounters(f func() []stack.Counter) {
+	l.sockCounters.Store(&f)
 }
 
 // Start brings up lcore procID of conf in this process (process mode): it
@@ -329,7 +343,8 @@ func (l *Lcore) routineSignals() {
 }
 
 // Counters returns the lcore's counters: the NIC queue's ("nic."), the
-// loop's ("loop.") and the stack's (see stack.Counters).
+// loop's ("loop."), the socket layer's (SetSocketCounters) and the stack's
+// (see stack.Counters).
 func (l *Lcore) Counters() []stack.Counter {
 	ns := l.q.Stats()
 	ls := l.Loop.Stats()
@@ -371,6 +386,9 @@ func (l *Lcore) Counters() []stack.Counter {
 			stack.Counter{Name: "steer.broadcasts", Value: hs.Broadcasts},
 			stack.Counter{Name: "steer.dropped", Value: hs.Dropped},
 		)
+	}
+	if f := l.sockCounters.Load(); f != nil {
+		out = append(out, (*f)()...)
 	}
 	return append(out, l.Stack.Counters()...)
 }

@@ -65,6 +65,29 @@
 // once with ErrLoopBlocking rather than stalling the stack. Addresses are
 // IP literals; there is no name resolution.
 //
+// # Socket-buffer memory
+//
+// net.inet.tcp.mem_limit (stack.SocketDefaults.MemLimit, 0 = no limit)
+// bounds the memory one table's TCP sockets may hold in their buffers. It
+// works by reservation, so that the answer never depends on traffic: every
+// TCP socket that can carry data reserves the most its buffers may hold,
+// its send buffer size plus its receive buffer size, or plus the receive
+// range's maximum while gVisor may grow the receive buffer
+// (net.inet.tcp.moderate_rcvbuf, until SO_RCVBUF is set). Socket reserves
+// for a new socket, Accept for a connection before it takes it off the
+// queue, SO_SNDBUF and SO_RCVBUF the difference they make; Listen (a
+// listener holds no data) and the last close give the reservation back. A
+// reservation that does not fit fails with ENOBUFS and changes nothing:
+// Socket creates no socket, Accept leaves the connection queued (as it does
+// on EMFILE) and setsockopt leaves the buffer as it was. The stack thus
+// sheds new work while memory is short and takes it again, by itself, once
+// sockets are closed. With a limit set, a socket keeps the send buffer size
+// it was reserved at: gVisor's send-buffer auto-tuning, which would grow the
+// buffer past its reservation, is turned off for it as SO_SNDBUF turns it
+// off. UDP sockets reserve nothing (a full UDP buffer drops datagrams).
+// MemReserved and MemRefused report the reservations and the refusals; an
+// lcore shows them as the counters tcp.mem_reserved and tcp.mem_refused.
+//
 // # Hot path
 //
 // Read, Write and EpollWait with msec == 0 make no allocations in steady
@@ -104,6 +127,11 @@
 //     less the IP and TCP headers, without options.
 //   - Poll on an epoll instance reports POLLIN while it has ready
 //     registrations but is not woken by them.
+//   - Socket-buffer memory is bounded by reservation
+//     (net.inet.tcp.mem_limit, above), not by the bytes in use as Linux's
+//     tcp_mem is: the limit refuses Socket, Accept and SO_SNDBUF/SO_RCVBUF,
+//     never a send or the arrival of data, and it counts every connection
+//     at its largest.
 //
 // internal/difftest runs a table of scenarios against both this package and
 // the kernel's sockets on a rig; its rows marked "differs" list these cases

@@ -63,11 +63,16 @@ func NetListenLcores(tables []*Sockets, network, address string) (*LcoresListene
 	return m, nil
 }
 
-// Accept implements net.Listener.
+// Accept implements net.Listener. An lcore whose table has no free
+// descriptor (EMFILE) or no socket memory (ENOBUFS) keeps its connections
+// queued and is passed over; when no lcore gave a connection, that error is
+// returned (temporary, as TCPListener.Accept's), so that the caller backs
+// off and tries again.
 func (m *LcoresListener) Accept() (net.Conn, error) {
 	n := uint32(len(m.ls))
 	home := m.next.Add(1) % n
 	for {
+		var short error
 		for k := uint32(0); k < n; k++ {
 			c, err := m.ls[(home+k)%n].tryAccept()
 			if err == nil {
@@ -77,9 +82,18 @@ func (m *LcoresListener) Accept() (net.Conn, error) {
 				}
 				return c, nil
 			}
-			if !errors.Is(err, unix.EAGAIN) {
+			switch {
+			case errors.Is(err, unix.EAGAIN):
+			case ShortOfResources(err):
+				if short == nil {
+					short = err
+				}
+			default:
 				return nil, err
 			}
+		}
+		if short != nil {
+			return nil, short
 		}
 		select {
 		case <-m.ready:

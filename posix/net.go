@@ -210,9 +210,24 @@ func (c *sockConn) fail(op string, errno unix.Errno) error {
 		return c.opError(op, os.ErrDeadlineExceeded)
 	case errno == unix.EAGAIN || errno == unix.EINPROGRESS:
 		return c.opError(op, ErrLoopBlocking)
+	case errno == unix.ENOBUFS && op == "accept":
+		// The connection stays queued until socket memory is back:
+		// a temporary failure, so that accept loops (net/http's
+		// Server.Serve) back off and accept again instead of giving
+		// up. unix.Errno says EMFILE is temporary, but not ENOBUFS.
+		return c.opError(op, temporaryError{os.NewSyscallError(op, errno)})
 	}
 	return c.opError(op, os.NewSyscallError(op, errno))
 }
+
+// temporaryError marks an error as temporary for net.Error's Temporary,
+// which accept loops still ask; errors.Is and errors.As see through it.
+type temporaryError struct{ err error }
+
+func (e temporaryError) Error() string   { return e.err.Error() }
+func (e temporaryError) Unwrap() error   { return e.err }
+func (e temporaryError) Temporary() bool { return true }
+func (e temporaryError) Timeout() bool   { return false }
 
 // read is Read for both protocols; it makes no allocation unless it fails.
 func (c *sockConn) read(b []byte) (int, error) {
@@ -379,6 +394,9 @@ func (l *TCPListener) Addr() net.Addr { return l.laddr }
 
 // Accept implements net.Listener: it waits for a connection (until the
 // deadline set with SetDeadline, if any) and returns it as a *TCPConn.
+// With no free descriptor (EMFILE) or no socket memory (ENOBUFS,
+// net.inet.tcp.mem_limit) it fails at once with an error whose Temporary
+// method says true, and the connection stays queued for a later Accept.
 func (l *TCPListener) Accept() (net.Conn, error) {
 	if !l.acquire() {
 		return nil, l.opError("accept", net.ErrClosed)

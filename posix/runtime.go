@@ -83,6 +83,7 @@ func InitWith(o Options) error {
 	t := NewSockets(l.Stack.Gvisor(), stack.NICID)
 	t.SetConnectTCP(l.Stack.ConnectTCP)
 	t.SetSocketDefaults(l.Stack.SocketDefaults)
+	l.SetSocketCounters(t.Counters)
 	lcore, lcoreT = l, t
 	SetDefault(t)
 	return nil
@@ -143,6 +144,7 @@ func InitLcores(o Options) ([]*Sockets, error) {
 		ts[i] = NewSockets(l.Stack.Gvisor(), stack.NICID)
 		ts[i].SetConnectTCP(l.Stack.ConnectTCP)
 		ts[i].SetSocketDefaults(l.Stack.SocketDefaults)
+		l.SetSocketCounters(ts[i].Counters)
 	}
 	threadLcores, threadTables = ls, ts
 	SetDefault(ts[0])

@@ -53,6 +53,14 @@ type socket struct {
 	epMu sync.Mutex
 	// +checklocks:epMu
 	items []*epItem
+
+	// mem is the socket-buffer memory this TCP socket has reserved
+	// (limits.go); rcvAuto says that gVisor may still grow its receive
+	// buffer, so that mem counts the receive range's maximum.
+	// +checklocks:t.memMu
+	mem int64
+	// +checklocks:t.memMu
+	rcvAuto bool
 }
 
 // blocker is a reusable waiter entry for a blocking call; its channel is
@@ -73,7 +81,9 @@ func (b *blocker) register(wq *waiter.Queue, mask waiter.EventMask) {
 
 // Socket is socket(2) for AF_INET and AF_INET6 with SOCK_STREAM or
 // SOCK_DGRAM, optionally or'ed with SOCK_NONBLOCK and SOCK_CLOEXEC. proto is
-// 0 or the type's protocol (IPPROTO_TCP, IPPROTO_UDP).
+// 0 or the type's protocol (IPPROTO_TCP, IPPROTO_UDP). A TCP socket
+// reserves its buffers: ENOBUFS when they do not fit under
+// net.inet.tcp.mem_limit (see the package doc).
 func (t *Sockets) Socket(domain, typ, proto int) (int, error) {
 	if domain != unix.AF_INET && domain != unix.AF_INET6 {
 		return -1, unix.EAFNOSUPPORT
@@ -115,11 +125,18 @@ func (t *Sockets) Socket(domain, typ, proto int) (int, error) {
 		return -1, errnoOf(err)
 	}
 	s := t.newSocket(domain, typ, proto, ep, wq)
+	if typ == unix.SOCK_STREAM {
+		if errno := s.reserveMem(); errno != 0 {
+			ep.Close()
+			return -1, errno
+		}
+	}
 	s.applyDefaults()
 	s.f.nonblock.Store(flags&unix.SOCK_NONBLOCK != 0)
 	s.f.cloexec.Store(flags&unix.SOCK_CLOEXEC != 0)
 	fd, errno := t.install(s.f)
 	if errno != 0 {
+		s.releaseMem()
 		ep.Close()
 		return -1, errno
 	}
@@ -143,7 +160,8 @@ func (t *Sockets) newSocket(family, typ, proto int, ep tcpip.Endpoint, wq *waite
 }
 
 // release runs when the last reference is gone: it leaves every epoll
-// instance, then closes the endpoint with close(2)'s semantics.
+// instance, then closes the endpoint with close(2)'s semantics and gives
+// its socket-buffer reservation back.
 func (s *socket) release() {
 	for {
 		s.epMu.Lock()
@@ -158,6 +176,9 @@ func (s *socket) release() {
 		it.ep.remove(it)
 	}
 	s.ep.Close()
+	if s.stype == unix.SOCK_STREAM {
+		s.releaseMem()
+	}
 }
 
 // armKeepalive starts the keepalive timer of a newly established TCP
@@ -226,7 +247,8 @@ func (t *Sockets) Bind(fd int, sa unix.Sockaddr) error {
 }
 
 // Listen is listen(2). backlog is clamped to [0, 4096] like Linux with the
-// default somaxconn; UDP sockets fail with EOPNOTSUPP.
+// default somaxconn; UDP sockets fail with EOPNOTSUPP. The listener gives
+// its socket-buffer reservation back: it holds no data.
 func (t *Sockets) Listen(fd, backlog int) error {
 	s, errno := t.socket(fd)
 	if errno != 0 {
@@ -241,6 +263,10 @@ func (t *Sockets) Listen(fd, backlog int) error {
 	if err := s.ep.Listen(backlog + 1); err != nil {
 		return s.errno(err)
 	}
+	// A listener holds no data: its buffers' reservation goes back.
+	if s.stype == unix.SOCK_STREAM {
+		s.releaseMem()
+	}
 	return nil
 }
 
@@ -249,7 +275,10 @@ func (t *Sockets) Accept(fd int) (int, unix.Sockaddr, error) { return t.Accept4(
 
 // Accept4 is accept4(2): flags may hold SOCK_NONBLOCK and SOCK_CLOEXEC for
 // the new socket, which otherwise does not inherit the listener's
-// O_NONBLOCK (as on Linux).
+// O_NONBLOCK (as on Linux). With no free descriptor (EMFILE), or when the
+// new socket's buffers do not fit under net.inet.tcp.mem_limit (ENOBUFS),
+// it fails at once and leaves the connection queued, to be accepted once a
+// socket is closed.
 func (t *Sockets) Accept4(fd, flags int) (int, unix.Sockaddr, error) {
 	s, errno := t.socket(fd)
 	if errno != 0 {
@@ -275,15 +304,20 @@ func (t *Sockets) accept4(s *socket, flags int, deadline <-chan struct{}, extraR
 		return -1, nil, peer, unix.EOPNOTSUPP
 	}
 	// Like Linux, find a free descriptor before taking the connection off
-	// the queue: with the table full the connection stays queued.
+	// the queue: with the table full the connection stays queued. Its
+	// buffers are reserved before it is taken off the queue too, so that
+	// it stays queued (ENOBUFS) while socket memory is short.
 	if errno := t.hasFreeFD(); errno != 0 {
 		return -1, nil, peer, errno
 	}
-	nep, nwq, errno := s.accept(&peer, deadline)
+	mp := t.memParams()
+	need := mp.acceptMem(s)
+	nep, nwq, errno := s.accept(&peer, deadline, need, mp.limit)
 	if errno != 0 {
 		return -1, nil, peer, errno
 	}
 	ns := t.newSocket(s.family, s.stype, s.proto, nep, nwq)
+	ns.adoptMem(need, mp)
 	ns.inheritKeepalive(s)
 	ns.armKeepalive()
 	ns.f.nonblock.Store(flags&unix.SOCK_NONBLOCK != 0)
@@ -293,13 +327,19 @@ func (t *Sockets) accept4(s *socket, flags int, deadline <-chan struct{}, extraR
 	}
 	nfd, errno := t.install(ns.f)
 	if errno != 0 {
+		ns.releaseMem()
 		nep.Close()
 		return -1, nil, peer, errno
 	}
 	return nfd, ns, peer, 0
 }
 
-func (s *socket) accept(peer *tcpip.FullAddress, deadline <-chan struct{}) (tcpip.Endpoint, *waiter.Queue, unix.Errno) {
+// accept takes a connection off s's queue, waiting for one unless s may
+// not block. Each attempt first reserves need bytes of socket-buffer memory
+// (ENOBUFS when they do not fit under limit, the connection staying queued)
+// and gives them back when no connection was taken: the caller gets a
+// connection with need reserved, and a waiting accept holds no reservation.
+func (s *socket) accept(peer *tcpip.FullAddress, deadline <-chan struct{}, need, limit int64) (tcpip.Endpoint, *waiter.Queue, unix.Errno) {
 	s.readMu.Lock()
 	defer s.readMu.Unlock()
 	registered := false
@@ -309,10 +349,14 @@ func (s *socket) accept(peer *tcpip.FullAddress, deadline <-chan struct{}) (tcpi
 		}
 	}()
 	for {
+		if errno := s.t.takeMem(need, limit); errno != 0 {
+			return nil, nil, errno
+		}
 		nep, nwq, err := s.ep.Accept(peer)
 		if err == nil {
 			return nep, nwq, 0
 		}
+		s.t.giveMem(need)
 		if _, ok := err.(*tcpip.ErrWouldBlock); !ok {
 			return nil, nil, s.errno(err)
 		}

@@ -42,6 +42,17 @@ type Sockets struct {
 	// +checklocks:mu
 	maxFD int
 
+	// memMu guards the socket-buffer reservations (limits.go): the
+	// table's total and each socket's share.
+	memMu sync.Mutex
+	// memReserved is the sum of the sockets' reservations and of those
+	// held by accepts in progress.
+	// +checklocks:memMu
+	memReserved int64
+	// memRefused counts the calls that failed with ENOBUFS because a
+	// reservation did not fit under net.inet.tcp.mem_limit.
+	memRefused atomic.Uint64
+
 	// done is closed by Close and wakes every blocked call.
 	done      chan struct{}
 	closeOnce sync.Once

@@ -21,7 +21,9 @@ const (
 // SetsockoptInt is setsockopt(2) for integer options:
 //
 //	SOL_SOCKET:   SO_REUSEADDR, SO_REUSEPORT, SO_KEEPALIVE, SO_BROADCAST,
-//	              SO_RCVBUF, SO_SNDBUF (doubled and clamped, as Linux does),
+//	              SO_RCVBUF, SO_SNDBUF (doubled and clamped, as Linux does;
+//	              ENOBUFS when a TCP socket's larger buffer does not fit
+//	              under net.inet.tcp.mem_limit),
 //	              SO_RCVLOWAT (accepted; gVisor always uses 1)
 //	IPPROTO_TCP:  TCP_NODELAY, TCP_CORK, TCP_QUICKACK, TCP_KEEPIDLE,
 //	              TCP_KEEPINTVL, TCP_KEEPCNT, TCP_MAXSEG, TCP_USER_TIMEOUT,
@@ -56,10 +58,10 @@ func (s *socket) setsockoptInt(level, opt, v int) error {
 			ops.SetBroadcast(v != 0)
 		case unix.SO_RCVBUF:
 			lo, hi := ops.ReceiveBufferLimits()
-			ops.SetReceiveBufferSize(bufSize(v, lo, hi), true)
+			return s.setBufferSize(false, bufSize(v, lo, hi))
 		case unix.SO_SNDBUF:
 			lo, hi := ops.SendBufferLimits()
-			ops.SetSendBufferSize(bufSize(v, lo, hi), true)
+			return s.setBufferSize(true, bufSize(v, lo, hi))
 		case unix.SO_RCVLOWAT:
 			if v < 0 {
 				v = math.MaxInt32

@@ -497,6 +497,8 @@ func (st *Stack) sysctl(name string) (string, error) {
 		return itoa(int(st.ep.guard.limit.Load())), nil
 	case "net.inet.tcp.user_timeout":
 		return itoa(int(st.SocketDefaults().UserTimeout / time.Millisecond)), nil
+	case "net.inet.tcp.mem_limit":
+		return strconv.FormatInt(st.SocketDefaults().MemLimit, 10), nil
 	case "net.inet.tcp.syncookies":
 		var o tcpip.TCPAlwaysUseSynCookies
 		err := getTCP(&o)

@@ -87,6 +87,10 @@ type SocketDefaults struct {
 	AlwaysKeepalive bool
 	// UserTimeout is TCP_USER_TIMEOUT for new TCP sockets, 0 = none.
 	UserTimeout time.Duration
+	// MemLimit bounds the socket-buffer memory the TCP sockets of one
+	// lcore may reserve, in bytes (net.inet.tcp.mem_limit); 0 = none.
+	// The socket layer enforces it (posix.Sockets.SetSocketDefaults).
+	MemLimit int64
 }
 
 // New builds a stack on q. The stack does not start any goroutine of its

@@ -119,6 +119,18 @@ func (st *Stack) setSysctl(name, value string) error {
 			d.UserTimeout = time.Duration(v) * time.Millisecond
 		}
 		return nil
+	case "net.inet.tcp.mem_limit":
+		// Enforced by the socket layer, which reads it at every
+		// reservation (posix.Sockets.SetSocketDefaults). Parsed as an
+		// int64: the range reaches past 32-bit ints.
+		v, err := strconv.ParseInt(value, 10, 64)
+		if err != nil || v < 0 {
+			return fmt.Errorf("expected a number of bytes, 0 (no limit) or more")
+		}
+		st.sockMu.Lock()
+		st.sockDefaults.MemLimit = v
+		st.sockMu.Unlock()
+		return nil
 	case "net.inet.tcp.syn_guard":
 		v, err := num()
 		if err != nil {

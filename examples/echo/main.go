@@ -79,7 +79,7 @@ func main() {
 	if err := posix.InitWith(opts); err != nil {
 		log.Fatal(err)
 	}
-	srv, err := newServer(posixSockets{}, 0)
+	srv, err := newServer(tableSockets{posix.Default()}, 0)
 	if err == nil {
 		err = srv.listenAll(*port, *discardPort, *chargenPort, *backlog)
 	}

@@ -3,8 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xstack/xstack/posix"
 )
 
 // service is what a TCP connection gets.
@@ -44,6 +47,9 @@ const (
 	// a busy connection cannot keep the loop from the others (epoll is
 	// level-triggered: the rest comes on the next pass).
 	maxIO = 16
+	// acceptBackoff is how long accepting pauses after Accept found no
+	// descriptor or socket memory, unless a connection closes sooner.
+	acceptBackoff = 100 * time.Millisecond
 )
 
 // sock is one socket's state. Listeners carry the service their
@@ -67,6 +73,15 @@ type server struct {
 	socks  map[int]*sock
 	events []unix.EpollEvent
 	buf    []byte
+
+	// acceptPaused is set while the TCP listeners are out of the epoll
+	// set because Accept failed for want of a descriptor or of socket
+	// memory (EMFILE, ENFILE, ENOBUFS, ENOMEM). The connection stays
+	// queued, and a level-triggered listener would report it on every
+	// pass while the failure lasts. Accepting resumes when a connection
+	// is closed or at acceptRetry, whichever comes first.
+	acceptPaused bool
+	acceptRetry  time.Time
 }
 
 func newServer(api sockets, waitMs int) (*server, error) {
@@ -159,6 +174,37 @@ func (s *server) watch(fd int, k *sock, events uint32) {
 func (s *server) close(fd int) {
 	delete(s.socks, fd)
 	s.api.Close(fd) // closing removes it from the epoll set
+	// A close frees a descriptor and socket memory: accept again.
+	s.resumeAccept()
+}
+
+// pauseAccept takes the TCP listeners out of the epoll set for
+// acceptBackoff, or until a connection closes: the connections keep being
+// served and the queued ones wait, instead of failing Accept on every pass.
+func (s *server) pauseAccept() {
+	if s.acceptPaused {
+		return
+	}
+	for fd, k := range s.socks {
+		if k.role == tcpListener {
+			s.api.EpollCtl(s.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+		}
+	}
+	s.acceptPaused, s.acceptRetry = true, time.Now().Add(acceptBackoff)
+}
+
+// resumeAccept puts the TCP listeners back: the queued connections are
+// reported again.
+func (s *server) resumeAccept() {
+	if !s.acceptPaused {
+		return
+	}
+	for fd, k := range s.socks {
+		if k.role == tcpListener {
+			s.api.EpollCtl(s.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: k.events, Fd: int32(fd)})
+		}
+	}
+	s.acceptPaused = false
 }
 
 // poll handles the events that are ready; it is the loop callback.
@@ -176,7 +222,9 @@ func (s *server) poll() error {
 		switch {
 		case k == nil:
 		case k.role == tcpListener:
-			s.accept(fd, k.svc)
+			if !s.acceptPaused {
+				s.accept(fd, k.svc)
+			}
 		case k.role == udpEcho:
 			s.echoUDP(fd)
 		case k.svc == echoService:
@@ -186,6 +234,9 @@ func (s *server) poll() error {
 		case k.svc == chargenService:
 			s.chargen(fd, k, ev.Events)
 		}
+	}
+	if s.acceptPaused && !time.Now().Before(s.acceptRetry) {
+		s.resumeAccept()
 	}
 	return nil
 }
@@ -203,6 +254,9 @@ func (s *server) accept(lfd int, svc service) {
 	for {
 		fd, _, err := s.api.Accept4(lfd, unix.SOCK_NONBLOCK)
 		if err != nil {
+			if posix.ShortOfResources(err) {
+				s.pauseAccept()
+			}
 			return // EAGAIN: backlog drained; anything else: retry on the next event
 		}
 		s.add(fd, &sock{role: tcpConn, svc: svc, events: connEvents(svc)})

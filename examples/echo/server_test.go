@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xstack/xstack/posix/posixtest"
 )
 
 // startKernel runs the server on the kernel's loopback with one listener
@@ -34,26 +34,13 @@ func startKernel(t *testing.T) map[service]string {
 		}
 		addrs[svc] = fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port)
 	}
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for !stop.Load() {
-			if err := s.poll(); err != nil {
-				t.Error(err)
-				return
-			}
-		}
-	}()
 	t.Cleanup(func() {
-		stop.Store(true)
-		wg.Wait()
 		for fd := range s.socks {
 			s.close(fd)
 		}
 		unix.Close(s.epfd)
 	})
+	posixtest.Loop(t, s.poll)
 	return addrs
 }
 

@@ -26,36 +26,37 @@ type sockets interface {
 }
 
 var (
-	_ sockets = posixSockets{}
+	_ sockets = tableSockets{}
 	_ sockets = kernelSockets{}
 )
 
-// posixSockets is xstack's socket API (the process's one lcore).
-type posixSockets struct{}
+// tableSockets is xstack's socket API: one posix socket table (the
+// process's one lcore's, or a test's).
+type tableSockets struct{ t *posix.Sockets }
 
-func (posixSockets) Socket(d, t, p int) (int, error)     { return posix.Socket(d, t, p) }
-func (posixSockets) SetsockoptInt(fd, l, o, v int) error { return posix.SetsockoptInt(fd, l, o, v) }
-func (posixSockets) Bind(fd int, sa unix.Sockaddr) error { return posix.Bind(fd, sa) }
-func (posixSockets) Listen(fd, n int) error              { return posix.Listen(fd, n) }
-func (posixSockets) Read(fd int, p []byte) (int, error)  { return posix.Read(fd, p) }
-func (posixSockets) Write(fd int, p []byte) (int, error) { return posix.Write(fd, p) }
-func (posixSockets) Close(fd int) error                  { return posix.Close(fd) }
-func (posixSockets) EpollCreate1(f int) (int, error)     { return posix.EpollCreate(f) }
-func (posixSockets) Accept4(fd, f int) (int, unix.Sockaddr, error) {
-	return posix.Accept4(fd, f)
+func (s tableSockets) Socket(d, t, p int) (int, error)     { return s.t.Socket(d, t, p) }
+func (s tableSockets) SetsockoptInt(fd, l, o, v int) error { return s.t.SetsockoptInt(fd, l, o, v) }
+func (s tableSockets) Bind(fd int, sa unix.Sockaddr) error { return s.t.Bind(fd, sa) }
+func (s tableSockets) Listen(fd, n int) error              { return s.t.Listen(fd, n) }
+func (s tableSockets) Read(fd int, p []byte) (int, error)  { return s.t.Read(fd, p) }
+func (s tableSockets) Write(fd int, p []byte) (int, error) { return s.t.Write(fd, p) }
+func (s tableSockets) Close(fd int) error                  { return s.t.CloseFD(fd) }
+func (s tableSockets) EpollCreate1(f int) (int, error)     { return s.t.EpollCreate(f) }
+func (s tableSockets) Accept4(fd, f int) (int, unix.Sockaddr, error) {
+	return s.t.Accept4(fd, f)
 }
-func (posixSockets) RecvFrom(fd int, p []byte, f int) (int, unix.Sockaddr, error) {
-	return posix.RecvFrom(fd, p, f)
+func (s tableSockets) RecvFrom(fd int, p []byte, f int) (int, unix.Sockaddr, error) {
+	return s.t.RecvFrom(fd, p, f)
 }
-func (posixSockets) SendTo(fd int, p []byte, f int, to unix.Sockaddr) error {
-	_, err := posix.SendTo(fd, p, f, to)
+func (s tableSockets) SendTo(fd int, p []byte, f int, to unix.Sockaddr) error {
+	_, err := s.t.SendTo(fd, p, f, to)
 	return err
 }
-func (posixSockets) EpollCtl(ep, op, fd int, ev *unix.EpollEvent) error {
-	return posix.EpollCtl(ep, op, fd, ev)
+func (s tableSockets) EpollCtl(ep, op, fd int, ev *unix.EpollEvent) error {
+	return s.t.EpollCtl(ep, op, fd, ev)
 }
-func (posixSockets) EpollWait(ep int, evs []unix.EpollEvent, ms int) (int, error) {
-	return posix.EpollWait(ep, evs, ms)
+func (s tableSockets) EpollWait(ep int, evs []unix.EpollEvent, ms int) (int, error) {
+	return s.t.EpollWait(ep, evs, ms)
 }
 
 // kernelSockets is the Linux kernel's socket API.

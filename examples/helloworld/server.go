@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xstack/xstack/posix"
 )
 
 // sockets is the socket API the server needs. xstack's posix package and
@@ -49,6 +51,9 @@ const (
 	// is not read from until they have been written, so that it holds
 	// at most this much of the server's memory (and the socket buffers).
 	maxOut = 64 << 10
+	// acceptBackoff is how long accepting pauses after Accept found no
+	// descriptor or socket memory, unless a connection closes sooner.
+	acceptBackoff = 100 * time.Millisecond
 )
 
 // conn is one client connection's state.
@@ -92,6 +97,15 @@ type server struct {
 	timerHead     *conn
 	timerTail     *conn
 	timedOut      uint64 // connections closed by the header timeout
+
+	// acceptPaused is set while the listeners are out of the epoll set
+	// because Accept failed for want of a descriptor or of socket memory
+	// (EMFILE, ENFILE, ENOBUFS, ENOMEM). The connection stays queued,
+	// and a level-triggered listener would report it on every pass
+	// while the failure lasts. Accepting resumes when a connection is
+	// closed or at acceptRetry, whichever comes first.
+	acceptPaused bool
+	acceptRetry  time.Duration // since start
 }
 
 func newServer(api sockets, waitMs int) (*server, error) {
@@ -221,7 +235,9 @@ func (s *server) poll() error {
 		ev := s.events[i]
 		fd := int(ev.Fd)
 		if s.isListener(fd) {
-			s.accept(fd)
+			if !s.acceptPaused {
+				s.accept(fd)
+			}
 			continue
 		}
 		c := s.get(fd)
@@ -242,6 +258,9 @@ func (s *server) poll() error {
 		}
 	}
 	s.expire()
+	if s.acceptPaused && s.now() >= s.acceptRetry {
+		s.resumeAccept()
+	}
 	return nil
 }
 
@@ -249,6 +268,9 @@ func (s *server) accept(lfd int) {
 	for {
 		fd, _, err := s.api.Accept4(lfd, unix.SOCK_NONBLOCK)
 		if err != nil {
+			if posix.ShortOfResources(err) {
+				s.pauseAccept()
+			}
 			return // EAGAIN: backlog drained; anything else: retry on the next event
 		}
 		if err := s.api.EpollCtl(s.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}); err != nil {
@@ -259,6 +281,31 @@ func (s *server) accept(lfd int) {
 		c.fd, c.events = fd, unix.EPOLLIN
 		s.arm(c) // the first request must arrive in time too
 	}
+}
+
+// pauseAccept takes the listeners out of the epoll set for acceptBackoff,
+// or until a connection closes: the connections keep being served and the
+// queued ones wait, instead of failing Accept on every pass.
+func (s *server) pauseAccept() {
+	if s.acceptPaused {
+		return
+	}
+	for _, l := range s.listeners {
+		s.api.EpollCtl(s.epfd, unix.EPOLL_CTL_DEL, l, nil)
+	}
+	s.acceptPaused, s.acceptRetry = true, s.now()+acceptBackoff
+}
+
+// resumeAccept puts the listeners back: the queued connections are
+// reported again.
+func (s *server) resumeAccept() {
+	if !s.acceptPaused {
+		return
+	}
+	for _, l := range s.listeners {
+		s.api.EpollCtl(s.epfd, unix.EPOLL_CTL_ADD, l, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(l)})
+	}
+	s.acceptPaused = false
 }
 
 func (s *server) get(fd int) *conn {
@@ -291,6 +338,8 @@ func (s *server) close(fd int) {
 		s.free = append(s.free, c)
 	}
 	s.api.Close(fd) // closing removes it from the epoll set
+	// A close frees a descriptor and socket memory: accept again.
+	s.resumeAccept()
 }
 
 // read drains the socket, answers every complete request, and writes.

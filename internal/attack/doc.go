@@ -1,5 +1,6 @@
 // Package attack holds root tests that attack a running xstack program on
-// a rig (internal/rigtest) and one in-memory test of the socket table:
+// a rig (internal/rigtest) and in-memory tests of the socket table's
+// limits:
 //
 //   - TestSYNFlood: hping3 floods helloworld with SYNs from random spoofed
 //     sources while a kernel client opens connections and keep-alive
@@ -17,6 +18,12 @@
 //   - TestFDTableFull: a full descriptor table (posix.Sockets.SetMaxFDs)
 //     gives EMFILE from Socket, EpollCreate and Accept, keeps the pending
 //     connection queued, and recovers after a close.
+//   - TestSocketMemoryLimit: with net.inet.tcp.mem_limit holding 4
+//     connections, 10 clients connect and send; the server accepts until
+//     ENOBUFS, serves and closes what it accepted, and accepts again. The
+//     waiting connections stay queued, Socket gives ENOBUFS while UDP and
+//     epoll keep working, every client gets every byte back, and no
+//     reservation is left.
 //
 // # What the stack does under these attacks
 //
@@ -33,11 +40,14 @@
 //     the lcore loop itself does not run (nic.kernel.rx_ring_full,
 //     nic.kernel.rx_fill_ring_empty, nic.kernel.rx_dropped).
 //   - Socket buffers: a TCP write that finds the send buffer full returns
-//     EAGAIN on a non-blocking socket (or waits); there is no stack-wide
-//     socket memory limit and so no ENOBUFS for TCP: the bound is
-//     net.inet.tcp.sendspace/recvspace per connection times the number of
-//     connections, and the number of connections is bounded by the
-//     descriptor table (EMFILE) and the listen backlog.
+//     EAGAIN on a non-blocking socket (or waits). Each TCP socket that can
+//     carry data reserves the most its buffers may hold, and
+//     net.inet.tcp.mem_limit bounds the reservations of an lcore: past it
+//     Socket, Accept and SO_SNDBUF/SO_RCVBUF fail with ENOBUFS (Accept
+//     leaving the connection queued) until sockets are closed. Without a
+//     limit (the default) the bound is the buffers per connection times the
+//     number of connections, which the descriptor table (EMFILE) and the
+//     listen backlog bound.
 //   - Descriptor table: Socket, Accept and EpollCreate return EMFILE when
 //     the table is full; Accept leaves the connection queued, as Linux does.
 //

@@ -13,7 +13,10 @@ package posixtest
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -23,6 +26,9 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+
+	"github.com/xstack/xstack/posix"
+	xstack "github.com/xstack/xstack/stack"
 )
 
 // NIC is the NIC id of both stacks.
@@ -139,3 +145,45 @@ type tcpipError struct{ err tcpip.Error }
 func (e tcpipError) Error() string { return e.err.String() }
 
 func asError(err tcpip.Error) error { return tcpipError{err} }
+
+// MemLimited returns socket tables over the two stacks, cli over A and srv
+// over B, whose socket-buffer memory (net.inet.tcp.mem_limit) holds conns
+// TCP connections. Both tables are closed by cleanup.
+func (p *Pair) MemLimited(tb testing.TB, conns int) (cli, srv *posix.Sockets) {
+	tb.Helper()
+	cli = posix.NewSockets(p.A, NIC)
+	srv = posix.NewSockets(p.B, NIC)
+	tb.Cleanup(cli.Close)
+	tb.Cleanup(srv.Close)
+	var limit atomic.Int64
+	srv.SetSocketDefaults(func() xstack.SocketDefaults { return xstack.SocketDefaults{MemLimit: limit.Load()} })
+	fd, err := srv.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	per := srv.MemReserved() // what one connection reserves
+	srv.CloseFD(fd)
+	limit.Store(int64(conns) * per)
+	return cli, srv
+}
+
+// Loop calls poll, an event loop's callback, over and over on a goroutine
+// of its own until cleanup; an error fails the test and ends the loop.
+func Loop(tb testing.TB, poll func() error) {
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for !stop.Load() {
+			if err := poll(); err != nil {
+				tb.Error(err)
+				return
+			}
+		}
+	}()
+	tb.Cleanup(func() {
+		stop.Store(true)
+		wg.Wait()
+	})
+}
