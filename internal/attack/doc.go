@@ -24,6 +24,11 @@
 //     waiting connections stay queued, Socket gives ENOBUFS while UDP and
 //     epoll keep working, every client gets every byte back, and no
 //     reservation is left.
+//   - TestSocketMemoryLimitRig: the same through config.ini on the rig:
+//     helloworld with mem_limit for 4 connections answers 10 kernel
+//     clients 4 at a time as they close, tcp.mem_refused counts the
+//     refusals, tcp.mem_reserved follows the open connections and ends at
+//     0.
 //
 // # What the stack does under these attacks
 //

@@ -1,0 +1,140 @@
+package attack
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/xstack/xstack/internal/rig"
+	"github.com/xstack/xstack/internal/rigtest"
+)
+
+// TestSocketMemoryLimitRig runs helloworld on the rig with
+// net.inet.tcp.mem_limit set in config.ini to hold four connections. Ten
+// kernel clients connect and send a request each: four are answered, the
+// others wait in the accept queue while the stack counts refusals
+// (tcp.mem_refused) and the reservations stay at the limit
+// (tcp.mem_reserved). As the answered clients close, the waiting ones are
+// accepted and answered in turn, and once all have closed nothing is left
+// reserved.
+func TestSocketMemoryLimitRig(t *testing.T) {
+	r := rigtest.New(t, rig.Options{})
+	bin := rigtest.Build(t, "./examples/helloworld")
+	// Fixed 64 KiB buffers: every connection reserves 128 KiB.
+	const perConn, fit, clients = 128 << 10, 4, 10
+	conf := rigtest.Config(t, r, "[sysctl]",
+		"net.inet.tcp.moderate_rcvbuf=0",
+		"net.inet.tcp.sendspace=65536",
+		"net.inet.tcp.recvspace=65536",
+		fmt.Sprintf("net.inet.tcp.mem_limit=%d", fit*perConn))
+	p := rigtest.Start(t, "serving on port", bin, "-c", conf, "-backlog", "64")
+	addr := netip.AddrPortFrom(r.StackAddr4, 80)
+	d := dialer{ns: r.PeerNS}
+
+	type client struct {
+		c        *net.TCPConn
+		answered chan error
+	}
+	cs := make([]*client, clients)
+	for i := range cs {
+		c, err := d.dial(addr, 10*time.Second)
+		if err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+		cl := &client{c: c, answered: make(chan error, 1)}
+		cs[i] = cl
+		t.Cleanup(func() { c.Close() })
+		go func() { cl.answered <- httpGet(c, bufio.NewReader(c), time.Minute) }()
+	}
+
+	// Take answers as they come: at most fit clients can be answered while
+	// nobody closes. Each answered client is closed only after its round
+	// is counted, and the next ones follow.
+	served := 0
+	for round := 1; served < clients; round++ {
+		var now []*client
+		deadline := time.After(30 * time.Second)
+		want := min(fit, clients-served)
+	collect:
+		for len(now) < want {
+			select {
+			case <-deadline:
+				break collect
+			default:
+			}
+			for _, cl := range cs {
+				if cl == nil {
+					continue
+				}
+				select {
+				case err := <-cl.answered:
+					if err != nil {
+						t.Fatalf("round %d: a client's request failed: %v", round, err)
+					}
+					now = append(now, cl)
+				default:
+				}
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if len(now) != want {
+			t.Fatalf("round %d: %d clients answered, want %d", round, len(now), want)
+		}
+		// The previous round's connections are given back as the
+		// server sees their FINs.
+		cnt := p.Counters(t)
+		for end := time.Now().Add(10 * time.Second); cnt["tcp.mem_reserved"] != uint64(want*perConn) && time.Now().Before(end); {
+			time.Sleep(50 * time.Millisecond)
+			cnt = p.Counters(t)
+		}
+		if got := cnt["tcp.mem_reserved"]; got != uint64(want*perConn) {
+			t.Errorf("round %d: tcp.mem_reserved = %d with %d connections open, want %d", round, got, want, want*perConn)
+		}
+		if served+want < clients && cnt["tcp.mem_refused"] == 0 {
+			t.Errorf("round %d: %d clients waiting and tcp.mem_refused is 0", round, clients-served-want)
+		}
+		// No more than fit answered: a client still waiting has no answer.
+		for _, cl := range cs {
+			if cl == nil || slices.Contains(now, cl) {
+				continue
+			}
+			select {
+			case err := <-cl.answered:
+				t.Fatalf("round %d: a client over the limit was answered (%v)", round, err)
+			default:
+			}
+		}
+		for _, cl := range now {
+			cl.c.Close()
+			for i := range cs {
+				if cs[i] == cl {
+					cs[i] = nil
+				}
+			}
+		}
+		served += want
+		t.Logf("round %d: %d answered, %d waiting; tcp.mem_refused %d", round, want, clients-served, cnt["tcp.mem_refused"])
+	}
+
+	// Everything is given back once the server has closed its side.
+	deadline := time.Now().Add(30 * time.Second)
+	for p.Counters(t)["tcp.mem_reserved"] != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("tcp.mem_reserved = %d after every client closed", p.Counters(t)["tcp.mem_reserved"])
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// And the server serves as before.
+	c, err := d.dial(addr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := httpGet(c, bufio.NewReader(c), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
