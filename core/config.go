@@ -37,7 +37,7 @@ import (
 //	lcore_mask      1              hex bit mask (0x optional) of lcores, bit n = CPU n; one
 //	                               lcore (process, or thread with mode=thread) per set bit
 //	busy_poll       1              0|1: poll the rings without sleeping in the kernel
-//	idle_sleep      0              µs to sleep after a pass with no work, 0 (spin)..1000000
+//	idle_sleep      0              µs an idle pass waits for a frame, 0 (spin)..1000000
 //	tx_flush_us     100            µs after which a partial TX batch is flushed, 0..1000000
 //	mode            process        process|thread: a process per lcore, or a pinned thread
 //	                               per lcore in one process

@@ -131,7 +131,7 @@ func leakPair(t *testing.T) (a, b *stack.Stack, stop func()) {
 			n, _ := q.Rx(frames)
 			st.Deliver(frames[:n])
 			if st.Flush() == 0 && n == 0 {
-				q.Wait(1)
+				q.Wait(time.Millisecond)
 			}
 		}
 		done <- struct{}{}

@@ -146,26 +146,20 @@ func (l *Loop) Pass(app func() error) (bool, error) {
 // before Run.
 func (l *Loop) SetControl(fn func()) { l.control = fn }
 
-// rest is what an idle pass does after it: nothing when spinning, a sleep
-// with idle_sleep, a wait on the queue without busy polling.
+// rest is what an idle pass does after it: nothing when spinning; with
+// idle_sleep, a wait on the queue of at most idle_sleep, which a frame
+// ends at once; without busy polling, a wait for a frame.
 func (l *Loop) rest(idlePasses int) error {
 	switch {
 	case !l.cfg.BusyPoll:
-		// Wait for a frame, but not longer than TxFlush: gVisor's timers
-		// (retransmits, keepalives) produce frames while we wait.
+		// Wait for a frame, but not longer than TxFlush (and at least a
+		// millisecond, so that an idle lcore really idles): gVisor's
+		// timers (retransmits, keepalives) produce frames while we wait.
 		l.sleeps.Add(1)
-		ms := int(l.cfg.TxFlush / time.Millisecond)
-		if ms < 1 {
-			ms = 1
-		}
-		return l.q.Wait(ms)
+		return l.q.Wait(max(l.cfg.TxFlush, time.Millisecond))
 	case l.cfg.IdleSleep > 0:
 		l.sleeps.Add(1)
-		d := l.cfg.IdleSleep
-		if d > l.cfg.TxFlush {
-			d = l.cfg.TxFlush
-		}
-		time.Sleep(d)
+		return l.q.Wait(min(l.cfg.IdleSleep, l.cfg.TxFlush))
 	}
 	return nil
 }

@@ -14,7 +14,7 @@
 //	port, err := nic.OpenPort(nic.PortConfig{Ifname: "xs0", XDPMode: "auto",
 //		PassToKernel: true, Addrs: addrs, Logf: log.Printf})
 //	q, err := port.OpenQueue(nic.QueueConfig{Queue: 0, ZeroCopy: "auto"})
-//	// lcore loop: q.Rx(batch) ... q.Tx(frames) ... q.Wait(ms) when idle
+//	// lcore loop: q.Rx(batch) ... q.Tx(frames) ... q.Wait(d) when idle
 //	q.Close(); port.Close()
 //
 // Port owns the XDP program (built in Go with cilium/ebpf's asm package, no
@@ -53,6 +53,7 @@ package nic
 import (
 	"errors"
 	"net"
+	"time"
 )
 
 // ErrNotSupported is matched (errors.Is) by errors that report a kernel or
@@ -74,9 +75,11 @@ type Queue interface {
 	// retries them. Tx never blocks; it is safe for concurrent use.
 	Tx(frames [][]byte) (int, error)
 
-	// Wait blocks until a frame may be ready to receive or timeoutMs
-	// milliseconds have passed (an idle lcore's sleep).
-	Wait(timeoutMs int) error
+	// Wait blocks until a frame may be ready to receive or timeout has
+	// passed (an idle lcore's sleep); a negative timeout waits until a
+	// frame or Close. The timeout is kept to the microsecond, not rounded
+	// to the millisecond: idle_sleep is often tens of microseconds.
+	Wait(timeout time.Duration) error
 
 	// HardwareAddr is the MAC address of the interface.
 	HardwareAddr() net.HardwareAddr

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -125,6 +126,7 @@ type XSKQueue struct {
 	// for writing by Close while it closes it.
 	fdMu    sync.RWMutex
 	pollFds [2]unix.PollFd // used by Wait only (one goroutine)
+	pollTimeout unix.Timespec // Wait's ppoll timeout, kept to avoid an allocation
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -571,8 +573,8 @@ func (q *XSKQueue) reapLocked() {
 	q.comp.release(n)
 }
 
-// Wait implements Queue: poll(2) for POLLIN on the socket. Close ends it.
-func (q *XSKQueue) Wait(timeoutMs int) error {
+// Wait implements Queue: ppoll(2) for POLLIN on the socket. Close ends it.
+func (q *XSKQueue) Wait(timeout time.Duration) error {
 	q.fdMu.RLock()
 	defer q.fdMu.RUnlock()
 	if q.closed.Load() {
@@ -580,7 +582,12 @@ func (q *XSKQueue) Wait(timeoutMs int) error {
 	}
 	q.pollFds[0] = unix.PollFd{Fd: int32(q.fd), Events: unix.POLLIN}
 	q.pollFds[1] = unix.PollFd{Fd: int32(q.eventfd), Events: unix.POLLIN}
-	_, err := unix.Poll(q.pollFds[:], timeoutMs)
+	var ts *unix.Timespec
+	if timeout >= 0 {
+		q.pollTimeout = unix.NsecToTimespec(int64(timeout))
+		ts = &q.pollTimeout
+	}
+	_, err := unix.Ppoll(q.pollFds[:], ts, nil)
 	if q.closed.Load() {
 		return net.ErrClosed
 	}

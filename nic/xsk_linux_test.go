@@ -111,7 +111,7 @@ func rxUntil(t *testing.T, q *XSKQueue, timeout time.Duration, match func([]byte
 	frames := make([][]byte, 64)
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		if err := q.Wait(50); err != nil {
+		if err := q.Wait(50 * time.Millisecond); err != nil {
 			t.Fatalf("Wait: %v", err)
 		}
 		n, err := q.Rx(frames)

@@ -29,7 +29,7 @@ func pump(q *nictest.Queue, st *stack.Stack, stop *atomic.Bool, done chan<- stru
 		}
 		st.Deliver(frames[:n])
 		if st.Flush() == 0 && n == 0 {
-			q.Wait(1)
+			q.Wait(time.Millisecond)
 		}
 	}
 	close(done)

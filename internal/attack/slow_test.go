@@ -33,7 +33,11 @@ func TestSlowloris(t *testing.T) {
 	r := rigtest.New(t, rig.Options{})
 	bin := rigtest.Build(t, "./examples/helloworld")
 	const headerTimeout = 4 * time.Second
-	p := rigtest.Start(t, "serving on port", bin, "-c", rigtest.Config(t, r), "-header-timeout", headerTimeout.String())
+	args := []string{"-c", rigtest.Config(t, r), "-header-timeout", headerTimeout.String()}
+	if f := os.Getenv("XSTACK_ATTACK_CPUPROFILE"); f != "" {
+		args = append(args, "-cpuprofile", f) // written when the server stops
+	}
+	p := rigtest.Start(t, "serving on port", bin, args...)
 	pid := p.Cmd.Process.Pid
 	addr := netip.AddrPortFrom(r.StackAddr4, 80)
 	d := dialer{ns: r.PeerNS}
@@ -47,7 +51,9 @@ func TestSlowloris(t *testing.T) {
 	var m rateMeter
 	waitKA := keepAliveLoad(ctx, t, d, addr, 4, &m)
 	time.Sleep(time.Second)
+	ticks0, t0 := cpuTicks(t, pid), time.Now()
 	base := m.windows(windows, time.Second)
+	cpuBase := cpuShare(ticks0, cpuTicks(t, pid), time.Since(t0))
 	rssBefore := rssKB(t, pid)
 
 	// The attackers. Each one's connections and their lifetimes (connect
@@ -89,7 +95,9 @@ func TestSlowloris(t *testing.T) {
 	}
 	time.Sleep(2 * time.Second)
 	openMid := open.Load()
+	ticks0, t0 = cpuTicks(t, pid), time.Now()
 	under := m.windows(windows, time.Second)
+	cpuUnder := cpuShare(ticks0, cpuTicks(t, pid), time.Since(t0))
 	rssDuring := rssKB(t, pid)
 	acancel()
 	wg.Wait()
@@ -112,7 +120,7 @@ func TestSlowloris(t *testing.T) {
 	}
 	t.Logf("keep-alive req/s: before %v, during %v (median %.0f), after %v; ratio to before and after %.2f",
 		round(base), round(under), median(under), round(after), ratio)
-	t.Logf("RSS before %d KiB, during %d KiB", rssBefore, rssDuring)
+	t.Logf("RSS before %d KiB, during %d KiB; helloworld's CPU %.0f%% of a core before, %.0f%% during", rssBefore, rssDuring, 100*cpuBase, 100*cpuUnder)
 
 	if len(lt) < attackers {
 		t.Errorf("the server closed %d slowloris connections; want at least one per attacker (%d)", len(lt), attackers)

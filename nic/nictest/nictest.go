@@ -209,29 +209,29 @@ func (q *Queue) ReadSent(buf []byte) (int, bool) {
 }
 
 // Wait implements nic.Queue.
-func (q *Queue) Wait(timeoutMs int) error {
+func (q *Queue) Wait(timeout time.Duration) error {
 	if q.closed.Load() {
 		return net.ErrClosed
 	}
 	q.mu.Lock()
 	ready := q.in.n > q.lent
 	q.mu.Unlock()
-	if ready || timeoutMs == 0 {
+	if ready || timeout == 0 {
 		return nil
 	}
-	var timeout <-chan time.Time
-	if timeoutMs > 0 {
+	var expired <-chan time.Time
+	if timeout > 0 {
 		if q.timer == nil {
-			q.timer = time.NewTimer(time.Duration(timeoutMs) * time.Millisecond)
+			q.timer = time.NewTimer(timeout)
 		} else {
-			q.timer.Reset(time.Duration(timeoutMs) * time.Millisecond)
+			q.timer.Reset(timeout)
 		}
 		defer q.timer.Stop()
-		timeout = q.timer.C
+		expired = q.timer.C
 	}
 	select {
 	case <-q.notify:
-	case <-timeout:
+	case <-expired:
 	case <-q.done:
 		return net.ErrClosed
 	}

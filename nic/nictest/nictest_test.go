@@ -91,14 +91,14 @@ func TestInjectAndCapture(t *testing.T) {
 func TestWait(t *testing.T) {
 	a, b := Pair(1500)
 	start := time.Now()
-	if err := b.Wait(20); err != nil || time.Since(start) < 15*time.Millisecond {
+	if err := b.Wait(20 * time.Millisecond); err != nil || time.Since(start) < 15*time.Millisecond {
 		t.Fatalf("Wait on an idle queue returned %v after %v", err, time.Since(start))
 	}
 	go func() {
 		time.Sleep(10 * time.Millisecond)
 		a.Tx([][]byte{frame(1, 60)})
 	}()
-	if err := b.Wait(5000); err != nil {
+	if err := b.Wait(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := b.Rx(make([][]byte, 1)); n != 1 {
