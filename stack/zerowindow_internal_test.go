@@ -114,3 +114,68 @@ func BenchmarkZeroWindowRescue(b *testing.B) {
 		}
 	}
 }
+
+// FuzzZeroWindowRescue hands arbitrary frames to the receive path's
+// zero-window check with the frame's own flow tracked, as if the stack had
+// just advertised a zero window on it. Whatever the bytes, it must not
+// panic, and a pure ACK it makes must be well formed: headers only, ACK
+// the only flag, the sequence number the stack acknowledged, and valid
+// IPv4 and TCP checksums.
+func FuzzZeroWindowRescue(f *testing.F) {
+	f.Add(zwFrame(5100, 777, 40), uint32(5000))
+	f.Add(zwFrame(5000, 777, 0), uint32(5000))
+	f.Add(zwFrame(1, 2, 3)[:40], uint32(0))
+	f.Fuzz(func(t *testing.T, frame []byte, rcvNxt uint32) {
+		if len(frame) < header.EthernetMinimumSize {
+			return
+		}
+		proto := header.Ethernet(frame).Type()
+		ip := frame[header.EthernetMinimumSize:]
+		l4 := tcpSegment(ip, proto)
+		if l4 == nil {
+			return
+		}
+		// Track the frame's flow as the stack's own segments name it.
+		var key flowKey
+		switch proto {
+		case header.IPv4ProtocolNumber:
+			copy(key.b[:], ip[16:20])
+			key.n = 4 + uint8(copy(key.b[4:], ip[12:16]))
+		case header.IPv6ProtocolNumber:
+			copy(key.b[:], ip[24:40])
+			key.n = 16 + uint8(copy(key.b[16:], ip[8:24]))
+		}
+		copy(key.b[key.n:], l4[2:4])
+		copy(key.b[key.n+2:], l4[0:2])
+		var z zeroWindow
+		z.flows = map[flowKey]zeroWindowFlow{key: {rcvNxt: rcvNxt}}
+		z.n.Store(1)
+		b := z.rescue(frame, ip, l4, proto)
+		if b == nil {
+			return
+		}
+		p := b[header.EthernetMinimumSize:]
+		var seg header.TCP
+		var src, dst tcpip.Address
+		if proto == header.IPv4ProtocolNumber {
+			v4 := header.IPv4(p)
+			if v4.CalculateChecksum() != 0xffff || int(v4.TotalLength()) != len(p) {
+				t.Fatalf("IPv4 header of the pure ACK: % x", []byte(p))
+			}
+			seg, src, dst = header.TCP(p[v4.HeaderLength():]), v4.SourceAddress(), v4.DestinationAddress()
+		} else {
+			v6 := header.IPv6(p)
+			if int(v6.PayloadLength())+header.IPv6MinimumSize != len(p) {
+				t.Fatalf("IPv6 payload length of the pure ACK: % x", []byte(p))
+			}
+			seg, src, dst = header.TCP(p[header.IPv6MinimumSize:]), v6.SourceAddress(), v6.DestinationAddress()
+		}
+		if int(seg.DataOffset()) != len(seg) || seg.Flags() != header.TCPFlagAck || seg.SequenceNumber() != rcvNxt {
+			t.Fatalf("pure ACK: offset %d of %d bytes, flags %v, seq %d (want %d)", seg.DataOffset(), len(seg), seg.Flags(), seg.SequenceNumber(), rcvNxt)
+		}
+		xsum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, src, dst, uint16(len(seg)))
+		if checksum.Checksum(seg, xsum) != 0xffff {
+			t.Fatal("TCP checksum of the pure ACK is wrong")
+		}
+	})
+}
