@@ -36,6 +36,7 @@ func main() {
 	parallel := flag.Int("parallel", 64, "connections open at once")
 	counters := flag.Bool("counters", false, "print every lcore's counters (one JSON line each) when done")
 	timeout := flag.Duration("timeout", 0, "give up (with the counters and the unfinished connections) after this long; 0 waits for ever")
+	linger := flag.Bool("linger", false, "when done, keep the lcores running until SIGINT or SIGTERM: with one process per lcore (tools/launch), the others' replies that arrive on this process's queue are still handed over to them")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("client: ")
@@ -104,7 +105,9 @@ func main() {
 			}
 		}
 		errc <- first
-		posix.Stop()
+		if !*linger || first != nil {
+			posix.Stop()
+		}
 	}()
 	if err := posix.RunLcores(make([]func() error, len(tables))); err != nil {
 		log.Fatal(err)

@@ -146,10 +146,20 @@ func TestMultiCore(t *testing.T) {
 				args[5] = "2000"
 				cp, err = rigtest.StartProc("ok:", 120*time.Second, client, append([]string{"-c", cconf}, args...)...)
 			} else {
+				// Each process keeps its lcore running after its own
+				// connections are done, until both are: the other's
+				// replies that land on its queue are handed over.
 				launch := rigtest.Build(t, "./tools/launch")
-				cp, err = rigtest.StartProc("ok:", 120*time.Second, launch, append([]string{"-c", cconf, "--", client}, args...)...)
+				cp, err = rigtest.StartProc("ok:", 120*time.Second, launch, append([]string{"-c", cconf, "--", client, "-linger"}, args...)...)
 				if err == nil {
 					_, err = cp.WaitLines("ok:", 2, 120*time.Second)
+				}
+				if err == nil {
+					// Both have printed their counters with "ok:".
+					_, err = cp.WaitLines("xstack-counters ", 2, 10*time.Second)
+				}
+				if err == nil {
+					cp.Cmd.Process.Signal(syscall.SIGTERM)
 				}
 			}
 			if err != nil {
