@@ -25,6 +25,9 @@
 // many it made (link.zero_window_acks).
 //
 // A transfer fails as hung when no byte moves for 150 s, longer than the
-// longest retransmission timeout (120 s); the failure shows both ends'
-// view of the stuck connection (ss on the peer, tools/netstat on xstack).
+// longest retransmission timeout (120 s), or for 10 minutes at 20%, where
+// runs of failed retransmissions back the timer off for minutes in all
+// (stallTimeoutHeavy). The failure shows both ends' view of the stuck
+// connection (ss on the peer, tools/netstat on xstack), and the writer's
+// error when the writer stopped first.
 package losstest

@@ -34,6 +34,9 @@ type lossRig struct {
 	// connection.
 	netstat   string
 	stallOnce sync.Once
+	// stall is how long a transfer may go without moving a byte (set per
+	// loss rate: setLoss).
+	stall time.Duration
 }
 
 // target is one server the transfers run against.
@@ -79,6 +82,16 @@ func newLossRig(t *testing.T) *lossRig {
 	return lr
 }
 
+// setLoss makes the dropper drop rate of the frames each way, and sets the
+// stall timeout for that rate.
+func (lr *lossRig) setLoss(rate float64) error {
+	lr.stall = stallTimeout
+	if rate >= 0.2 {
+		lr.stall = stallTimeoutHeavy
+	}
+	return lr.d.SetLoss(rate, rate)
+}
+
 // dial opens a TCP connection from the peer namespace.
 func (lr *lossRig) dial(addr netip.AddrPort) (*net.TCPConn, error) {
 	var c net.Conn
@@ -95,10 +108,17 @@ func (lr *lossRig) dial(addr netip.AddrPort) (*net.TCPConn, error) {
 }
 
 // stallTimeout is how long a transfer may go without moving a byte before
-// it counts as hung: longer than the longest retransmission timeout of
-// either stack (120 s), since at 20% loss both ways a run of lost
-// retransmissions backs the timer off that far.
+// it counts as hung, at loss rates up to 5%: longer than the longest
+// retransmission timeout of either stack (120 s).
 const stallTimeout = 150 * time.Second
+
+// stallTimeoutHeavy is stallTimeout at 20% loss both ways. There a
+// retransmission and its acknowledgment both get through only two times
+// in three, and the timer doubles after each failure (0.2 s, 0.4 s, ...,
+// capped at 120 s): a 100 MiB transfer, with thousands of timeouts, meets
+// runs of ten or more failures in a row, over 200 s without a byte moving,
+// and a run of 13 (9.5 minutes) about once in a hundred transfers.
+const stallTimeoutHeavy = 10 * time.Minute
 
 // echoStream sends size pseudo-random bytes (seeded by seed) to the echo
 // service at addr, closes its write side, reads everything back, and
@@ -125,7 +145,7 @@ func (lr *lossRig) echoStream(addr netip.AddrPort, size int64, seed uint64) (tim
 				}
 			}
 			sent.Write(buf[:n])
-			c.SetWriteDeadline(time.Now().Add(stallTimeout))
+			c.SetWriteDeadline(time.Now().Add(lr.stall))
 			k, err := c.Write(buf[:n])
 			wrote += int64(k)
 			if err != nil {
@@ -139,7 +159,7 @@ func (lr *lossRig) echoStream(addr netip.AddrPort, size int64, seed uint64) (tim
 	buf := make([]byte, 64<<10)
 	var read int64
 	for {
-		c.SetReadDeadline(time.Now().Add(stallTimeout))
+		c.SetReadDeadline(time.Now().Add(lr.stall))
 		n, err := c.Read(buf)
 		got.Write(buf[:n])
 		read += int64(n)
@@ -149,7 +169,10 @@ func (lr *lossRig) echoStream(addr netip.AddrPort, size int64, seed uint64) (tim
 		if err != nil {
 			snap := lr.stalled()
 			c.Close()
-			<-werr
+			if werr := <-werr; werr != nil && !errors.Is(werr, net.ErrClosed) {
+				// The writer stopped first: its error says why.
+				err = fmt.Errorf("%w (the writer had stopped: %v)", err, werr)
+			}
 			return 0, fmt.Errorf("read after %d of %d bytes (%d written): %w%s", read, size, wrote, err, snap)
 		}
 	}
@@ -193,7 +216,7 @@ func (lr *lossRig) exchangeConn(addr netip.AddrPort, seed uint64, per int) error
 		for i := range n {
 			req[i] = byte(rng.Uint32())
 		}
-		c.SetDeadline(time.Now().Add(stallTimeout))
+		c.SetDeadline(time.Now().Add(lr.stall))
 		if _, err := c.Write(req[:n]); err != nil {
 			return fmt.Errorf("connection %d exchange %d: write: %w", seed, j, err)
 		}
@@ -279,7 +302,7 @@ func cases() []lossCase {
 func TestEchoUnderLoss(t *testing.T) {
 	lr := newLossRig(t)
 	for _, lc := range cases() {
-		if err := lr.d.SetLoss(lc.rate, lc.rate); err != nil {
+		if err := lr.setLoss(lc.rate); err != nil {
 			t.Fatal(err)
 		}
 		size := lc.echoBytes
@@ -312,7 +335,7 @@ func TestEchoUnderLoss(t *testing.T) {
 func TestExchangesUnderLoss(t *testing.T) {
 	lr := newLossRig(t)
 	for _, lc := range cases() {
-		if err := lr.d.SetLoss(lc.rate, lc.rate); err != nil {
+		if err := lr.setLoss(lc.rate); err != nil {
 			t.Fatal(err)
 		}
 		for _, tg := range lr.targets() {
