@@ -124,9 +124,9 @@ type XSKQueue struct {
 
 	// fdMu is held for reading by Wait and Stats while they use fd, and
 	// for writing by Close while it closes it.
-	fdMu    sync.RWMutex
-	pollFds [2]unix.PollFd // used by Wait only (one goroutine)
-	pollTimeout unix.Timespec // Wait's ppoll timeout, kept to avoid an allocation
+	fdMu        sync.RWMutex
+	pollFds     [2]unix.PollFd // used by Wait only (one goroutine)
+	pollTimeout unix.Timespec  // Wait's ppoll timeout, kept to avoid an allocation
 
 	closed    atomic.Bool
 	closeOnce sync.Once
