@@ -70,13 +70,23 @@ func newLossRig(t *testing.T) *lossRig {
 	if out, err := r.Run(r.StackNS, "sysctl", "-qw", "net.ipv4.tcp_congestion_control=reno"); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
+	// A handshake fails when its SYN or SYN-ACK is lost: at 20% both
+	// ways, one try in three. Linux gives a connect six retries (127 s),
+	// which a hundred connections outlast about once in a hundred runs;
+	// with ten (about 8 minutes) none does. Likewise for the kernel
+	// server's SYN-ACKs.
+	for _, e := range []struct{ ns, key string }{{r.PeerNS, "net.ipv4.tcp_syn_retries=10"}, {r.StackNS, "net.ipv4.tcp_synack_retries=10"}} {
+		if out, err := r.Run(e.ns, "sysctl", "-qw", e.key); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+	}
 	d, err := lossy.Attach(r.PeerNS, r.PeerIf)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
 	bin := rigtest.Build(t, "./examples/echo")
-	lr := &lossRig{r: r, d: d, netstat: rigtest.Build(t, "./tools/netstat")}
+	lr := &lossRig{r: r, d: d, netstat: rigtest.Build(t, "./tools/netstat"), stall: stallTimeout}
 	lr.xstack = rigtest.Start(t, "echoing", bin, "-c", rigtest.Config(t, r))
 	lr.kernel = rigtest.Start(t, "echoing", "ip", "netns", "exec", r.StackNS, bin, "-kernel", "-discard-port", "0", "-chargen-port", "0")
 	return lr
@@ -97,8 +107,8 @@ func (lr *lossRig) dial(addr netip.AddrPort) (*net.TCPConn, error) {
 	var c net.Conn
 	err := netns.Do(lr.r.PeerNS, func() error {
 		var err error
-		// SYNs are lost too: leave room for several retransmissions.
-		c, err = net.DialTimeout("tcp", addr.String(), 60*time.Second)
+		// SYNs are lost too: as long as a stall may last.
+		c, err = net.DialTimeout("tcp", addr.String(), lr.stall)
 		return err
 	})
 	if err != nil {
