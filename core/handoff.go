@@ -27,14 +27,16 @@ type Handoff struct {
 	// outPath names the ring file to lcore i in process mode, where each
 	// consumer creates its inbound rings and producers open them when they
 	// first need them; nil in thread mode, where all rings exist up front.
-	outPath  func(i int) string
-	outIno   []uint64    // inode of each opened ring file, to notice a restarted consumer
-	nextTry  []time.Time // when to try opening (or re-checking) out[i] again
-	pending  [][][]byte  // frames for each owner, gathered over a burst
+	outPath func(i int) string
+	outIno  []uint64    // inode of each opened ring file, to notice a restarted consumer
+	nextTry []time.Time // when to try opening (or re-checking) out[i] again
+	pending [][][]byte  // frames for each owner, gathered over a burst
+	// copies[i] is how many of pending[i] are copies of broadcast frames.
+	copies   []int
 	local    [][]byte
 	inFrames [][]byte
 
-	handedOut, handedIn, local_, broadcasts, dropped atomic.Uint64
+	handedOut, handedIn, local_, broadcasts, dropped, copiesDropped atomic.Uint64
 }
 
 // HandoffStats are a Handoff's counters.
@@ -44,6 +46,11 @@ type HandoffStats struct {
 	HandedIn   uint64 // frames other lcores passed here
 	Broadcasts uint64 // frames processed here and copied to every lcore
 	Dropped    uint64 // frames for an owner whose ring was full or absent
+	// CopiesDropped are copies of broadcast frames (Broadcasts) that an
+	// lcore's ring did not take, full or not yet made by a process still
+	// starting: that lcore misses one neighbour update, no connection a
+	// frame.
+	CopiesDropped uint64
 }
 
 func newHandoff(self, n int, steer *Steer, burst int) *Handoff {
@@ -55,6 +62,7 @@ func newHandoff(self, n int, steer *Steer, burst int) *Handoff {
 		outIno:   make([]uint64, n),
 		nextTry:  make([]time.Time, n),
 		pending:  make([][][]byte, n),
+		copies:   make([]int, n),
 		local:    make([][]byte, 0, burst),
 		inFrames: make([][]byte, burst),
 	}
@@ -81,6 +89,7 @@ func (h *Handoff) steerBurst(frames [][]byte) [][]byte {
 			for i := range h.pending {
 				if i != h.self {
 					h.pending[i] = append(h.pending[i], f)
+					h.copies[i]++
 					any = true
 				}
 			}
@@ -100,8 +109,20 @@ func (h *Handoff) steerBurst(frames [][]byte) [][]byte {
 				sent = r.Enqueue(p)
 			}
 			h.handedOut.Add(uint64(sent))
-			h.dropped.Add(uint64(len(p) - sent))
+			if sent < len(p) {
+				copies := 0
+				if h.copies[i] > 0 {
+					for _, f := range p[sent:] {
+						if c, _ := h.steer.Classify(f); c == Broadcast {
+							copies++
+						}
+					}
+				}
+				h.copiesDropped.Add(uint64(copies))
+				h.dropped.Add(uint64(len(p) - sent - copies))
+			}
 			h.pending[i] = p[:0]
+			h.copies[i] = 0
 		}
 	}
 	return local
@@ -109,7 +130,9 @@ func (h *Handoff) steerBurst(frames [][]byte) [][]byte {
 
 // ring returns the ring to lcore i, opening it when needed. In process
 // mode it checks once a second that the ring file is still the one it
-// mapped: a consumer that restarted made a new one.
+// mapped: a consumer that restarted made a new one. A ring not made yet
+// (its process is still starting) is looked for again a millisecond
+// later, so that few frames wait for it in vain.
 func (h *Handoff) ring(i int) *HandoffRing {
 	if h.outPath == nil {
 		return h.out[i]
@@ -121,6 +144,9 @@ func (h *Handoff) ring(i int) *HandoffRing {
 	h.nextTry[i] = now.Add(time.Second)
 	path := h.outPath(i)
 	ino, err := fileIno(path)
+	if err != nil && h.out[i] == nil {
+		h.nextTry[i] = now.Add(time.Millisecond)
+	}
 	if h.out[i] != nil {
 		if err == nil && ino == h.outIno[i] {
 			return h.out[i]
@@ -163,6 +189,8 @@ func (h *Handoff) Stats() HandoffStats {
 		HandedIn:   h.handedIn.Load(),
 		Broadcasts: h.broadcasts.Load(),
 		Dropped:    h.dropped.Load(),
+
+		CopiesDropped: h.copiesDropped.Load(),
 	}
 }
 

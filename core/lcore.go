@@ -385,6 +385,7 @@ func (l *Lcore) Counters() []stack.Counter {
 			stack.Counter{Name: "steer.handed_in", Value: hs.HandedIn},
 			stack.Counter{Name: "steer.broadcasts", Value: hs.Broadcasts},
 			stack.Counter{Name: "steer.dropped", Value: hs.Dropped},
+			stack.Counter{Name: "steer.copies_dropped", Value: hs.CopiesDropped},
 		)
 	}
 	if f := l.sockCounters.Load(); f != nil {

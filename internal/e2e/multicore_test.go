@@ -186,9 +186,10 @@ func TestMultiCore(t *testing.T) {
 				if err := json.Unmarshal([]byte(line[strings.Index(line, "{"):]), &c); err != nil {
 					t.Fatal(err)
 				}
-				t.Logf("client lcore %d: %d active connections, steer local %d, handed out %d, handed in %d",
+				t.Logf("client lcore %d: %d active connections, steer local %d, handed out %d, handed in %d, dropped %d, broadcast copies dropped %d",
 					c.Lcore, c.Counters["tcp.active_connection_openings"], c.Counters["steer.local"],
-					c.Counters["steer.handed_out"], c.Counters["steer.handed_in"])
+					c.Counters["steer.handed_out"], c.Counters["steer.handed_in"],
+					c.Counters["steer.dropped"], c.Counters["steer.copies_dropped"])
 				if c.Counters["tcp.active_connection_openings"] == 0 {
 					t.Errorf("client lcore %d opened no connection", c.Lcore)
 				}
