@@ -102,6 +102,24 @@ func (z *zeroWindow) sent(meta []segMeta) {
 	}
 }
 
+// replyFlow is the key of the flow of a received segment as the stack's
+// own segments of that flow name it (parseSeg): the stack's address and
+// port first. ip is an IPv4 or IPv6 packet of protocol proto and l4 its
+// TCP segment (tcpSegment).
+func replyFlow(ip, l4 []byte, proto tcpip.NetworkProtocolNumber) flowKey {
+	var key flowKey
+	if proto == header.IPv4ProtocolNumber {
+		copy(key.b[:], ip[16:20])
+		key.n = 4 + uint8(copy(key.b[4:], ip[12:16]))
+	} else {
+		copy(key.b[:], ip[24:40])
+		key.n = 16 + uint8(copy(key.b[16:], ip[8:24]))
+	}
+	copy(key.b[key.n:], l4[2:4])
+	copy(key.b[key.n+2:], l4[0:2])
+	return key
+}
+
 // rescue returns the pure ACK to hand to gVisor before frame, or nil. ip
 // is frame's IP packet of protocol proto and l4 its TCP segment
 // (tcpSegment). The result is valid until the next call.
@@ -113,19 +131,14 @@ func (z *zeroWindow) rescue(frame, ip, l4 []byte, proto tcpip.NetworkProtocolNum
 	if flags&tcpFlagACK == 0 || flags&(tcpFlagSYN|tcpFlagRST) != 0 {
 		return nil
 	}
-	var key flowKey
 	var ipHdr, end int // IP header length, end of the segment within ip
 	switch proto {
 	case header.IPv4ProtocolNumber:
 		ipHdr = int(ip[0]&0xf) * 4
 		end = int(binary.BigEndian.Uint16(ip[2:4]))
-		copy(key.b[:], ip[16:20])
-		key.n = 4 + uint8(copy(key.b[4:], ip[12:16]))
 	case header.IPv6ProtocolNumber:
 		ipHdr = header.IPv6MinimumSize
 		end = ipHdr + int(binary.BigEndian.Uint16(ip[4:6]))
-		copy(key.b[:], ip[24:40])
-		key.n = 16 + uint8(copy(key.b[16:], ip[8:24]))
 	default:
 		return nil
 	}
@@ -133,8 +146,7 @@ func (z *zeroWindow) rescue(frame, ip, l4 []byte, proto tcpip.NetworkProtocolNum
 	if doff < header.TCPMinimumSize || ipHdr+doff > end || end > len(ip) {
 		return nil // gVisor drops it as malformed
 	}
-	copy(key.b[key.n:], l4[2:4])
-	copy(key.b[key.n+2:], l4[0:2])
+	key := replyFlow(ip, l4, proto)
 	seq := binary.BigEndian.Uint32(l4[4:8])
 	ack := binary.BigEndian.Uint32(l4[8:12])
 	win := binary.BigEndian.Uint16(l4[14:16])

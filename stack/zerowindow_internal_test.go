@@ -136,17 +136,7 @@ func FuzzZeroWindowRescue(f *testing.F) {
 			return
 		}
 		// Track the frame's flow as the stack's own segments name it.
-		var key flowKey
-		switch proto {
-		case header.IPv4ProtocolNumber:
-			copy(key.b[:], ip[16:20])
-			key.n = 4 + uint8(copy(key.b[4:], ip[12:16]))
-		case header.IPv6ProtocolNumber:
-			copy(key.b[:], ip[24:40])
-			key.n = 16 + uint8(copy(key.b[16:], ip[8:24]))
-		}
-		copy(key.b[key.n:], l4[2:4])
-		copy(key.b[key.n+2:], l4[0:2])
+		key := replyFlow(ip, l4, proto)
 		var z zeroWindow
 		z.flows = map[flowKey]zeroWindowFlow{key: {rcvNxt: rcvNxt}}
 		z.n.Store(1)
