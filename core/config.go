@@ -81,6 +81,8 @@ import (
 //	net.inet.tcp.delayed_ack       0|1 delayed ACKs
 //	net.inet.tcp.nodelay           0|1 TCP_NODELAY for new sockets
 //	net.inet.tcp.msl               maximum segment lifetime in ms, 1..600000
+//	net.inet.tcp.rexmit_min        least retransmission timeout in ms, 1..3600000, default 200
+//	net.inet.tcp.rexmit_max        greatest retransmission timeout in ms, 1..3600000, default 120000
 //	net.inet.tcp.keepidle          keepalive idle time in s, 1..32767
 //	net.inet.tcp.keepintvl         keepalive probe interval in s, 1..32767
 //	net.inet.tcp.keepcnt           keepalive probes, 1..127
@@ -1098,6 +1100,8 @@ var (
 		"net.inet.tcp.delayed_ack":      configSysctlBool,
 		"net.inet.tcp.nodelay":          configSysctlBool,
 		"net.inet.tcp.msl":              {lo: 1, hi: 600000, unit: "milliseconds"},
+		"net.inet.tcp.rexmit_min":       {lo: 1, hi: 3600000, unit: "milliseconds"},
+		"net.inet.tcp.rexmit_max":       {lo: 1, hi: 3600000, unit: "milliseconds"},
 		"net.inet.tcp.keepidle":         {lo: 1, hi: 32767, unit: "seconds"}, // Linux MAX_TCP_KEEPIDLE
 		"net.inet.tcp.keepintvl":        {lo: 1, hi: 32767, unit: "seconds"}, // Linux MAX_TCP_KEEPINTVL
 		"net.inet.tcp.keepcnt":          {lo: 1, hi: 127, unit: "probes"},    // Linux MAX_TCP_KEEPCNT

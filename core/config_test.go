@@ -376,8 +376,8 @@ func TestLoadConfigMissingFile(t *testing.T) {
 
 func TestConfigSysctlNames(t *testing.T) {
 	names := SysctlNames()
-	if len(names) != 22 || !slices.IsSorted(names) {
-		t.Errorf("SysctlNames() = %v, want 22 sorted names", names)
+	if len(names) != 24 || !slices.IsSorted(names) {
+		t.Errorf("SysctlNames() = %v, want 24 sorted names", names)
 	}
 	if names[0] != "net.inet.ip.forwarding" {
 		t.Errorf("first name %q, want net.inet.ip.forwarding", names[0])
@@ -407,6 +407,10 @@ func TestConfigValidateSysctl(t *testing.T) {
 		{"net.inet.tcp.nodelay", "1", true},
 		{"net.inet.tcp.msl", "30000", true},
 		{"net.inet.tcp.msl", "0", false},
+		{"net.inet.tcp.rexmit_min", "20", true},
+		{"net.inet.tcp.rexmit_min", "0", false},
+		{"net.inet.tcp.rexmit_max", "3600000", true},
+		{"net.inet.tcp.rexmit_max", "3600001", false},
 		{"net.inet.tcp.keepidle", "7200", true},
 		{"net.inet.tcp.keepintvl", "75", true},
 		{"net.inet.tcp.keepcnt", "9", true},

@@ -485,6 +485,14 @@ func (st *Stack) sysctl(name string) (string, error) {
 		var o tcpip.TCPTimeWaitTimeoutOption
 		err := getTCP(&o)
 		return itoa(int(time.Duration(o) / 2 / time.Millisecond)), err
+	case "net.inet.tcp.rexmit_min":
+		var o tcpip.TCPMinRTOOption
+		err := getTCP(&o)
+		return itoa(int(time.Duration(o) / time.Millisecond)), err
+	case "net.inet.tcp.rexmit_max":
+		var o tcpip.TCPMaxRTOOption
+		err := getTCP(&o)
+		return itoa(int(time.Duration(o) / time.Millisecond)), err
 	case "net.inet.tcp.keepidle":
 		return itoa(orDefault(st.SocketDefaults().KeepIdle, int(tcp.DefaultKeepaliveIdle/time.Second))), nil
 	case "net.inet.tcp.keepintvl":

@@ -26,6 +26,7 @@ func TestSysctlReadsBack(t *testing.T) {
 		{"net.inet.tcp.syncookies", "2"}, {"net.inet.tcp.syncookies", "1"}, {"net.inet.tcp.moderate_rcvbuf", "0"},
 		{"net.inet.tcp.tw_reuse", "1"}, {"net.inet.ip.ttl", "32"}, {"net.inet6.ip6.hlim", "33"},
 		{"net.inet.ip.forwarding", "1"}, {"net.inet.tcp.timestamps", "1"},
+		{"net.inet.tcp.rexmit_min", "30"}, {"net.inet.tcp.rexmit_max", "64000"},
 	} {
 		if err := p.a.SetSysctl(kv[0], kv[1]); err != nil {
 			t.Fatalf("SetSysctl(%s, %s): %v", kv[0], kv[1], err)

@@ -95,6 +95,30 @@ func (st *Stack) setSysctl(name, value string) error {
 		}
 		o := tcpip.TCPTimeWaitTimeoutOption(2 * time.Duration(v) * time.Millisecond)
 		return setTCP(&o)
+	case "net.inet.tcp.rexmit_min", "net.inet.tcp.rexmit_max":
+		// Bounds of the retransmission timeout. gVisor keeps min <= max
+		// and refuses a value that would cross the other bound.
+		v, err := num()
+		if err != nil {
+			return err
+		}
+		d := time.Duration(v) * time.Millisecond
+		var lo tcpip.TCPMinRTOOption
+		var hi tcpip.TCPMaxRTOOption
+		st.s.TransportProtocolOption(tcp.ProtocolNumber, &lo)
+		st.s.TransportProtocolOption(tcp.ProtocolNumber, &hi)
+		if name == "net.inet.tcp.rexmit_min" {
+			if d > time.Duration(hi) {
+				return fmt.Errorf("above net.inet.tcp.rexmit_max (%d ms)", time.Duration(hi)/time.Millisecond)
+			}
+			o := tcpip.TCPMinRTOOption(d)
+			return setTCP(&o)
+		}
+		if d < time.Duration(lo) {
+			return fmt.Errorf("below net.inet.tcp.rexmit_min (%d ms)", time.Duration(lo)/time.Millisecond)
+		}
+		o := tcpip.TCPMaxRTOOption(d)
+		return setTCP(&o)
 	case "net.inet.tcp.keepidle", "net.inet.tcp.keepintvl", "net.inet.tcp.keepcnt",
 		"net.inet.tcp.always_keepalive", "net.inet.tcp.user_timeout":
 		// Per-socket options: the socket layer applies them to every

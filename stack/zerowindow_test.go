@@ -147,7 +147,11 @@ func TestZeroWindowAck(t *testing.T) {
 	}
 }
 
-func testZeroWindowAck(t *testing.T, v6 bool) {
+// wireConn makes a stack whose listener on port 80 (set up first by
+// setup, when not nil) has accepted a connection from a wirePeer, and
+// returns the peer and the accepted endpoint.
+func wireConn(t *testing.T, v6 bool, setup func(st *stack.Stack, l tcpip.Endpoint)) (*wirePeer, tcpip.Endpoint) {
+	t.Helper()
 	q := nictest.New(1500)
 	t.Cleanup(func() { q.Close() })
 	st, err := stack.New(q, stack.Config{Name: "zw",
@@ -175,10 +179,9 @@ func testZeroWindowAck(t *testing.T, v6 bool) {
 		t.Fatal(terr)
 	}
 	t.Cleanup(l.Close)
-	// Small buffers fill in a few segments; a zero window scale keeps
-	// the window's arithmetic plain.
-	l.SocketOptions().SetReceiveBufferSize(8192, true)
-	l.SocketOptions().SetSendBufferSize(8192, true)
+	if setup != nil {
+		setup(st, l)
+	}
 	if err := l.Bind(tcpip.FullAddress{Port: 80}); err != nil {
 		t.Fatal(err)
 	}
@@ -197,6 +200,17 @@ func testZeroWindowAck(t *testing.T, v6 bool) {
 		return terr == nil
 	})
 	t.Cleanup(ep.Close)
+	return p, ep
+}
+
+func testZeroWindowAck(t *testing.T, v6 bool) {
+	p, ep := wireConn(t, v6, func(_ *stack.Stack, l tcpip.Endpoint) {
+		// Small buffers fill in a few segments; a zero window scale
+		// keeps the window's arithmetic plain.
+		l.SocketOptions().SetReceiveBufferSize(8192, true)
+		l.SocketOptions().SetSendBufferSize(8192, true)
+	})
+	st := p.st
 	synAcked := p.rcvNxt // acknowledges the SYN-ACK and none of the data
 
 	// The application writes until its send buffer is full; the peer
