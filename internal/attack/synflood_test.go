@@ -234,10 +234,10 @@ func TestSYNFlood(t *testing.T) {
 }
 
 // kernelFloodRatio measures, on the same rig and with the same client and
-// flood, the share of its keep-alive request rate that the kernel's own
-// TCP keeps: helloworld -kernel on the stack side's kernel address, its
-// CPU pinned like the stack's lcore. It is the oracle for what the rig
-// allows. windows is the number of 1 s windows on each side.
+// floods, the keep-alive request rate of the kernel's own TCP without a
+// flood, beside the black-hole flood and under the flood: helloworld
+// -kernel on the stack side's kernel address, its CPU pinned like the
+// stack's lcore. windows is the number of 1 s windows in each phase.
 func kernelFloodRatio(t *testing.T, r *rig.Rig, bin string, windows int) (base, decoy, under []float64) {
 	t.Helper()
 	p := rigtest.Start(t, "serving on port", "ip", "netns", "exec", r.StackNS, "taskset", "-c", "0", bin, "-kernel", "-backlog", "1024")
