@@ -120,9 +120,18 @@
 //     peer's delayed ACKs stalls request/response traffic.
 //   - A TCP socket whose connect failed cannot connect again (ECONNABORTED;
 //     gVisor keeps the endpoint in its error state). Open a new socket.
-//   - Receive flags other than MSG_DONTWAIT, MSG_PEEK and MSG_TRUNC (and the
-//     no-ops MSG_NOSIGNAL, MSG_CMSG_CLOEXEC) are EOPNOTSUPP; MSG_WAITALL
-//     and MSG_OOB are not implemented.
+//   - Receive flags other than MSG_DONTWAIT, MSG_PEEK, MSG_TRUNC and
+//     MSG_WAITALL (and the no-ops MSG_NOSIGNAL, MSG_CMSG_CLOEXEC) are
+//     EOPNOTSUPP. That includes MSG_OOB: gVisor has no urgent data. Linux
+//     answers MSG_OOB on a TCP socket without urgent data with EINVAL and
+//     ignores it on a UDP socket.
+//   - MSG_MORE on a UDP socket is accepted and ignored: every send is a
+//     datagram of its own. Linux appends the data to a pending datagram
+//     that the next send without MSG_MORE completes.
+//   - Data that a send with MSG_MORE holds back on a TCP socket goes out
+//     with the next send without MSG_MORE, or at the latest 200 ms after
+//     the socket began to hold it, as with TCP_CORK. Linux also sends it
+//     when an ACK for earlier data arrives.
 //   - TCP_MAXSEG and TCP_INFO's MSS on a connected socket are the NIC's MTU
 //     less the IP and TCP headers, without options.
 //   - Poll on an epoll instance reports POLLIN while it has ready

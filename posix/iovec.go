@@ -40,6 +40,19 @@ func (w *iovWriter) reset(p []byte, iovs [][]byte) {
 	}
 }
 
+// skip moves w past the first n bytes of its buffers, leaving them as they
+// are: a receive that goes on (MSG_WAITALL) fills what follows them.
+func (w *iovWriter) skip(n int) {
+	for n > 0 && len(w.bufs) > 0 {
+		k := min(n, len(w.bufs[0])-w.off)
+		n -= k
+		w.off += k
+		if w.off == len(w.bufs[0]) {
+			w.bufs, w.off = w.bufs[1:], 0
+		}
+	}
+}
+
 // Write implements io.Writer.
 func (w *iovWriter) Write(p []byte) (int, error) {
 	total := 0

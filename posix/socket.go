@@ -47,6 +47,13 @@ type socket struct {
 	wbuf iovReader
 	// +checklocks:writeMu
 	wwait blocker
+	// wto is the destination of the datagram being sent: a copy kept
+	// here, so that the caller's address does not escape to the heap.
+	// +checklocks:writeMu
+	wto tcpip.FullAddress
+
+	// cork is a TCP socket's corking: TCP_CORK and MSG_MORE (cork.go).
+	cork corkState
 
 	// epMu guards items, the epoll registrations of this socket, which
 	// are removed when the socket is released (Linux's eventpoll_release).
@@ -174,6 +181,9 @@ func (s *socket) release() {
 			break
 		}
 		it.ep.remove(it)
+	}
+	if s.stype == unix.SOCK_STREAM {
+		s.releaseCork()
 	}
 	s.ep.Close()
 	if s.stype == unix.SOCK_STREAM {
@@ -465,12 +475,33 @@ func rwErrno(errno unix.Errno) unix.Errno {
 }
 
 // recvFlags are the recv flags this package implements. MSG_NOSIGNAL and
-// MSG_CMSG_CLOEXEC have nothing to do here and are accepted.
-const recvFlags = unix.MSG_DONTWAIT | unix.MSG_PEEK | unix.MSG_TRUNC | unix.MSG_NOSIGNAL | unix.MSG_CMSG_CLOEXEC
+// MSG_CMSG_CLOEXEC have nothing to do here and are accepted. Any other
+// flag, MSG_OOB among them (gVisor has no urgent data), is EOPNOTSUPP.
+const recvFlags = unix.MSG_DONTWAIT | unix.MSG_PEEK | unix.MSG_TRUNC | unix.MSG_WAITALL | unix.MSG_NOSIGNAL | unix.MSG_CMSG_CLOEXEC
 
-// RecvFrom is recvfrom(2). flags may hold MSG_DONTWAIT, MSG_PEEK and
-// MSG_TRUNC (return a datagram's full length). from is nil for TCP, as with
-// Go's unix.Recvfrom.
+// recvOptsOf turns recv flags into options.
+func recvOptsOf(flags int) recvOpts {
+	return recvOpts{
+		dontwait: flags&unix.MSG_DONTWAIT != 0,
+		peek:     flags&unix.MSG_PEEK != 0,
+		waitall:  flags&unix.MSG_WAITALL != 0,
+	}
+}
+
+// RecvFrom is recvfrom(2). flags may hold MSG_DONTWAIT, MSG_PEEK,
+// MSG_TRUNC (return a datagram's full length) and MSG_WAITALL. from is nil
+// for TCP, as with Go's unix.Recvfrom.
+//
+// MSG_WAITALL on a blocking TCP socket waits until the buffer is full, as
+// Linux's tcp_recvmsg does; it returns less only at end of file, on an
+// error or when the fd is closed, and then returns the bytes it has (the
+// error is returned only if there are none; a connection error is left
+// for the next call). With MSG_PEEK as well it waits in the same way for
+// the buffer's length to be queued and copies it without consuming it, as
+// Linux does.
+// With MSG_DONTWAIT, on a non-blocking socket or on the loop goroutine
+// MSG_WAITALL changes nothing. On a UDP socket it is accepted and has no
+// effect, as on Linux: a receive returns one datagram.
 func (t *Sockets) RecvFrom(fd int, p []byte, flags int) (int, unix.Sockaddr, error) {
 	n, _, from, err := t.recvmsg(fd, p, nil, flags)
 	return n, from, err
@@ -486,7 +517,7 @@ func (t *Sockets) Recv(fd int, p []byte, flags int) (int, error) {
 	if flags&^recvFlags != 0 {
 		return 0, unix.EOPNOTSUPP
 	}
-	n, total, errno := s.recv(p, nil, recvOpts{dontwait: flags&unix.MSG_DONTWAIT != 0, peek: flags&unix.MSG_PEEK != 0})
+	n, total, errno := s.recv(p, nil, recvOptsOf(flags))
 	if errno != 0 {
 		return n, errno
 	}
@@ -528,7 +559,7 @@ func (t *Sockets) recvmsg(fd int, p []byte, iovs [][]byte, flags int) (n, recvfl
 	if flags&^recvFlags != 0 {
 		return 0, 0, nil, unix.EOPNOTSUPP
 	}
-	o := recvOpts{dontwait: flags&unix.MSG_DONTWAIT != 0, peek: flags&unix.MSG_PEEK != 0}
+	o := recvOptsOf(flags)
 	var addr tcpip.FullAddress
 	if s.stype == unix.SOCK_DGRAM {
 		o.from = &addr
@@ -553,13 +584,15 @@ func (t *Sockets) recvmsg(fd int, p []byte, iovs [][]byte, flags int) (n, recvfl
 type recvOpts struct {
 	dontwait bool               // MSG_DONTWAIT
 	peek     bool               // MSG_PEEK
+	waitall  bool               // MSG_WAITALL
 	from     *tcpip.FullAddress // set to the sender (datagram sockets)
 	deadline <-chan struct{}    // a blocked call gives up when it fires
 }
 
 // recv reads into p, or into the buffers of iovs when iovs is not nil, and
 // returns the bytes read and, for datagrams, the datagram's full length
-// (for MSG_TRUNC).
+// (for MSG_TRUNC). With o.waitall a blocking TCP receive goes on until the
+// buffers are full (see RecvFrom).
 func (s *socket) recv(p []byte, iovs [][]byte, o recvOpts) (n, total int, errno unix.Errno) {
 	size := len(p)
 	if iovs != nil {
@@ -575,6 +608,10 @@ func (s *socket) recv(p []byte, iovs [][]byte, o recvOpts) (n, total int, errno 
 	}
 	s.readMu.Lock()
 	defer s.readMu.Unlock()
+	if o.waitall && s.stype == unix.SOCK_STREAM && s.mayBlock(o.dontwait) {
+		n, errno = s.recvAll(p, iovs, size, o)
+		return n, n, errno
+	}
 	registered := false
 	for {
 		s.rbuf.reset(p, iovs)
@@ -618,6 +655,89 @@ func (s *socket) recv(p []byte, iovs [][]byte, o recvOpts) (n, total int, errno 
 	}
 }
 
+// recvAll is a blocking TCP receive with MSG_WAITALL: it reads until the
+// size bytes of the buffers are filled, as tcp_recvmsg does with a target
+// of the whole length. It stops early at end of file, on an error, or when
+// the wait ends (the deadline, or the fd is closed), and then returns what
+// it has, or the error if it has nothing. With o.peek every attempt copies
+// the queue's head again, until size bytes are queued.
+// +checklocks:s.readMu
+func (s *socket) recvAll(p []byte, iovs [][]byte, size int, o recvOpts) (int, unix.Errno) {
+	registered := false
+	defer func() {
+		if registered {
+			s.wq.EventUnregister(&s.rwait.entry)
+		}
+	}()
+	got := 0
+	for {
+		if got > 0 && !o.peek && s.pendingError() {
+			// Reading now would take the error that ended the
+			// connection; Linux leaves it for the next call.
+			return got, 0
+		}
+		s.rbuf.reset(p, iovs)
+		if !o.peek {
+			s.rbuf.skip(got)
+		}
+		res, err := s.ep.Read(&s.rbuf, tcpip.ReadOptions{Peek: o.peek})
+		s.rbuf.reset(nil, nil)
+		switch err.(type) {
+		case nil:
+			if o.peek {
+				got = res.Count
+			} else {
+				got += res.Count
+			}
+			if got >= size {
+				return got, 0
+			}
+			// The queue is empty, or, peeking, shorter than size.
+			// A peek sees no end of file while data is queued: stop
+			// once no more can come.
+			if o.peek && s.readDone() {
+				return got, 0
+			}
+		case *tcpip.ErrWouldBlock:
+		case *tcpip.ErrClosedForReceive:
+			return got, 0 // end of file
+		default:
+			if got > 0 {
+				return got, 0
+			}
+			return 0, s.errno(err)
+		}
+		if !registered {
+			s.rwait.register(s.wq, waiter.ReadableEvents|waiter.EventRdHUp|waiter.EventHUp|waiter.EventErr)
+			registered = true
+			continue // retry once registered so no wake-up is lost
+		}
+		if errno := s.wait(&s.rwait, o.deadline); errno != 0 {
+			if got > 0 {
+				return got, 0
+			}
+			return 0, errno
+		}
+	}
+}
+
+// pendingError reports whether a TCP endpoint has failed (a reset, a
+// timeout) and holds no more data to read: its next Read returns the error.
+func (s *socket) pendingError() bool {
+	if tcp.EndpointState(s.ep.State()) != tcp.StateError {
+		return false
+	}
+	v, err := s.ep.GetSockOptInt(tcpip.ReceiveQueueSizeOption)
+	return err == nil && v == 0
+}
+
+// readDone reports whether no more data can arrive on a TCP endpoint: it
+// has the peer's FIN, was shut down for reading, or has failed.
+func (s *socket) readDone() bool {
+	const done = waiter.EventRdHUp | waiter.EventHUp | waiter.EventErr
+	return s.ep.Readiness(waiter.ReadableEvents|done)&done != 0
+}
+
 // Write is write(2). On a blocking TCP socket it returns when all of p is
 // queued (or an error ends the connection after part of it was).
 func (t *Sockets) Write(fd int, p []byte) (int, error) {
@@ -648,14 +768,29 @@ func (t *Sockets) Writev(fd int, iovs [][]byte) (int, error) {
 	return n, nil
 }
 
-// sendFlags are the send flags accepted: MSG_DONTWAIT is honoured;
-// MSG_NOSIGNAL, MSG_MORE and MSG_EOR are accepted (no signals are ever
-// raised; corking is not implemented).
+// sendFlags are the send flags accepted. MSG_DONTWAIT makes the send
+// non-blocking. MSG_MORE on a TCP socket holds the data back until a send
+// without MSG_MORE, as Linux does (see SendTo); on a UDP socket it is
+// accepted and ignored. MSG_NOSIGNAL is accepted because no signals are
+// ever raised. MSG_EOR is accepted and has no effect: Linux's TCP uses it
+// only to keep later data out of the last segment, which does not change
+// what the peer reads.
 const sendFlags = unix.MSG_DONTWAIT | unix.MSG_NOSIGNAL | unix.MSG_MORE | unix.MSG_EOR
 
 // SendTo is sendto(2). to may be nil for a connected socket; TCP ignores it
-// as Linux does. flags may hold MSG_DONTWAIT; MSG_NOSIGNAL and MSG_MORE are
-// accepted (no signals are ever raised; corking is not implemented).
+// as Linux does. flags may hold MSG_DONTWAIT, MSG_MORE, MSG_NOSIGNAL and
+// MSG_EOR.
+//
+// MSG_MORE on a TCP socket corks it, as Linux does: the data waits for more
+// to fill a segment, and the next send without MSG_MORE (Write included)
+// sends everything held. Held data that no later send releases is sent at
+// the latest 200 ms after the socket began to hold it, as with TCP_CORK,
+// and shutdown(SHUT_WR) and close send it ahead of their FIN, as on Linux.
+// If TCP_CORK is on, MSG_MORE changes nothing; setting TCP_CORK, on or
+// off, ends a cork that MSG_MORE began, and getsockopt reports TCP_CORK as
+// the application set it. On a UDP socket MSG_MORE is accepted and
+// ignored: each send is one datagram, where Linux would append the data to
+// a pending datagram that the next send without MSG_MORE completes.
 func (t *Sockets) SendTo(fd int, p []byte, flags int, to unix.Sockaddr) (int, error) {
 	return t.sendmsg(fd, p, nil, to, flags)
 }
@@ -683,7 +818,7 @@ func (t *Sockets) sendmsg(fd int, p []byte, iovs [][]byte, to unix.Sockaddr, fla
 	if flags&^sendFlags != 0 {
 		return 0, unix.EOPNOTSUPP
 	}
-	o := sendOpts{dontwait: flags&unix.MSG_DONTWAIT != 0}
+	o := sendOpts{dontwait: flags&unix.MSG_DONTWAIT != 0, more: flags&unix.MSG_MORE != 0}
 	var addr tcpip.FullAddress
 	if to != nil && s.stype == unix.SOCK_DGRAM {
 		a, errno := s.fullAddress(to, opSendTo)
@@ -703,14 +838,35 @@ func (t *Sockets) sendmsg(fd int, p []byte, iovs [][]byte, to unix.Sockaddr, fla
 // sendOpts are the options of one send.
 type sendOpts struct {
 	dontwait bool               // MSG_DONTWAIT
+	more     bool               // MSG_MORE
 	to       *tcpip.FullAddress // destination of a datagram
 	deadline <-chan struct{}    // a blocked call gives up when it fires
 }
 
-// send writes p, or the buffers of iovs when iovs is not nil.
+// send writes p, or the buffers of iovs when iovs is not nil. On a TCP
+// socket o.more corks the socket for this send (cork.go), and a send
+// without it that queues data ends such a cork.
 func (s *socket) send(p []byte, iovs [][]byte, o sendOpts) (int, unix.Errno) {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
+	if s.stype != unix.SOCK_STREAM {
+		return s.sendLocked(p, iovs, o)
+	}
+	if o.more {
+		s.corkForMore()
+	}
+	n, errno := s.sendLocked(p, iovs, o)
+	if n > 0 {
+		// Linux pushes (or, with MSG_MORE, holds) only when the send
+		// copied data: a send that queued nothing changes nothing.
+		s.sent(o.more)
+	}
+	return n, errno
+}
+
+// sendLocked is send's loop.
+// +checklocks:s.writeMu
+func (s *socket) sendLocked(p []byte, iovs [][]byte, o sendOpts) (int, unix.Errno) {
 	registered := false
 	defer func() {
 		if registered {
@@ -721,10 +877,15 @@ func (s *socket) send(p []byte, iovs [][]byte, o sendOpts) (int, unix.Errno) {
 	if iovs != nil {
 		size = iovLen(iovs)
 	}
+	var wo tcpip.WriteOptions
+	if o.to != nil {
+		s.wto = *o.to
+		wo.To = &s.wto
+	}
 	total := 0
 	for {
 		s.wbuf.reset(p, iovs, total)
-		n, err := s.ep.Write(&s.wbuf, tcpip.WriteOptions{To: o.to})
+		n, err := s.ep.Write(&s.wbuf, wo)
 		s.wbuf.reset(nil, nil, 0)
 		total += int(n)
 		switch err.(type) {
@@ -790,6 +951,11 @@ func (s *socket) shutdown(how int) unix.Errno {
 	}
 	if err := s.ep.Shutdown(flags); err != nil {
 		return s.errno(err)
+	}
+	if flags&tcpip.ShutdownWrite != 0 && s.stype == unix.SOCK_STREAM {
+		// Linux pushes pending data with its FIN; gVisor would
+		// hold corked data, and the FIN behind it.
+		s.flushForFIN()
 	}
 	if flags&tcpip.ShutdownRead != 0 {
 		s.shutRd.Store(true)

@@ -34,6 +34,11 @@ const (
 //
 // Anything else is ENOPROTOOPT, as Linux answers for options it does not
 // know; read-only options (SO_ERROR, SO_TYPE...) are ENOPROTOOPT too.
+//
+// TCP_CORK holds partial segments back until it is cleared, for at most
+// 200 ms, and shutdown(SHUT_WR) and close send what it holds ahead of their
+// FIN, as on Linux. Setting it ends a cork that a send with MSG_MORE began
+// (see SendTo).
 func (t *Sockets) SetsockoptInt(fd, level, opt, value int) error {
 	s, errno := t.socket(fd)
 	if errno != 0 {
@@ -128,7 +133,7 @@ func (s *socket) setsockoptTCP(opt, v int) error {
 	case unix.TCP_NODELAY:
 		ops.SetDelayOption(v == 0)
 	case unix.TCP_CORK:
-		ops.SetCorkOption(v != 0)
+		s.setCork(v != 0)
 	case unix.TCP_QUICKACK:
 		ops.SetQuickAck(v != 0)
 	case unix.TCP_KEEPIDLE:
@@ -318,7 +323,7 @@ func (s *socket) getsockoptTCP(opt int) (int, error) {
 	case unix.TCP_NODELAY:
 		return b2i(!ops.GetDelayOption()), nil
 	case unix.TCP_CORK:
-		return b2i(ops.GetCorkOption()), nil
+		return b2i(s.getCork()), nil
 	case unix.TCP_QUICKACK:
 		return b2i(ops.GetQuickAck()), nil
 	case unix.TCP_KEEPIDLE:

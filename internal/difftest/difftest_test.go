@@ -447,6 +447,103 @@ var scenarios = []scenario{
 		r.readN(fd, 100)
 		r.fionread(fd)
 	}},
+	{name: "tcp/recv-waitall", run: func(r *run) {
+		fd, pfd := r.connected(inet)
+		wait := r.peerSendPieces(pfd, nil, "ab", "cd", "ef")
+		r.recvfrom(fd, 6, unix.MSG_WAITALL)
+		wait()
+		wait = r.peerSendPieces(pfd, nil, "gh", "ijk")
+		a, b := make([]byte, 1), make([]byte, 4)
+		n, _, _, err := r.s.RecvMsg(fd, [][]byte{a, b}, unix.MSG_WAITALL)
+		r.note("recvmsg MSG_WAITALL: %d %s %q %q", n, errName(err), a, b)
+		wait()
+	}},
+	{name: "tcp/recv-waitall-eof", run: func(r *run) {
+		fd, pfd := r.connected(inet6)
+		wait := r.peerSendPieces(pfd, func() { unix.Shutdown(pfd, unix.SHUT_WR) }, "ab", "c")
+		r.recvfrom(fd, 10, unix.MSG_WAITALL)
+		r.recvfrom(fd, 10, unix.MSG_WAITALL)
+		wait()
+	}},
+	{name: "tcp/recv-waitall-reset", errPath: true, run: func(r *run) {
+		fd, pfd := r.connected(inet)
+		wait := r.peerSendPieces(pfd, func() { r.peerReset(pfd) }, "ab")
+		r.recvfrom(fd, 10, unix.MSG_WAITALL)
+		wait()
+		r.recvfrom(fd, 10, unix.MSG_WAITALL)
+	}},
+	{name: "tcp/recv-waitall-peek", run: func(r *run) {
+		fd, pfd := r.connected(inet)
+		wait := r.peerSendPieces(pfd, nil, "ab", "cd")
+		r.recvfrom(fd, 4, unix.MSG_WAITALL|unix.MSG_PEEK)
+		wait()
+		r.fionread(fd)
+		r.readN(fd, 10)
+		wait = r.peerSendPieces(pfd, func() { unix.Shutdown(pfd, unix.SHUT_WR) }, "ef")
+		r.recvfrom(fd, 10, unix.MSG_WAITALL|unix.MSG_PEEK)
+		wait()
+		r.readN(fd, 10)
+		r.readN(fd, 10)
+	}},
+	{name: "tcp/recv-waitall-nonblock", errPath: true, run: func(r *run) {
+		fd, pfd := r.connected(inet)
+		r.recvfrom(fd, 10, unix.MSG_WAITALL|unix.MSG_DONTWAIT)
+		r.peerSend(pfd, "ab")
+		r.waitIn(fd)
+		r.recvfrom(fd, 10, unix.MSG_WAITALL|unix.MSG_DONTWAIT)
+		r.nonblock(fd)
+		r.recvfrom(fd, 10, unix.MSG_WAITALL)
+		r.peerSend(pfd, "cd")
+		r.waitIn(fd)
+		r.recvfrom(fd, 10, unix.MSG_WAITALL)
+	}},
+	{name: "tcp/recv-oob", errPath: true, differs: "xstack refuses MSG_OOB with EOPNOTSUPP (gVisor has no urgent data); Linux says EINVAL when no urgent data is pending",
+		run: func(r *run) {
+			fd, _ := r.connected(inet)
+			r.recvfrom(fd, 10, unix.MSG_OOB|unix.MSG_DONTWAIT)
+		}},
+	{name: "tcp/send-more", run: func(r *run) {
+		fd, pfd := r.connected(inet)
+		r.sendto(fd, "ab", unix.MSG_MORE, nil)
+		r.sendto(fd, "cd", unix.MSG_MORE, nil)
+		r.peerRecvNow(pfd)
+		r.getopt(fd, ipTCP, unix.TCP_CORK)
+		r.sendto(fd, "ef", 0, nil)
+		r.peerRecv(pfd)
+		r.write(fd, "g")
+		r.peerRecv(pfd)
+		// Held data that nothing releases goes out after a while. (The
+		// settle lets the peer's ACK arrive first: Linux also sends held
+		// data when an ACK comes.)
+		r.settle()
+		r.sendto(fd, "alone", unix.MSG_MORE, nil)
+		r.peerRecvNow(pfd)
+		r.peerRecv(pfd)
+	}},
+	{name: "tcp/send-more-cork", run: func(r *run) {
+		fd, pfd := r.connected(inet6)
+		r.sendto(fd, "a", unix.MSG_MORE, nil)
+		r.setopt(fd, ipTCP, unix.TCP_CORK, 1)
+		r.getopt(fd, ipTCP, unix.TCP_CORK)
+		r.write(fd, "b")
+		r.peerRecvNow(pfd)
+		r.setopt(fd, ipTCP, unix.TCP_CORK, 0)
+		r.peerRecv(pfd)
+		r.getopt(fd, ipTCP, unix.TCP_CORK)
+		r.sendto(fd, "c", unix.MSG_MORE, nil)
+		r.setopt(fd, ipTCP, unix.TCP_CORK, 0)
+		r.peerRecv(pfd)
+		r.write(fd, "d")
+		r.peerRecv(pfd)
+	}},
+	{name: "tcp/send-more-shutdown", run: func(r *run) {
+		fd, pfd := r.connected(inet)
+		r.sendto(fd, "held", unix.MSG_MORE, nil)
+		r.peerRecvNow(pfd)
+		r.shutdown(fd, unix.SHUT_WR)
+		r.peerRecv(pfd)
+		r.peerRecv(pfd)
+	}},
 	{name: "tcp/zero-length-read", run: func(r *run) {
 		fd, _ := r.connected(inet)
 		r.nonblock(fd)
@@ -829,13 +926,36 @@ var scenarios = []scenario{
 		r.note("sendmsg: %d %s", n, errName(err))
 		r.peerRecvFrom(p)
 	}},
-	{name: "udp/bad-flags", errPath: true, differs: "xstack refuses recv flags it does not implement (MSG_OOB, MSG_WAITALL...) with EOPNOTSUPP; Linux accepts MSG_WAITALL on UDP and waits",
+	{name: "udp/recv-waitall", errPath: true, run: func(r *run) {
+		// MSG_WAITALL has no effect on a datagram socket: one datagram
+		// per receive, and EAGAIN when there is none.
+		p := r.peerUDP(inet, r.P4(10))
+		u := r.socket(inet, dgram|nb)
+		r.bind(u, r.L4(0))
+		r.recvfrom(u, 10, unix.MSG_WAITALL)
+		r.peerSendTo(p, "one", r.L4(0))
+		r.peerSendTo(p, "two", r.L4(0))
+		r.waitIn(u)
+		r.settle()
+		r.recvfrom(u, 10, unix.MSG_WAITALL)
+		r.recvfrom(u, 10, unix.MSG_WAITALL)
+	}},
+	{name: "udp/recv-oob", errPath: true, differs: "xstack refuses MSG_OOB with EOPNOTSUPP (gVisor has no urgent data); Linux ignores it on UDP",
 		run: func(r *run) {
 			u := r.socket(inet, dgram|nb)
 			r.bind(u, r.L4(0))
-			r.recvfrom(u, 10, unix.MSG_WAITALL)
+			r.recvfrom(u, 10, unix.MSG_OOB)
 		}},
-
+	{name: "udp/send-more", differs: "xstack ignores MSG_MORE on UDP and sends each datagram at once; Linux holds the data and sends it with the next send without MSG_MORE, as one datagram",
+		run: func(r *run) {
+			p := r.peerUDP(inet, r.P4(10))
+			u := r.socket(inet, dgram)
+			r.connect(u, r.P4(10))
+			r.sendto(u, "more-", unix.MSG_MORE, nil)
+			r.peerRecvFromNow(p)
+			r.sendto(u, "last", 0, nil)
+			r.peerRecvFrom(p)
+		}},
 	// ---- epoll ----
 	{name: "epoll/level-triggered", run: func(r *run) {
 		fd, pfd := r.connected(inet)

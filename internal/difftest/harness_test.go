@@ -800,6 +800,35 @@ func (r *run) peerRecv(fd int) {
 	r.noteData("peer recv", b, n, err)
 }
 
+// peerRecvNow reads, 50 ms after the call, what has arrived by then,
+// without waiting for more: the data, EOF or EAGAIN. It sees whether data
+// was held back: Linux sends corked data after 200 ms at the earliest.
+func (r *run) peerRecvNow(fd int) {
+	time.Sleep(50 * time.Millisecond)
+	b := make([]byte, 4096)
+	n, _, err := unix.Recvfrom(fd, b, unix.MSG_DONTWAIT)
+	r.noteData("peer recv now", b, n, err)
+}
+
+// peerSendPieces sends the pieces from the peer on another goroutine,
+// 30 ms apart and unrecorded, then, 30 ms later, calls then (if not nil).
+// The scenario must call the returned wait before it ends.
+func (r *run) peerSendPieces(fd int, then func(), pieces ...string) (wait func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, p := range pieces {
+			time.Sleep(30 * time.Millisecond)
+			unix.SendmsgN(fd, []byte(p), nil, nil, unix.MSG_NOSIGNAL)
+		}
+		if then != nil {
+			time.Sleep(30 * time.Millisecond)
+			then()
+		}
+	}()
+	return func() { <-done }
+}
+
 func (r *run) peerShutdown(fd, how int) {
 	r.note("peer shutdown: %s", errName(unix.Shutdown(fd, how)))
 }
@@ -834,6 +863,18 @@ func (r *run) peerUDP(domain int, sa unix.Sockaddr) int {
 func (r *run) peerSendTo(fd int, s string, to unix.Sockaddr) {
 	err := unix.Sendto(fd, []byte(s), 0, to)
 	r.note("peer sendto %s: %s", r.sym(to), errName(err))
+}
+
+// peerRecvFromNow is peerRecvNow for datagrams.
+func (r *run) peerRecvFromNow(fd int) {
+	time.Sleep(50 * time.Millisecond)
+	b := make([]byte, 65536)
+	n, from, err := unix.Recvfrom(fd, b, unix.MSG_DONTWAIT)
+	if err != nil {
+		r.note("peer recvfrom now: %s", errName(err))
+		return
+	}
+	r.note("peer recvfrom now: %d %q from %s", n, b[:min(n, 32)], r.sym(from))
 }
 
 func (r *run) peerRecvFrom(fd int) {
