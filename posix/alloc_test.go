@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xstack/xstack/posix"
 )
 
 // steady sets up a connected non-blocking pair with the client in an epoll
@@ -13,8 +15,8 @@ import (
 func steady(tb testing.TB) (e *env, cfd, sfd, ep int) {
 	e = newEnv(tb)
 	cfd, sfd = connected(tb, e, families[0])
-	must(tb, e.A.IoctlSetInt(cfd, 0x5421, 1))
-	must(tb, e.B.IoctlSetInt(sfd, 0x5421, 1))
+	must(tb, e.A.IoctlSetInt(cfd, posix.FIONBIO, 1))
+	must(tb, e.B.IoctlSetInt(sfd, posix.FIONBIO, 1))
 	ep = epollAdd(tb, e.B, -1, sfd, unix.EPOLLIN)
 	msg := make([]byte, 64)
 	for range 100 {

@@ -29,13 +29,19 @@ func nothingArrives(t *testing.T, tbl *posix.Sockets, fd int) {
 	}
 }
 
+// queued waits until at least n bytes are queued for reading on fd.
+func queued(t *testing.T, tbl *posix.Sockets, fd, n int) {
+	t.Helper()
+	eventually(t, "data", func() bool {
+		got, _ := tbl.IoctlGetInt(fd, unix.SIOCINQ)
+		return got >= n
+	})
+}
+
 // arrives waits for data on fd and checks that one read returns want.
 func arrives(t *testing.T, tbl *posix.Sockets, fd int, want string) {
 	t.Helper()
-	eventually(t, "data", func() bool {
-		n, _ := tbl.IoctlGetInt(fd, unix.SIOCINQ)
-		return n > 0
-	})
+	queued(t, tbl, fd, 1)
 	b := make([]byte, 256)
 	n, err := tbl.Recv(fd, b, unix.MSG_DONTWAIT)
 	must(t, err)
@@ -372,10 +378,7 @@ func TestRecvWaitAllDeadline(t *testing.T) {
 	e := newEnv(t)
 	cfd, sfd := connected(t, e, families[0])
 	sendMore(t, e.A, cfd, "abc", 0)
-	eventually(t, "data", func() bool {
-		n, _ := e.B.IoctlGetInt(sfd, unix.SIOCINQ)
-		return n == 3
-	})
+	queued(t, e.B, sfd, 3)
 	// Part of the buffer, then the deadline: the part.
 	dl := make(chan struct{})
 	time.AfterFunc(50*time.Millisecond, func() { close(dl) })
@@ -397,10 +400,7 @@ func TestRecvWaitAllCloseFD(t *testing.T) {
 	e := newEnv(t)
 	cfd, sfd := connected(t, e, families[0])
 	sendMore(t, e.A, cfd, "ab", 0)
-	eventually(t, "data", func() bool {
-		n, _ := e.B.IoctlGetInt(sfd, unix.SIOCINQ)
-		return n == 2
-	})
+	queued(t, e.B, sfd, 2)
 	time.AfterFunc(30*time.Millisecond, func() { e.B.CloseFD(sfd) })
 	b := make([]byte, 10)
 	n, err := e.B.Recv(sfd, b, unix.MSG_WAITALL)
@@ -417,10 +417,7 @@ func TestRecvWaitAllNonblocking(t *testing.T) {
 	_, err := e.B.Recv(sfd, b, unix.MSG_WAITALL|unix.MSG_DONTWAIT)
 	wantErrno(t, "recv nothing", err, unix.EAGAIN)
 	sendMore(t, e.A, cfd, "ab", 0)
-	eventually(t, "data", func() bool {
-		n, _ := e.B.IoctlGetInt(sfd, unix.SIOCINQ)
-		return n == 2
-	})
+	queued(t, e.B, sfd, 2)
 	n, err := e.B.Recv(sfd, b, unix.MSG_WAITALL|unix.MSG_DONTWAIT)
 	must(t, err)
 	if string(b[:n]) != "ab" {
@@ -428,14 +425,11 @@ func TestRecvWaitAllNonblocking(t *testing.T) {
 	}
 
 	// O_NONBLOCK works as MSG_DONTWAIT does.
-	must(t, e.B.IoctlSetInt(sfd, 0x5421, 1))
+	must(t, e.B.IoctlSetInt(sfd, posix.FIONBIO, 1))
 	_, err = e.B.Recv(sfd, b, unix.MSG_WAITALL)
 	wantErrno(t, "recv nothing on O_NONBLOCK", err, unix.EAGAIN)
 	sendMore(t, e.A, cfd, "cd", 0)
-	eventually(t, "data", func() bool {
-		n, _ := e.B.IoctlGetInt(sfd, unix.SIOCINQ)
-		return n == 2
-	})
+	queued(t, e.B, sfd, 2)
 	n, _, err = e.B.RecvFrom(sfd, b, unix.MSG_WAITALL)
 	must(t, err)
 	if string(b[:n]) != "cd" {
@@ -508,17 +502,14 @@ func TestAllocsWaitAllAndMore(t *testing.T) {
 	}
 	e, cfd, sfd, _ := steady(t)
 	// A blocking MSG_WAITALL receive that finds its buffer's worth queued.
-	must(t, e.B.IoctlSetInt(sfd, 0x5421, 0))
+	must(t, e.B.IoctlSetInt(sfd, posix.FIONBIO, 0))
 	const runs = 200
 	buf := make([]byte, 64)
 	big := make([]byte, (runs+1)*len(buf))
 	if n, err := e.A.Write(cfd, big); err != nil || n != len(big) {
 		t.Fatalf("write = %d, %v", n, err)
 	}
-	eventually(t, "data queued", func() bool {
-		n, _ := e.B.IoctlGetInt(sfd, unix.SIOCINQ)
-		return n == len(big)
-	})
+	queued(t, e.B, sfd, len(big))
 	if a := testing.AllocsPerRun(runs, func() {
 		if n, err := e.B.Recv(sfd, buf, unix.MSG_WAITALL); err != nil || n != len(buf) {
 			t.Fatalf("recv = %d, %v", n, err)
