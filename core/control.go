@@ -34,6 +34,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/xstack/xstack/internal/ctl"
 	"github.com/xstack/xstack/nic"
 	"github.com/xstack/xstack/stack"
@@ -465,10 +467,17 @@ func (l *Lcore) controlStats() ctl.Stats {
 		TimeNs:     time.Now().UnixNano(),
 		Passes:     ls.Passes,
 		IdlePasses: ls.IdlePasses,
+		BusyNs:     ls.BusyNs,
+		IdleNs:     ls.IdleNs,
 		RxPackets:  qs.RxFrames,
 		RxBytes:    qs.RxBytes,
 		TxPackets:  qs.TxFrames,
 		TxBytes:    qs.TxBytes,
+	}
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_SELF, &ru) == nil {
+		s.UserNs = uint64(ru.Utime.Nano())
+		s.SysNs = uint64(ru.Stime.Nano())
 	}
 	for _, so := range l.Stack.Sockets() {
 		switch so.State {

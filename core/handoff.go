@@ -165,8 +165,10 @@ func (h *Handoff) ring(i int) *HandoffRing {
 	return r
 }
 
-// drainIn delivers what the other lcores handed over.
-func (h *Handoff) drainIn(deliver func([][]byte)) {
+// drainIn delivers what the other lcores handed over and returns how many
+// frames that was.
+func (h *Handoff) drainIn(deliver func([][]byte)) int {
+	total := 0
 	for i, r := range h.in {
 		if r == nil || i == h.self {
 			continue
@@ -176,9 +178,11 @@ func (h *Handoff) drainIn(deliver func([][]byte)) {
 			continue
 		}
 		h.handedIn.Add(uint64(n))
+		total += n
 		deliver(h.inFrames[:n])
 		r.Release()
 	}
+	return total
 }
 
 // Stats returns the counters.

@@ -373,6 +373,8 @@ func (l *Lcore) Counters() []stack.Counter {
 		{Name: "loop.rx_frames", Value: ls.RxFrames},
 		{Name: "loop.tx_frames", Value: ls.TxFrames},
 		{Name: "loop.sleeps", Value: ls.Sleeps},
+		{Name: "loop.busy_ns", Value: ls.BusyNs},
+		{Name: "loop.idle_ns", Value: ls.IdleNs},
 		// The process's goroutines (gVisor's, the control plane's, the
 		// application's): a leak shows as a count that keeps growing.
 		{Name: "go.goroutines", Value: uint64(runtime.NumGoroutine())},

@@ -38,15 +38,31 @@ type LoopConfig struct {
 	// Handoff, when set, steers every received frame to the lcore that
 	// owns its flow and delivers what other lcores hand over.
 	Handoff *Handoff
+	// Now, when set, is the loop's monotonic clock (time since any fixed
+	// origin), read once per pass for the busy and idle time; tests give
+	// it a clock they advance themselves. Default: the runtime's
+	// monotonic clock.
+	Now func() time.Duration
 }
 
 // LoopStats are the loop's counters.
+//
+// BusyNs and IdleNs split the loop's running time by what each pass did:
+// the time from the start of a pass to the start of the next one is busy
+// when the pass received, delivered or sent a frame, and idle otherwise
+// (an idle pass's sleep or wait included). Their sum is the time the loop
+// has run, up to the start of its latest pass; busy / (busy + idle) over
+// an interval is the lcore's load, which the share of busy passes is not:
+// a saturated loop makes few long busy passes between many short idle
+// ones.
 type LoopStats struct {
 	Passes     uint64 // loop passes
-	IdlePasses uint64 // passes that received and sent nothing
+	IdlePasses uint64 // passes that received, delivered and sent nothing
 	RxFrames   uint64 // frames taken off the queue
 	TxFrames   uint64 // frames written to the queue
 	Sleeps     uint64 // idle sleeps or waits
+	BusyNs     uint64 // nanoseconds in passes that did work
+	IdleNs     uint64 // nanoseconds in idle passes and their sleeps
 }
 
 // Loop drives one queue and one stack.
@@ -65,6 +81,14 @@ type Loop struct {
 	control func()
 
 	passes, idle, rx, tx, sleeps atomic.Uint64
+	busyNs, idleNs               atomic.Uint64
+
+	// mark is when the latest pass started (0 before the first) and
+	// markBusy whether it did work: the interval from mark to the next
+	// pass's start is charged to busyNs or idleNs then. Only the
+	// goroutine running passes touches them.
+	mark     time.Duration
+	markBusy bool
 }
 
 // NewLoop makes a loop over q and st.
@@ -74,6 +98,10 @@ func NewLoop(q nic.Queue, st *stack.Stack, cfg LoopConfig) *Loop {
 	}
 	if cfg.TxFlush <= 0 {
 		cfg.TxFlush = 100 * time.Microsecond
+	}
+	if cfg.Now == nil {
+		origin := time.Now()
+		cfg.Now = func() time.Duration { return time.Since(origin) + 1 }
 	}
 	return &Loop{q: q, st: st, cfg: cfg, frames: make([][]byte, cfg.Burst)}
 }
@@ -89,6 +117,8 @@ func (l *Loop) Run(app func() error) error {
 		return errors.New("lcore loop already running")
 	}
 	defer l.running.Store(false)
+	// The last pass's interval ends when the loop does.
+	defer func() { l.account(l.cfg.Now()) }()
 	idleSince := 0
 	for !l.stop.Load() {
 		did, err := l.Pass(app)
@@ -108,8 +138,11 @@ func (l *Loop) Run(app func() error) error {
 	return ErrStopped
 }
 
-// Pass runs one pass and reports whether it received or sent anything.
-func (l *Loop) Pass(app func() error) (bool, error) {
+// Pass runs one pass and reports whether it received, delivered or sent
+// anything.
+func (l *Loop) Pass(app func() error) (did bool, err error) {
+	l.account(l.cfg.Now())
+	defer func() { l.markBusy = did }()
 	l.passes.Add(1)
 	n, err := l.q.Rx(l.frames)
 	if err != nil {
@@ -124,7 +157,7 @@ func (l *Loop) Pass(app func() error) (bool, error) {
 		}
 	}
 	if h := l.cfg.Handoff; h != nil {
-		h.drainIn(l.st.Deliver)
+		n += h.drainIn(l.st.Deliver)
 	}
 	// Let gVisor's processor goroutines handle what was delivered, so the
 	// application sees the data in this same pass.
@@ -140,6 +173,20 @@ func (l *Loop) Pass(app func() error) (bool, error) {
 		l.control()
 	}
 	return n > 0 || sent > 0, nil
+}
+
+// account charges the time since the previous pass started to busy or
+// idle, by what that pass did, and starts a new interval at now.
+func (l *Loop) account(now time.Duration) {
+	if l.mark != 0 && now > l.mark {
+		d := uint64(now - l.mark)
+		if l.markBusy {
+			l.busyNs.Add(d)
+		} else {
+			l.idleNs.Add(d)
+		}
+	}
+	l.mark = now
 }
 
 // SetControl installs fn to run once per pass, after the TX flush. Call it
@@ -176,5 +223,7 @@ func (l *Loop) Stats() LoopStats {
 		RxFrames:   l.rx.Load(),
 		TxFrames:   l.tx.Load(),
 		Sleeps:     l.sleeps.Load(),
+		BusyNs:     l.busyNs.Load(),
+		IdleNs:     l.idleNs.Load(),
 	}
 }

@@ -19,11 +19,21 @@ type Stats struct {
 	TimeNs     int64  `json:"time_ns"` // when it was taken (Unix ns)
 	Passes     uint64 `json:"passes"`
 	IdlePasses uint64 `json:"idle_passes"`
-	RxPackets  uint64 `json:"rx_packets"`
-	RxBytes    uint64 `json:"rx_bytes"`
-	TxPackets  uint64 `json:"tx_packets"`
-	TxBytes    uint64 `json:"tx_bytes"`
-	Conns      int    `json:"conns"` // TCP connections not in LISTEN or CLOSE
+	// BusyNs and IdleNs are the loop's time in passes that did work and
+	// in idle passes (core.LoopStats); busy % over an interval is
+	// ΔBusyNs / (ΔBusyNs + ΔIdleNs).
+	BusyNs uint64 `json:"busy_ns"`
+	IdleNs uint64 `json:"idle_ns"`
+	// UserNs and SysNs are the CPU time the whole process has used in
+	// user and kernel mode (getrusage): in thread mode every lcore of the
+	// process reports the same figures.
+	UserNs    uint64 `json:"user_ns"`
+	SysNs     uint64 `json:"sys_ns"`
+	RxPackets uint64 `json:"rx_packets"`
+	RxBytes   uint64 `json:"rx_bytes"`
+	TxPackets uint64 `json:"tx_packets"`
+	TxBytes   uint64 `json:"tx_bytes"`
+	Conns     int    `json:"conns"` // TCP connections not in LISTEN or CLOSE
 }
 
 // Interface is the stack's interface with the queue's counters.
