@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xstack/xstack/internal/netns"
+	"github.com/xstack/xstack/nic"
 )
 
 // Config is a parsed and validated config.ini.
@@ -151,14 +152,14 @@ type PortConfig struct {
 	// of lcore_mask exactly once.
 	LcoreList []int
 
-	XDPMode      XDPMode      // xdp_mode
-	ZeroCopy     ZeroCopyMode // zerocopy
-	Frames       int          // frames; power of two
-	FrameSize    int          // frame_size; 2048 or 4096
-	RxRing       int          // rx_ring; power of two, <= Frames
-	TxRing       int          // tx_ring; power of two, <= Frames
-	PassToKernel bool         // pass_to_kernel
-	MTU          int          // mtu; 0 = use the interface's MTU
+	XDPMode      nic.XDPMode      // xdp_mode
+	ZeroCopy     nic.ZeroCopyMode // zerocopy
+	Frames       int              // frames; power of two
+	FrameSize    int              // frame_size; 2048 or 4096
+	RxRing       int              // rx_ring; power of two, <= Frames
+	TxRing       int              // tx_ring; power of two, <= Frames
+	PassToKernel bool             // pass_to_kernel
+	MTU          int              // mtu; 0 = use the interface's MTU
 
 	lines map[string]int // key -> line
 }
@@ -205,24 +206,6 @@ const (
 	ShutdownFIN ShutdownMode = "fin"
 	// ShutdownRST resets every connection at once.
 	ShutdownRST ShutdownMode = "rst"
-)
-
-// XDPMode is how the XDP program is attached (the xdp_mode key).
-type XDPMode string
-
-const (
-	XDPAuto    XDPMode = "auto"    // native if the driver supports it, else generic
-	XDPNative  XDPMode = "native"  // in the driver (XDP_FLAGS_DRV_MODE)
-	XDPGeneric XDPMode = "generic" // after skb allocation (XDP_FLAGS_SKB_MODE)
-)
-
-// ZeroCopyMode selects AF_XDP zero-copy (the zerocopy key).
-type ZeroCopyMode string
-
-const (
-	ZeroCopyAuto ZeroCopyMode = "auto" // zero-copy if the driver supports it, else copy
-	ZeroCopyOn   ZeroCopyMode = "on"   // XDP_ZEROCOPY; fail if unsupported
-	ZeroCopyOff  ZeroCopyMode = "off"  // XDP_COPY
 )
 
 // Lcores returns the lcore ids set in LcoreMask, ascending.
@@ -436,8 +419,8 @@ func newDefaultPort(index, line int) PortConfig {
 	return PortConfig{
 		Index:        index,
 		Line:         line,
-		XDPMode:      XDPAuto,
-		ZeroCopy:     ZeroCopyAuto,
+		XDPMode:      nic.XDPAuto,
+		ZeroCopy:     nic.ZeroCopyAuto,
 		Frames:       4096,
 		FrameSize:    2048,
 		RxRing:       2048,
@@ -704,16 +687,14 @@ var configPortKeys = []configKey[PortConfig]{
 		return nil
 	}},
 	{name: "xdp_mode", set: func(p *PortConfig, v string) error {
-		switch m := XDPMode(v); m {
-		case XDPAuto, XDPNative, XDPGeneric:
+		if m := nic.XDPMode(v); m.Valid() {
 			p.XDPMode = m
 			return nil
 		}
 		return fmt.Errorf("expected auto, native or generic, got %q", v)
 	}},
 	{name: "zerocopy", set: func(p *PortConfig, v string) error {
-		switch m := ZeroCopyMode(v); m {
-		case ZeroCopyAuto, ZeroCopyOn, ZeroCopyOff:
+		if m := nic.ZeroCopyMode(v); m.Valid() {
 			p.ZeroCopy = m
 			return nil
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/xstack/xstack/internal/rig"
 	"github.com/xstack/xstack/internal/rigtest"
+	"github.com/xstack/xstack/nic"
 )
 
 // configParse parses text as file "test.ini" and fails t on error.
@@ -104,8 +105,8 @@ func TestConfigDefaults(t *testing.T) {
 			Addr:         netip.MustParseAddr("198.18.0.1"),
 			Netmask:      netip.MustParseAddr("255.255.255.0"),
 			LcoreList:    []int{0},
-			XDPMode:      XDPAuto,
-			ZeroCopy:     ZeroCopyAuto,
+			XDPMode:      nic.XDPAuto,
+			ZeroCopy:     nic.ZeroCopyAuto,
 			Frames:       4096,
 			FrameSize:    2048,
 			RxRing:       2048,
@@ -176,7 +177,7 @@ net.inet.ip.ttl=255
 	if p.Netns != "demo" || p.Prefix() != netip.MustParsePrefix("10.1.2.3/22") ||
 		p.Broadcast != netip.MustParseAddr("10.1.3.255") || p.Gateway != netip.MustParseAddr("10.1.0.1") ||
 		p.Gateway6 != netip.MustParseAddr("2001:2::ffff") || !slices.Equal(p.LcoreList, []int{2, 1}) ||
-		p.XDPMode != XDPGeneric || p.ZeroCopy != ZeroCopyOff || p.Frames != 8192 || p.FrameSize != 4096 ||
+		p.XDPMode != nic.XDPGeneric || p.ZeroCopy != nic.ZeroCopyOff || p.Frames != 8192 || p.FrameSize != 4096 ||
 		p.RxRing != 4096 || p.TxRing != 1024 || p.PassToKernel || p.MTU != 3000 {
 		t.Errorf("[port0]: got %+v", p)
 	}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xstack/xstack/nic"
 )
 
 // In process mode the primary (proc-id 0) attaches the XDP program and
@@ -20,10 +22,10 @@ import (
 
 // joinInfo travels with the descriptors.
 type joinInfo struct {
-	V      int    `json:"v"`
-	Ifname string `json:"ifname"`
-	Mode   string `json:"mode"`
-	Lcores int    `json:"lcores"`
+	V      int         `json:"v"`
+	Ifname string      `json:"ifname"`
+	Mode   nic.XDPMode `json:"mode"`
+	Lcores int         `json:"lcores"`
 }
 
 const joinVersion = 1

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/xstack/xstack/internal/affinity"
 	"github.com/xstack/xstack/internal/ctl"
 	"github.com/xstack/xstack/internal/netns"
 	"github.com/xstack/xstack/nic"
@@ -66,111 +67,232 @@ func (l *Lcore) SetSocketCounters(f func() []stack.Counter) {
 // AF_XDP queue and builds its stack. Errors in conf or on the host are
 // *ConfigError values naming the file and line. SIGINT and SIGTERM stop the
 // loop; Close then tears everything down.
-func Start(conf *Config, procID int, logger *log.Logger) (_ *Lcore, err error) {
-	if logger == nil {
-		logger = log.New(os.Stderr, "", log.LstdFlags)
-	}
+func Start(conf *Config, procID int, logger *log.Logger) (*Lcore, error) {
 	lcores := conf.Lcores()
 	if procID < 0 || procID >= len(lcores) {
 		return nil, fmt.Errorf("%s: proc-id %d: lcore_mask %#x has %d lcore(s), expected a proc-id from 0 to %d",
 			conf.File, procID, conf.LcoreMask, len(lcores), len(lcores)-1)
 	}
 	if conf.Mode == ModeThread && len(lcores) > 1 {
-		return nil, fmt.Errorf("%s: mode=thread runs every lcore in one process: start it with StartThreads (posix.InitThreads), not one proc-id", conf.File)
+		return nil, fmt.Errorf("%s: mode=thread runs every lcore in one process: start it with StartThreads (posix.InitLcores), not one proc-id", conf.File)
+	}
+	ls, err := startGroup(conf, []int{procID}, logger)
+	if err != nil {
+		return nil, err
+	}
+	return ls[0], nil
+}
+
+// StartThreads brings up every lcore of conf in this process (mode=thread):
+// one XDP program, one AF_XDP queue, stack and loop per lcore, and
+// hand-off rings in this process's memory. Each lcore's loop runs on its own
+// OS thread, pinned to the lcore's CPU by RunPinned. This is less local than
+// process mode: gVisor's goroutines float between the lcores' threads.
+// SIGINT and SIGTERM stop every loop.
+func StartThreads(conf *Config, logger *log.Logger) ([]*Lcore, error) {
+	ids := make([]int, len(conf.Lcores()))
+	for i := range ids {
+		ids[i] = i
+	}
+	return startGroup(conf, ids, logger)
+}
+
+// startGroup brings up the lcores of conf whose proc-ids are ids in this
+// process: every lcore (thread mode) or one (process mode, where each
+// process is a group of one). The steps are the same for both:
+//
+//  1. size the Go runtime to the group (one P per lcore) and, for a group
+//     of one, pin the whole process to its CPU before gVisor starts its
+//     goroutines (a bigger group pins each loop's thread in RunPinned);
+//  2. in the interface's namespace, attach the XDP program if the group
+//     holds proc-id 0, or join the primary's otherwise, and open each
+//     lcore's queue; a primary with lcores in other processes serves them
+//     the program's descriptors;
+//  3. build each lcore's stack;
+//  4. join the lcores with hand-off rings: in this process's memory when
+//     the group holds every lcore, else in files of the run directory,
+//     each created by its consumer and opened by its producer on use;
+//  5. start each lcore's loop and control plane, and one signal routine
+//     for the group.
+func startGroup(conf *Config, ids []int, logger *log.Logger) (_ []*Lcore, err error) {
+	if logger == nil {
+		logger = log.New(os.Stderr, "", log.LstdFlags)
 	}
 	if err := checkStart(conf); err != nil {
 		return nil, err
 	}
+	lcores := conf.Lcores()
 	n := len(lcores)
-	cpu := lcores[procID]
 	port := &conf.Ports[0]
+	whole := len(ids) == n // the group has every lcore: no other process
+	primary := ids[0] == 0
 
-	// One P: gVisor's processor goroutines (sized by GOMAXPROCS when the
-	// stack is built) and the loop share this core, switched at yields.
-	runtime.GOMAXPROCS(1)
-	if err := PinProcess(cpu); err != nil {
-		return nil, err
+	runtime.GOMAXPROCS(len(ids))
+	if len(ids) == 1 {
+		if err := PinProcess(lcores[ids[0]]); err != nil {
+			return nil, err
+		}
 	}
-
-	l := &Lcore{ID: cpu, ProcID: procID, Conf: conf, Port: port, Queue: queueOf(port, cpu), log: logger, ownsXDP: true}
+	ls := make([]*Lcore, len(ids))
 	defer func() {
 		if err != nil {
-			l.Close()
+			for _, l := range ls {
+				if l != nil {
+					l.Close()
+				}
+			}
 		}
 	}()
-	l.runDir = ctl.DefaultRunDir()
-	if n > 1 {
-		if err := os.MkdirAll(l.runDir, 0o700); err != nil {
-			return nil, fmt.Errorf("lcore %d: run directory: %w", cpu, err)
+	runDir := ctl.DefaultRunDir()
+	for i, id := range ids {
+		cpu := lcores[id]
+		ls[i] = &Lcore{ID: cpu, ProcID: id, Conf: conf, Port: port, Queue: queueOf(port, cpu), log: logger,
+			ownsXDP: i == 0, runDir: runDir}
+	}
+	if !whole {
+		if err := os.MkdirAll(runDir, 0o700); err != nil {
+			return nil, fmt.Errorf("lcore %d: run directory: %w", ls[0].ID, err)
 		}
 	}
-	joinPath := filepath.Join(l.runDir, "join.sock")
+	joinPath := filepath.Join(runDir, "join.sock")
 	var rss *RSS
 	err = netns.Do(port.Netns, func() error {
 		if err := checkQueues(conf, port, n); err != nil {
 			return err
 		}
 		rss = portRSS(port, n, logger)
-		var err error
-		if procID == 0 {
-			if l.xdp, err = openPort(port, logger); err != nil {
-				return err
-			}
-			if n > 1 {
-				fds, err := l.xdp.SharedFDs()
-				if err != nil {
-					return err
+		xdp, join, err := attachGroup(port, primary, whole, joinPath, n, logger)
+		if err != nil {
+			return err
+		}
+		ls[0].join = join
+		for _, l := range ls {
+			l.xdp = xdp
+			if l.q, err = openQueue(xdp, port, l.Queue); err != nil {
+				if len(ls) > 1 {
+					err = fmt.Errorf("lcore %d: %w", l.ID, err)
 				}
-				info := joinInfo{V: joinVersion, Ifname: port.Ifname, Mode: l.xdp.Mode(), Lcores: n}
-				if l.join, err = listenJoin(joinPath, info, fds, logger); err != nil {
-					return err
-				}
-			}
-		} else {
-			info, fds, err := joinPrimary(joinPath, 10*time.Second)
-			if err != nil {
-				return err
-			}
-			if info.Lcores != n || info.Ifname != port.Ifname {
-				return fmt.Errorf("the primary runs %d lcore(s) on %s; this process was configured for %d on %s", info.Lcores, info.Ifname, n, port.Ifname)
-			}
-			if l.xdp, err = nic.JoinPort(port.Ifname, info.Mode, fds, logger.Printf); err != nil {
 				return err
 			}
 		}
-		l.q, err = openQueue(l.xdp, port, l.Queue)
-		return err
+		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("lcore %d: %w", cpu, err)
+		if len(ids) == 1 {
+			return nil, fmt.Errorf("lcore %d: %w", ls[0].ID, err)
+		}
+		return nil, err
 	}
-	logger.Printf("lcore %d: %s queue %d: XDP %s mode, AF_XDP %s", cpu, port.Ifname, l.Queue, l.xdp.Mode(), l.q.Mode())
+	mode := "thread mode"
+	if len(ids) == 1 && conf.Mode != ModeThread {
+		mode = "process mode"
+	}
+	for _, l := range ls {
+		logger.Printf("lcore %d: %s queue %d: XDP %s mode, AF_XDP %s (%s)", l.ID, port.Ifname, l.Queue, l.xdp.Mode(), l.q.Mode(), mode)
+		if l.Stack, err = newLcoreStack(conf, port, l.q, l.ProcID, n, rss, l.Queue); err != nil {
+			return nil, fmt.Errorf("lcore %d: %w", l.ID, err)
+		}
+	}
+	handoffs, err := groupHandoffs(ls, n, port.FrameSize, whole, runDir)
+	if err != nil {
+		return nil, err
+	}
+	for i, l := range ls {
+		if err := l.startLoop(handoffs[i]); err != nil {
+			return nil, err
+		}
+	}
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR1)
+	ls[0].sigc = sigc
+	go routineSignals(sigc, ls)
+	return ls, nil
+}
 
-	if l.Stack, err = newLcoreStack(conf, port, l.q, procID, n, rss, l.Queue); err != nil {
-		return nil, fmt.Errorf("lcore %d: %w", cpu, err)
+// attachGroup gives a group its XDP program: the group that holds proc-id
+// 0 attaches it, and serves its descriptors on joinPath when lcores of
+// other processes will ask for them; any other group joins the primary.
+// Call it in the interface's namespace.
+func attachGroup(port *PortConfig, primary, whole bool, joinPath string, n int, logger *log.Logger) (*nic.Port, *joinServer, error) {
+	if !primary {
+		info, fds, err := joinPrimary(joinPath, 10*time.Second)
+		if err != nil {
+			return nil, nil, err
+		}
+		if info.Lcores != n || info.Ifname != port.Ifname {
+			return nil, nil, fmt.Errorf("the primary runs %d lcore(s) on %s; this process was configured for %d on %s", info.Lcores, info.Ifname, n, port.Ifname)
+		}
+		xdp, err := nic.JoinPort(port.Ifname, info.Mode, fds, logger.Printf)
+		return xdp, nil, err
 	}
-	var h *Handoff
-	if n > 1 {
-		h = newHandoff(procID, n, newLcoreSteer(n, procID), DefaultBurst)
-		h.outPath = func(i int) string { return ringPath(l.runDir, procID, i) }
-		for i := 0; i < n; i++ {
-			if i == procID {
+	xdp, err := openPort(port, logger)
+	if err != nil || whole {
+		return xdp, nil, err
+	}
+	fds, err := xdp.SharedFDs()
+	if err == nil {
+		var join *joinServer
+		info := joinInfo{V: joinVersion, Ifname: port.Ifname, Mode: xdp.Mode(), Lcores: n}
+		if join, err = listenJoin(joinPath, info, fds, logger); err == nil {
+			return xdp, join, nil
+		}
+	}
+	xdp.Close()
+	return nil, nil, err
+}
+
+// groupHandoffs makes the hand-off of each lcore of ls (nil for all with a
+// single lcore in conf). rings[i][j] carries frames from lcore i to lcore j:
+// with the whole group in this process they are in its memory; otherwise
+// each lcore creates its inbound rings as files in runDir, and opens its
+// outbound ones when it first hands a frame over.
+func groupHandoffs(ls []*Lcore, n, frameSize int, whole bool, runDir string) ([]*Handoff, error) {
+	hs := make([]*Handoff, len(ls))
+	if n == 1 {
+		return hs, nil
+	}
+	if whole {
+		rings := make([][]*HandoffRing, n)
+		for i := range rings {
+			rings[i] = make([]*HandoffRing, n)
+			for j := range rings[i] {
+				if i == j {
+					continue
+				}
+				var err error
+				if rings[i][j], err = NewHandoffRing(handoffSlots, frameSize); err != nil {
+					return nil, err
+				}
+			}
+		}
+		for i, l := range ls {
+			h := newHandoff(l.ProcID, n, newLcoreSteer(n, l.ProcID), DefaultBurst)
+			for j := 0; j < n; j++ {
+				h.in[j], h.out[j] = rings[j][i], rings[i][j]
+			}
+			l.handoff, hs[i] = h, h
+		}
+		return hs, nil
+	}
+	for i, l := range ls {
+		self := l.ProcID
+		h := newHandoff(self, n, newLcoreSteer(n, self), DefaultBurst)
+		h.outPath = func(j int) string { return ringPath(runDir, self, j) }
+		// Close tears down what is made so far if a ring fails.
+		l.handoff, hs[i] = h, h
+		for j := 0; j < n; j++ {
+			if j == self {
 				continue
 			}
-			path := ringPath(l.runDir, i, procID)
+			path := ringPath(runDir, j, self)
 			os.Remove(path) // a ring left by an earlier run of this lcore
-			if h.in[i], err = CreateHandoffRing(path, handoffSlots, port.FrameSize); err != nil {
-				return nil, fmt.Errorf("lcore %d: %w", cpu, err)
+			var err error
+			if h.in[j], err = CreateHandoffRing(path, handoffSlots, frameSize); err != nil {
+				return nil, fmt.Errorf("lcore %d: %w", l.ID, err)
 			}
 		}
 	}
-	if err := l.startLoop(h); err != nil {
-		return nil, err
-	}
-	l.sigc = make(chan os.Signal, 1)
-	signal.Notify(l.sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR1)
-	go l.routineSignals()
-	return l, nil
+	return hs, nil
 }
 
 // startLoop makes the lcore's loop, with its hand-off to the other lcores
@@ -184,6 +306,17 @@ func (l *Lcore) startLoop(h *Handoff) error {
 		Handoff:   h,
 	})
 	return l.startControlPlane()
+}
+
+// RunPinned runs the lcore's loop on the calling goroutine's OS thread,
+// locked to it and pinned to the lcore's CPU (thread mode). The thread is
+// left locked when the loop ends, so the runtime retires it.
+func (l *Lcore) RunPinned(app func() error) error {
+	runtime.LockOSThread()
+	if err := affinity.PinThread(l.ID); err != nil {
+		return fmt.Errorf("lcore %d: %w", l.ID, err)
+	}
+	return l.Run(app)
 }
 
 // handoffSlots is the number of frames each hand-off ring holds.
@@ -244,7 +377,7 @@ func openPort(port *PortConfig, logger *log.Logger) (*nic.Port, error) {
 	}
 	return nic.OpenPort(nic.PortConfig{
 		Ifname:       port.Ifname,
-		XDPMode:      string(port.XDPMode),
+		XDPMode:      port.XDPMode,
 		PassToKernel: port.PassToKernel,
 		Addrs:        addrs,
 		Logf:         logger.Printf,
@@ -258,7 +391,7 @@ func openQueue(xdp *nic.Port, port *PortConfig, queue int) (*nic.XSKQueue, error
 		FrameSize: port.FrameSize,
 		RxRing:    port.RxRing,
 		TxRing:    port.TxRing,
-		ZeroCopy:  string(port.ZeroCopy),
+		ZeroCopy:  port.ZeroCopy,
 	})
 }
 
@@ -330,15 +463,17 @@ func newLcoreStack(conf *Config, port *PortConfig, q nic.Queue, idx, n int, rss 
 	return st, nil
 }
 
-// routineSignals stops the loop on SIGINT or SIGTERM and prints the
-// counters on SIGUSR1.
-func (l *Lcore) routineSignals() {
-	for sig := range l.sigc {
-		if sig == syscall.SIGUSR1 {
-			l.PrintCounters(os.Stderr)
-			continue
+// routineSignals stops the loops of a group on SIGINT or SIGTERM and prints
+// their counters on SIGUSR1, until sigc is closed.
+func routineSignals(sigc <-chan os.Signal, ls []*Lcore) {
+	for sig := range sigc {
+		for _, l := range ls {
+			if sig == syscall.SIGUSR1 {
+				l.PrintCounters(os.Stderr)
+			} else {
+				l.Loop.Stop()
+			}
 		}
-		l.Loop.Stop()
 	}
 }
 

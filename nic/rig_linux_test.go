@@ -119,11 +119,11 @@ func (r *rig) xdpAttached(tb testing.TB) bool {
 }
 
 // openPort opens a port with the stack's addresses and queue 0 on the stack end.
-func (r *rig) openPort(tb testing.TB, mode string) (*Port, *XSKQueue) {
+func (r *rig) openPort(tb testing.TB, mode XDPMode) (*Port, *XSKQueue) {
 	return r.openPortConfig(tb, mode, QueueConfig{Queue: 0, Frames: 4096, RxRing: 1024, TxRing: 1024})
 }
 
-func (r *rig) openPortConfig(tb testing.TB, mode string, qc QueueConfig) (*Port, *XSKQueue) {
+func (r *rig) openPortConfig(tb testing.TB, mode XDPMode, qc QueueConfig) (*Port, *XSKQueue) {
 	tb.Helper()
 	var p *Port
 	var q *XSKQueue

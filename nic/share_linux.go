@@ -33,7 +33,7 @@ func (p *Port) SharedFDs() ([]int, error) {
 // returned (received over a Unix socket). The new Port owns the descriptors:
 // its Close closes them, which detaches nothing while another process still
 // holds the link. mode is the attachment mode the primary reported.
-func JoinPort(ifname, mode string, fds []int, logf func(string, ...any)) (_ *Port, err error) {
+func JoinPort(ifname string, mode XDPMode, fds []int, logf func(string, ...any)) (_ *Port, err error) {
 	if len(fds) != 4 {
 		return nil, fmt.Errorf("xdp on %s: join: want 4 descriptors (XSKMAP, address maps, link), got %d", ifname, len(fds))
 	}

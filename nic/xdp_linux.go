@@ -18,9 +18,8 @@ import (
 // PortConfig configures the XDP side of one interface.
 type PortConfig struct {
 	Ifname string
-	// XDPMode is "auto" (default: native, else generic), "native"
-	// (XDP_FLAGS_DRV_MODE) or "generic" (XDP_FLAGS_SKB_MODE).
-	XDPMode string
+	// XDPMode is how to attach the program; "" means XDPAuto.
+	XDPMode XDPMode
 	// PassToKernel makes the program redirect only the stack's frames
 	// (see Port) and XDP_PASS the rest. When false, every frame that
 	// arrives on a queue with a socket goes to the socket.
@@ -51,7 +50,7 @@ type PortConfig struct {
 type Port struct {
 	ifname  string
 	ifindex int
-	mode    string
+	mode    XDPMode // XDPNative or XDPGeneric once attached
 	logf    func(string, ...any)
 
 	mu     sync.Mutex
@@ -67,14 +66,12 @@ type Port struct {
 // Call it on a thread in the interface's network namespace.
 func OpenPort(cfg PortConfig) (_ *Port, err error) {
 	if cfg.XDPMode == "" {
-		cfg.XDPMode = "auto"
+		cfg.XDPMode = XDPAuto
 	}
 	if cfg.MaxQueues == 0 {
 		cfg.MaxQueues = 256
 	}
-	switch cfg.XDPMode {
-	case "auto", "native", "generic":
-	default:
+	if !cfg.XDPMode.Valid() {
 		return nil, fmt.Errorf("xdp on %s: xdp_mode %q: must be auto, native or generic", cfg.Ifname, cfg.XDPMode)
 	}
 	ifi, err := net.InterfaceByName(cfg.Ifname)
@@ -131,7 +128,7 @@ func OpenPort(cfg PortConfig) (_ *Port, err error) {
 		return link.AttachXDP(link.XDPOptions{Program: p.prog, Interface: p.ifindex, Flags: flags})
 	}
 	switch cfg.XDPMode {
-	case "native":
+	case XDPNative:
 		p.link, err = attach(link.XDPDriverMode)
 		if errors.Is(err, unix.EOPNOTSUPP) {
 			err = &NotSupportedError{
@@ -140,17 +137,17 @@ func OpenPort(cfg PortConfig) (_ *Port, err error) {
 				Err:     err,
 			}
 		}
-		p.mode = "native"
-	case "generic":
+		p.mode = XDPNative
+	case XDPGeneric:
 		p.link, err = attach(link.XDPGenericMode)
-		p.mode = "generic"
+		p.mode = XDPGeneric
 	default:
 		p.link, err = attach(link.XDPDriverMode)
-		p.mode = "native"
+		p.mode = XDPNative
 		if err != nil {
 			p.logf("xdp on %s: native mode failed (%v), trying generic mode", p.ifname, err)
 			p.link, err = attach(link.XDPGenericMode)
-			p.mode = "generic"
+			p.mode = XDPGeneric
 		}
 	}
 	if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST) {
@@ -163,8 +160,8 @@ func OpenPort(cfg PortConfig) (_ *Port, err error) {
 	return p, nil
 }
 
-// Mode returns the XDP mode in use: "native" or "generic".
-func (p *Port) Mode() string { return p.mode }
+// Mode returns the XDP mode in use: XDPNative or XDPGeneric.
+func (p *Port) Mode() XDPMode { return p.mode }
 
 // Ifname returns the interface name.
 func (p *Port) Ifname() string { return p.ifname }

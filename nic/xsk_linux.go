@@ -15,14 +15,14 @@ import (
 
 // QueueConfig configures one AF_XDP queue. Zero values take the defaults.
 type QueueConfig struct {
-	Queue     int    // NIC receive/transmit queue index
-	Frames    int    // UMEM frames, half for RX and half for TX (default 4096)
-	FrameSize int    // bytes per UMEM frame: a power of two from 2048 to the page size (default 2048)
-	RxRing    int    // RX ring slots, power of two (default 2048)
-	TxRing    int    // TX ring slots, power of two (default 2048)
-	FillRing  int    // fill ring slots, power of two (default RxRing)
-	CompRing  int    // completion ring slots, power of two (default TxRing)
-	ZeroCopy  string // "auto" (default: zero-copy if the driver has it, else copy), "on" or "off"
+	Queue     int          // NIC receive/transmit queue index
+	Frames    int          // UMEM frames, half for RX and half for TX (default 4096)
+	FrameSize int          // bytes per UMEM frame: a power of two from 2048 to the page size (default 2048)
+	RxRing    int          // RX ring slots, power of two (default 2048)
+	TxRing    int          // TX ring slots, power of two (default 2048)
+	FillRing  int          // fill ring slots, power of two (default RxRing)
+	CompRing  int          // completion ring slots, power of two (default TxRing)
+	ZeroCopy  ZeroCopyMode // "" means ZeroCopyAuto
 }
 
 func (c *QueueConfig) setDefaults() {
@@ -45,7 +45,7 @@ func (c *QueueConfig) setDefaults() {
 		c.CompRing = c.TxRing
 	}
 	if c.ZeroCopy == "" {
-		c.ZeroCopy = "auto"
+		c.ZeroCopy = ZeroCopyAuto
 	}
 }
 
@@ -67,9 +67,7 @@ func (c *QueueConfig) validate() error {
 	if c.Queue < 0 {
 		return fmt.Errorf("queue %d: must not be negative", c.Queue)
 	}
-	switch c.ZeroCopy {
-	case "auto", "on", "off":
-	default:
+	if !c.ZeroCopy.Valid() {
 		return fmt.Errorf("zerocopy %q: must be auto, on or off", c.ZeroCopy)
 	}
 	return nil
@@ -162,10 +160,32 @@ func Open(ifname string, cfg QueueConfig) (*XSKQueue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("xsk on %s queue %d: %w", ifname, cfg.Queue, err)
 	}
+	// A socket closed a moment ago (an earlier process on this queue,
+	// just exited) keeps the queue busy until the kernel's deferred
+	// release of its buffer pool has run: wait for that rather than fail.
+	deadline := time.Now().Add(bindBusyWait)
+	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
+		q, err := openMode(ifi, ifname, cfg)
+		var be *bindError
+		if err == nil || !errors.As(err, &be) || !errors.Is(err, unix.EBUSY) {
+			return q, err
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%w (queue %d of %s is held by another AF_XDP socket: another xstack process, or one that has not finished exiting)", err, cfg.Queue, ifname)
+		}
+		time.Sleep(delay)
+	}
+}
+
+// bindBusyWait is how long Open retries a bind that finds the queue busy.
+const bindBusyWait = 2 * time.Second
+
+// openMode opens the socket in the mode cfg.ZeroCopy asks for.
+func openMode(ifi *net.Interface, ifname string, cfg QueueConfig) (*XSKQueue, error) {
 	switch cfg.ZeroCopy {
-	case "off":
+	case ZeroCopyOff:
 		return openXSK(ifi, cfg, unix.XDP_COPY)
-	case "on":
+	case ZeroCopyOn:
 		q, err := openXSK(ifi, cfg, unix.XDP_ZEROCOPY)
 		var be *bindError
 		if errors.As(err, &be) && (errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL)) {

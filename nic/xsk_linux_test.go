@@ -230,8 +230,8 @@ func TestXSKZeroCopyOnNotSupported(t *testing.T) {
 
 func TestXDPModes(t *testing.T) {
 	r := newRig(t)
-	for _, mode := range []string{"native", "generic"} {
-		t.Run(mode, func(t *testing.T) {
+	for _, mode := range []XDPMode{XDPNative, XDPGeneric} {
+		t.Run(string(mode), func(t *testing.T) {
 			var p *Port
 			err := netns.Do(r.stackNS, func() (err error) {
 				p, err = OpenPort(PortConfig{Ifname: r.stackIf, XDPMode: mode, PassToKernel: true})

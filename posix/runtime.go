@@ -39,10 +39,15 @@ func (o *Options) RegisterFlags(fs *flag.FlagSet) {
 	}
 }
 
+// The lcores this process runs and their socket tables: one in process
+// mode (F-Stack's model), every lcore of lcore_mask in thread mode. Process
+// mode is the group of one; the rest of the package does not tell them
+// apart.
 var (
-	runMu  sync.Mutex
-	lcore  *core.Lcore
-	lcoreT *Sockets
+	runMu    sync.Mutex
+	group    []*core.Lcore // +checklocks:runMu
+	tables   []*Sockets    // tables[i] serves group[i]; +checklocks:runMu
+	tornDown bool          // set by the first Teardown; +checklocks:runMu
 )
 
 // Init parses the F-Stack flags in args, loads the configuration and starts
@@ -59,34 +64,62 @@ func Init(args []string) error {
 }
 
 // InitWith starts this process's lcore from o and makes its socket table the
-// default one of the package-level functions.
+// default one of the package-level functions. A configuration with
+// mode=thread and several lcores needs InitLcores.
 func InitWith(o Options) error {
+	_, err := initGroup(o, false)
+	return err
+}
+
+// InitLcores starts what the configuration asks for and returns one socket
+// table per lcore this process runs: in process mode (F-Stack's model) the
+// one lcore of -p, as InitWith does; in thread mode every lcore of
+// lcore_mask, each with its own stack and table. The program then runs one
+// instance of its server per table, with RunLcores.
+func InitLcores(o Options) ([]*Sockets, error) {
+	return initGroup(o, true)
+}
+
+// initGroup starts the lcores o's configuration gives this process (every
+// lcore in thread mode when threads is set, else the one of -p) and a
+// socket table for each; the first becomes the default table.
+func initGroup(o Options, threads bool) ([]*Sockets, error) {
 	runMu.Lock()
 	defer runMu.Unlock()
-	if lcore != nil {
-		return errors.New("xstack: Init called twice")
+	if group != nil {
+		return nil, errors.New("xstack: Init called twice")
 	}
 	if err := checkProcType(o); err != nil {
-		return err
+		return nil, err
 	}
 	if o.Conf == "" {
 		o.Conf = "config.ini"
 	}
 	conf, err := core.LoadConfig(o.Conf)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	l, err := core.Start(conf, o.ProcID, o.Logger)
+	var ls []*core.Lcore
+	if threads && conf.Mode == core.ModeThread {
+		ls, err = core.StartThreads(conf, o.Logger)
+	} else {
+		var l *core.Lcore
+		l, err = core.Start(conf, o.ProcID, o.Logger)
+		ls = []*core.Lcore{l}
+	}
 	if err != nil {
-		return err
+		return nil, err
 	}
-	t := NewSockets(l.Stack.Gvisor(), stack.NICID)
-	t.SetConnectTCP(l.Stack.ConnectTCP)
-	t.SetSocketDefaults(l.Stack.SocketDefaults)
-	l.SetSocketCounters(t.Counters)
-	lcore, lcoreT = l, t
-	SetDefault(t)
-	return nil
+	ts := make([]*Sockets, len(ls))
+	for i, l := range ls {
+		ts[i] = NewSockets(l.Stack.Gvisor(), stack.NICID)
+		ts[i].SetConnectTCP(l.Stack.ConnectTCP)
+		ts[i].SetSocketDefaults(l.Stack.SocketDefaults)
+		l.SetSocketCounters(ts[i].Counters)
+	}
+	group, tables = ls, ts
+	SetDefault(ts[0])
+	return ts, nil
 }
 
 // checkProcType checks -t against -p: proc-id 0 is the primary (it attaches
@@ -108,92 +141,61 @@ func checkProcType(o Options) error {
 	return nil
 }
 
-var threadLcores []*core.Lcore
-var threadTables []*Sockets
-
-// InitLcores starts what the configuration asks for and returns one socket
-// table per lcore this process runs: in process mode (F-Stack's model) the
-// one lcore of -p, as InitWith does; in thread mode every lcore of
-// lcore_mask, each with its own stack and table. The program then runs one
-// instance of its server per table, with RunLcores.
-func InitLcores(o Options) ([]*Sockets, error) {
-	if o.Conf == "" {
-		o.Conf = "config.ini"
-	}
-	conf, err := core.LoadConfig(o.Conf)
-	if err != nil {
-		return nil, err
-	}
-	if conf.Mode != core.ModeThread {
-		if err := InitWith(o); err != nil {
-			return nil, err
-		}
-		return []*Sockets{Default()}, nil
-	}
-	runMu.Lock()
-	defer runMu.Unlock()
-	if lcore != nil || threadLcores != nil {
-		return nil, errors.New("xstack: Init called twice")
-	}
-	ls, err := core.StartThreads(conf, o.Logger)
-	if err != nil {
-		return nil, err
-	}
-	ts := make([]*Sockets, len(ls))
-	for i, l := range ls {
-		ts[i] = NewSockets(l.Stack.Gvisor(), stack.NICID)
-		ts[i].SetConnectTCP(l.Stack.ConnectTCP)
-		ts[i].SetSocketDefaults(l.Stack.SocketDefaults)
-		l.SetSocketCounters(ts[i].Counters)
-	}
-	threadLcores, threadTables = ls, ts
-	SetDefault(ts[0])
-	return ts, nil
-}
-
 // RunLcores runs the loops of the lcores InitLcores started, loops[i] being
-// the callback of table i, each on its own pinned OS thread in thread mode.
-// It returns when every loop has ended (SIGINT or SIGTERM stops them all),
-// after closing the sockets and the stacks.
+// the callback of table i: a single lcore on the calling goroutine (its
+// process is pinned to the lcore's CPU), several each on its own OS thread
+// pinned to its CPU. It returns when every loop has ended (SIGINT or
+// SIGTERM stops them all; one that fails stops the others), after closing
+// the sockets and the stacks (Teardown). A stop by signal returns nil.
 func RunLcores(loops []func() error) error {
 	runMu.Lock()
-	ls, ts := threadLcores, threadTables
+	ls, ts := group, tables
 	runMu.Unlock()
 	if ls == nil {
-		if len(loops) != 1 {
-			return fmt.Errorf("xstack: %d loop callbacks for 1 lcore", len(loops))
-		}
-		return Run(loops[0])
+		return errors.New("xstack: Run before Init")
 	}
 	if len(loops) != len(ls) {
-		return fmt.Errorf("xstack: %d loop callbacks for %d lcores", len(loops), len(ls))
+		return fmt.Errorf("xstack: %d loop callbacks for %d lcore(s)", len(loops), len(ls))
+	}
+	app := func(i int) func() error {
+		t, loop := ts[i], loops[i]
+		return func() error {
+			t.EnterLoop()
+			defer t.LeaveLoop()
+			if loop == nil {
+				return nil
+			}
+			return loop()
+		}
+	}
+	if len(ls) == 1 {
+		err := ls[0].Run(app(0))
+		Teardown()
+		return err
 	}
 	errs := make([]error, len(ls))
 	var wg sync.WaitGroup
 	for i := range ls {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			t, loop := ts[i], loops[i]
-			errs[i] = ls[i].RunPinned(func() error {
-				t.EnterLoop()
-				defer t.LeaveLoop()
-				if loop == nil {
-					return nil
-				}
-				return loop()
-			})
-			if errs[i] != nil {
-				// One lcore failing stops the others.
+		wg.Go(func() {
+			if errs[i] = ls[i].RunPinned(app(i)); errs[i] != nil {
 				for _, l := range ls {
 					l.Loop.Stop()
 				}
 			}
-		}(i)
+		})
 	}
 	wg.Wait()
 	Teardown()
 	return errors.Join(errs...)
+}
+
+// Run runs the lcore loop, calling loop once per pass (ff_run), until loop
+// returns an error or the process gets SIGINT or SIGTERM. Then it closes
+// every socket, lets the resulting FINs and RSTs leave, closes the stack
+// and detaches from the NIC. A stop by signal returns nil. A process that
+// runs several lcores (thread mode) uses RunLcores.
+func Run(loop func() error) error {
+	return RunLcores([]func() error{loop})
 }
 
 // Stop makes Run or RunLcores return: every loop of this process ends after
@@ -201,10 +203,7 @@ func RunLcores(loops []func() error) error {
 func Stop() {
 	runMu.Lock()
 	defer runMu.Unlock()
-	if lcore != nil {
-		lcore.Loop.Stop()
-	}
-	for _, l := range threadLcores {
+	for _, l := range group {
 		l.Loop.Stop()
 	}
 }
@@ -214,44 +213,19 @@ func Stop() {
 func Lcores() []*core.Lcore {
 	runMu.Lock()
 	defer runMu.Unlock()
-	if lcore != nil {
-		return []*core.Lcore{lcore}
-	}
-	return threadLcores
+	return group
 }
 
-// Lcore returns the lcore started by Init, or nil.
+// Lcore returns the lcore started by Init, or nil before Init and in a
+// process that runs several lcores.
 func Lcore() *core.Lcore {
 	runMu.Lock()
 	defer runMu.Unlock()
-	return lcore
-}
-
-// Run runs the lcore loop, calling loop once per pass (ff_run), until loop
-// returns an error or the process gets SIGINT or SIGTERM. Then it closes
-// every socket, lets the resulting FINs and RSTs leave, closes the stack
-// and detaches from the NIC. A stop by signal returns nil.
-func Run(loop func() error) error {
-	runMu.Lock()
-	l, t := lcore, lcoreT
-	runMu.Unlock()
-	if l == nil {
-		return errors.New("xstack: Run before Init")
+	if len(group) != 1 {
+		return nil
 	}
-	err := l.Run(func() error {
-		t.EnterLoop()
-		defer t.LeaveLoop()
-		if loop == nil {
-			return nil
-		}
-		return loop()
-	})
-	Teardown()
-	return err
+	return group[0]
 }
-
-// tornDown is set by the first Teardown of started lcores. +checklocks:runMu
-var tornDown bool
 
 // Teardown closes the sockets, the stacks and the NIC queues of the lcores
 // started by Init, InitWith or InitLcores, ending the connections as
@@ -260,27 +234,18 @@ var tornDown bool
 // idempotent.
 func Teardown() {
 	runMu.Lock()
-	l, t := lcore, lcoreT
-	ls, ts := threadLcores, threadTables
-	done := tornDown || l == nil && ls == nil
-	if !done {
-		tornDown = true
-	}
+	ls, ts := group, tables
+	done := tornDown || ls == nil
+	tornDown = true
 	runMu.Unlock()
 	if done {
 		return
 	}
-	if l != nil {
-		core.Shutdown([]*core.Lcore{l}, t.Close)
-		l.Close()
-	}
-	if len(ls) > 0 {
-		core.Shutdown(ls, func() {
-			for _, t := range ts {
-				t.Close()
-			}
-		})
-	}
+	core.Shutdown(ls, func() {
+		for _, t := range ts {
+			t.Close()
+		}
+	})
 	// Lcore 0 owns the XDP program: close it last.
 	for i := len(ls) - 1; i >= 0; i-- {
 		ls[i].Close()

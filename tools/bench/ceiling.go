@@ -59,7 +59,7 @@ func runCeiling(ctx context.Context, r *rig.Rig, serverCPU, clientCPU int, d tim
 	}
 	defer port.Close()
 	defer q.Close()
-	res.mode = port.Mode() + " XDP, " + q.Mode()
+	res.mode = string(port.Mode()) + " XDP, " + q.Mode()
 
 	var fd int
 	err = netns.Do(r.PeerNS, func() error {
