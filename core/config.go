@@ -95,7 +95,7 @@ import (
 //	net.inet.tcp.syncookies        0|1|2 = off|auto|always
 //	net.inet.tcp.syn_guard         SYN-flood guard: SYNs/s per lcore that, with the listeners
 //	                               overflowing, make first SYNs wait for their retransmission;
-//	                               0 = off, default 10000
+//	                               0..100000000, 0 = off, default 10000
 //	net.inet.tcp.moderate_rcvbuf   0|1 receive buffer auto-tuning
 //	net.inet.tcp.timestamps        0|1 timestamps (RFC 7323)
 //	net.inet.tcp.mss_default       MSS when the peer sends none, 88..65495

@@ -450,7 +450,7 @@ var sysctlTable = func() []sysctl {
 		doc: []string{
 			"SYN-flood guard: SYNs/s per lcore that, with the listeners",
 			"overflowing, make first SYNs wait for their retransmission;",
-			"0 = off, default 10000",
+			"0..100000000, 0 = off, default 10000",
 		},
 		values: sysctlValues{lo: 0, hi: 100000000, unit: "SYNs per second"},
 		get: func(st *Stack) (string, error) {
