@@ -45,11 +45,16 @@ type sysctl struct {
 	// the name column; the first line sits beside the name.
 	doc    []string
 	values sysctlValues
-	// get reads the value back from the running stack, in the form set
-	// takes.
+	sysctlAccess
+}
+
+// sysctlAccess is how the running stack reads a sysctl back and applies
+// it.
+type sysctlAccess struct {
+	// get reads the value back, in the form set takes.
 	get func(st *Stack) (string, error)
-	// set applies v, which values has accepted, to the running stack. It
-	// refuses, saying why, a value the stack cannot honour.
+	// set applies v, which the entry's values have accepted. It refuses,
+	// saying why, a value the stack cannot honour.
 	set func(st *Stack, v string) error
 }
 
@@ -69,211 +74,19 @@ var (
 	sysctlSpace = sysctlValues{lo: 4096, hi: 1 << 30, unit: "bytes"}
 )
 
-// check reports whether v is one of the values; the error says what was
-// expected and what was given.
-func (s sysctlValues) check(v string) error {
-	if s.words != nil {
-		if !slices.Contains(s.words, v) {
-			return fmt.Errorf("expected %s, got %q", s.expect, v)
-		}
-		return nil
-	}
-	if s.orZero && v == "0" {
-		return nil
-	}
-	if _, ok := s.parse(v); !ok {
-		if s.orZero {
-			return fmt.Errorf("expected 0 or %s %d..%d, got %q", s.unit, s.lo, s.hi, v)
-		}
-		return fmt.Errorf("expected %s %d..%d, got %q", s.unit, s.lo, s.hi, v)
-	}
-	return nil
-}
-
-// parse reads a decimal in [lo, hi], without a sign.
-func (s sysctlValues) parse(v string) (uint64, bool) {
-	n, err := strconv.ParseUint(v, 10, 64)
-	if err != nil || v[0] == '+' || n < s.lo || n > s.hi {
-		return 0, false
-	}
-	return n, true
-}
-
-// sysctlInt is the number v, which has passed a numeric entry's check: a
-// decimal of at most 1<<40, so it fits an int64 (and an int).
-func sysctlInt(v string) int64 {
-	n, _ := strconv.ParseInt(v, 10, 64)
-	return n
-}
-
-func sysctlBoolString(v bool) string {
-	if v {
-		return "1"
-	}
-	return "0"
-}
-
-func getTCP(st *Stack, opt tcpip.GettableTransportProtocolOption) error {
-	if err := st.s.TransportProtocolOption(tcp.ProtocolNumber, opt); err != nil {
-		return fmt.Errorf("%s", err)
-	}
-	return nil
-}
-
-func setTCP(st *Stack, opt tcpip.SettableTransportProtocolOption) error {
-	if err := st.s.SetTransportProtocolOption(tcp.ProtocolNumber, opt); err != nil {
-		return fmt.Errorf("%s", err)
-	}
-	return nil
-}
-
-// getTTL and setTTL are the default TTL (hop limit) of proto.
-func getTTL(st *Stack, proto tcpip.NetworkProtocolNumber) (string, error) {
-	var o tcpip.DefaultTTLOption
-	if err := st.s.NetworkProtocolOption(proto, &o); err != nil {
-		return "", fmt.Errorf("%s", err)
-	}
-	return strconv.Itoa(int(o)), nil
-}
-
-func setTTL(st *Stack, proto tcpip.NetworkProtocolNumber, v string) error {
-	o := tcpip.DefaultTTLOption(sysctlInt(v))
-	if err := st.s.SetNetworkProtocolOption(proto, &o); err != nil {
-		return fmt.Errorf("%s", err)
-	}
-	return nil
-}
-
-// getRTO and setRTO are a bound of the retransmission timeout, in ms.
-// gVisor keeps min <= max, so a bound may not cross the other: set reports
-// the other's name and value.
-func getRTO(st *Stack, min bool) (string, error) {
-	lo, hi, err := rtoBounds(st)
-	if min {
-		return strconv.Itoa(int(lo / time.Millisecond)), err
-	}
-	return strconv.Itoa(int(hi / time.Millisecond)), err
-}
-
-func setRTO(st *Stack, min bool, v string) error {
-	d := time.Duration(sysctlInt(v)) * time.Millisecond
-	lo, hi, err := rtoBounds(st)
-	if err != nil {
-		return err
-	}
-	if min {
-		if d > hi {
-			return fmt.Errorf("above net.inet.tcp.rexmit_max (%d ms)", hi/time.Millisecond)
-		}
-		o := tcpip.TCPMinRTOOption(d)
-		return setTCP(st, &o)
-	}
-	if d < lo {
-		return fmt.Errorf("below net.inet.tcp.rexmit_min (%d ms)", lo/time.Millisecond)
-	}
-	o := tcpip.TCPMaxRTOOption(d)
-	return setTCP(st, &o)
-}
-
-func rtoBounds(st *Stack) (lo, hi time.Duration, err error) {
-	var mn tcpip.TCPMinRTOOption
-	var mx tcpip.TCPMaxRTOOption
-	if err := getTCP(st, &mn); err != nil {
-		return 0, 0, err
-	}
-	if err := getTCP(st, &mx); err != nil {
-		return 0, 0, err
-	}
-	return time.Duration(mn), time.Duration(mx), nil
-}
-
-// socketDefault is the get and set of a per-socket sysctl, kept in the
-// stack's SocketDefaults for the socket layer: field reads the value from
-// the defaults, apply writes v, which has passed the entry's check, to them.
-func socketDefault(field func(d *SocketDefaults) string, apply func(d *SocketDefaults, v string)) (func(*Stack) (string, error), func(*Stack, string) error) {
-	get := func(st *Stack) (string, error) {
-		d := st.SocketDefaults()
-		return field(&d), nil
-	}
-	set := func(st *Stack, v string) error {
-		st.sockMu.Lock()
-		apply(&st.sockDefaults, v)
-		st.sockMu.Unlock()
-		return nil
-	}
-	return get, set
-}
-
-// fixed is the get and set of a sysctl whose value gVisor fixes at want:
-// it reads back as want, setting want changes nothing, and any other value
-// is refused with why.
-func fixed(want, why string) (func(*Stack) (string, error), func(*Stack, string) error) {
-	get := func(*Stack) (string, error) { return want, nil }
-	set := func(_ *Stack, v string) error {
-		if v != want {
-			return errors.New(why)
-		}
-		return nil
-	}
-	return get, set
-}
-
-// orDefault is v, or def when v is 0 (gVisor's default applies).
-func orDefault(v, def int) int {
-	if v == 0 {
-		return def
-	}
-	return v
-}
-
 // sysctlTable is every sysctl, in the order of the configuration
 // reference. Linux's limits bound the per-socket values, as setsockopt
 // would.
-var sysctlTable = func() []sysctl {
-	keepIdleGet, keepIdleSet := socketDefault(
-		func(d *SocketDefaults) string {
-			return strconv.Itoa(orDefault(d.KeepIdle, int(tcp.DefaultKeepaliveIdle/time.Second)))
-		},
-		func(d *SocketDefaults, v string) { d.KeepIdle = int(sysctlInt(v)) })
-	keepIntvlGet, keepIntvlSet := socketDefault(
-		func(d *SocketDefaults) string {
-			return strconv.Itoa(orDefault(d.KeepIntvl, int(tcp.DefaultKeepaliveInterval/time.Second)))
-		},
-		func(d *SocketDefaults, v string) { d.KeepIntvl = int(sysctlInt(v)) })
-	keepCntGet, keepCntSet := socketDefault(
-		func(d *SocketDefaults) string { return strconv.Itoa(orDefault(d.KeepCnt, tcp.DefaultKeepaliveCount)) },
-		func(d *SocketDefaults, v string) { d.KeepCnt = int(sysctlInt(v)) })
-	alwaysGet, alwaysSet := socketDefault(
-		func(d *SocketDefaults) string { return sysctlBoolString(d.AlwaysKeepalive) },
-		func(d *SocketDefaults, v string) { d.AlwaysKeepalive = v == "1" })
-	userTimeoutGet, userTimeoutSet := socketDefault(
-		func(d *SocketDefaults) string { return strconv.Itoa(int(d.UserTimeout / time.Millisecond)) },
-		func(d *SocketDefaults, v string) { d.UserTimeout = time.Duration(sysctlInt(v)) * time.Millisecond })
-	// mem_limit reaches past 32-bit ints: an int64 throughout.
-	memLimitGet, memLimitSet := socketDefault(
-		func(d *SocketDefaults) string { return strconv.FormatInt(d.MemLimit, 10) },
-		func(d *SocketDefaults, v string) { d.MemLimit = sysctlInt(v) })
-	timestampsGet, timestampsSet := fixed("1", "gVisor always offers RFC 7323 timestamps; only 1 is supported")
-	mss := strconv.Itoa(header.TCPDefaultMSS)
-	mssGet, mssSet := fixed(mss, "gVisor fixes the MSS used when the peer sends none at "+mss+"; only "+mss+" is supported")
-
-	return []sysctl{{
-		name:   "net.inet.tcp.sack",
-		doc:    []string{"0|1 SACK (RFC 2018)"},
-		values: sysctlBool,
-		get: func(st *Stack) (string, error) {
-			var o tcpip.TCPSACKEnabled
-			err := getTCP(st, &o)
-			return sysctlBoolString(bool(o)), err
-		},
-		set: func(st *Stack, v string) error {
-			o := tcpip.TCPSACKEnabled(v == "1")
-			return setTCP(st, &o)
-		},
-	}, {
-		name:   "net.inet.tcp.cc",
-		doc:    []string{"reno|cubic congestion control"},
-		values: sysctlValues{words: []string{"reno", "cubic"}, expect: "reno or cubic"},
+var sysctlTable = []sysctl{{
+	name:         "net.inet.tcp.sack",
+	doc:          []string{"0|1 SACK (RFC 2018)"},
+	values:       sysctlBool,
+	sysctlAccess: tcpFlag[tcpip.TCPSACKEnabled](),
+}, {
+	name:   "net.inet.tcp.cc",
+	doc:    []string{"reno|cubic congestion control"},
+	values: sysctlValues{words: []string{"reno", "cubic"}, expect: "reno or cubic"},
+	sysctlAccess: sysctlAccess{
 		get: func(st *Stack) (string, error) {
 			var o tcpip.CongestionControlOption
 			err := getTCP(st, &o)
@@ -283,52 +96,26 @@ var sysctlTable = func() []sysctl {
 			o := tcpip.CongestionControlOption(v)
 			return setTCP(st, &o)
 		},
-	}, {
-		// The buffer sizes set the default of gVisor's range, raising its
-		// maximum to match: they apply to sockets made afterwards.
-		name:   "net.inet.tcp.sendspace",
-		doc:    []string{"send buffer bytes, 4096..1073741824"},
-		values: sysctlSpace,
-		get: func(st *Stack) (string, error) {
-			var o tcpip.TCPSendBufferSizeRangeOption
-			err := getTCP(st, &o)
-			return strconv.Itoa(o.Default), err
-		},
-		set: func(st *Stack, v string) error {
-			var o tcpip.TCPSendBufferSizeRangeOption
-			if err := getTCP(st, &o); err != nil {
-				return err
-			}
-			o.Default = int(sysctlInt(v))
-			o.Max = max(o.Max, o.Default)
-			return setTCP(st, &o)
-		},
-	}, {
-		name:   "net.inet.tcp.recvspace",
-		doc:    []string{"receive buffer bytes, 4096..1073741824"},
-		values: sysctlSpace,
-		get: func(st *Stack) (string, error) {
-			var o tcpip.TCPReceiveBufferSizeRangeOption
-			err := getTCP(st, &o)
-			return strconv.Itoa(o.Default), err
-		},
-		set: func(st *Stack, v string) error {
-			var o tcpip.TCPReceiveBufferSizeRangeOption
-			if err := getTCP(st, &o); err != nil {
-				return err
-			}
-			o.Default = int(sysctlInt(v))
-			o.Max = max(o.Max, o.Default)
-			return setTCP(st, &o)
-		},
-	}, {
-		// gVisor acknowledges at once; with delayed_ack=1 the link
-		// endpoint drops pure ACKs that a later frame of the same pass
-		// supersedes, which is the part of delaying ACKs that saves
-		// frames on request/response traffic.
-		name:   "net.inet.tcp.delayed_ack",
-		doc:    []string{"0|1 delayed ACKs"},
-		values: sysctlBool,
+	},
+}, {
+	name:         "net.inet.tcp.sendspace",
+	doc:          []string{"send buffer bytes, 4096..1073741824"},
+	values:       sysctlSpace,
+	sysctlAccess: bufferSpace(true),
+}, {
+	name:         "net.inet.tcp.recvspace",
+	doc:          []string{"receive buffer bytes, 4096..1073741824"},
+	values:       sysctlSpace,
+	sysctlAccess: bufferSpace(false),
+}, {
+	// gVisor acknowledges at once; with delayed_ack=1 the link
+	// endpoint drops pure ACKs that a later frame of the same pass
+	// supersedes, which is the part of delaying ACKs that saves
+	// frames on request/response traffic.
+	name:   "net.inet.tcp.delayed_ack",
+	doc:    []string{"0|1 delayed ACKs"},
+	values: sysctlBool,
+	sysctlAccess: sysctlAccess{
 		get: func(st *Stack) (string, error) {
 			st.ep.txMu.Lock()
 			defer st.ep.txMu.Unlock()
@@ -340,12 +127,14 @@ var sysctlTable = func() []sysctl {
 			st.ep.txMu.Unlock()
 			return nil
 		},
-	}, {
-		// Both the socket layer's default and gVisor's stack-wide delay
-		// option, which gVisor's own endpoints start from.
-		name:   "net.inet.tcp.nodelay",
-		doc:    []string{"0|1 TCP_NODELAY for new sockets"},
-		values: sysctlBool,
+	},
+}, {
+	// Both the socket layer's default and gVisor's stack-wide delay
+	// option, which gVisor's own endpoints start from.
+	name:   "net.inet.tcp.nodelay",
+	doc:    []string{"0|1 TCP_NODELAY for new sockets"},
+	values: sysctlBool,
+	sysctlAccess: sysctlAccess{
 		get: func(st *Stack) (string, error) {
 			return sysctlBoolString(st.SocketDefaults().NoDelay), nil
 		},
@@ -356,11 +145,13 @@ var sysctlTable = func() []sysctl {
 			o := tcpip.TCPDelayEnabled(v == "0")
 			return setTCP(st, &o)
 		},
-	}, {
-		// TIME-WAIT lasts 2*MSL.
-		name:   "net.inet.tcp.msl",
-		doc:    []string{"maximum segment lifetime in ms, 1..600000"},
-		values: sysctlValues{lo: 1, hi: 600000, unit: "milliseconds"},
+	},
+}, {
+	// TIME-WAIT lasts 2*MSL.
+	name:   "net.inet.tcp.msl",
+	doc:    []string{"maximum segment lifetime in ms, 1..600000"},
+	values: sysctlValues{lo: 1, hi: 600000, unit: "milliseconds"},
+	sysctlAccess: sysctlAccess{
 		get: func(st *Stack) (string, error) {
 			var o tcpip.TCPTimeWaitTimeoutOption
 			err := getTCP(st, &o)
@@ -370,66 +161,76 @@ var sysctlTable = func() []sysctl {
 			o := tcpip.TCPTimeWaitTimeoutOption(2 * time.Duration(sysctlInt(v)) * time.Millisecond)
 			return setTCP(st, &o)
 		},
-	}, {
-		name:   "net.inet.tcp.rexmit_min",
-		doc:    []string{"least retransmission timeout in ms, 1..3600000, default 200"},
-		values: sysctlValues{lo: 1, hi: 3600000, unit: "milliseconds"},
-		get:    func(st *Stack) (string, error) { return getRTO(st, true) },
-		set:    func(st *Stack, v string) error { return setRTO(st, true, v) },
-	}, {
-		name:   "net.inet.tcp.rexmit_max",
-		doc:    []string{"greatest retransmission timeout in ms, 1..3600000, default 120000"},
-		values: sysctlValues{lo: 1, hi: 3600000, unit: "milliseconds"},
-		get:    func(st *Stack) (string, error) { return getRTO(st, false) },
-		set:    func(st *Stack, v string) error { return setRTO(st, false, v) },
-	}, {
-		name:   "net.inet.tcp.keepidle",
-		doc:    []string{"keepalive idle time in s, 1..32767"},
-		values: sysctlValues{lo: 1, hi: 32767, unit: "seconds"}, // Linux MAX_TCP_KEEPIDLE
-		get:    keepIdleGet,
-		set:    keepIdleSet,
-	}, {
-		name:   "net.inet.tcp.keepintvl",
-		doc:    []string{"keepalive probe interval in s, 1..32767"},
-		values: sysctlValues{lo: 1, hi: 32767, unit: "seconds"}, // Linux MAX_TCP_KEEPINTVL
-		get:    keepIntvlGet,
-		set:    keepIntvlSet,
-	}, {
-		name:   "net.inet.tcp.keepcnt",
-		doc:    []string{"keepalive probes, 1..127"},
-		values: sysctlValues{lo: 1, hi: 127, unit: "probes"}, // Linux MAX_TCP_KEEPCNT
-		get:    keepCntGet,
-		set:    keepCntSet,
-	}, {
-		name:   "net.inet.tcp.always_keepalive",
-		doc:    []string{"0|1 SO_KEEPALIVE on every TCP socket"},
-		values: sysctlBool,
-		get:    alwaysGet,
-		set:    alwaysSet,
-	}, {
-		name:   "net.inet.tcp.user_timeout",
-		doc:    []string{"TCP_USER_TIMEOUT of new TCP sockets in ms, 0 (none)..2147483647"},
-		values: sysctlValues{lo: 0, hi: 1<<31 - 1, unit: "milliseconds"}, // 0 = none
-		get:    userTimeoutGet,
-		set:    userTimeoutSet,
-	}, {
-		// Enforced by the socket layer, which reads it at every
-		// reservation.
-		name: "net.inet.tcp.mem_limit",
-		doc: []string{
-			"socket-buffer bytes the TCP sockets of one lcore may reserve,",
-			"0 (no limit, the default) or 65536..1099511627776; past it",
-			"Socket, Accept and SO_SNDBUF/SO_RCVBUF fail with ENOBUFS",
+	},
+}, {
+	name:         "net.inet.tcp.rexmit_min",
+	doc:          []string{"least retransmission timeout in ms, 1..3600000, default 200"},
+	values:       sysctlValues{lo: 1, hi: 3600000, unit: "milliseconds"},
+	sysctlAccess: rto(true),
+}, {
+	name:         "net.inet.tcp.rexmit_max",
+	doc:          []string{"greatest retransmission timeout in ms, 1..3600000, default 120000"},
+	values:       sysctlValues{lo: 1, hi: 3600000, unit: "milliseconds"},
+	sysctlAccess: rto(false),
+}, {
+	name:   "net.inet.tcp.keepidle",
+	doc:    []string{"keepalive idle time in s, 1..32767"},
+	values: sysctlValues{lo: 1, hi: 32767, unit: "seconds"}, // Linux MAX_TCP_KEEPIDLE
+	sysctlAccess: socketDefault(
+		func(d *SocketDefaults) string {
+			return strconv.Itoa(orDefault(d.KeepIdle, int(tcp.DefaultKeepaliveIdle/time.Second)))
 		},
-		values: sysctlValues{lo: 64 << 10, hi: 1 << 40, unit: "bytes", orZero: true},
-		get:    memLimitGet,
-		set:    memLimitSet,
-	}, {
-		// gVisor sends SYN cookies when a listener's queue is full, or
-		// always; it has no way of never sending them.
-		name:   "net.inet.tcp.syncookies",
-		doc:    []string{"0|1|2 = off|auto|always"},
-		values: sysctlValues{words: []string{"0", "1", "2"}, expect: "0 (off), 1 (auto) or 2 (always)"},
+		func(d *SocketDefaults, v string) { d.KeepIdle = int(sysctlInt(v)) }),
+}, {
+	name:   "net.inet.tcp.keepintvl",
+	doc:    []string{"keepalive probe interval in s, 1..32767"},
+	values: sysctlValues{lo: 1, hi: 32767, unit: "seconds"}, // Linux MAX_TCP_KEEPINTVL
+	sysctlAccess: socketDefault(
+		func(d *SocketDefaults) string {
+			return strconv.Itoa(orDefault(d.KeepIntvl, int(tcp.DefaultKeepaliveInterval/time.Second)))
+		},
+		func(d *SocketDefaults, v string) { d.KeepIntvl = int(sysctlInt(v)) }),
+}, {
+	name:   "net.inet.tcp.keepcnt",
+	doc:    []string{"keepalive probes, 1..127"},
+	values: sysctlValues{lo: 1, hi: 127, unit: "probes"}, // Linux MAX_TCP_KEEPCNT
+	sysctlAccess: socketDefault(
+		func(d *SocketDefaults) string { return strconv.Itoa(orDefault(d.KeepCnt, tcp.DefaultKeepaliveCount)) },
+		func(d *SocketDefaults, v string) { d.KeepCnt = int(sysctlInt(v)) }),
+}, {
+	name:   "net.inet.tcp.always_keepalive",
+	doc:    []string{"0|1 SO_KEEPALIVE on every TCP socket"},
+	values: sysctlBool,
+	sysctlAccess: socketDefault(
+		func(d *SocketDefaults) string { return sysctlBoolString(d.AlwaysKeepalive) },
+		func(d *SocketDefaults, v string) { d.AlwaysKeepalive = v == "1" }),
+}, {
+	name:   "net.inet.tcp.user_timeout",
+	doc:    []string{"TCP_USER_TIMEOUT of new TCP sockets in ms, 0 (none)..2147483647"},
+	values: sysctlValues{lo: 0, hi: 1<<31 - 1, unit: "milliseconds"}, // 0 = none
+	sysctlAccess: socketDefault(
+		func(d *SocketDefaults) string { return strconv.Itoa(int(d.UserTimeout / time.Millisecond)) },
+		func(d *SocketDefaults, v string) { d.UserTimeout = time.Duration(sysctlInt(v)) * time.Millisecond }),
+}, {
+	// Enforced by the socket layer, which reads it at every
+	// reservation. Past 32 bits: an int64 throughout.
+	name: "net.inet.tcp.mem_limit",
+	doc: []string{
+		"socket-buffer bytes the TCP sockets of one lcore may reserve,",
+		"0 (no limit, the default) or 65536..1099511627776; past it",
+		"Socket, Accept and SO_SNDBUF/SO_RCVBUF fail with ENOBUFS",
+	},
+	values: sysctlValues{lo: 64 << 10, hi: 1 << 40, unit: "bytes", orZero: true},
+	sysctlAccess: socketDefault(
+		func(d *SocketDefaults) string { return strconv.FormatInt(d.MemLimit, 10) },
+		func(d *SocketDefaults, v string) { d.MemLimit = sysctlInt(v) }),
+}, {
+	// gVisor sends SYN cookies when a listener's queue is full, or
+	// always; it has no way of never sending them.
+	name:   "net.inet.tcp.syncookies",
+	doc:    []string{"0|1|2 = off|auto|always"},
+	values: sysctlValues{words: []string{"0", "1", "2"}, expect: "0 (off), 1 (auto) or 2 (always)"},
+	sysctlAccess: sysctlAccess{
 		get: func(st *Stack) (string, error) {
 			var o tcpip.TCPAlwaysUseSynCookies
 			err := getTCP(st, &o)
@@ -445,14 +246,16 @@ var sysctlTable = func() []sysctl {
 			o := tcpip.TCPAlwaysUseSynCookies(v == "2")
 			return setTCP(st, &o)
 		},
-	}, {
-		name: "net.inet.tcp.syn_guard",
-		doc: []string{
-			"SYN-flood guard: SYNs/s per lcore that, with the listeners",
-			"overflowing, make first SYNs wait for their retransmission;",
-			"0..100000000, 0 = off, default 10000",
-		},
-		values: sysctlValues{lo: 0, hi: 100000000, unit: "SYNs per second"},
+	},
+}, {
+	name: "net.inet.tcp.syn_guard",
+	doc: []string{
+		"SYN-flood guard: SYNs/s per lcore that, with the listeners",
+		"overflowing, make first SYNs wait for their retransmission;",
+		"0..100000000, 0 = off, default 10000",
+	},
+	values: sysctlValues{lo: 0, hi: 100000000, unit: "SYNs per second"},
+	sysctlAccess: sysctlAccess{
 		get: func(st *Stack) (string, error) {
 			return strconv.FormatUint(uint64(st.ep.guard.limit.Load()), 10), nil
 		},
@@ -460,35 +263,27 @@ var sysctlTable = func() []sysctl {
 			st.ep.guard.limit.Store(uint32(sysctlInt(v)))
 			return nil
 		},
-	}, {
-		name:   "net.inet.tcp.moderate_rcvbuf",
-		doc:    []string{"0|1 receive buffer auto-tuning"},
-		values: sysctlBool,
-		get: func(st *Stack) (string, error) {
-			var o tcpip.TCPModerateReceiveBufferOption
-			err := getTCP(st, &o)
-			return sysctlBoolString(bool(o)), err
-		},
-		set: func(st *Stack, v string) error {
-			o := tcpip.TCPModerateReceiveBufferOption(v == "1")
-			return setTCP(st, &o)
-		},
-	}, {
-		name:   "net.inet.tcp.timestamps",
-		doc:    []string{"0|1 timestamps (RFC 7323)"},
-		values: sysctlBool,
-		get:    timestampsGet,
-		set:    timestampsSet,
-	}, {
-		name:   "net.inet.tcp.mss_default",
-		doc:    []string{"MSS when the peer sends none, 88..65495"},
-		values: sysctlValues{lo: 88, hi: 65495, unit: "bytes"}, // Linux TCP_MIN_MSS .. 65535-40
-		get:    mssGet,
-		set:    mssSet,
-	}, {
-		name:   "net.inet.tcp.tw_reuse",
-		doc:    []string{"0|1 reuse TIME-WAIT ports for new connections"},
-		values: sysctlBool,
+	},
+}, {
+	name:         "net.inet.tcp.moderate_rcvbuf",
+	doc:          []string{"0|1 receive buffer auto-tuning"},
+	values:       sysctlBool,
+	sysctlAccess: tcpFlag[tcpip.TCPModerateReceiveBufferOption](),
+}, {
+	name:         "net.inet.tcp.timestamps",
+	doc:          []string{"0|1 timestamps (RFC 7323)"},
+	values:       sysctlBool,
+	sysctlAccess: fixed("1", "gVisor always offers RFC 7323 timestamps"),
+}, {
+	name:         "net.inet.tcp.mss_default",
+	doc:          []string{"MSS when the peer sends none, 88..65495"},
+	values:       sysctlValues{lo: 88, hi: 65495, unit: "bytes"}, // Linux TCP_MIN_MSS .. 65535-40
+	sysctlAccess: fixed(strconv.Itoa(header.TCPDefaultMSS), "gVisor fixes the MSS used when the peer sends none"),
+}, {
+	name:   "net.inet.tcp.tw_reuse",
+	doc:    []string{"0|1 reuse TIME-WAIT ports for new connections"},
+	values: sysctlBool,
+	sysctlAccess: sysctlAccess{
 		get: func(st *Stack) (string, error) {
 			var o tcpip.TCPTimeWaitReuseOption
 			err := getTCP(st, &o)
@@ -501,16 +296,17 @@ var sysctlTable = func() []sysctl {
 			}
 			return setTCP(st, &o)
 		},
-	}, {
-		name:   "net.inet.ip.ttl",
-		doc:    []string{"default IPv4 TTL, 1..255"},
-		values: sysctlValues{lo: 1, hi: 255, unit: "hops"},
-		get:    func(st *Stack) (string, error) { return getTTL(st, ipv4.ProtocolNumber) },
-		set:    func(st *Stack, v string) error { return setTTL(st, ipv4.ProtocolNumber, v) },
-	}, {
-		name:   "net.inet.ip.forwarding",
-		doc:    []string{"0|1 IP forwarding"},
-		values: sysctlBool,
+	},
+}, {
+	name:         "net.inet.ip.ttl",
+	doc:          []string{"default IPv4 TTL, 1..255"},
+	values:       sysctlValues{lo: 1, hi: 255, unit: "hops"},
+	sysctlAccess: ttl(ipv4.ProtocolNumber),
+}, {
+	name:   "net.inet.ip.forwarding",
+	doc:    []string{"0|1 IP forwarding"},
+	values: sysctlBool,
+	sysctlAccess: sysctlAccess{
 		get: func(st *Stack) (string, error) {
 			v, err := st.s.NICForwarding(NICID, ipv4.ProtocolNumber)
 			if err != nil {
@@ -524,14 +320,13 @@ var sysctlTable = func() []sysctl {
 			}
 			return nil
 		},
-	}, {
-		name:   "net.inet6.ip6.hlim",
-		doc:    []string{"default IPv6 hop limit, 1..255"},
-		values: sysctlValues{lo: 1, hi: 255, unit: "hops"},
-		get:    func(st *Stack) (string, error) { return getTTL(st, ipv6.ProtocolNumber) },
-		set:    func(st *Stack, v string) error { return setTTL(st, ipv6.ProtocolNumber, v) },
-	}}
-}()
+	},
+}, {
+	name:         "net.inet6.ip6.hlim",
+	doc:          []string{"default IPv6 hop limit, 1..255"},
+	values:       sysctlValues{lo: 1, hi: 255, unit: "hops"},
+	sysctlAccess: ttl(ipv6.ProtocolNumber),
+}}
 
 // sysctlIndex finds an entry of sysctlTable by name; sysctlSorted is
 // their names, sorted.
@@ -623,4 +418,227 @@ func (st *Stack) Sysctl(name string) (string, error) {
 		return "", fmt.Errorf("sysctl %s: %w", name, err)
 	}
 	return v, nil
+}
+
+// check reports whether v is one of the values; the error says what was
+// expected and what was given.
+func (s sysctlValues) check(v string) error {
+	if s.words != nil {
+		if !slices.Contains(s.words, v) {
+			return fmt.Errorf("expected %s, got %q", s.expect, v)
+		}
+		return nil
+	}
+	if s.orZero && v == "0" {
+		return nil
+	}
+	if _, ok := s.parse(v); !ok {
+		if s.orZero {
+			return fmt.Errorf("expected 0 or %s %d..%d, got %q", s.unit, s.lo, s.hi, v)
+		}
+		return fmt.Errorf("expected %s %d..%d, got %q", s.unit, s.lo, s.hi, v)
+	}
+	return nil
+}
+
+// parse reads a decimal in [lo, hi], without a sign.
+func (s sysctlValues) parse(v string) (uint64, bool) {
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || v[0] == '+' || n < s.lo || n > s.hi {
+		return 0, false
+	}
+	return n, true
+}
+
+// sysctlInt is the number v, which has passed a numeric entry's check: a
+// decimal of at most 1<<40, so it fits an int64 (and an int).
+func sysctlInt(v string) int64 {
+	n, _ := strconv.ParseInt(v, 10, 64)
+	return n
+}
+
+func sysctlBoolString(v bool) string {
+	if v {
+		return "1"
+	}
+	return "0"
+}
+
+func getTCP(st *Stack, opt tcpip.GettableTransportProtocolOption) error {
+	if err := st.s.TransportProtocolOption(tcp.ProtocolNumber, opt); err != nil {
+		return fmt.Errorf("%s", err)
+	}
+	return nil
+}
+
+func setTCP(st *Stack, opt tcpip.SettableTransportProtocolOption) error {
+	if err := st.s.SetTransportProtocolOption(tcp.ProtocolNumber, opt); err != nil {
+		return fmt.Errorf("%s", err)
+	}
+	return nil
+}
+
+// tcpFlag is the access to one of gVisor's boolean TCP options, as
+// 0 or 1.
+func tcpFlag[T ~bool, P interface {
+	*T
+	tcpip.GettableTransportProtocolOption
+	tcpip.SettableTransportProtocolOption
+}]() sysctlAccess {
+	return sysctlAccess{
+		get: func(st *Stack) (string, error) {
+			var o T
+			err := getTCP(st, P(&o))
+			return sysctlBoolString(bool(o)), err
+		},
+		set: func(st *Stack, v string) error {
+			o := T(v == "1")
+			return setTCP(st, P(&o))
+		},
+	}
+}
+
+// ttl is the access to the default TTL (hop limit) of proto.
+func ttl(proto tcpip.NetworkProtocolNumber) sysctlAccess {
+	return sysctlAccess{
+		get: func(st *Stack) (string, error) {
+			var o tcpip.DefaultTTLOption
+			if err := st.s.NetworkProtocolOption(proto, &o); err != nil {
+				return "", fmt.Errorf("%s", err)
+			}
+			return strconv.Itoa(int(o)), nil
+		},
+		set: func(st *Stack, v string) error {
+			o := tcpip.DefaultTTLOption(sysctlInt(v))
+			if err := st.s.SetNetworkProtocolOption(proto, &o); err != nil {
+				return fmt.Errorf("%s", err)
+			}
+			return nil
+		},
+	}
+}
+
+// bufferSpace is the access to the default of gVisor's send (snd) or
+// receive buffer range, which sockets made afterwards start with. Setting
+// it raises the range's maximum to match.
+func bufferSpace(snd bool) sysctlAccess {
+	return sysctlAccess{
+		get: func(st *Stack) (string, error) {
+			r, err := bufferRange(st, snd)
+			return strconv.Itoa(r.Default), err
+		},
+		set: func(st *Stack, v string) error {
+			r, err := bufferRange(st, snd)
+			if err != nil {
+				return err
+			}
+			r.Default = int(sysctlInt(v))
+			r.Max = max(r.Max, r.Default)
+			if snd {
+				return setTCP(st, &r)
+			}
+			o := tcpip.TCPReceiveBufferSizeRangeOption(r)
+			return setTCP(st, &o)
+		},
+	}
+}
+
+// bufferRange reads the send or receive buffer range; gVisor gives the two
+// the same fields.
+func bufferRange(st *Stack, snd bool) (tcpip.TCPSendBufferSizeRangeOption, error) {
+	if snd {
+		var o tcpip.TCPSendBufferSizeRangeOption
+		err := getTCP(st, &o)
+		return o, err
+	}
+	var o tcpip.TCPReceiveBufferSizeRangeOption
+	err := getTCP(st, &o)
+	return tcpip.TCPSendBufferSizeRangeOption(o), err
+}
+
+// rto is the access to a bound of the retransmission timeout, in ms: the
+// least (min) or the greatest. gVisor keeps min <= max, so a bound may not
+// cross the other: set then names the other and its value.
+func rto(min bool) sysctlAccess {
+	return sysctlAccess{
+		get: func(st *Stack) (string, error) {
+			lo, hi, err := rtoBounds(st)
+			if min {
+				return strconv.Itoa(int(lo / time.Millisecond)), err
+			}
+			return strconv.Itoa(int(hi / time.Millisecond)), err
+		},
+		set: func(st *Stack, v string) error {
+			d := time.Duration(sysctlInt(v)) * time.Millisecond
+			lo, hi, err := rtoBounds(st)
+			if err != nil {
+				return err
+			}
+			if min {
+				if d > hi {
+					return fmt.Errorf("above net.inet.tcp.rexmit_max (%d ms)", hi/time.Millisecond)
+				}
+				o := tcpip.TCPMinRTOOption(d)
+				return setTCP(st, &o)
+			}
+			if d < lo {
+				return fmt.Errorf("below net.inet.tcp.rexmit_min (%d ms)", lo/time.Millisecond)
+			}
+			o := tcpip.TCPMaxRTOOption(d)
+			return setTCP(st, &o)
+		},
+	}
+}
+
+func rtoBounds(st *Stack) (lo, hi time.Duration, err error) {
+	var mn tcpip.TCPMinRTOOption
+	var mx tcpip.TCPMaxRTOOption
+	if err := getTCP(st, &mn); err != nil {
+		return 0, 0, err
+	}
+	if err := getTCP(st, &mx); err != nil {
+		return 0, 0, err
+	}
+	return time.Duration(mn), time.Duration(mx), nil
+}
+
+// socketDefault is the access to a per-socket sysctl, kept in the stack's
+// SocketDefaults for the socket layer: field reads the value from the
+// defaults, apply writes v, which has passed the entry's check, to them.
+func socketDefault(field func(d *SocketDefaults) string, apply func(d *SocketDefaults, v string)) sysctlAccess {
+	return sysctlAccess{
+		get: func(st *Stack) (string, error) {
+			d := st.SocketDefaults()
+			return field(&d), nil
+		},
+		set: func(st *Stack, v string) error {
+			st.sockMu.Lock()
+			apply(&st.sockDefaults, v)
+			st.sockMu.Unlock()
+			return nil
+		},
+	}
+}
+
+// fixed is the access to a sysctl whose value gVisor fixes at want: it
+// reads back as want, setting want changes nothing, and any other value is
+// refused with why.
+func fixed(want, why string) sysctlAccess {
+	return sysctlAccess{
+		get: func(*Stack) (string, error) { return want, nil },
+		set: func(_ *Stack, v string) error {
+			if v != want {
+				return fmt.Errorf("%s; only %s is supported", why, want)
+			}
+			return nil
+		},
+	}
+}
+
+// orDefault is v, or def when v is 0 (gVisor's default applies).
+func orDefault(v, def int) int {
+	if v == 0 {
+		return def
+	}
+	return v
 }

@@ -245,24 +245,16 @@ func sysctlBlock(lines []string, prefix string) (start, end int, err error) {
 // lineDiff lists the lines that differ between want and got, by their
 // line number counted from first; "" if none.
 func lineDiff(want, got []string, first int) string {
+	at := func(lines []string, i int) string {
+		if i < len(lines) {
+			return lines[i]
+		}
+		return "(no line)"
+	}
 	var b strings.Builder
-	for i := 0; i < max(len(want), len(got)); i++ {
-		var w, g string
-		if i < len(want) {
-			w = want[i]
-		}
-		if i < len(got) {
-			g = got[i]
-		}
-		if w == g {
-			continue
-		}
-		fmt.Fprintf(&b, "line %d:\n", first+i)
-		if i < len(want) {
-			fmt.Fprintf(&b, "-%s\n", w)
-		}
-		if i < len(got) {
-			fmt.Fprintf(&b, "+%s\n", g)
+	for i := range max(len(want), len(got)) {
+		if w, g := at(want, i), at(got, i); w != g {
+			fmt.Fprintf(&b, "line %d:\n-%s\n+%s\n", first+i, w, g)
 		}
 	}
 	return b.String()
