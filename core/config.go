@@ -19,6 +19,7 @@ import (
 
 	"github.com/xstack/xstack/internal/netns"
 	"github.com/xstack/xstack/nic"
+	"github.com/xstack/xstack/stack"
 )
 
 // Config is a parsed and validated config.ini.
@@ -95,7 +96,7 @@ import (
 //	net.inet.tcp.syncookies        0|1|2 = off|auto|always
 //	net.inet.tcp.syn_guard         SYN-flood guard: SYNs/s per lcore that, with the listeners
 //	                               overflowing, make first SYNs wait for their retransmission;
-//	                               0 = off, default 10000
+//	                               0..100000000, 0 = off, default 10000
 //	net.inet.tcp.moderate_rcvbuf   0|1 receive buffer auto-tuning
 //	net.inet.tcp.timestamps        0|1 timestamps (RFC 7323)
 //	net.inet.tcp.mss_default       MSS when the peer sends none, 88..65495
@@ -1057,88 +1058,16 @@ func configPow2(v string, lo, hi int) (int, error) {
 }
 
 // ErrUnknownSysctl is wrapped by ValidateSysctl for a name it does not know.
-var ErrUnknownSysctl = errors.New("unknown sysctl")
-
-// configSysctl describes how one sysctl's value is validated: a decimal in
-// [lo, hi] counting unit (or 0, with orZero), or one of words (then expect
-// says what was expected).
-type configSysctl struct {
-	lo, hi uint64
-	unit   string
-	orZero bool // 0 is valid too: it turns the feature off
-	words  []string
-	expect string
-}
-
-var (
-	configSysctlBool  = configSysctl{words: []string{"0", "1"}, expect: "0 or 1"}
-	configSysctlSpace = configSysctl{lo: 4096, hi: 1 << 30, unit: "bytes"}
-	configSysctls     = map[string]configSysctl{
-		"net.inet.tcp.sack":             configSysctlBool,
-		"net.inet.tcp.cc":               {words: []string{"reno", "cubic"}, expect: "reno or cubic"},
-		"net.inet.tcp.sendspace":        configSysctlSpace,
-		"net.inet.tcp.recvspace":        configSysctlSpace,
-		"net.inet.tcp.delayed_ack":      configSysctlBool,
-		"net.inet.tcp.nodelay":          configSysctlBool,
-		"net.inet.tcp.msl":              {lo: 1, hi: 600000, unit: "milliseconds"},
-		"net.inet.tcp.rexmit_min":       {lo: 1, hi: 3600000, unit: "milliseconds"},
-		"net.inet.tcp.rexmit_max":       {lo: 1, hi: 3600000, unit: "milliseconds"},
-		"net.inet.tcp.keepidle":         {lo: 1, hi: 32767, unit: "seconds"}, // Linux MAX_TCP_KEEPIDLE
-		"net.inet.tcp.keepintvl":        {lo: 1, hi: 32767, unit: "seconds"}, // Linux MAX_TCP_KEEPINTVL
-		"net.inet.tcp.keepcnt":          {lo: 1, hi: 127, unit: "probes"},    // Linux MAX_TCP_KEEPCNT
-		"net.inet.tcp.always_keepalive": configSysctlBool,
-		"net.inet.tcp.user_timeout":     {lo: 0, hi: 1<<31 - 1, unit: "milliseconds"}, // TCP_USER_TIMEOUT, 0 = none
-		"net.inet.tcp.mem_limit":        {lo: 64 << 10, hi: 1 << 40, unit: "bytes", orZero: true},
-		"net.inet.tcp.syncookies":       {words: []string{"0", "1", "2"}, expect: "0 (off), 1 (auto) or 2 (always)"},
-		"net.inet.tcp.syn_guard":        {lo: 0, hi: 100000000, unit: "SYNs per second"},
-		"net.inet.tcp.moderate_rcvbuf":  configSysctlBool,
-		"net.inet.tcp.timestamps":       configSysctlBool,
-		"net.inet.tcp.mss_default":      {lo: 88, hi: 65495, unit: "bytes"}, // Linux TCP_MIN_MSS .. 65535-40
-		"net.inet.tcp.tw_reuse":         configSysctlBool,
-		"net.inet.ip.ttl":               {lo: 1, hi: 255, unit: "hops"},
-		"net.inet.ip.forwarding":        configSysctlBool,
-		"net.inet6.ip6.hlim":            {lo: 1, hi: 255, unit: "hops"},
-	}
-)
+var ErrUnknownSysctl = stack.ErrUnknownSysctl
 
 // SysctlNames returns the names that [sysctl] and ValidateSysctl accept,
-// sorted.
-func SysctlNames() []string {
-	names := make([]string, 0, len(configSysctls))
-	for n := range configSysctls {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names
-}
+// sorted: those of the stack's sysctl table.
+func SysctlNames() []string { return stack.SysctlNames() }
 
 // ValidateSysctl checks that name is a known sysctl and value a valid value
-// for it. The error says what was expected; for an unknown name it wraps
-// ErrUnknownSysctl. Run-time tools use it so that they accept exactly what
-// config.ini accepts.
-func ValidateSysctl(name, value string) error {
-	s, ok := configSysctls[name]
-	if !ok {
-		return fmt.Errorf("%w, expected one of %s", ErrUnknownSysctl, strings.Join(SysctlNames(), ", "))
-	}
-	if s.words != nil {
-		if !slices.Contains(s.words, value) {
-			return fmt.Errorf("expected %s, got %q", s.expect, value)
-		}
-		return nil
-	}
-	if s.orZero {
-		if value == "0" {
-			return nil
-		}
-		if _, err := configUint(value, s.lo, s.hi, s.unit); err != nil {
-			return fmt.Errorf("expected 0 or %s %d..%d, got %q", s.unit, s.lo, s.hi, value)
-		}
-		return nil
-	}
-	_, err := configUint(value, s.lo, s.hi, s.unit)
-	return err
-}
+// for it, through the stack's sysctl table (stack.CheckSysctl). The error
+// says what was expected; for an unknown name it wraps ErrUnknownSysctl.
+func ValidateSysctl(name, value string) error { return stack.CheckSysctl(name, value) }
 
 // sysctls validates the [sysctl] section into Config.Sysctls.
 func (p *configParser) sysctls(s configSection) error {

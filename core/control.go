@@ -366,13 +366,10 @@ func (l *Lcore) controlOp(req ctl.Request) (any, error) {
 		}
 		names := a.Names
 		if len(names) == 0 {
-			names = SysctlNames()
+			names = stack.SysctlNames()
 		}
 		out := make([]ctl.SysctlValue, 0, len(names))
 		for _, n := range names {
-			if _, ok := configSysctls[n]; !ok {
-				return nil, fmt.Errorf("sysctl %s: %w, expected one of %s", n, ErrUnknownSysctl, strings.Join(SysctlNames(), ", "))
-			}
 			v, err := st.Sysctl(n)
 			if err != nil {
 				return nil, err
@@ -385,9 +382,8 @@ func (l *Lcore) controlOp(req ctl.Request) (any, error) {
 		if err := ctl.DecodeArgs(req.Args, &a); err != nil {
 			return nil, err
 		}
-		if err := ValidateSysctl(a.Name, a.Value); err != nil {
-			return nil, fmt.Errorf("sysctl %s=%s: %w", a.Name, a.Value, err)
-		}
+		// SetSysctl checks the value as config.ini's [sysctl] does
+		// before it applies it.
 		if err := st.SetSysctl(a.Name, a.Value); err != nil {
 			return nil, err
 		}

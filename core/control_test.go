@@ -106,6 +106,11 @@ func TestControlServes(t *testing.T) {
 	if err := c.Call(ctl.OpSysctlGet, nil, &all); err != nil || len(all) != len(SysctlNames()) {
 		t.Fatalf("sysctl get all: %d values, %v", len(all), err)
 	}
+	for i, n := range stack.SysctlNames() {
+		if want, _ := l.Stack.Sysctl(n); all[i] != (ctl.SysctlValue{Name: n, Value: want}) {
+			t.Errorf("sysctl get all: value %d is %+v, want %s=%s", i, all[i], n, want)
+		}
+	}
 	// net.inet.tcp.mem_limit is the socket layer's: the stack keeps it
 	// for posix to read.
 	if err := c.Call(ctl.OpSysctlSet, ctl.SysctlValue{Name: "net.inet.tcp.mem_limit", Value: "1099511627776"}, &v); err != nil || v.Value != "1099511627776" {
@@ -125,6 +130,7 @@ func TestControlServes(t *testing.T) {
 		{"bad args", `{"v":1,"op":"sysctl.set","args":{"name":1}}` + "\n", "bad args"},
 		{"unknown sysctl", `{"v":1,"op":"sysctl.set","args":{"name":"x.y","value":"1"}}` + "\n", "unknown sysctl"},
 		{"bad value", `{"v":1,"op":"sysctl.set","args":{"name":"net.inet.tcp.sack","value":"7"}}` + "\n", "expected 0 or 1"},
+		{"value the stack refuses", `{"v":1,"op":"sysctl.set","args":{"name":"net.inet.tcp.timestamps","value":"0"}}` + "\n", "only 1 is supported"},
 		{"route nonsense", `{"v":1,"op":"route.add","args":{"dst":"nonsense"}}` + "\n", "expected an IPv4 or IPv6 address"},
 		{"gateway off-link", `{"v":1,"op":"route.add","args":{"dst":"10.0.0.0/8","gateway":"1.2.3.4"}}` + "\n", "not on a network"},
 		{"neighbor family", `{"v":1,"op":"neigh.delete","args":{"addr":"2001:2::9"}}` + "\n", "not an address of the ARP"},

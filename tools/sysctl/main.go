@@ -18,8 +18,8 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/xstack/xstack/core"
 	"github.com/xstack/xstack/internal/ctl"
+	"github.com/xstack/xstack/stack"
 )
 
 const usage = `
@@ -34,7 +34,7 @@ run dir unless -p is given). Names are those of config.ini's [sysctl]:
 Output is "name: value"; a set prints "name: old -> new".`
 
 func main() {
-	t := ctl.NewTool("sysctl", fmt.Sprintf(usage, strings.Join(core.SysctlNames(), "\n\t")))
+	t := ctl.NewTool("sysctl", fmt.Sprintf(usage, strings.Join(stack.SysctlNames(), "\n\t")))
 	all := t.FS.Bool("a", false, "list every sysctl")
 	t.FS.Bool("w", false, "set: operands are name=value (also accepted without -w)")
 	valuesOnly := t.FS.Bool("n", false, "print values only, without names")
@@ -48,13 +48,13 @@ func main() {
 		for _, a := range args {
 			name, value, isSet := strings.Cut(a, "=")
 			if isSet {
-				if err := core.ValidateSysctl(name, value); err != nil {
+				if err := stack.CheckSysctl(name, value); err != nil {
 					return fmt.Errorf("%s=%s: %w", name, value, err)
 				}
 				sets = append(sets, ctl.SysctlValue{Name: name, Value: value})
 				continue
 			}
-			if err := core.ValidateSysctl(name, ""); errors.Is(err, core.ErrUnknownSysctl) {
+			if err := stack.CheckSysctl(name, ""); errors.Is(err, stack.ErrUnknownSysctl) {
 				return fmt.Errorf("%s: %w", name, err)
 			}
 			gets = append(gets, name)
