@@ -1,0 +1,100 @@
+package core_test
+
+import (
+	"errors"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// shortConn runs one short connection the way helloworld serves wrk's
+// "Connection: close": the client connects and sends a request; the
+// server, in its loop callback as helloworld does, accepts, reads, answers
+// and closes in the pass the request arrives; the client reads to EOF and
+// closes. The server holds the TIME-WAIT, as a server that closes first
+// does.
+func (r *rrRig) shortConn(tb testing.TB) {
+	cfd, err := r.cli.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := r.cli.Connect(cfd, &unix.SockaddrInet4{Addr: [4]byte{198, 18, 0, 1}, Port: 80}); !errors.Is(err, unix.EINPROGRESS) {
+		tb.Fatal(err)
+	}
+	sfd := -1
+	answered := false
+	server := func() error {
+		if sfd < 0 {
+			if fd, _, err := r.srv.Accept4(r.lfd, unix.SOCK_NONBLOCK); err == nil {
+				sfd = fd
+			}
+		}
+		if sfd >= 0 && !answered {
+			if n, err := r.srv.Read(sfd, r.buf); err == nil && n > 0 {
+				if _, err := r.srv.Write(sfd, r.resp); err != nil {
+					return err
+				}
+				answered = true
+				return r.srv.CloseFD(sfd)
+			}
+		}
+		return nil
+	}
+	pass := func() {
+		if _, err := r.srvLoop.Pass(server); err != nil {
+			tb.Fatal(err)
+		}
+		if _, err := r.cliLoop.Pass(nil); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	sent := false
+	for got, i := 0, 0; ; i++ {
+		if i == 10000 {
+			tb.Fatalf("short connection stuck: sent %v, accepted %v, answered %v, %d bytes back", sent, sfd >= 0, answered, got)
+		}
+		pass()
+		if !sent {
+			if _, err := r.cli.Write(cfd, r.req); err == nil {
+				sent = true
+			}
+			continue
+		}
+		n, err := r.cli.Read(cfd, r.buf)
+		if err == nil && n == 0 {
+			if got != len(r.resp) {
+				tb.Fatalf("EOF after %d bytes, want %d", got, len(r.resp))
+			}
+			break
+		}
+		if err == nil {
+			got += n
+		} else if !errors.Is(err, unix.EAGAIN) {
+			tb.Fatal(err)
+		}
+	}
+	r.cli.CloseFD(cfd)
+	pass()
+	pass()
+}
+
+// BenchmarkShortConnection measures one short connection (handshake,
+// request, response, FIN each way) between two in-memory lcores, both
+// sides' stacks and sockets included, and reports the frames it took each
+// way. Run it with -cpu 1, as an lcore runs.
+func BenchmarkShortConnection(b *testing.B) {
+	r := newRRRig(b)
+	for i := 0; i < 100; i++ {
+		r.shortConn(b)
+	}
+	srv0, cli0 := r.srvLoop.Stats(), r.cliLoop.Stats()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		r.shortConn(b)
+	}
+	b.StopTimer()
+	srv, cli := r.srvLoop.Stats(), r.cliLoop.Stats()
+	b.ReportMetric(float64(srv.TxFrames-srv0.TxFrames)/float64(b.N), "srv-tx-frames/op")
+	b.ReportMetric(float64(cli.TxFrames-cli0.TxFrames)/float64(b.N), "cli-tx-frames/op")
+}
