@@ -221,13 +221,15 @@ func TestNetstatConnections(t *testing.T) {
 				t.Fatalf("netstat without -a:\n%s", text)
 			}
 
-			var rows []struct {
-				Lcore int `json:"lcore"`
-				Conns int `json:"conns"`
+			var round struct {
+				Lcores []struct {
+					Lcore int `json:"lcore"`
+					Conns int `json:"conns"`
+				} `json:"lcores"`
 			}
-			e.json(t, &rows, "top", "-n", "1", "-d", "0.2")
-			if len(rows) != 1 || rows[0].Conns < 1 {
-				t.Fatalf("top: %+v; want one lcore with a connection", rows)
+			e.json(t, &round, "top", "-n", "1", "-d", "0.2")
+			if len(round.Lcores) != 1 || round.Lcores[0].Conns < 1 {
+				t.Fatalf("top: %+v; want one lcore with a connection", round)
 			}
 
 			// The server closes first on "Connection: close": it goes
