@@ -559,6 +559,13 @@ func TestBadInputKeepsServing(t *testing.T) {
 	e.fails(t, 1, "expected bytes", "sysctl", "net.inet.tcp.recvspace=12")
 	e.fails(t, 1, "only 1 is supported", "sysctl", "net.inet.tcp.timestamps=0") // refused by the stack
 	e.fails(t, 2, "expected -a", "sysctl")
+	// Every name and value is checked before the first is set.
+	before := e.ok(t, "sysctl", "-n", "net.inet.tcp.recvspace")
+	e.fails(t, 1, "expected 0 or 1", "sysctl", "-w", "net.inet.tcp.recvspace=65536", "net.inet.tcp.sack=5")
+	e.fails(t, 1, "unknown sysctl", "sysctl", "-w", "net.inet.tcp.recvspace=65536", "net.inet.tcp.nosuch")
+	if after := e.ok(t, "sysctl", "-n", "net.inet.tcp.recvspace"); after != before || before == "65536\n" {
+		t.Fatalf("recvspace %q before and %q after commands refused for another name; want it unchanged (and not 65536)", before, after)
+	}
 	e.fails(t, 1, "expected an IPv4 or IPv6 address", "route", "add", "nonsense", "198.18.0.2")
 	e.fails(t, 1, "not on a network of the interface", "route", "add", "10.0.0.0/8", "192.0.2.1")
 	e.fails(t, 1, "not of the family", "route", "add", "10.0.0.0/8", "2001:2::2")
