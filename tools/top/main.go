@@ -6,10 +6,10 @@
 //
 // Each round it asks every process for a stats snapshot (ctl.OpStats:
 // cumulative counters and the process's clock) and prints the differences
-// to the previous round over the time between the two snapshots. A
-// process that stops answering is reported once on standard error and
-// left out of the following rounds; top ends with an error only when none
-// is left.
+// to the previous round over the time between the two snapshots. It
+// samples the processes that answer when it starts; one that stops
+// answering is reported once on standard error and left out of the
+// following rounds, and top ends with an error only when none is left.
 package main
 
 import (
