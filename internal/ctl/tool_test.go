@@ -1,67 +1,20 @@
-package ctl
+package ctl_test
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
-	"net"
-	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/xstack/xstack/internal/ctl"
+	"github.com/xstack/xstack/internal/ctl/ctltest"
 )
 
-// serve answers every request on runDir/<id>.sock with a result holding
-// the proc-id, until the test ends. hangUp makes it close each connection
-// as soon as it has read a request instead: a process that dies while a
-// tool talks to it.
-func serve(t *testing.T, runDir string, id int, hangUp bool) {
-	t.Helper()
-	ln, err := net.Listen("unix", SocketPath(runDir, id))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					if _, err := ReadLine(br, MaxRequest); err != nil || hangUp {
-						return
-					}
-					if _, err := c.Write([]byte(`{"v":1,"result":{"proc_id":` + strconv.Itoa(id) + `}}` + "\n")); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-}
-
-// stale leaves runDir/<id>.sock as a process killed with SIGKILL leaves
-// it: a socket file nothing listens on.
-func stale(t *testing.T, runDir string, id int) {
-	t.Helper()
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: SocketPath(runDir, id), Net: "unix"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln.SetUnlinkOnClose(false)
-	ln.Close()
+// info answers with the proc-id of the fake process.
+func info(id int) ctltest.Handler {
+	return func(int, ctl.Request) (any, error) { return ctl.Info{ProcID: id}, nil }
 }
 
 func TestEachSkipsDeadProcesses(t *testing.T) {
@@ -78,35 +31,33 @@ func TestEachSkipsDeadProcesses(t *testing.T) {
 		{name: "all live", live: []int{0, 1}, procID: -1, want: []int{0, 1}},
 		{name: "one dead", live: []int{0, 2}, dead: []int{1}, procID: -1, want: []int{0, 2}, lines: 1},
 		{name: "dies during the request", live: []int{0}, hangUp: []int{1}, procID: -1, want: []int{0}, lines: 1},
-		{name: "all dead", dead: []int{0, 1}, procID: -1, lines: 2, fails: ErrNoProcess},
-		{name: "all hang up", hangUp: []int{0}, procID: -1, lines: 1, fails: ErrNoProcess},
-		{name: "-p dead", live: []int{0}, dead: []int{1}, procID: 1, fails: ErrNotAnswering},
-		{name: "-p hangs up", live: []int{0}, hangUp: []int{1}, procID: 1, fails: ErrNotAnswering},
+		{name: "all dead", dead: []int{0, 1}, procID: -1, lines: 2, fails: ctl.ErrNoProcess},
+		{name: "all hang up", hangUp: []int{0}, procID: -1, lines: 1, fails: ctl.ErrNoProcess},
+		{name: "-p dead", live: []int{0}, dead: []int{1}, procID: 1, fails: ctl.ErrNotAnswering},
+		{name: "-p hangs up", live: []int{0}, hangUp: []int{1}, procID: 1, fails: ctl.ErrNotAnswering},
 		{name: "-p live", live: []int{0}, dead: []int{1}, procID: 0, want: []int{0}},
-		{name: "-p absent", live: []int{0}, procID: 7, fails: ErrNoProcess},
-		{name: "empty run dir", procID: -1, fails: ErrNoProcess},
+		{name: "-p absent", live: []int{0}, procID: 7, fails: ctl.ErrNoProcess},
+		{name: "empty run dir", procID: -1, fails: ctl.ErrNoProcess},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			runDir := t.TempDir()
 			for _, id := range tc.live {
-				serve(t, runDir, id, false)
+				ctltest.Serve(t, runDir, id, ctltest.Forever, info(id))
 			}
 			for _, id := range tc.hangUp {
-				serve(t, runDir, id, true)
+				ctltest.Serve(t, runDir, id, 0, info(id))
 			}
 			for _, id := range tc.dead {
-				stale(t, runDir, id)
+				ctltest.Stale(t, runDir, id)
 			}
 			var stderr bytes.Buffer
-			tool := NewTool("tool", "usage")
+			tool := ctl.NewTool("tool", "usage")
 			tool.Stderr = &stderr
 			tool.Opts.RunDir, tool.Opts.ProcID = runDir, tc.procID
 			var got []int
-			err := tool.Each(func(c *Client) error {
-				var r struct {
-					ProcID int `json:"proc_id"`
-				}
-				if err := c.Call(OpInfo, nil, &r); err != nil {
+			err := tool.Each(func(c *ctl.Client) error {
+				var r ctl.Info
+				if err := c.Call(ctl.OpInfo, nil, &r); err != nil {
 					return err
 				}
 				got = append(got, r.ProcID)
@@ -140,19 +91,16 @@ func TestEachSkipsDeadProcesses(t *testing.T) {
 
 func TestDialStaleSocket(t *testing.T) {
 	runDir := t.TempDir()
-	stale(t, runDir, 3)
-	_, err := Dial(runDir, 3)
-	if !errors.Is(err, ErrNotAnswering) {
+	ctltest.Stale(t, runDir, 3)
+	_, err := ctl.Dial(runDir, 3)
+	if !errors.Is(err, ctl.ErrNotAnswering) {
 		t.Fatalf("Dial of a stale socket: %v, want ErrNotAnswering", err)
 	}
 	want := "proc-id 3: not answering: connection refused (stale socket " + filepath.Join(runDir, "3.sock") + " of a process that died?)"
 	if err.Error() != want {
 		t.Fatalf("Dial of a stale socket: %q, want %q", err, want)
 	}
-	if _, err := Dial(runDir, 4); !errors.Is(err, ErrNoProcess) || errors.Is(err, ErrNotAnswering) {
+	if _, err := ctl.Dial(runDir, 4); !errors.Is(err, ctl.ErrNoProcess) || errors.Is(err, ctl.ErrNotAnswering) {
 		t.Fatalf("Dial without a socket: %v, want ErrNoProcess only", err)
-	}
-	if err := os.Remove(SocketPath(runDir, 3)); err != nil {
-		t.Fatal(err)
 	}
 }

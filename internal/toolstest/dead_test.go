@@ -1,20 +1,15 @@
 package toolstest
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"math"
-	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/xstack/xstack/internal/ctl"
-	"github.com/xstack/xstack/internal/rigtest"
-	"github.com/xstack/xstack/stack"
+	"github.com/xstack/xstack/internal/ctl/ctltest"
+	"github.com/xstack/xstack/stack/stackinfo"
 )
 
 // TestTopRounds runs top for several rounds: with --json each round is one
@@ -83,41 +78,6 @@ func TestTopRounds(t *testing.T) {
 	}
 }
 
-// staleSocket leaves <runDir>/<id>.sock as a process killed with SIGKILL
-// leaves it: a socket nothing listens on. It is removed when the test ends.
-func staleSocket(t *testing.T, runDir string, id int) {
-	t.Helper()
-	if err := os.MkdirAll(runDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: ctl.SocketPath(runDir, id), Net: "unix"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln.SetUnlinkOnClose(false)
-	ln.Close()
-	t.Cleanup(func() { os.Remove(ctl.SocketPath(runDir, id)) })
-}
-
-// runIn runs tool with args against runDir.
-func runIn(t *testing.T, runDir, tool string, args ...string) (stdout, stderr string, code int) {
-	t.Helper()
-	bin := rigtest.Build(t, "./tools/"+tool)
-	cmd := exec.Command(bin, append([]string{"--run-dir", runDir}, args...)...)
-	var o, s bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &s
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	default:
-		t.Fatalf("%s: %v", tool, err)
-	}
-	return o.String(), s.String(), code
-}
-
 // TestToolsSkipDeadProcess leaves the socket of a dead proc-id 1 beside
 // the live proc-id 0: every tool, reading or changing, reports the dead
 // one in one line on standard error, prints what the live one answered
@@ -125,7 +85,7 @@ func runIn(t *testing.T, runDir, tool string, args ...string) (stdout, stderr st
 // dead processes only is an error for every tool.
 func TestToolsSkipDeadProcess(t *testing.T) {
 	e := start(t)
-	staleSocket(t, e.runDir, 1)
+	ctltest.Stale(t, e.runDir, 1)
 	capture := t.TempDir()
 	peer := e.r.PeerAddr4.String()
 	cmds := [][]string{
@@ -176,7 +136,7 @@ func TestToolsSkipDeadProcess(t *testing.T) {
 	if ifc.MTU != 1400 {
 		t.Errorf("MTU %d after ifconfig mtu 1400 with a dead process beside", ifc.MTU)
 	}
-	var routes []stack.Route
+	var routes []stackinfo.Route
 	e.json(t, &routes, "route", "-p", "0", "show")
 	for _, r := range routes {
 		if r.Dst.String() == "198.19.0.0/24" {
@@ -198,8 +158,8 @@ func TestToolsSkipDeadProcess(t *testing.T) {
 
 	// Only dead processes: every tool fails, after reporting each.
 	dead := filepath.Join(t.TempDir(), "run")
-	staleSocket(t, dead, 0)
-	staleSocket(t, dead, 1)
+	ctltest.Stale(t, dead, 0)
+	ctltest.Stale(t, dead, 1)
 	for _, cmd := range cmds {
 		_, errOut, code := runIn(t, dead, cmd[0], cmd[1:]...)
 		if code != 1 || strings.Count(errOut, ": not answering") != 2 || !strings.Contains(errOut, "no xstack process answered") {

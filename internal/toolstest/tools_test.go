@@ -67,8 +67,14 @@ func startProgram(t *testing.T, pkg, ready string, extra ...string) *env {
 // status.
 func (e *env) run(t *testing.T, tool string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return runIn(t, e.runDir, tool, args...)
+}
+
+// runIn runs tool with args against runDir.
+func runIn(t *testing.T, runDir, tool string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	bin := rigtest.Build(t, "./tools/"+tool)
-	cmd := exec.Command(bin, append([]string{"--run-dir", e.runDir}, args...)...)
+	cmd := exec.Command(bin, append([]string{"--run-dir", runDir}, args...)...)
 	var o, s bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &s
 	err := cmd.Run()

@@ -1,18 +1,16 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"math"
-	"net"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/xstack/xstack/internal/ctl"
+	"github.com/xstack/xstack/internal/ctl/ctltest"
 )
 
 func TestRate(t *testing.T) {
@@ -98,44 +96,18 @@ func TestRate(t *testing.T) {
 	}
 }
 
-// fakeProcess serves ctl.OpStats on runDir/<id>.sock, its counters growing
-// by a second of busy time per request, and hangs up after answers
-// replies (0: never): a process that dies while top samples it.
-func fakeProcess(t *testing.T, runDir string, id, answers int) {
-	t.Helper()
-	ln, err := net.Listen("unix", ctl.SocketPath(runDir, id))
-	if err != nil {
-		t.Fatal(err)
+// stats answers the n-th request of proc-id id with counters that grow by
+// a second of busy and three of idle time per request.
+func stats(id int) ctltest.Handler {
+	return func(n int, _ ctl.Request) (any, error) {
+		return ctl.Stats{Lcore: 10 + id, TimeNs: int64(n) * 1e9, Passes: uint64(n), BusyNs: uint64(n) * 1e9, IdleNs: uint64(n) * 3e9}, nil
 	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		br := bufio.NewReader(c)
-		for n := 1; answers == 0 || n <= answers; n++ {
-			if _, err := ctl.ReadLine(br, ctl.MaxRequest); err != nil {
-				return
-			}
-			s := ctl.Stats{Lcore: 10 + id, TimeNs: int64(n) * 1e9, Passes: uint64(n), BusyNs: uint64(n) * 1e9, IdleNs: uint64(n) * 3e9}
-			res, _ := json.Marshal(s)
-			b, _ := json.Marshal(ctl.Reply{V: ctl.Version, Result: res})
-			if _, err := c.Write(append(b, '\n')); err != nil {
-				return
-			}
-		}
-	}()
 }
 
 func TestTopDropsProcessThatDies(t *testing.T) {
 	runDir := t.TempDir()
-	fakeProcess(t, runDir, 0, 0)
-	fakeProcess(t, runDir, 1, 2) // answers the first sample and the first round
+	ctltest.Serve(t, runDir, 0, ctltest.Forever, stats(0))
+	ctltest.Serve(t, runDir, 1, 2, stats(1)) // answers the first sample and the first round
 	var stdout, stderr bytes.Buffer
 	tool := ctl.NewTool("top", usage)
 	tool.Stderr = &stderr
