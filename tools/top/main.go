@@ -116,7 +116,7 @@ func (s *sampler) sample() ([]ctl.Stats, error) {
 	}
 	s.cs, s.prev = live, prev
 	if len(s.cs) == 0 {
-		return nil, fmt.Errorf("%w: no process is left answering", ctl.ErrNoProcess)
+		return nil, fmt.Errorf("%w left answering (see above)", ctl.ErrNoProcess)
 	}
 	return out, nil
 }
