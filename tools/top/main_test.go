@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"math"
 	"reflect"
 	"strings"
@@ -135,5 +136,18 @@ func TestTopDropsProcessThatDies(t *testing.T) {
 	}
 	if got := stderr.String(); strings.Count(got, "\n") != 1 || !strings.HasPrefix(got, "top: proc-id 1: not answering") {
 		t.Errorf("stderr %q; want one line for proc-id 1", got)
+	}
+}
+
+func TestTopFailsWhenNoProcessIsLeft(t *testing.T) {
+	runDir := t.TempDir()
+	ctltest.Serve(t, runDir, 0, 2, stats(0))
+	var stdout, stderr bytes.Buffer
+	tool := ctl.NewTool("top", usage)
+	tool.Stderr = &stderr
+	tool.Opts.RunDir, tool.Opts.ProcID, tool.Opts.JSON = runDir, -1, true
+	err := run(tool, time.Millisecond, 0, &stdout)
+	if !errors.Is(err, ctl.ErrNoProcess) || strings.Count(stdout.String(), "\n") != 1 || !strings.HasPrefix(stderr.String(), "top: proc-id 0: not answering") {
+		t.Fatalf("top: %v, stdout %q, stderr %q; want one round, proc-id 0 reported, then ErrNoProcess", err, stdout.String(), stderr.String())
 	}
 }
