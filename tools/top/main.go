@@ -95,7 +95,7 @@ type sampler struct {
 // top. It returns the snapshots in the order of s.cs, after the drops.
 func (s *sampler) sample() ([]ctl.Stats, error) {
 	out := make([]ctl.Stats, 0, len(s.cs))
-	live := s.cs[:0]
+	live := make([]*ctl.Client, 0, len(s.cs))
 	var prev []ctl.Stats
 	for i, c := range s.cs {
 		var st ctl.Stats
