@@ -301,7 +301,7 @@ func (s *controlServer) handle(line []byte) ctl.Reply {
 // loopOps are the ops that run on the loop.
 var loopOps = []string{
 	ctl.OpInfo, ctl.OpCounters, ctl.OpStats, ctl.OpIfconfig, ctl.OpIfconfigSet,
-	ctl.OpSysctlGet, ctl.OpSysctlSet, ctl.OpSockets, ctl.OpRoutes, ctl.OpRouteAdd,
+	ctl.OpSysctlGet, ctl.OpSysctlSet, ctl.OpSysctlCheck, ctl.OpSockets, ctl.OpRoutes, ctl.OpRouteAdd,
 	ctl.OpRouteDelete, ctl.OpRouteGet, ctl.OpNeighbors, ctl.OpNeighAdd, ctl.OpNeighDelete,
 }
 
@@ -393,6 +393,15 @@ func (l *Lcore) controlOp(req ctl.Request) (any, error) {
 		}
 		l.log.Printf("lcore %d: sysctl %s=%s", l.ID, a.Name, v)
 		return ctl.SysctlValue{Name: a.Name, Value: v}, nil
+	case ctl.OpSysctlCheck:
+		var a ctl.SysctlValue
+		if err := ctl.DecodeArgs(req.Args, &a); err != nil {
+			return nil, err
+		}
+		if err := ValidateSysctl(a.Name, a.Value); err != nil {
+			return nil, fmt.Errorf("sysctl %s=%s: %w", a.Name, a.Value, err)
+		}
+		return nil, nil
 	case ctl.OpSockets:
 		return st.Sockets(), nil
 	case ctl.OpRoutes:

@@ -102,6 +102,13 @@ func TestControlServes(t *testing.T) {
 	if got, _ := l.Stack.Sysctl("net.inet.tcp.recvspace"); got != "65536" {
 		t.Fatalf("stack recvspace %s after a set through the control plane", got)
 	}
+	// A check changes nothing, and refuses what a set refuses.
+	if err := c.Call(ctl.OpSysctlCheck, ctl.SysctlValue{Name: "net.inet.tcp.recvspace", Value: "131072"}, nil); err != nil {
+		t.Fatalf("sysctl check: %v", err)
+	}
+	if got, _ := l.Stack.Sysctl("net.inet.tcp.recvspace"); got != "65536" {
+		t.Fatalf("stack recvspace %s after a check of 131072, want 65536 as set before", got)
+	}
 	var all []ctl.SysctlValue
 	if err := c.Call(ctl.OpSysctlGet, nil, &all); err != nil || len(all) != len(SysctlNames()) {
 		t.Fatalf("sysctl get all: %d values, %v", len(all), err)
@@ -131,6 +138,8 @@ func TestControlServes(t *testing.T) {
 		{"unknown sysctl", `{"v":1,"op":"sysctl.set","args":{"name":"x.y","value":"1"}}` + "\n", "unknown sysctl"},
 		{"bad value", `{"v":1,"op":"sysctl.set","args":{"name":"net.inet.tcp.sack","value":"7"}}` + "\n", "expected 0 or 1"},
 		{"value the stack refuses", `{"v":1,"op":"sysctl.set","args":{"name":"net.inet.tcp.timestamps","value":"0"}}` + "\n", "only 1 is supported"},
+		{"check unknown", `{"v":1,"op":"sysctl.check","args":{"name":"x.y","value":"1"}}` + "\n", "unknown sysctl"},
+		{"check bad value", `{"v":1,"op":"sysctl.check","args":{"name":"net.inet.tcp.sack","value":"7"}}` + "\n", "expected 0 or 1"},
 		{"route nonsense", `{"v":1,"op":"route.add","args":{"dst":"nonsense"}}` + "\n", "expected an IPv4 or IPv6 address"},
 		{"gateway off-link", `{"v":1,"op":"route.add","args":{"dst":"10.0.0.0/8","gateway":"1.2.3.4"}}` + "\n", "not on a network"},
 		{"neighbor family", `{"v":1,"op":"neigh.delete","args":{"addr":"2001:2::9"}}` + "\n", "not an address of the ARP"},

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -15,30 +14,19 @@ import (
 	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+
+	"github.com/xstack/xstack/stack/stackinfo"
 )
 
 // What the control plane's tools read and change: the interface, sockets,
 // routes, neighbours and sysctl values. These methods are meant to run on
 // the lcore loop (the control plane executes requests between bursts);
-// none of them is on the data path. The types carry JSON tags because the
-// control plane sends them as they are.
+// none of them is on the data path. The types they return are those of
+// the leaf package stackinfo, which the control plane sends as they are
+// and the tools decode without linking the stack.
 
 // Interface describes the stack's interface.
-type Interface struct {
-	Name    string         `json:"name"`
-	MAC     string         `json:"mac"`
-	MTU     int            `json:"mtu"`
-	MaxMTU  int            `json:"max_mtu"` // the largest MTU SetMTU accepts
-	Up      bool           `json:"up"`
-	Running bool           `json:"running"`
-	Addrs   []netip.Prefix `json:"addrs"`
-
-	// Link counters of the endpoint; the lcore adds the queue's packet and
-	// byte counts.
-	RxErrors  uint64 `json:"rx_errors"`  // frames too short for Ethernet
-	RxDropped uint64 `json:"rx_dropped"` // frames for another MAC or of an unknown EtherType
-	TxDropped uint64 `json:"tx_dropped"` // frames too large or refused by the queue
-}
+type Interface = stackinfo.Interface
 
 // Interface returns the stack's interface.
 func (st *Stack) Interface() Interface {
@@ -106,14 +94,7 @@ func (st *Stack) SetUp(up bool) error {
 }
 
 // Socket is one transport endpoint, as netstat shows it.
-type Socket struct {
-	Proto  string         `json:"proto"` // tcp, tcp6, udp, udp6
-	Local  netip.AddrPort `json:"local"`
-	Remote netip.AddrPort `json:"remote"`
-	State  string         `json:"state"` // TCP state as netstat prints it (ESTABLISHED, TIME_WAIT, ...); "" for UDP
-	RecvQ  int            `json:"recv_q"`
-	SendQ  int            `json:"send_q"`
-}
+type Socket = stackinfo.Socket
 
 // Sockets returns the stack's TCP and UDP endpoints, sorted by protocol,
 // local and remote address.
@@ -218,12 +199,7 @@ func tcpStateName(s tcp.EndpointState) string {
 }
 
 // Route is one entry of the routing table.
-type Route struct {
-	Dst     netip.Prefix `json:"dst"`
-	Gateway netip.Addr   `json:"gateway,omitzero"` // invalid: on-link
-	Iface   string       `json:"iface"`
-	MTU     int          `json:"mtu,omitempty"`
-}
+type Route = stackinfo.Route
 
 // Routes returns the routing table in the order it is consulted.
 func (st *Stack) Routes() []Route {
@@ -303,14 +279,7 @@ func (st *Stack) DeleteRoute(dst netip.Prefix, gateway netip.Addr) error {
 }
 
 // RouteLookup is the answer of RouteTo: how the stack would reach an address.
-type RouteLookup struct {
-	Dst     netip.Addr `json:"dst"`
-	Source  netip.Addr `json:"source"`
-	NextHop netip.Addr `json:"next_hop"`         // the gateway, or Dst itself on-link
-	Gateway netip.Addr `json:"gateway,omitzero"` // invalid: on-link
-	Route   Route      `json:"route"`            // the table entry used
-	Iface   string     `json:"iface"`
-}
+type RouteLookup = stackinfo.RouteLookup
 
 // RouteTo looks up the route the stack would use to reach dst.
 func (st *Stack) RouteTo(dst netip.Addr) (RouteLookup, error) {
@@ -366,14 +335,7 @@ func prefixList(ps []netip.Prefix) string {
 }
 
 // Neighbor is one ARP (IPv4) or NDP (IPv6) cache entry.
-type Neighbor struct {
-	Addr  netip.Addr `json:"addr"`
-	MAC   string     `json:"mac"` // "" while incomplete
-	State string     `json:"state"`
-	Iface string     `json:"iface"`
-	// Age is the time since the entry last changed.
-	Age time.Duration `json:"age_ns"`
-}
+type Neighbor = stackinfo.Neighbor
 
 // Neighbors returns the ARP cache (ipv6 false) or the NDP neighbour cache
 // (ipv6 true), sorted by address.

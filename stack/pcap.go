@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/xstack/xstack/stack/stackinfo"
 )
 
 // Packet capture (the [pcap] section and tools/pcap).
@@ -53,19 +55,7 @@ type PcapConfig struct {
 }
 
 // PcapStatus describes the capture of a stack, running or last run.
-type PcapStatus struct {
-	Enabled bool   `json:"enabled"`
-	Dir     string `json:"dir,omitempty"`
-	Prefix  string `json:"prefix,omitempty"`
-	Snaplen int    `json:"snaplen,omitempty"`
-	Savelen int64  `json:"savelen,omitempty"`
-	File    string `json:"file,omitempty"` // the file being written, or the last one
-	Files   int    `json:"files"`          // files started by this capture
-	Frames  uint64 `json:"frames"`         // frames captured
-	Bytes   uint64 `json:"bytes"`          // bytes written to files, headers included
-	Dropped uint64 `json:"dropped"`        // frames lost because the writer fell behind
-	Error   string `json:"error,omitempty"`
-}
+type PcapStatus = stackinfo.PcapStatus
 
 // ErrPcapRunning is returned by StartPcap when a capture is already running.
 var ErrPcapRunning = errors.New("pcap capture already running")

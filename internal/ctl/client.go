@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -25,7 +26,16 @@ type Client struct {
 // ErrNoProcess means no process serves the proc-id asked for.
 var ErrNoProcess = errors.New("no xstack process")
 
-// Dial connects to proc-id procID in runDir.
+// ErrNotAnswering means a process has its socket in the run directory but
+// does not answer: nothing listens on the socket (a process killed with
+// SIGKILL leaves it behind until the next primary clears it), or the
+// connection broke or timed out during a request.
+var ErrNotAnswering = errors.New("not answering")
+
+// Dial connects to proc-id procID in runDir. The error matches
+// ErrNoProcess when runDir has no socket for it, ErrNotAnswering when
+// nothing answers on the socket, and os.ErrPermission when this user may
+// not use it.
 func Dial(runDir string, procID int) (*Client, error) {
 	path := SocketPath(runDir, procID)
 	c, err := net.DialTimeout("unix", path, 2*time.Second)
@@ -36,7 +46,12 @@ func Dial(runDir string, procID int) (*Client, error) {
 		if errors.Is(err, os.ErrPermission) {
 			return nil, permissionError(runDir, fmt.Errorf("proc-id %d: %w", procID, err))
 		}
-		return nil, fmt.Errorf("%w with proc-id %d in %s: %v (a stale socket of a process that died?)", ErrNoProcess, procID, runDir, err)
+		why := err.Error()
+		var errno syscall.Errno
+		if errors.As(err, &errno) {
+			why = errno.Error() // the path is said below
+		}
+		return nil, fmt.Errorf("proc-id %d: %w: %s (stale socket %s of a process that died?)", procID, ErrNotAnswering, why, path)
 	}
 	return &Client{ProcID: procID, Path: path, conn: c, br: bufio.NewReaderSize(c, 64<<10)}, nil
 }
@@ -83,14 +98,17 @@ func (c *Client) Call(op string, args, result any) error {
 func (c *Client) CallRaw(line []byte, result any) error {
 	c.conn.SetDeadline(time.Now().Add(30 * time.Second))
 	if _, err := c.conn.Write(line); err != nil {
-		return fmt.Errorf("proc-id %d: send: %w", c.ProcID, err)
+		return fmt.Errorf("proc-id %d: %w: send: %w (did the process die?)", c.ProcID, ErrNotAnswering, err)
 	}
 	b, err := ReadLine(c.br, MaxReply)
 	if err != nil {
+		if errors.Is(err, ErrTooLarge) {
+			return fmt.Errorf("proc-id %d: reply: %w", c.ProcID, err)
+		}
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
-		return fmt.Errorf("proc-id %d: reply: %w", c.ProcID, err)
+		return fmt.Errorf("proc-id %d: %w: reply: %w (did the process die?)", c.ProcID, ErrNotAnswering, err)
 	}
 	var rep Reply
 	if err := json.Unmarshal(b, &rep); err != nil {
@@ -124,34 +142,45 @@ func (o *Options) Register(fs *flag.FlagSet) {
 }
 
 // Connect dials the process -p names, or every process in the run dir.
-// The caller closes the clients.
-func (o *Options) Connect() ([]*Client, error) {
-	ids := []int{o.ProcID}
-	if o.ProcID < 0 {
-		var err error
-		ids, err = Procs(o.RunDir)
-		if errors.Is(err, os.ErrPermission) {
-			return nil, permissionError(o.RunDir, err)
+// With -p, a process that cannot be reached is an error. Without it, the
+// processes whose socket is there but that do not answer (ErrNotAnswering)
+// or that went away since the directory was read (ErrNoProcess) are
+// returned in dead, one error each, and the others in live; it is an error
+// only when there is no socket at all or this user may not use them. The
+// caller closes the clients.
+func (o *Options) Connect() (live []*Client, dead []error, err error) {
+	if o.ProcID >= 0 {
+		c, err := Dial(o.RunDir, o.ProcID)
+		if err != nil {
+			return nil, nil, err
 		}
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("run dir: %w", err)
-		}
-		if len(ids) == 0 {
-			return nil, fmt.Errorf("%w found in %s (is one running? see --run-dir, XSTACK_RUN_DIR)", ErrNoProcess, o.RunDir)
-		}
+		return []*Client{c}, nil, nil
 	}
-	var cs []*Client
+	ids, err := Procs(o.RunDir)
+	if errors.Is(err, os.ErrPermission) {
+		return nil, nil, permissionError(o.RunDir, err)
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, nil, fmt.Errorf("run dir: %w", err)
+	}
+	if len(ids) == 0 {
+		return nil, nil, fmt.Errorf("%w found in %s (is one running? see --run-dir, XSTACK_RUN_DIR)", ErrNoProcess, o.RunDir)
+	}
 	for _, id := range ids {
 		c, err := Dial(o.RunDir, id)
-		if err != nil {
-			for _, c := range cs {
+		switch {
+		case err == nil:
+			live = append(live, c)
+		case errors.Is(err, ErrNotAnswering), errors.Is(err, ErrNoProcess):
+			dead = append(dead, err)
+		default:
+			for _, c := range live {
 				c.Close()
 			}
-			return nil, err
+			return nil, nil, err
 		}
-		cs = append(cs, c)
 	}
-	return cs, nil
+	return live, dead, nil
 }
 
 // Usage returns a flag.Usage function that prints text (the synopsis and

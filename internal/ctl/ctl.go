@@ -16,6 +16,11 @@
 // not JSON, has another version, an unknown op or unknown argument fields
 // gets an error reply; after an over-long request the server closes the
 // connection, since it cannot find where the next request starts.
+//
+// The results are this package's types (Info, Stats, Interface, ...) and
+// those of the leaf package stack/stackinfo, which the stack fills in;
+// neither imports gVisor, so a tool links no stack. The tools' common
+// frame (Tool) goes on past a process that died: see Tool.
 package ctl
 
 import (
@@ -173,22 +178,23 @@ func Procs(runDir string) ([]int, error) {
 // Ops. Each takes the args type named beside it (or none) and returns the
 // result type named.
 const (
-	OpInfo        = "info"         // -> Info
-	OpCounters    = "counters"     // -> map[string]uint64
-	OpStats       = "stats"        // -> Stats
-	OpIfconfig    = "ifconfig"     // -> Interface
-	OpIfconfigSet = "ifconfig.set" // IfconfigArgs -> Interface
-	OpSysctlGet   = "sysctl.get"   // SysctlGetArgs -> []SysctlValue
-	OpSysctlSet   = "sysctl.set"   // SysctlValue -> SysctlValue (the value read back)
-	OpSockets     = "netstat.sockets"
-	OpRoutes      = "route.show"   // -> []stack.Route
-	OpRouteAdd    = "route.add"    // RouteArgs
-	OpRouteDelete = "route.delete" // RouteArgs
-	OpRouteGet    = "route.get"    // RouteArgs (Dst an address) -> stack.RouteLookup
-	OpNeighbors   = "neigh.show"   // NeighArgs -> []stack.Neighbor
-	OpNeighAdd    = "neigh.add"    // NeighArgs
-	OpNeighDelete = "neigh.delete" // NeighArgs
-	OpPcapOn      = "pcap.on"      // PcapArgs -> stack.PcapStatus
-	OpPcapOff     = "pcap.off"     // -> stack.PcapStatus
-	OpPcapStatus  = "pcap.status"  // -> stack.PcapStatus
+	OpInfo        = "info"            // -> Info
+	OpCounters    = "counters"        // -> map[string]uint64
+	OpStats       = "stats"           // -> Stats
+	OpIfconfig    = "ifconfig"        // -> Interface
+	OpIfconfigSet = "ifconfig.set"    // IfconfigArgs -> Interface
+	OpSysctlGet   = "sysctl.get"      // SysctlGetArgs -> []SysctlValue
+	OpSysctlSet   = "sysctl.set"      // SysctlValue -> SysctlValue (the value read back)
+	OpSysctlCheck = "sysctl.check"    // SysctlValue: checks name and value as config.ini does; changes nothing
+	OpSockets     = "netstat.sockets" // -> []stackinfo.Socket
+	OpRoutes      = "route.show"      // -> []stackinfo.Route
+	OpRouteAdd    = "route.add"       // RouteArgs
+	OpRouteDelete = "route.delete"    // RouteArgs
+	OpRouteGet    = "route.get"       // RouteArgs (Dst an address) -> stackinfo.RouteLookup
+	OpNeighbors   = "neigh.show"      // NeighArgs -> []stackinfo.Neighbor
+	OpNeighAdd    = "neigh.add"       // NeighArgs
+	OpNeighDelete = "neigh.delete"    // NeighArgs
+	OpPcapOn      = "pcap.on"         // PcapArgs -> stackinfo.PcapStatus
+	OpPcapOff     = "pcap.off"        // -> stackinfo.PcapStatus
+	OpPcapStatus  = "pcap.status"     // -> stackinfo.PcapStatus
 )

@@ -5,15 +5,15 @@ import (
 	"io"
 	"net/netip"
 
-	"github.com/xstack/xstack/stack"
+	"github.com/xstack/xstack/stack/stackinfo"
 )
 
 // OutputRoutes prints routes as JSON (an empty list, never null) or as the
 // table PrintRoutes writes.
-func OutputRoutes(w io.Writer, asJSON bool, routes []stack.Route) error {
+func OutputRoutes(w io.Writer, asJSON bool, routes []stackinfo.Route) error {
 	if asJSON {
 		if routes == nil {
-			routes = []stack.Route{}
+			routes = []stackinfo.Route{}
 		}
 		return PrintJSON(w, routes)
 	}
@@ -22,7 +22,7 @@ func OutputRoutes(w io.Writer, asJSON bool, routes []stack.Route) error {
 }
 
 // PrintRoutes prints a routing table as FreeBSD's netstat -r does.
-func PrintRoutes(w io.Writer, routes []stack.Route) {
+func PrintRoutes(w io.Writer, routes []stackinfo.Route) {
 	fmt.Fprintln(w, "Routing tables")
 	for _, fam := range []bool{true, false} {
 		header := false

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 )
@@ -11,6 +12,17 @@ import (
 // Tool is the common frame of the tools: a FlagSet with -p, --run-dir,
 // --json and -h, usage text, and exit statuses 0 (done), 1 (failed) and 2
 // (bad usage).
+//
+// Without -p a tool talks to every process of the run directory, and a
+// process that does not answer (the socket of a process that died, see
+// ErrNotAnswering) does not stop it: Connect and Each report it on
+// standard error, one line, and go on with the others. The tool prints
+// what the live processes answered and exits 0 when at least one did; it
+// fails when none did, and when the process named with -p does not answer.
+// A change (sysctl -w, route add, arp -s, pcap on, ifconfig ... up) is
+// thus applied to the live processes and reported as not reaching the
+// dead ones: a dead process has no state to change, and the next process
+// started with its proc-id starts from config.ini.
 type Tool struct {
 	Name string
 	Opts Options
@@ -18,6 +30,9 @@ type Tool struct {
 	// Bools lists the tool's single-letter boolean flags, which may be
 	// combined as in "netstat -an".
 	Bools string
+	// Stderr receives the reports of processes that do not answer
+	// (os.Stderr when nil).
+	Stderr io.Writer
 }
 
 // NewTool makes the tool's FlagSet with the common flags and usage text.
@@ -47,9 +62,9 @@ func (t *Tool) Main(run func(args []string) error) {
 		os.Exit(2)
 	}
 	if err := run(t.FS.Args()); err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", t.Name, strings.TrimPrefix(err.Error(), "usage: "))
+		fmt.Fprintf(t.stderr(), "%s: %v\n", t.Name, strings.TrimPrefix(err.Error(), "usage: "))
 		if errors.Is(err, ErrUsage) {
-			fmt.Fprintf(os.Stderr, "run '%s -h' for help\n", t.Name)
+			fmt.Fprintf(t.stderr(), "run '%s -h' for help\n", t.Name)
 			os.Exit(2)
 		}
 		os.Exit(1)
@@ -85,10 +100,43 @@ func (t *Tool) expand(args []string) []string {
 	return out
 }
 
-// Each connects to the processes -p selects and calls f for each, closing
-// them after.
+func (t *Tool) stderr() io.Writer {
+	if t.Stderr == nil {
+		return os.Stderr
+	}
+	return t.Stderr
+}
+
+// Report prints "<tool>: <err>" on the tool's standard error: one line
+// for a process that does not answer.
+func (t *Tool) Report(err error) {
+	fmt.Fprintf(t.stderr(), "%s: %v\n", t.Name, err)
+}
+
+// Connect dials the processes -p selects. Without -p it reports each
+// process that does not answer and returns the others; it fails when none
+// answers. The caller closes the clients.
+func (t *Tool) Connect() ([]*Client, error) {
+	live, dead, err := t.Opts.Connect()
+	if err != nil {
+		return nil, err
+	}
+	for _, err := range dead {
+		t.Report(err)
+	}
+	if len(live) == 0 {
+		return nil, fmt.Errorf("%w answered in %s (%d socket(s), none served: see above)", ErrNoProcess, t.Opts.RunDir, len(dead))
+	}
+	return live, nil
+}
+
+// Each connects to the processes -p selects and calls f for each, in
+// order of proc-id, closing them after. Without -p, a process that does
+// not answer, at the connect or during f (an error of f that matches
+// ErrNotAnswering), is reported and skipped, and Each fails only when no
+// process answered. Any other error of f ends Each with it.
 func (t *Tool) Each(f func(c *Client) error) error {
-	cs, err := t.Opts.Connect()
+	cs, err := t.Connect()
 	if err != nil {
 		return err
 	}
@@ -97,13 +145,23 @@ func (t *Tool) Each(f func(c *Client) error) error {
 			c.Close()
 		}
 	}()
+	answered := 0
 	for _, c := range cs {
-		if err := f(c); err != nil {
+		err := f(c)
+		if err != nil && errors.Is(err, ErrNotAnswering) && t.Opts.ProcID < 0 {
+			t.Report(err)
+			continue
+		}
+		if err != nil {
 			if len(cs) > 1 {
 				return fmt.Errorf("proc-id %d: %w", c.ProcID, err)
 			}
 			return err
 		}
+		answered++
+	}
+	if answered == 0 {
+		return fmt.Errorf("%w answered in %s (see above)", ErrNoProcess, t.Opts.RunDir)
 	}
 	return nil
 }

@@ -1,7 +1,7 @@
 package ctl
 
 import (
-	"github.com/xstack/xstack/stack"
+	"github.com/xstack/xstack/stack/stackinfo"
 )
 
 // Info identifies a process.
@@ -38,7 +38,7 @@ type Stats struct {
 
 // Interface is the stack's interface with the queue's counters.
 type Interface struct {
-	stack.Interface
+	stackinfo.Interface
 	RxPackets uint64 `json:"rx_packets"`
 	RxBytes   uint64 `json:"rx_bytes"`
 	TxPackets uint64 `json:"tx_packets"`

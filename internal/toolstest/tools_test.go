@@ -67,8 +67,14 @@ func startProgram(t *testing.T, pkg, ready string, extra ...string) *env {
 // status.
 func (e *env) run(t *testing.T, tool string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return runIn(t, e.runDir, tool, args...)
+}
+
+// runIn runs tool with args against runDir.
+func runIn(t *testing.T, runDir, tool string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	bin := rigtest.Build(t, "./tools/"+tool)
-	cmd := exec.Command(bin, append([]string{"--run-dir", e.runDir}, args...)...)
+	cmd := exec.Command(bin, append([]string{"--run-dir", runDir}, args...)...)
 	var o, s bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &s
 	err := cmd.Run()
@@ -221,13 +227,15 @@ func TestNetstatConnections(t *testing.T) {
 				t.Fatalf("netstat without -a:\n%s", text)
 			}
 
-			var rows []struct {
-				Lcore int `json:"lcore"`
-				Conns int `json:"conns"`
+			var round struct {
+				Lcores []struct {
+					Lcore int `json:"lcore"`
+					Conns int `json:"conns"`
+				} `json:"lcores"`
 			}
-			e.json(t, &rows, "top", "-n", "1", "-d", "0.2")
-			if len(rows) != 1 || rows[0].Conns < 1 {
-				t.Fatalf("top: %+v; want one lcore with a connection", rows)
+			e.json(t, &round, "top", "-n", "1", "-d", "0.2")
+			if len(round.Lcores) != 1 || round.Lcores[0].Conns < 1 {
+				t.Fatalf("top: %+v; want one lcore with a connection", round)
 			}
 
 			// The server closes first on "Connection: close": it goes
@@ -557,6 +565,13 @@ func TestBadInputKeepsServing(t *testing.T) {
 	e.fails(t, 1, "expected bytes", "sysctl", "net.inet.tcp.recvspace=12")
 	e.fails(t, 1, "only 1 is supported", "sysctl", "net.inet.tcp.timestamps=0") // refused by the stack
 	e.fails(t, 2, "expected -a", "sysctl")
+	// Every name and value is checked before the first is set.
+	before := e.ok(t, "sysctl", "-n", "net.inet.tcp.recvspace")
+	e.fails(t, 1, "expected 0 or 1", "sysctl", "-w", "net.inet.tcp.recvspace=65536", "net.inet.tcp.sack=5")
+	e.fails(t, 1, "unknown sysctl", "sysctl", "-w", "net.inet.tcp.recvspace=65536", "net.inet.tcp.nosuch")
+	if after := e.ok(t, "sysctl", "-n", "net.inet.tcp.recvspace"); after != before || before == "65536\n" {
+		t.Fatalf("recvspace %q before and %q after commands refused for another name; want it unchanged (and not 65536)", before, after)
+	}
 	e.fails(t, 1, "expected an IPv4 or IPv6 address", "route", "add", "nonsense", "198.18.0.2")
 	e.fails(t, 1, "not on a network of the interface", "route", "add", "10.0.0.0/8", "192.0.2.1")
 	e.fails(t, 1, "not of the family", "route", "add", "10.0.0.0/8", "2001:2::2")

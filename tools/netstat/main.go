@@ -17,7 +17,7 @@ import (
 	"strings"
 
 	"github.com/xstack/xstack/internal/ctl"
-	"github.com/xstack/xstack/stack"
+	"github.com/xstack/xstack/stack/stackinfo"
 )
 
 const usage = `
@@ -63,9 +63,9 @@ func main() {
 }
 
 func showSockets(t *ctl.Tool, all, tcpOnly, udpOnly bool) error {
-	var socks []stack.Socket
+	var socks []stackinfo.Socket
 	err := t.Each(func(c *ctl.Client) error {
-		var s []stack.Socket
+		var s []stackinfo.Socket
 		if err := c.Call(ctl.OpSockets, nil, &s); err != nil {
 			return err
 		}
@@ -75,14 +75,14 @@ func showSockets(t *ctl.Tool, all, tcpOnly, udpOnly bool) error {
 	if err != nil {
 		return err
 	}
-	socks = slices.DeleteFunc(socks, func(s stack.Socket) bool {
+	socks = slices.DeleteFunc(socks, func(s stackinfo.Socket) bool {
 		isTCP := strings.HasPrefix(s.Proto, "tcp")
 		return (!all && (s.State == "LISTEN" || s.Remote.Port() == 0)) ||
 			(tcpOnly && !isTCP) || (udpOnly && isTCP)
 	})
 	if t.Opts.JSON {
 		if socks == nil {
-			socks = []stack.Socket{}
+			socks = []stackinfo.Socket{}
 		}
 		return ctl.PrintJSON(os.Stdout, socks)
 	}
@@ -191,9 +191,9 @@ func showInterfaces(t *ctl.Tool) error {
 }
 
 func showRoutes(t *ctl.Tool) error {
-	var routes []stack.Route
+	var routes []stackinfo.Route
 	err := t.Each(func(c *ctl.Client) error {
-		var rs []stack.Route
+		var rs []stackinfo.Route
 		if err := c.Call(ctl.OpRoutes, nil, &rs); err != nil {
 			return err
 		}

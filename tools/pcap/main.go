@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/xstack/xstack/internal/ctl"
-	"github.com/xstack/xstack/stack"
+	"github.com/xstack/xstack/stack/stackinfo"
 )
 
 const usage = `
@@ -69,11 +69,11 @@ func main() {
 		}
 		type result struct {
 			ProcID int `json:"proc_id"`
-			stack.PcapStatus
+			stackinfo.PcapStatus
 		}
 		var results []result
 		err := t.Each(func(c *ctl.Client) error {
-			var s stack.PcapStatus
+			var s stackinfo.PcapStatus
 			if err := c.Call(op, a, &s); err != nil {
 				return err
 			}

@@ -16,7 +16,7 @@ import (
 	"strings"
 
 	"github.com/xstack/xstack/internal/ctl"
-	"github.com/xstack/xstack/stack"
+	"github.com/xstack/xstack/stack/stackinfo"
 )
 
 const usage = `
@@ -73,9 +73,9 @@ func main() {
 			if len(rest) != 1 {
 				return ctl.Usagef("get: expected one address")
 			}
-			var results []stack.RouteLookup
+			var results []stackinfo.RouteLookup
 			err := t.Each(func(c *ctl.Client) error {
-				var r stack.RouteLookup
+				var r stackinfo.RouteLookup
 				if err := c.Call(ctl.OpRouteGet, ctl.RouteArgs{Dst: rest[0]}, &r); err != nil {
 					return err
 				}
@@ -111,9 +111,9 @@ func main() {
 }
 
 func show(t *ctl.Tool) error {
-	var routes []stack.Route
+	var routes []stackinfo.Route
 	err := t.Each(func(c *ctl.Client) error {
-		var rs []stack.Route
+		var rs []stackinfo.Route
 		if err := c.Call(ctl.OpRoutes, nil, &rs); err != nil {
 			return err
 		}

@@ -8,18 +8,18 @@
 //
 // A set takes effect at once on the running stack (for TCP buffer sizes and
 // socket defaults: on connections made after it). Names and values are
-// checked as config.ini checks them.
+// checked as config.ini checks them, by the running process (the tool
+// links no stack, so it knows no names of its own), and every name and
+// value of a command is checked before the first is set.
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"slices"
 	"strings"
 
 	"github.com/xstack/xstack/internal/ctl"
-	"github.com/xstack/xstack/stack"
 )
 
 const usage = `
@@ -28,13 +28,14 @@ usage: sysctl [-p proc-id] [--run-dir dir] [--json] [-n] -a
        sysctl [flags] [-w] name=value ...
 
 Reads or sets the sysctls of running xstack processes (every process in the
-run dir unless -p is given). Names are those of config.ini's [sysctl]:
-` + "\t" + `%s
+run dir unless -p is given). Names are those of config.ini's [sysctl]
+(README lists them; sysctl -a prints each with its value), and a value is
+checked as config.ini checks it, before any is set.
 
 Output is "name: value"; a set prints "name: old -> new".`
 
 func main() {
-	t := ctl.NewTool("sysctl", fmt.Sprintf(usage, strings.Join(stack.SysctlNames(), "\n\t")))
+	t := ctl.NewTool("sysctl", usage)
 	all := t.FS.Bool("a", false, "list every sysctl")
 	t.FS.Bool("w", false, "set: operands are name=value (also accepted without -w)")
 	valuesOnly := t.FS.Bool("n", false, "print values only, without names")
@@ -48,14 +49,8 @@ func main() {
 		for _, a := range args {
 			name, value, isSet := strings.Cut(a, "=")
 			if isSet {
-				if err := stack.CheckSysctl(name, value); err != nil {
-					return fmt.Errorf("%s=%s: %w", name, value, err)
-				}
 				sets = append(sets, ctl.SysctlValue{Name: name, Value: value})
 				continue
-			}
-			if err := stack.CheckSysctl(name, ""); errors.Is(err, stack.ErrUnknownSysctl) {
-				return fmt.Errorf("%s: %w", name, err)
 			}
 			gets = append(gets, name)
 		}
@@ -67,8 +62,35 @@ func main() {
 			Values []ctl.SysctlValue `json:"values"`
 			lines  []string
 		}
+		// check asks the first process that answers to check every name
+		// and value before the first set, so that a bad one changes
+		// nothing anywhere: the processes check alike, as config.ini does.
+		checked := false
+		check := func(c *ctl.Client) error {
+			names := slices.Clone(gets)
+			for _, s := range sets {
+				names = append(names, s.Name)
+			}
+			if len(names) > 0 {
+				if err := c.Call(ctl.OpSysctlGet, ctl.SysctlGetArgs{Names: names}, nil); err != nil {
+					return err
+				}
+			}
+			for _, s := range sets {
+				if err := c.Call(ctl.OpSysctlCheck, s, nil); err != nil {
+					return err
+				}
+			}
+			checked = true
+			return nil
+		}
 		var results []result
 		err := t.Each(func(c *ctl.Client) error {
+			if !checked {
+				if err := check(c); err != nil {
+					return err
+				}
+			}
 			r := result{ProcID: c.ProcID}
 			for _, s := range sets {
 				var old []ctl.SysctlValue

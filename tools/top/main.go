@@ -1,11 +1,22 @@
 // Command top shows the load of running xstack lcores, refreshed every -d
-// seconds: how busy each loop is (passes that received or sent something,
-// against idle ones), passes per second, packets and bits per second each
-// way, and TCP connections.
+// seconds: how busy each loop is by time (the share of the loop's time
+// spent in passes that received, delivered or sent something), the
+// process's user and system CPU as the OS counts it, loop passes per
+// second, packets and bits per second each way, and TCP connections.
+//
+// Each round it asks every process for a stats snapshot (ctl.OpStats:
+// cumulative counters and the process's clock) and prints the differences
+// to the previous round over the time between the two snapshots. It
+// samples the processes that answer when it starts; one that stops
+// answering is reported once on standard error and left out of the
+// following rounds, and top ends with an error only when none is left.
 package main
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -16,22 +27,45 @@ const usage = `
 usage: top [-p proc-id] [--run-dir dir] [--json] [-d seconds] [-n rounds]
 
 Samples running xstack processes (every process in the run dir unless -p is
-given) every -d seconds and prints, per lcore: busy % (passes that did work
-out of all passes), loop passes/s, RX and TX packets/s and Mbit/s (frames on
-the AF_XDP queue, Ethernet header included), and TCP connections (not
-listening, not closed). -n stops after that many rounds (0: until killed).
-With --json each round is one JSON line.`
+given) every -d seconds and prints, per lcore:
+  busy%      the share of the loop's time spent in passes that received,
+             delivered or sent something (idle passes and their sleeps are
+             the rest): a saturated lcore reads near 100%
+  user% sys% the CPU time of the whole process in user and kernel mode, in
+             % of one CPU, as the OS counts it (getrusage); a busy-polling
+             loop uses its CPU whatever its load, and every lcore of a
+             process in thread mode shows the same figure
+  passes/s   loop passes per second
+  rx/tx pkts/s and Mbit/s
+             frames on the AF_XDP queue, Ethernet header included
+  conns      TCP connections (not listening, not closed)
+-n stops after that many rounds (0: until killed). With --json each round
+is one line holding one JSON object: {"time_ns":..., "lcores":[...]}, each
+lcore with the rates above and the raw cumulative counters of its snapshot
+(time_ns, busy_ns, idle_ns, user_ns, sys_ns, passes, rx_bytes, ...), so a
+script can compute rates of its own. A process that does not answer is
+reported on standard error and the others are sampled.`
 
+// row is one lcore's line of a round: the rates over the interval, and
+// the snapshot they end at.
 type row struct {
-	ProcID       int     `json:"proc_id"`
-	Lcore        int     `json:"lcore"`
+	ProcID int `json:"proc_id"`
+	ctl.Stats
+	IntervalNs   int64   `json:"interval_ns"` // between the two snapshots, by the process's clock
 	BusyPct      float64 `json:"busy_pct"`
+	UserPct      float64 `json:"user_pct"`
+	SysPct       float64 `json:"sys_pct"`
 	PassesPerSec float64 `json:"passes_per_sec"`
 	RxPPS        float64 `json:"rx_pps"`
 	RxBPS        float64 `json:"rx_bps"`
 	TxPPS        float64 `json:"tx_pps"`
 	TxBPS        float64 `json:"tx_bps"`
-	Conns        int     `json:"conns"`
+}
+
+// round is what --json prints for one round, on one line.
+type round struct {
+	TimeNs int64 `json:"time_ns"` // when top printed it (Unix ns)
+	Lcores []row `json:"lcores"`
 }
 
 func main() {
@@ -45,78 +79,120 @@ func main() {
 		if *delay <= 0 || *rounds < 0 {
 			return ctl.Usagef("-d must be positive and -n at least 0")
 		}
-		cs, err := t.Opts.Connect()
-		if err != nil {
-			return err
-		}
-		defer func() {
-			for _, c := range cs {
-				c.Close()
-			}
-		}()
-		sample := func() ([]ctl.Stats, error) {
-			out := make([]ctl.Stats, len(cs))
-			for i, c := range cs {
-				if err := c.Call(ctl.OpStats, nil, &out[i]); err != nil {
-					return nil, fmt.Errorf("proc-id %d: %w", c.ProcID, err)
-				}
-			}
-			return out, nil
-		}
-		prev, err := sample()
-		if err != nil {
-			return err
-		}
-		for n := 0; *rounds == 0 || n < *rounds; n++ {
-			time.Sleep(time.Duration(*delay * float64(time.Second)))
-			cur, err := sample()
-			if err != nil {
-				return err
-			}
-			rows := make([]row, len(cs))
-			for i := range cur {
-				rows[i] = rate(cs[i].ProcID, prev[i], cur[i])
-			}
-			prev = cur
-			if t.Opts.JSON {
-				if err := ctl.PrintJSON(os.Stdout, rows); err != nil {
-					return err
-				}
-				continue
-			}
-			if n > 0 {
-				fmt.Println()
-			}
-			fmt.Printf("%s\n%5s %5s %7s %12s %12s %10s %12s %10s %8s\n", time.Now().Format("15:04:05"),
-				"proc", "lcore", "busy%", "passes/s", "rx pkts/s", "rx Mbit/s", "tx pkts/s", "tx Mbit/s", "conns")
-			for _, r := range rows {
-				fmt.Printf("%5d %5d %6.1f%% %12.0f %12.0f %10.2f %12.0f %10.2f %8d\n", r.ProcID, r.Lcore, r.BusyPct,
-					r.PassesPerSec, r.RxPPS, r.RxBPS/1e6, r.TxPPS, r.TxBPS/1e6, r.Conns)
-			}
-		}
-		return nil
+		return run(t, time.Duration(*delay*float64(time.Second)), *rounds, os.Stdout)
 	})
 }
 
+// sampler holds the processes top samples and their previous snapshots.
+type sampler struct {
+	t    *ctl.Tool
+	cs   []*ctl.Client
+	prev []ctl.Stats
+}
+
+// sample takes a snapshot of every process still answering. A process
+// that stops answering is reported and dropped; any other failure ends
+// top. It returns the snapshots in the order of s.cs, after the drops.
+func (s *sampler) sample() ([]ctl.Stats, error) {
+	out := make([]ctl.Stats, 0, len(s.cs))
+	live := make([]*ctl.Client, 0, len(s.cs))
+	var prev []ctl.Stats
+	for i, c := range s.cs {
+		var st ctl.Stats
+		err := c.Call(ctl.OpStats, nil, &st)
+		if errors.Is(err, ctl.ErrNotAnswering) && s.t.Opts.ProcID < 0 {
+			s.t.Report(err)
+			c.Close()
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		live = append(live, c)
+		out = append(out, st)
+		if s.prev != nil {
+			prev = append(prev, s.prev[i])
+		}
+	}
+	s.cs, s.prev = live, prev
+	if len(s.cs) == 0 {
+		return nil, fmt.Errorf("%w left answering (see above)", ctl.ErrNoProcess)
+	}
+	return out, nil
+}
+
+func run(t *ctl.Tool, delay time.Duration, rounds int, w io.Writer) error {
+	cs, err := t.Connect()
+	if err != nil {
+		return err
+	}
+	s := &sampler{t: t, cs: cs}
+	defer func() {
+		for _, c := range s.cs {
+			c.Close()
+		}
+	}()
+	if s.prev, err = s.sample(); err != nil {
+		return err
+	}
+	enc := json.NewEncoder(w) // one compact line per value
+	for n := 0; rounds == 0 || n < rounds; n++ {
+		time.Sleep(delay)
+		cur, err := s.sample()
+		if err != nil {
+			return err
+		}
+		rows := make([]row, len(cur))
+		for i := range cur {
+			rows[i] = rate(s.cs[i].ProcID, s.prev[i], cur[i])
+		}
+		s.prev = cur
+		if t.Opts.JSON {
+			if err := enc.Encode(round{TimeNs: time.Now().UnixNano(), Lcores: rows}); err != nil {
+				return err
+			}
+			continue
+		}
+		if n > 0 {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "%s\n%5s %5s %6s %6s %6s %10s %12s %10s %12s %10s %7s\n", time.Now().Format("15:04:05"),
+			"proc", "lcore", "busy%", "user%", "sys%", "passes/s", "rx pkts/s", "rx Mbit/s", "tx pkts/s", "tx Mbit/s", "conns")
+		for _, r := range rows {
+			fmt.Fprintf(w, "%5d %5d %6.1f %6.1f %6.1f %10.0f %12.0f %10.2f %12.0f %10.2f %7d\n", r.ProcID, r.Lcore,
+				r.BusyPct, r.UserPct, r.SysPct, r.PassesPerSec, r.RxPPS, r.RxBPS/1e6, r.TxPPS, r.TxBPS/1e6, r.Conns)
+		}
+	}
+	return nil
+}
+
+// rate computes the figures of the interval from snapshot a to snapshot
+// b of one lcore. Busy % is busy time over the loop's time,
+// ΔBusyNs / (ΔBusyNs + ΔIdleNs), so it does not depend on how long the
+// two snapshots' requests waited for the loop; CPU % is the process's
+// CPU time over the wall time between the snapshots, in % of one CPU.
 func rate(proc int, a, b ctl.Stats) row {
-	secs := float64(b.TimeNs-a.TimeNs) / 1e9
+	wall := b.TimeNs - a.TimeNs
+	secs := float64(wall) / 1e9
 	if secs <= 0 {
 		secs = 1e-9
 	}
-	passes := float64(b.Passes - a.Passes)
-	busy := 0.0
-	if passes > 0 {
-		busy = 100 * (passes - float64(b.IdlePasses-a.IdlePasses)) / passes
+	busy, idle := float64(b.BusyNs-a.BusyNs), float64(b.IdleNs-a.IdleNs)
+	busyPct := 0.0
+	if busy+idle > 0 {
+		busyPct = 100 * busy / (busy + idle)
 	}
 	return row{
 		ProcID:       proc,
-		Lcore:        b.Lcore,
-		BusyPct:      busy,
-		PassesPerSec: passes / secs,
+		Stats:        b,
+		IntervalNs:   wall,
+		BusyPct:      busyPct,
+		UserPct:      100 * float64(b.UserNs-a.UserNs) / 1e9 / secs,
+		SysPct:       100 * float64(b.SysNs-a.SysNs) / 1e9 / secs,
+		PassesPerSec: float64(b.Passes-a.Passes) / secs,
 		RxPPS:        float64(b.RxPackets-a.RxPackets) / secs,
 		RxBPS:        8 * float64(b.RxBytes-a.RxBytes) / secs,
 		TxPPS:        float64(b.TxPackets-a.TxPackets) / secs,
 		TxBPS:        8 * float64(b.TxBytes-a.TxBytes) / secs,
-		Conns:        b.Conns,
 	}
 }
