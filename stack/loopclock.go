@@ -1,0 +1,219 @@
+package stack
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+)
+
+// LoopClock is a tcpip.Clock that the lcore loop drives, in the way
+// F-Stack's loop drives its stack's ticks: the loop reads the time once
+// per pass and hands it to Advance, and every reading the stack makes in
+// that pass returns it; timers are kept in a heap of the clock's own and
+// fired by Advance on the loop's goroutine.
+//
+// gVisor reads the clock on every segment and arms its timers (TCP
+// retransmission, keepalive, TIME-WAIT, the neighbour cache) with
+// AfterFunc. With the standard clock each reading is a clock call, each
+// timer a Go runtime timer, each expiry a goroutine, and with thousands of
+// connections in TIME-WAIT the runtime's timer heap is checked and
+// adjusted on every scheduling decision. Here a reading is one atomic
+// load, an expiry is a function call in the loop, and the loop looks at
+// the earliest deadline once per pass.
+//
+// Readings are as old as the pass: at most a pass's duration behind the
+// real clock (and at most the idle sleep when the loop rests; the loop
+// caps its rests at the next deadline, see NextDeadline).
+//
+// AfterFunc, Stop and Reset are safe from any goroutine (gVisor's
+// processor and application goroutines arm timers); Advance is called by
+// the one goroutine that drives the stack. Callbacks run on that
+// goroutine, without the clock's lock, so they may arm timers themselves.
+type LoopClock struct {
+	wall time.Time    // the wall-clock time at monotonic reading 0
+	now  atomic.Int64 // the current reading: nanoseconds since the origin
+
+	mu    sync.Mutex
+	timer []*loopTimer // a 4-ary min-heap by deadline. +checklocks:mu
+	// due collects the timers one Advance fires; only Advance uses it.
+	due []*loopTimer
+}
+
+var _ tcpip.Clock = (*LoopClock)(nil)
+
+// NewLoopClock returns a clock whose reading is now, a monotonic time
+// since any fixed origin (the loop's, see core.LoopConfig.Now).
+func NewLoopClock(now time.Duration) *LoopClock {
+	c := &LoopClock{wall: time.Now().Add(-now)}
+	c.now.Store(int64(now))
+	return c
+}
+
+// Now implements tcpip.Clock: the wall-clock time of the current reading.
+func (c *LoopClock) Now() time.Time { return c.wall.Add(time.Duration(c.now.Load())) }
+
+// NowMonotonic implements tcpip.Clock.
+func (c *LoopClock) NowMonotonic() tcpip.MonotonicTime {
+	return tcpip.MonotonicTime{}.Add(time.Duration(c.now.Load()))
+}
+
+// AfterFunc implements tcpip.Clock: f runs in the Advance that reaches
+// the current reading plus d.
+func (c *LoopClock) AfterFunc(d time.Duration, f func()) tcpip.Timer {
+	t := &loopTimer{c: c, f: f, idx: -1}
+	t.Reset(d)
+	return t
+}
+
+// Advance moves the clock to now and runs the callbacks of every timer
+// due by then, earliest first, on the calling goroutine. A reading older
+// than the current one is ignored (the clock never goes back). It returns
+// how many callbacks ran.
+func (c *LoopClock) Advance(now time.Duration) int {
+	if int64(now) > c.now.Load() {
+		c.now.Store(int64(now))
+	}
+	cur := c.now.Load()
+	c.mu.Lock()
+	for len(c.timer) > 0 && c.timer[0].when <= cur {
+		c.due = append(c.due, c.timer[0])
+		c.removeLocked(0)
+	}
+	c.mu.Unlock()
+	n := len(c.due)
+	for i, t := range c.due {
+		c.due[i] = nil
+		t.f()
+	}
+	c.due = c.due[:0]
+	return n
+}
+
+// NextDeadline returns how long after the current reading the earliest
+// timer is due (0 if it is due already), and false when no timer is armed.
+func (c *LoopClock) NextDeadline() (time.Duration, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.timer) == 0 {
+		return 0, false
+	}
+	return max(0, time.Duration(c.timer[0].when-c.now.Load())), true
+}
+
+// Timers returns how many timers are armed.
+func (c *LoopClock) Timers() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.timer)
+}
+
+// loopTimer is one AfterFunc timer. idx is its place in the heap, -1
+// when it is not armed; idx and when are guarded by the clock's mu.
+type loopTimer struct {
+	c    *LoopClock
+	f    func()
+	when int64
+	idx  int
+}
+
+// Stop implements tcpip.Timer.
+func (t *loopTimer) Stop() bool {
+	c := t.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t.idx < 0 {
+		return false
+	}
+	c.removeLocked(t.idx)
+	return true
+}
+
+// Reset implements tcpip.Timer. Unlike a time.Timer it may also be called
+// on an armed timer, which then moves to the new deadline.
+func (t *loopTimer) Reset(d time.Duration) {
+	c := t.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t.when = c.now.Load() + int64(max(d, 0))
+	if t.idx >= 0 {
+		c.fixLocked(t.idx)
+		return
+	}
+	t.idx = len(c.timer)
+	c.timer = append(c.timer, t)
+	c.upLocked(t.idx)
+}
+
+// The heap is 4-ary: shallower than a binary one, so a push or a pop
+// touches fewer cache lines among many timers (the Go runtime's timer heap
+// is shaped the same way).
+const loopHeapArity = 4
+
+func (c *LoopClock) removeLocked(i int) {
+	h := c.timer
+	last := len(h) - 1
+	h[i].idx = -1
+	if i != last {
+		h[i] = h[last]
+		h[i].idx = i
+	}
+	h[last] = nil
+	c.timer = h[:last]
+	if i != last {
+		c.fixLocked(i)
+	}
+}
+
+func (c *LoopClock) fixLocked(i int) {
+	if !c.upLocked(i) {
+		c.downLocked(i)
+	}
+}
+
+// upLocked moves the timer at i towards the root while it is due before
+// its parent, and reports whether it moved.
+func (c *LoopClock) upLocked(i int) bool {
+	h := c.timer
+	t := h[i]
+	moved := false
+	for i > 0 {
+		p := (i - 1) / loopHeapArity
+		if h[p].when <= t.when {
+			break
+		}
+		h[i] = h[p]
+		h[i].idx = i
+		i = p
+		moved = true
+	}
+	h[i] = t
+	t.idx = i
+	return moved
+}
+
+func (c *LoopClock) downLocked(i int) {
+	h := c.timer
+	t := h[i]
+	for {
+		first := i*loopHeapArity + 1
+		if first >= len(h) {
+			break
+		}
+		m := first
+		for j := first + 1; j < first+loopHeapArity && j < len(h); j++ {
+			if h[j].when < h[m].when {
+				m = j
+			}
+		}
+		if h[m].when >= t.when {
+			break
+		}
+		h[i] = h[m]
+		h[i].idx = i
+		i = m
+	}
+	h[i] = t
+	t.idx = i
+}
