@@ -510,6 +510,7 @@ func (l *Lcore) Counters() []stack.Counter {
 		{Name: "loop.sleeps", Value: ls.Sleeps},
 		{Name: "loop.busy_ns", Value: ls.BusyNs},
 		{Name: "loop.idle_ns", Value: ls.IdleNs},
+		{Name: "loop.timers", Value: ls.Timers},
 		// The process's goroutines (gVisor's, the control plane's, the
 		// application's): a leak shows as a count that keeps growing.
 		{Name: "go.goroutines", Value: uint64(runtime.NumGoroutine())},

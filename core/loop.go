@@ -3,8 +3,9 @@
 // loop that drives them.
 //
 // One Lcore is one core, one NIC queue and one stack. Its loop runs on the
-// goroutine that calls Run, and each pass does, in order: take a burst of
-// frames off the queue, hand them to the stack, yield so that gVisor's TCP
+// goroutine that calls Run, and each pass does, in order: read the time
+// once, move the stack's clock to it and fire the stack's timers that are
+// due (stack.LoopClock), take a burst of frames off the queue, hand them to the stack, yield so that gVisor's TCP
 // processor goroutines handle them, run the application's loop callback,
 // and write the frames the pass produced to the queue in one batch. With
 // GOMAXPROCS=1 and the process pinned, gVisor's goroutines run on the same
@@ -43,6 +44,11 @@ type LoopConfig struct {
 	// it a clock they advance themselves. Default: the runtime's
 	// monotonic clock.
 	Now func() time.Duration
+	// Clock, when set, is the stack's clock (stack.Config.Clock): each
+	// pass moves it to the pass's reading of Now and fires the stack's
+	// timers that are due, and an idle pass rests no longer than the
+	// next timer is away.
+	Clock *stack.LoopClock
 }
 
 // LoopStats are the loop's counters.
@@ -63,6 +69,7 @@ type LoopStats struct {
 	Sleeps     uint64 // idle sleeps or waits
 	BusyNs     uint64 // nanoseconds in passes that did work
 	IdleNs     uint64 // nanoseconds in idle passes and their sleeps
+	Timers     uint64 // stack timers fired by the loop (LoopConfig.Clock)
 }
 
 // Loop drives one queue and one stack.
@@ -81,7 +88,7 @@ type Loop struct {
 	control func()
 
 	passes, idle, rx, tx, sleeps atomic.Uint64
-	busyNs, idleNs               atomic.Uint64
+	busyNs, idleNs, timers       atomic.Uint64
 
 	// mark is when the latest pass started (0 before the first) and
 	// markBusy whether it did work: the interval from mark to the next
@@ -139,11 +146,17 @@ func (l *Loop) Run(app func() error) error {
 }
 
 // Pass runs one pass and reports whether it received, delivered or sent
-// anything.
+// anything, or fired a timer of the stack.
 func (l *Loop) Pass(app func() error) (did bool, err error) {
-	l.account(l.cfg.Now())
+	now := l.cfg.Now()
+	l.account(now)
 	defer func() { l.markBusy = did }()
 	l.passes.Add(1)
+	fired := 0
+	if c := l.cfg.Clock; c != nil {
+		fired = c.Advance(now)
+		l.timers.Add(uint64(fired))
+	}
 	n, err := l.q.Rx(l.frames)
 	if err != nil {
 		return false, err
@@ -172,7 +185,7 @@ func (l *Loop) Pass(app func() error) (did bool, err error) {
 	if l.control != nil {
 		l.control()
 	}
-	return n > 0 || sent > 0, nil
+	return n > 0 || sent > 0 || fired > 0, nil
 }
 
 // account charges the time since the previous pass started to busy or
@@ -197,18 +210,29 @@ func (l *Loop) SetControl(fn func()) { l.control = fn }
 // idle_sleep, a wait on the queue of at most idle_sleep, which a frame
 // ends at once; without busy polling, a wait for a frame.
 func (l *Loop) rest(idlePasses int) error {
+	var wait time.Duration
 	switch {
 	case !l.cfg.BusyPoll:
 		// Wait for a frame, but not longer than TxFlush (and at least a
 		// millisecond, so that an idle lcore really idles): gVisor's
 		// timers (retransmits, keepalives) produce frames while we wait.
-		l.sleeps.Add(1)
-		return l.q.Wait(max(l.cfg.TxFlush, time.Millisecond))
+		wait = max(l.cfg.TxFlush, time.Millisecond)
 	case l.cfg.IdleSleep > 0:
-		l.sleeps.Add(1)
-		return l.q.Wait(min(l.cfg.IdleSleep, l.cfg.TxFlush))
+		wait = min(l.cfg.IdleSleep, l.cfg.TxFlush)
+	default:
+		return nil
 	}
-	return nil
+	if c := l.cfg.Clock; c != nil {
+		// The stack's timers fire only in a pass: wake for the next.
+		if d, ok := c.NextDeadline(); ok {
+			if d == 0 {
+				return nil
+			}
+			wait = min(wait, d)
+		}
+	}
+	l.sleeps.Add(1)
+	return l.q.Wait(wait)
 }
 
 // Stop makes Run return after its current pass. It is safe to call from
@@ -225,5 +249,6 @@ func (l *Loop) Stats() LoopStats {
 		Sleeps:     l.sleeps.Load(),
 		BusyNs:     l.busyNs.Load(),
 		IdleNs:     l.idleNs.Load(),
+		Timers:     l.timers.Load(),
 	}
 }
