@@ -41,6 +41,8 @@ type Lcore struct {
 	log     *log.Logger
 	handoff *Handoff
 	join    *joinServer
+	now     func() time.Duration // the loop's clock
+	clock   *stack.LoopClock     // the stack's clock, which the loop drives
 	runDir  string
 
 	closeOnce sync.Once
@@ -189,7 +191,11 @@ func startGroup(conf *Config, ids []int, logger *log.Logger) (_ []*Lcore, err er
 	}
 	for _, l := range ls {
 		logger.Printf("lcore %d: %s queue %d: XDP %s mode, AF_XDP %s (%s)", l.ID, port.Ifname, l.Queue, l.xdp.Mode(), l.q.Mode(), mode)
-		if l.Stack, err = newLcoreStack(conf, port, l.q, l.ProcID, n, rss, l.Queue); err != nil {
+		// The loop drives the stack's timers: they fire between bursts
+		// (stack.LoopClock).
+		l.now = monotonicClock()
+		l.clock = stack.NewLoopClock(l.now)
+		if l.Stack, err = newLcoreStack(conf, port, l.q, l.ProcID, n, rss, l.Queue, l.clock); err != nil {
 			return nil, fmt.Errorf("lcore %d: %w", l.ID, err)
 		}
 	}
@@ -304,6 +310,8 @@ func (l *Lcore) startLoop(h *Handoff) error {
 		BusyPoll:  l.Conf.BusyPoll,
 		TxFlush:   l.Conf.TxFlush,
 		Handoff:   h,
+		Now:       l.now,
+		Clock:     l.clock,
 	})
 	return l.startControlPlane()
 }
@@ -432,8 +440,9 @@ func portRSS(port *PortConfig, n int, logger *log.Logger) *RSS {
 
 // newLcoreStack builds lcore idx's stack of n. With rss, its active TCP
 // connections pick local ports that the NIC hashes to queue.
-func newLcoreStack(conf *Config, port *PortConfig, q nic.Queue, idx, n int, rss *RSS, queue int) (*stack.Stack, error) {
+func newLcoreStack(conf *Config, port *PortConfig, q nic.Queue, idx, n int, rss *RSS, queue int, clock *stack.LoopClock) (*stack.Stack, error) {
 	cfg := stack.Config{
+		Clock:    clock,
 		Name:     port.Ifname,
 		Addr4:    port.Prefix(),
 		Gateway4: port.Gateway,

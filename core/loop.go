@@ -107,10 +107,16 @@ func NewLoop(q nic.Queue, st *stack.Stack, cfg LoopConfig) *Loop {
 		cfg.TxFlush = 100 * time.Microsecond
 	}
 	if cfg.Now == nil {
-		origin := time.Now()
-		cfg.Now = func() time.Duration { return time.Since(origin) + 1 }
+		cfg.Now = monotonicClock()
 	}
 	return &Loop{q: q, st: st, cfg: cfg, frames: make([][]byte, cfg.Burst)}
+}
+
+// monotonicClock returns a clock of the runtime's monotonic time since
+// now, never zero (the loop takes 0 for "no reading yet").
+func monotonicClock() func() time.Duration {
+	origin := time.Now()
+	return func() time.Duration { return time.Since(origin) + 1 }
 }
 
 // ErrStopped is returned by Run when Stop ended the loop.
@@ -224,7 +230,7 @@ func (l *Loop) rest(idlePasses int) error {
 	}
 	if c := l.cfg.Clock; c != nil {
 		// The stack's timers fire only in a pass: wake for the next.
-		if d, ok := c.NextDeadline(); ok {
+		if d, ok := c.NextDeadline(l.cfg.Now()); ok {
 			if d == 0 {
 				return nil
 			}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/netip"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -28,11 +29,15 @@ type rrRig struct {
 func newRRRig(tb testing.TB) *rrRig {
 	qa, qb := nictest.Pair(1500)
 	mk := func(q *nictest.Queue, a4 string) (*stack.Stack, *core.Loop, *posix.Sockets) {
-		st, err := stack.New(q, stack.Config{Name: "bench", Addr4: netip.MustParsePrefix(a4)})
+		// The stack's clock is the loop's, as in an lcore.
+		origin := time.Now()
+		now := func() time.Duration { return time.Since(origin) + 1 }
+		clk := stack.NewLoopClock(now)
+		st, err := stack.New(q, stack.Config{Name: "bench", Addr4: netip.MustParsePrefix(a4), Clock: clk})
 		if err != nil {
 			tb.Fatal(err)
 		}
-		l := core.NewLoop(q, st, core.LoopConfig{BusyPoll: true})
+		l := core.NewLoop(q, st, core.LoopConfig{BusyPoll: true, Now: now, Clock: clk})
 		return st, l, posix.NewSockets(st.Gvisor(), stack.NICID)
 	}
 	sst, sl, ss := mk(qa, "198.18.0.1/16")

@@ -2,38 +2,37 @@ package stack
 
 import (
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 )
 
-// LoopClock is a tcpip.Clock that the lcore loop drives, in the way
-// F-Stack's loop drives its stack's ticks: the loop reads the time once
-// per pass and hands it to Advance, and every reading the stack makes in
-// that pass returns it; timers are kept in a heap of the clock's own and
-// fired by Advance on the loop's goroutine.
+// LoopClock is a tcpip.Clock whose timers the lcore loop drives, in the
+// way F-Stack's loop drives its stack's ticks: timers are kept in a heap of
+// the clock's own and fired by Advance, which the loop calls once per pass,
+// on the loop's goroutine.
 //
-// gVisor reads the clock on every segment and arms its timers (TCP
-// retransmission, keepalive, TIME-WAIT, the neighbour cache) with
-// AfterFunc. With the standard clock each reading is a clock call, each
-// timer a Go runtime timer, each expiry a goroutine, and with thousands of
+// gVisor arms its timers (TCP retransmission, RACK, keepalive, TIME-WAIT,
+// the neighbour cache) with AfterFunc. With the standard clock each timer
+// is a Go runtime timer and each expiry a goroutine, and with thousands of
 // connections in TIME-WAIT the runtime's timer heap is checked and
-// adjusted on every scheduling decision. Here a reading is one atomic
-// load, an expiry is a function call in the loop, and the loop looks at
-// the earliest deadline once per pass.
+// adjusted on every scheduling decision. Here an expiry is a function call
+// in the loop, and the loop looks at the earliest deadline once per pass
+// (and rests no longer than it is away, see NextDeadline).
 //
-// Readings are as old as the pass: at most a pass's duration behind the
-// real clock (and at most the idle sleep when the loop rests; the loop
-// caps its rests at the next deadline, see NextDeadline).
+// Readings are the real monotonic time (the clock the loop reads), not
+// the pass's one reading: TCP stamps every segment it sends and receives
+// with the clock, and its loss detection (RACK, the retransmission timer)
+// misjudged segments stamped with a time up to a pass or an idle wait
+// old: an echo at 1% loss took 357 retransmission timeouts instead of 5.
 //
 // AfterFunc, Stop and Reset are safe from any goroutine (gVisor's
 // processor and application goroutines arm timers); Advance is called by
 // the one goroutine that drives the stack. Callbacks run on that
 // goroutine, without the clock's lock, so they may arm timers themselves.
 type LoopClock struct {
-	wall time.Time    // the wall-clock time at monotonic reading 0
-	now  atomic.Int64 // the current reading: nanoseconds since the origin
+	now  func() time.Duration // the loop's monotonic clock
+	wall time.Time            // the wall-clock time at reading 0
 
 	mu    sync.Mutex
 	timer []*loopTimer // a 4-ary min-heap by deadline. +checklocks:mu
@@ -43,39 +42,34 @@ type LoopClock struct {
 
 var _ tcpip.Clock = (*LoopClock)(nil)
 
-// NewLoopClock returns a clock whose reading is now, a monotonic time
-// since any fixed origin (the loop's, see core.LoopConfig.Now).
-func NewLoopClock(now time.Duration) *LoopClock {
-	c := &LoopClock{wall: time.Now().Add(-now)}
-	c.now.Store(int64(now))
-	return c
+// NewLoopClock returns a clock that reads now, a monotonic time since any
+// fixed origin (the loop's, see core.LoopConfig.Now), which must never go
+// back.
+func NewLoopClock(now func() time.Duration) *LoopClock {
+	return &LoopClock{now: now, wall: time.Now().Add(-now())}
 }
 
 // Now implements tcpip.Clock: the wall-clock time of the current reading.
-func (c *LoopClock) Now() time.Time { return c.wall.Add(time.Duration(c.now.Load())) }
+func (c *LoopClock) Now() time.Time { return c.wall.Add(c.now()) }
 
 // NowMonotonic implements tcpip.Clock.
 func (c *LoopClock) NowMonotonic() tcpip.MonotonicTime {
-	return tcpip.MonotonicTime{}.Add(time.Duration(c.now.Load()))
+	return tcpip.MonotonicTime{}.Add(c.now())
 }
 
-// AfterFunc implements tcpip.Clock: f runs in the Advance that reaches
-// the current reading plus d.
+// AfterFunc implements tcpip.Clock: f runs in the first Advance to a time
+// at least d after the current reading.
 func (c *LoopClock) AfterFunc(d time.Duration, f func()) tcpip.Timer {
 	t := &loopTimer{c: c, f: f, idx: -1}
 	t.Reset(d)
 	return t
 }
 
-// Advance moves the clock to now and runs the callbacks of every timer
-// due by then, earliest first, on the calling goroutine. A reading older
-// than the current one is ignored (the clock never goes back). It returns
-// how many callbacks ran.
+// Advance runs the callbacks of every timer due by now (a reading of the
+// clock), earliest first, on the calling goroutine, and returns how many
+// ran.
 func (c *LoopClock) Advance(now time.Duration) int {
-	if int64(now) > c.now.Load() {
-		c.now.Store(int64(now))
-	}
-	cur := c.now.Load()
+	cur := int64(now)
 	c.mu.Lock()
 	for len(c.timer) > 0 && c.timer[0].when <= cur {
 		c.due = append(c.due, c.timer[0])
@@ -91,15 +85,15 @@ func (c *LoopClock) Advance(now time.Duration) int {
 	return n
 }
 
-// NextDeadline returns how long after the current reading the earliest
-// timer is due (0 if it is due already), and false when no timer is armed.
-func (c *LoopClock) NextDeadline() (time.Duration, bool) {
+// NextDeadline returns how long after now the earliest timer is due (0 if
+// it is due already), and false when no timer is armed.
+func (c *LoopClock) NextDeadline(now time.Duration) (time.Duration, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.timer) == 0 {
 		return 0, false
 	}
-	return max(0, time.Duration(c.timer[0].when-c.now.Load())), true
+	return max(0, time.Duration(c.timer[0].when-int64(now))), true
 }
 
 // Timers returns how many timers are armed.
@@ -136,7 +130,7 @@ func (t *loopTimer) Reset(d time.Duration) {
 	c := t.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	t.when = c.now.Load() + int64(max(d, 0))
+	t.when = int64(c.now() + max(d, 0))
 	if t.idx >= 0 {
 		c.fixLocked(t.idx)
 		return

@@ -60,6 +60,13 @@ type Config struct {
 	// connections (ConnectTCP) within the ephemeral range, so that the
 	// NIC's hash brings the replies to this stack's queue.
 	PickPort PortPicker
+
+	// Clock, when set, is gVisor's clock: the lcore loop drives it
+	// (core.LoopConfig.Clock), so that reading the time costs an atomic
+	// load and timers fire in the loop. Unset, gVisor reads the system
+	// clock and runs its timers on Go runtime timers; a stack that no
+	// loop drives must leave it unset, or its timers never fire.
+	Clock *LoopClock
 }
 
 // Stack is one gVisor stack over one NIC queue.
@@ -106,7 +113,12 @@ func New(q nic.Queue, cfg Config) (*Stack, error) {
 	if cfg.TxBatch <= 0 {
 		cfg.TxBatch = 64
 	}
+	var clock tcpip.Clock
+	if cfg.Clock != nil {
+		clock = cfg.Clock
+	}
 	s := gvstack.New(gvstack.Options{
+		Clock: clock,
 		NetworkProtocols: []gvstack.NetworkProtocolFactory{
 			ipv4.NewProtocol,
 			ipv6.NewProtocolWithOptions(ipv6.Options{
