@@ -1,16 +1,3 @@
-// Package core is the lcore runtime: it reads config.ini, pins the process
-// to its core, opens the NIC queue and the stack, and runs the busy-poll
-// loop that drives them.
-//
-// One Lcore is one core, one NIC queue and one stack. Its loop runs on the
-// goroutine that calls Run, and each pass does, in order: read the time
-// once, move the stack's clock to it and fire the stack's timers that are
-// due (stack.LoopClock), take a burst of frames off the queue, hand them to the stack, yield so that gVisor's TCP
-// processor goroutines handle them, run the application's loop callback,
-// and write the frames the pass produced to the queue in one batch. With
-// GOMAXPROCS=1 and the process pinned, gVisor's goroutines run on the same
-// core, switched in user space at the yield. Nothing below core knows that
-// there may be more than one lcore.
 package core
 
 import (

@@ -74,17 +74,17 @@ func FuzzPcapCapture(f *testing.F) {
 		files := 0
 		for i, r := range recs {
 			fr := frames[i]
-			if r.orig != len(fr) || !bytes.Equal(r.data, fr[:min(len(fr), snaplen)]) {
-				t.Fatalf("record %d: %d of %d bytes % x; want frame % x cut to %d", i, len(r.data), r.orig, r.data, fr, snaplen)
+			if r.Orig != len(fr) || !bytes.Equal(r.Data, fr[:min(len(fr), snaplen)]) {
+				t.Fatalf("record %d: %d of %d bytes % x; want frame % x cut to %d", i, len(r.Data), r.Orig, r.Data, fr, snaplen)
 			}
-			if i == 0 || r.file != recs[i-1].file {
-				if r.file != files {
-					t.Fatalf("record %d is in file %d, want %d", i, r.file, files)
+			if i == 0 || r.Seq != recs[i-1].Seq {
+				if r.Seq != files {
+					t.Fatalf("record %d is in file %d, want %d", i, r.Seq, files)
 				}
 				files++
-				total += r.fileBytes
-				if r.fileBytes > cfg.Savelen {
-					t.Fatalf("file %d is %d bytes, savelen %d", r.file, r.fileBytes, cfg.Savelen)
+				total += r.FileSize
+				if r.FileSize > cfg.Savelen {
+					t.Fatalf("file %d is %d bytes, savelen %d", r.Seq, r.FileSize, cfg.Savelen)
 				}
 			}
 		}

@@ -9,48 +9,19 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/xstack/xstack/internal/rigtest"
 )
 
-// pcapRecord is one frame read back from a capture file.
-type pcapRecord struct {
-	file      int // sequence number of its file
-	ts        time.Time
-	orig      int
-	data      []byte
-	fileBytes int64 // size of its file
-}
-
 // readPcaps reads <dir>/<prefix>_<seq>.pcap for seq = 0, 1, ... until one
-// is missing, checking each file's header.
-func readPcaps(t *testing.T, dir, prefix string, snaplen int) []pcapRecord {
+// is missing, with gopacket's reader (rigtest.ReadPcapSeq), not ours.
+func readPcaps(t *testing.T, dir, prefix string, snaplen int) []rigtest.PcapRecord {
 	t.Helper()
-	var out []pcapRecord
-	for seq := 0; ; seq++ {
-		b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("%s_%d.pcap", prefix, seq)))
-		if os.IsNotExist(err) {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		le := binary.LittleEndian
-		if len(b) < 24 || le.Uint32(b) != 0xa1b2c3d4 || le.Uint16(b[4:]) != 2 || le.Uint16(b[6:]) != 4 ||
-			le.Uint32(b[16:]) != uint32(snaplen) || le.Uint32(b[20:]) != 1 {
-			t.Fatalf("file %d: bad pcap header % x", seq, b[:min(len(b), 24)])
-		}
-		for off := 24; off < len(b); {
-			if len(b)-off < 16 {
-				t.Fatalf("file %d: truncated record header at %d", seq, off)
-			}
-			incl, orig := int(le.Uint32(b[off+8:])), int(le.Uint32(b[off+12:]))
-			if off+16+incl > len(b) {
-				t.Fatalf("file %d: truncated record at %d", seq, off)
-			}
-			ts := time.Unix(int64(le.Uint32(b[off:])), int64(le.Uint32(b[off+4:]))*1000)
-			out = append(out, pcapRecord{seq, ts, orig, b[off+16 : off+16+incl], int64(len(b))})
-			off += 16 + incl
-		}
+	recs, _, err := rigtest.ReadPcapSeq(dir, prefix, snaplen)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return recs
 }
 
 func testFrame(i int) []byte {
@@ -87,19 +58,19 @@ func TestPcapRotationSnaplenOrder(t *testing.T) {
 	files := 0
 	for i, r := range recs {
 		want := testFrame(i)
-		if r.orig != len(want) || !bytes.Equal(r.data, want[:min(len(want), snaplen)]) {
-			t.Fatalf("frame %d: orig %d, %d bytes captured, want the first %d of %d bytes", i, r.orig, len(r.data), min(len(want), snaplen), len(want))
+		if r.Orig != len(want) || !bytes.Equal(r.Data, want[:min(len(want), snaplen)]) {
+			t.Fatalf("frame %d: orig %d, %d bytes captured, want the first %d of %d bytes", i, r.Orig, len(r.Data), min(len(want), snaplen), len(want))
 		}
-		if r.fileBytes > savelen {
-			t.Fatalf("file %d is %d bytes, more than savelen %d", r.file, r.fileBytes, savelen)
+		if r.FileSize > savelen {
+			t.Fatalf("file %d is %d bytes, more than savelen %d", r.Seq, r.FileSize, savelen)
 		}
-		if i > 0 && r.ts.Before(recs[i-1].ts) {
+		if i > 0 && r.Time.Before(recs[i-1].Time) {
 			t.Fatalf("frame %d: timestamp goes back", i)
 		}
-		if time.Since(r.ts) > time.Minute || time.Since(r.ts) < 0 {
-			t.Fatalf("frame %d: timestamp %v is not now", i, r.ts)
+		if time.Since(r.Time) > time.Minute || time.Since(r.Time) < 0 {
+			t.Fatalf("frame %d: timestamp %v is not now", i, r.Time)
 		}
-		files = r.file + 1
+		files = r.Seq + 1
 	}
 	// A full file could not have taken the next record.
 	if files < n*(16+60)/savelen {

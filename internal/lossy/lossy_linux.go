@@ -94,89 +94,86 @@ func Attach(ns, ifname string) (*Dropper, error) {
 }
 
 // AttachWith is Attach with options.
-func AttachWith(ns, ifname string, o Options) (d *Dropper, err error) {
-	d, err = load(ifname)
+func AttachWith(ns, ifname string, o Options) (*Dropper, error) {
+	d, err := load(ifname)
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			d.Close()
-			d = nil
-		}
-	}()
-	wrap := func(what string, err error) error {
-		return fmt.Errorf("lossy on %s: %s: %w", ifname, what, err)
-	}
-	err = netns.Do(ns, func() error {
-		ifi, err := net.InterfaceByName(ifname)
-		if err != nil {
-			return wrap("find interface", err)
-		}
-		d.ifindex = ifi.Index
-		if d.xdpLink, err = link.AttachXDP(link.XDPOptions{Program: d.xdpProg, Interface: d.ifindex}); err != nil {
-			return wrap("attach XDP program", err)
-		}
-		if !o.Clsact {
-			d.tcxLink, err = link.AttachTCX(link.TCXOptions{Program: d.tcProg, Interface: d.ifindex, Attach: ebpf.AttachTCXEgress})
-			if err == nil {
-				d.egress = "tcx"
-				return nil
-			}
-			if !errors.Is(err, ebpf.ErrNotSupported) {
-				return wrap("attach tc program (TCX egress)", err)
-			}
-		}
-		if d.cls, err = attachClsact(d.ifindex, d.tcProg.FD()); err != nil {
-			return wrap("attach tc program (clsact egress)", err)
-		}
-		d.egress = "clsact"
-		return nil
-	})
-	if err != nil {
+	if err := netns.Do(ns, func() error { return d.attach(o) }); err != nil {
+		d.Close()
 		return nil, err
 	}
 	return d, nil
 }
 
-// load creates the maps and loads both programs, attached nowhere.
-func load(ifname string) (d *Dropper, err error) {
-	d = &Dropper{ifname: ifname}
-	defer func() {
-		if err != nil {
-			d.Close()
-			d = nil
-		}
-	}()
+// attach attaches the loaded programs to d's interface. Call it on a thread
+// in the interface's namespace.
+func (d *Dropper) attach(o Options) error {
 	wrap := func(what string, err error) error {
-		return fmt.Errorf("lossy on %s: %s: %w", ifname, what, err)
+		return fmt.Errorf("lossy on %s: %s: %w", d.ifname, what, err)
 	}
+	ifi, err := net.InterfaceByName(d.ifname)
+	if err != nil {
+		return wrap("find interface", err)
+	}
+	d.ifindex = ifi.Index
+	if d.xdpLink, err = link.AttachXDP(link.XDPOptions{Program: d.xdpProg, Interface: d.ifindex}); err != nil {
+		return wrap("attach XDP program", err)
+	}
+	if !o.Clsact {
+		d.tcxLink, err = link.AttachTCX(link.TCXOptions{Program: d.tcProg, Interface: d.ifindex, Attach: ebpf.AttachTCXEgress})
+		if err == nil {
+			d.egress = "tcx"
+			return nil
+		}
+		if !errors.Is(err, ebpf.ErrNotSupported) {
+			return wrap("attach tc program (TCX egress)", err)
+		}
+	}
+	if d.cls, err = attachClsact(d.ifindex, d.tcProg.FD()); err != nil {
+		return wrap("attach tc program (clsact egress)", err)
+	}
+	d.egress = "clsact"
+	return nil
+}
+
+// load creates the maps and loads both programs, attached nowhere.
+func load(ifname string) (*Dropper, error) {
+	d := &Dropper{ifname: ifname}
+	if err := d.load(); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("lossy on %s: %w", ifname, err)
+	}
+	return d, nil
+}
+
+func (d *Dropper) load() (err error) {
 	// Needed only before Linux 5.11, where BPF memory counted against
 	// RLIMIT_MEMLOCK.
 	_ = rlimit.RemoveMemlock()
 	if d.loss, err = ebpf.NewMap(&ebpf.MapSpec{
 		Name: "lossy_share", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: numDirs,
 	}); err != nil {
-		return nil, wrap("create loss map", err)
+		return fmt.Errorf("create loss map: %w", err)
 	}
 	if d.counters, err = ebpf.NewMap(&ebpf.MapSpec{
 		Name: "lossy_counts", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: numDirs * numKinds,
 	}); err != nil {
-		return nil, wrap("create counter map", err)
+		return fmt.Errorf("create counter map: %w", err)
 	}
 	if d.xdpProg, err = ebpf.NewProgram(&ebpf.ProgramSpec{
 		Name: "lossy_xdp", Type: ebpf.XDP, License: "Dual MIT/GPL",
 		Instructions: program(xdpHook, dirIngress, d.loss.FD(), d.counters.FD()),
 	}); err != nil {
-		return nil, wrap("load XDP program", err)
+		return fmt.Errorf("load XDP program: %w", err)
 	}
 	if d.tcProg, err = ebpf.NewProgram(&ebpf.ProgramSpec{
 		Name: "lossy_tc", Type: ebpf.SchedCLS, License: "Dual MIT/GPL",
 		Instructions: program(tcHook, dirEgress, d.loss.FD(), d.counters.FD()),
 	}); err != nil {
-		return nil, wrap("load tc program", err)
+		return fmt.Errorf("load tc program: %w", err)
 	}
-	return d, nil
+	return nil
 }
 
 // EgressHook says how the egress program is attached: "tcx" or "clsact".

@@ -313,3 +313,27 @@ func TestRigDropsBothWays(t *testing.T) {
 		})
 	}
 }
+
+// The clsact path refuses an interface that has a clsact qdisc already
+// (it would remove it, with its filters, on Close) and leaves it there.
+func TestClsactKeepsExistingQdisc(t *testing.T) {
+	r := rigtest.New(t, rig.Options{})
+	if _, err := r.Run(r.PeerNS, "tc", "qdisc", "add", "dev", r.PeerIf, "clsact"); err != nil {
+		t.Fatal(err)
+	}
+	d, err := AttachWith(r.PeerNS, r.PeerIf, Options{Clsact: true})
+	if !errors.Is(err, unix.EEXIST) {
+		if d != nil {
+			d.Close()
+		}
+		t.Fatalf("AttachWith on an interface with a clsact qdisc: %v, want EEXIST", err)
+	}
+	out, _ := r.Run(r.PeerNS, "tc", "qdisc", "show", "dev", r.PeerIf)
+	if !strings.Contains(out, "clsact") {
+		t.Errorf("the existing clsact qdisc is gone after the failed attach:\n%s", out)
+	}
+	out, _ = r.Run(r.PeerNS, "ip", "-d", "link", "show", "dev", r.PeerIf)
+	if strings.Contains(out, "prog/xdp") {
+		t.Errorf("XDP program left on %s after the failed attach:\n%s", r.PeerIf, out)
+	}
+}

@@ -1,32 +1,94 @@
 package rigtest
 
 import (
-	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
 )
 
-// CheckPcap checks a classic pcap file as xstack writes it (microsecond
-// timestamps, LINKTYPE_ETHERNET, the given snaplen), calls frame (when not
-// nil) with each record's data, and returns the number of records.
-func CheckPcap(b []byte, snaplen int, frame func([]byte)) (int, error) {
-	le := binary.LittleEndian
-	if len(b) < 24 || le.Uint32(b) != 0xa1b2c3d4 || le.Uint16(b[4:]) != 2 || le.Uint16(b[6:]) != 4 ||
-		le.Uint32(b[16:]) != uint32(snaplen) || le.Uint32(b[20:]) != 1 {
-		return 0, fmt.Errorf("not a pcap file with snaplen %d and LINKTYPE_ETHERNET: % x", snaplen, b[:min(24, len(b))])
+// PcapRecord is one frame of a capture file.
+type PcapRecord struct {
+	File     string    // the file it was read from
+	Seq      int       // the sequence number of that file in ReadPcapSeq, else 0
+	FileSize int64     // the size of that file in bytes
+	Time     time.Time // its timestamp
+	Orig     int       // the frame's length on the wire
+	Data     []byte    // the bytes captured: at most the snaplen
+}
+
+// ReadPcap reads a capture file with gopacket's pcapgo reader, so that the
+// check of stack's pcap writer is not a reader of the same hand, and checks
+// that it is what xstack writes: classic pcap, microsecond timestamps,
+// LINKTYPE_ETHERNET, the given snaplen, every record cut to it and whole
+// records up to the end of the file (a writer that stopped mid-record
+// leaves a file tcpdump complains about).
+func ReadPcap(name string, snaplen int) ([]PcapRecord, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
 	}
-	n := 0
-	for off := 24; off < len(b); n++ {
-		if len(b)-off < 16 {
-			return n, fmt.Errorf("truncated record header at offset %d of %d", off, len(b))
-		}
-		incl, orig := int(le.Uint32(b[off+8:])), int(le.Uint32(b[off+12:]))
-		if incl > snaplen || incl > orig || off+16+incl > len(b) {
-			return n, fmt.Errorf("bad or truncated record at offset %d of %d: incl %d orig %d", off, len(b), incl, orig)
-		}
-		if frame != nil {
-			frame(b[off+16 : off+16+incl])
-		}
-		off += 16 + incl
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
 	}
-	return n, nil
+	r, err := pcapgo.NewReader(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: pcap header: %w", name, err)
+	}
+	if r.Snaplen() != uint32(snaplen) || r.LinkType() != layers.LinkTypeEthernet || r.Resolution() != gopacket.TimestampResolutionMicrosecond {
+		return nil, fmt.Errorf("%s: %v, %v timestamps; want snaplen %d, LINKTYPE_ETHERNET, microseconds", name, r, r.Resolution(), snaplen)
+	}
+	var recs []PcapRecord
+	end := int64(24) // where the records read so far end
+	for {
+		data, ci, err := r.ReadPacketData()
+		if errors.Is(err, io.EOF) {
+			// pcapgo takes a record header followed by no data for the end
+			// of the file: only the sizes tell that record is cut short.
+			if end != fi.Size() {
+				return recs, fmt.Errorf("%s: %d bytes, but its %d whole records end at %d", name, fi.Size(), len(recs), end)
+			}
+			return recs, nil
+		}
+		if err != nil {
+			return recs, fmt.Errorf("%s: record %d: %w", name, len(recs), err)
+		}
+		if ci.CaptureLength > snaplen {
+			return recs, fmt.Errorf("%s: record %d: %d bytes captured, more than snaplen %d", name, len(recs), ci.CaptureLength, snaplen)
+		}
+		end += 16 + int64(len(data))
+		recs = append(recs, PcapRecord{File: name, FileSize: fi.Size(), Time: ci.Timestamp, Orig: ci.Length, Data: data})
+	}
+}
+
+// ReadPcapSeq reads <dir>/<prefix>_0.pcap, <prefix>_1.pcap, ... until one is
+// missing, with ReadPcap, and returns the records in order and the files.
+func ReadPcapSeq(dir, prefix string, snaplen int) ([]PcapRecord, []string, error) {
+	var (
+		recs  []PcapRecord
+		files []string
+	)
+	for seq := 0; ; seq++ {
+		name := filepath.Join(dir, fmt.Sprintf("%s_%d.pcap", prefix, seq))
+		if _, err := os.Stat(name); errors.Is(err, os.ErrNotExist) {
+			return recs, files, nil
+		}
+		rs, err := ReadPcap(name, snaplen)
+		if err != nil {
+			return recs, files, err
+		}
+		for i := range rs {
+			rs[i].Seq = seq
+		}
+		recs = append(recs, rs...)
+		files = append(files, name)
+	}
 }

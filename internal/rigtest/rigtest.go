@@ -1,6 +1,9 @@
 // Package rigtest gives tests a rig of their own: it creates one, removes it
 // in t.Cleanup (also when the test fails), and skips tests that need root
-// when not root, unless XSTACK_REQUIRE_ROOT=1 makes that a failure.
+// when not root, unless XSTACK_REQUIRE_ROOT=1 makes that a failure. It also
+// builds and runs the programs under test, and reads their capture files
+// back (ReadPcap) with gopacket's pcapgo, so that the check of stack's pcap
+// writer is not of the same hand.
 package rigtest
 
 import (

@@ -444,14 +444,10 @@ func checkPcapDir(dir string, snaplen int) (int, error) {
 	sort.Strings(names)
 	total := 0
 	for _, name := range names {
-		b, err := os.ReadFile(name)
+		recs, err := rigtest.ReadPcap(name, snaplen)
+		total += len(recs)
 		if err != nil {
 			return total, err
-		}
-		n, err := rigtest.CheckPcap(b, snaplen, nil)
-		total += n
-		if err != nil {
-			return total, fmt.Errorf("%s: %w", name, err)
 		}
 		if err := os.Remove(name); err != nil {
 			return total, err

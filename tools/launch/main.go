@@ -1,9 +1,14 @@
 // Command launch starts an xstack program once per lcore of its
 // config.ini (process mode, F-Stack's model): proc-id 0 as the primary,
 // which attaches the XDP program, and the others as secondaries, which join
-// it. It forwards SIGINT, SIGTERM and SIGUSR1 (print counters) to all of
-// them and exits when they have all exited, with a failure status if any of
-// them failed.
+// it. It forwards SIGINT, SIGTERM, SIGUSR1 (print counters), SIGHUP and
+// SIGQUIT to all of them and exits when they have all exited, with a
+// failure status if any of them failed.
+//
+// Each program runs in a process group of its own, so that a signal the
+// terminal sends to the foreground group (^C, ^\, a hangup) reaches it once,
+// through launch, and not a second time from the terminal: a stack takes a
+// second SIGINT as "cut the FIN wait short" (core.Shutdown).
 //
 //	launch -c config.ini -- ./helloworld [flags]
 package main
@@ -16,6 +21,7 @@ import (
 	"os/signal"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/xstack/xstack/core"
@@ -46,8 +52,8 @@ func main() {
 	n := len(c.Lcores())
 	procs := make([]*exec.Cmd, 0, n)
 	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR1)
-	var mu sync.Mutex
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR1, syscall.SIGHUP, syscall.SIGQUIT)
+	var mu sync.Mutex // guards procs against the forwarding goroutine
 	go func() {
 		for s := range sig {
 			mu.Lock()
@@ -57,8 +63,11 @@ func main() {
 			mu.Unlock()
 		}
 	}()
-	failed := false
-	var wg sync.WaitGroup
+	var (
+		failed      atomic.Bool // a program failed; set by the goroutines that wait for them
+		startFailed bool        // a program did not start: stop the others
+		wg          sync.WaitGroup
+	)
 	for i := 0; i < n; i++ {
 		typ := "secondary"
 		if i == 0 {
@@ -66,6 +75,7 @@ func main() {
 		}
 		cmd := exec.Command(args[0], append(args[1:], "-c", *conf, "-p", strconv.Itoa(i), "-t", typ)...)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		mu.Lock()
 		err := cmd.Start()
 		if err == nil {
@@ -74,7 +84,7 @@ func main() {
 		mu.Unlock()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "launch: proc-id %d: %v\n", i, err)
-			failed = true
+			startFailed = true
 			break
 		}
 		wg.Add(1)
@@ -82,13 +92,11 @@ func main() {
 			defer wg.Done()
 			if err := cmd.Wait(); err != nil {
 				fmt.Fprintf(os.Stderr, "launch: proc-id %d (pid %d): %v\n", i, cmd.Process.Pid, err)
-				mu.Lock()
-				failed = true
-				mu.Unlock()
+				failed.Store(true)
 			}
 		}(i, cmd)
 	}
-	if failed {
+	if startFailed {
 		mu.Lock()
 		for _, p := range procs {
 			p.Process.Signal(syscall.SIGTERM)
@@ -96,7 +104,7 @@ func main() {
 		mu.Unlock()
 	}
 	wg.Wait()
-	if failed {
+	if startFailed || failed.Load() {
 		os.Exit(1)
 	}
 }
