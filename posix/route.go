@@ -24,16 +24,7 @@ func (t *Sockets) RouteAdd(dst netip.Prefix, gateway netip.Addr) error {
 	if errno := t.checkRoute(dst, gateway); errno != 0 {
 		return errno
 	}
-	err := t.stack.AddRoute(dst, gateway)
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, xstack.ErrRouteExists):
-		return unix.EEXIST
-	case errors.Is(err, xstack.ErrGatewayNotOnLink):
-		return unix.ENETUNREACH
-	}
-	return unix.EINVAL
+	return routeErrno(t.stack.AddRoute(dst, gateway))
 }
 
 // RouteDel removes the routes to dst (through gateway, or with the zero
@@ -43,14 +34,7 @@ func (t *Sockets) RouteDel(dst netip.Prefix, gateway netip.Addr) error {
 	if errno := t.checkRoute(dst, netip.Addr{}); errno != 0 {
 		return errno
 	}
-	err := t.stack.DeleteRoute(dst, gateway)
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, xstack.ErrNoRoute):
-		return unix.ESRCH
-	}
-	return unix.EINVAL
+	return routeErrno(t.stack.DeleteRoute(dst, gateway))
 }
 
 // Routes returns the routing table, most specific first.
@@ -59,6 +43,22 @@ func (t *Sockets) Routes() []Route {
 		return nil
 	}
 	return t.stack.Routes()
+}
+
+// routeErrno is the errno Linux's rtnetlink answers for err, an error of
+// the stack's AddRoute or DeleteRoute.
+func routeErrno(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, xstack.ErrRouteExists):
+		return unix.EEXIST
+	case errors.Is(err, xstack.ErrGatewayNotOnLink):
+		return unix.ENETUNREACH
+	case errors.Is(err, xstack.ErrNoRoute):
+		return unix.ESRCH
+	}
+	return unix.EINVAL
 }
 
 // checkRoute makes the checks Linux's rtnetlink makes and the stack does
