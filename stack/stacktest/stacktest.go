@@ -17,7 +17,8 @@
 //
 // Stack A has addresses AddrA4 (in 198.18.0.0/15) and AddrA6 (in
 // 2001:2::/48), stack B AddrB4 and AddrB6, unless the options say
-// otherwise.
+// otherwise. NewStack is a single stack for tests that play the wire
+// themselves.
 package stacktest
 
 import (
@@ -123,6 +124,26 @@ func config(c stack.Config, now func() time.Duration, name string, a4 [4]byte, a
 		c.Now = now
 	}
 	return c
+}
+
+// NewStack builds one stack over an unconnected nictest queue, for tests
+// that play the wire themselves: they put frames on its receive side
+// (Inject) and read what it transmitted (Sent, ReadSent), and drive the
+// stack (Deliver, Flush, or a loop of their own). cfg is completed as
+// Options.A is. Cleanup closes the stack, then the queue.
+func NewStack(tb testing.TB, cfg stack.Config) (*stack.Stack, *nictest.Queue) {
+	tb.Helper()
+	q := nictest.New(MTU)
+	st, err := stack.New(q, config(cfg, nil, "a", AddrA4, AddrA6))
+	if err != nil {
+		q.Close()
+		tb.Fatalf("stack: %v", err)
+	}
+	tb.Cleanup(func() {
+		st.Close()
+		q.Close()
+	})
+	return st, q
 }
 
 // Pass runs one pass of A's loop, then one of B's, and reports whether
