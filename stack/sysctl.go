@@ -122,7 +122,7 @@ func (st *Stack) setSysctl(name, value string) error {
 	case "net.inet.tcp.keepidle", "net.inet.tcp.keepintvl", "net.inet.tcp.keepcnt",
 		"net.inet.tcp.always_keepalive", "net.inet.tcp.user_timeout":
 		// Per-socket options: the socket layer applies them to every
-		// TCP socket made after this (posix.Sockets.SetSocketDefaults).
+		// TCP socket made after this (Stack.SocketDefaults).
 		v, err := num()
 		if err != nil {
 			return err
@@ -145,7 +145,7 @@ func (st *Stack) setSysctl(name, value string) error {
 		return nil
 	case "net.inet.tcp.mem_limit":
 		// Enforced by the socket layer, which reads it at every
-		// reservation (posix.Sockets.SetSocketDefaults). Parsed as an
+		// reservation (Stack.SocketDefaults). Parsed as an
 		// int64: the range reaches past 32-bit ints.
 		v, err := strconv.ParseInt(value, 10, 64)
 		if err != nil || v < 0 {
