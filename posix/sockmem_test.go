@@ -9,8 +9,6 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
-	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 
 	"github.com/xstack/xstack/posix"
 	"github.com/xstack/xstack/posix/posixtest"
@@ -45,17 +43,14 @@ func wantReserved(tb testing.TB, what string, t *posix.Sockets, want int64) {
 // reservation, Listen and close give it back, UDP sockets reserve nothing.
 func TestMemReservation(t *testing.T) {
 	for _, moderate := range []bool{true, false} {
-		name := "moderate_rcvbuf=1"
+		value := "1"
 		if !moderate {
-			name = "moderate_rcvbuf=0"
+			value = "0"
 		}
-		t.Run(name, func(t *testing.T) {
+		t.Run("moderate_rcvbuf="+value, func(t *testing.T) {
 			e := newEnv(t)
 			// No limit, but every reservation is counted.
-			o := tcpip.TCPModerateReceiveBufferOption(moderate)
-			if err := e.B.Stack().Gvisor().SetTransportProtocolOption(tcp.ProtocolNumber, &o); err != nil {
-				t.Fatal(err)
-			}
+			must(t, e.B.Stack().SetSysctl("net.inet.tcp.moderate_rcvbuf", value))
 			snd, rcv, rcvMax := tcpBuffers(e.B.Stack())
 			want := snd + rcv
 			if moderate {
