@@ -11,8 +11,8 @@ import (
 
 	"github.com/xstack/xstack/internal/ctl"
 	"github.com/xstack/xstack/internal/fuzzcorpus"
-	"github.com/xstack/xstack/nic/nictest"
 	"github.com/xstack/xstack/stack"
+	"github.com/xstack/xstack/stack/stacktest"
 )
 
 // FuzzControlRequest runs up to eight request lines, one after the other,
@@ -34,17 +34,11 @@ import (
 func FuzzControlRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, script []byte) {
 		logs := &syncBuffer{}
-		q := nictest.New(1500)
-		st, err := stack.New(q, stack.Config{
+		st, q := stacktest.NewStack(t, stack.Config{
 			Name:  "t0",
 			Addr4: netip.MustParsePrefix("198.18.0.1/16"),
 			Addr6: netip.MustParsePrefix("2001:2::1/64"),
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer q.Close()
-		defer st.Close()
 		l := &Lcore{Conf: &Config{File: "fuzz.ini"}, Port: &PortConfig{Ifname: "t0"}, Stack: st, log: log.New(logs, "", 0)}
 		l.Loop = NewLoop(q, st, LoopConfig{})
 

@@ -10,7 +10,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,8 +19,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
-	"github.com/xstack/xstack/nic/nictest"
 	"github.com/xstack/xstack/stack"
+	"github.com/xstack/xstack/stack/stacktest"
 )
 
 // leakHelperEnv selects the case TestLeakCheckHelper runs in a subprocess
@@ -109,44 +108,17 @@ func TestLeakCheckHelper(t *testing.T) {
 	}
 }
 
-// leakPair makes two stacks over an in-memory queue pair, each driven by a
-// goroutine as an lcore loop would, and registered with the leak check as
-// lcore stacks are. stop ends the loops and closes both stacks.
+// leakPair makes two stacks joined in memory, each driven by a loop as an
+// lcore's is (stacktest), and registers them with the leak check as lcore
+// stacks are. stop ends the loops and closes both stacks.
 func leakPair(t *testing.T) (a, b *stack.Stack, stop func()) {
-	qa, qb := nictest.Pair(1500)
-	var err error
-	if a, err = stack.New(qa, stack.Config{Name: "a", Addr4: netip.MustParsePrefix("198.18.0.1/16")}); err != nil {
-		t.Fatal(err)
-	}
-	if b, err = stack.New(qb, stack.Config{Name: "b", Addr4: netip.MustParsePrefix("198.18.0.2/16")}); err != nil {
-		t.Fatal(err)
-	}
-	leakCheckStackOpened(a)
-	leakCheckStackOpened(b)
-	var halt atomic.Bool
-	done := make(chan struct{}, 2)
-	pump := func(q *nictest.Queue, st *stack.Stack) {
-		frames := make([][]byte, 64)
-		for !halt.Load() {
-			n, _ := q.Rx(frames)
-			st.Deliver(frames[:n])
-			if st.Flush() == 0 && n == 0 {
-				q.Wait(time.Millisecond)
-			}
-		}
-		done <- struct{}{}
-	}
-	go pump(qa, a)
-	go pump(qb, b)
-	return a, b, func() {
-		halt.Store(true)
-		<-done
-		<-done
-		a.Close()
-		a.Flush()
-		b.Close()
-		b.Flush()
-	}
+	p := stacktest.NewPairWith(t, stacktest.Options{
+		A: stack.Config{Addr4: netip.MustParsePrefix("198.18.0.1/16")},
+		B: stack.Config{Addr4: netip.MustParsePrefix("198.18.0.2/16")},
+	})
+	leakCheckStackOpened(p.A)
+	leakCheckStackOpened(p.B)
+	return p.A, p.B, p.Close
 }
 
 // leakConn opens a TCP connection from a to b, moves data both ways and

@@ -9,9 +9,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xstack/xstack/core"
-	"github.com/xstack/xstack/nic/nictest"
 	"github.com/xstack/xstack/posix"
 	"github.com/xstack/xstack/stack"
+	"github.com/xstack/xstack/stack/stacktest"
 )
 
 // rrRig is two lcores (server and client) over an in-memory NIC, both
@@ -27,28 +27,20 @@ type rrRig struct {
 }
 
 func newRRRig(tb testing.TB) *rrRig {
-	qa, qb := nictest.Pair(1500)
-	mk := func(q *nictest.Queue, a4 string) (*stack.Stack, *core.Loop, *posix.Sockets) {
-		// The stack's clock is the loop's, as in an lcore.
-		origin := time.Now()
-		now := func() time.Duration { return time.Since(origin) + 1 }
-		clk := stack.NewLoopClock(now)
-		st, err := stack.New(q, stack.Config{Name: "bench", Addr4: netip.MustParsePrefix(a4), Clock: clk})
-		if err != nil {
-			tb.Fatal(err)
-		}
-		l := core.NewLoop(q, st, core.LoopConfig{BusyPoll: true, Now: now, Clock: clk})
-		return st, l, posix.NewSockets(st.Gvisor(), stack.NICID)
-	}
-	sst, sl, ss := mk(qa, "198.18.0.1/16")
-	cst, cl, cs := mk(qb, "198.18.0.2/16")
+	p := stacktest.NewPairWith(tb, stacktest.Options{
+		A:      stack.Config{Name: "bench", Addr4: netip.MustParsePrefix("198.18.0.1/16")},
+		B:      stack.Config{Name: "bench", Addr4: netip.MustParsePrefix("198.18.0.2/16")},
+		Manual: true, // the lcore loops below drive the stacks
+	})
+	// The stacks' clocks are the loops' (stacktest gives each stack a
+	// LoopClock), as in an lcore.
+	now := func(st *stack.Stack) func() time.Duration { return st.LoopClock().Reading }
+	sl := core.NewLoop(p.QA, p.A, core.LoopConfig{BusyPoll: true, Now: now(p.A), Clock: p.A.LoopClock()})
+	cl := core.NewLoop(p.QB, p.B, core.LoopConfig{BusyPoll: true, Now: now(p.B), Clock: p.B.LoopClock()})
+	ss, cs := posix.NewSockets(p.A), posix.NewSockets(p.B)
 	tb.Cleanup(func() {
 		ss.Close()
 		cs.Close()
-		sst.Close()
-		cst.Close()
-		qa.Close()
-		qb.Close()
 	})
 	r := &rrRig{srvLoop: sl, cliLoop: cl, srv: ss, cli: cs, buf: make([]byte, 4096),
 		req: []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), resp: make([]byte, 200)}

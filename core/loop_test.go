@@ -7,6 +7,7 @@ import (
 
 	"github.com/xstack/xstack/nic/nictest"
 	"github.com/xstack/xstack/stack"
+	"github.com/xstack/xstack/stack/stacktest"
 )
 
 // fakeClock is a loop clock that moves only when the test moves it.
@@ -20,15 +21,7 @@ var junkFrame = append(append(make([]byte, 12), 0x88, 0xb5), make([]byte, 46)...
 
 func newTestLoop(t *testing.T, cfg LoopConfig) (*Loop, *nictest.Queue) {
 	t.Helper()
-	q := nictest.New(1500)
-	st, err := stack.New(q, stack.Config{Name: "t0", Addr4: netip.MustParsePrefix("198.18.0.1/16")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		st.Close()
-		q.Close()
-	})
+	st, q := stacktest.NewStack(t, stack.Config{Name: "t0", Addr4: netip.MustParsePrefix("198.18.0.1/16")})
 	return NewLoop(q, st, cfg), q
 }
 

@@ -3,6 +3,8 @@ package posix
 import (
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip"
+
+	xstack "github.com/xstack/xstack/stack"
 )
 
 // addrOp says what a socket address is for: Linux checks it differently in
@@ -68,7 +70,7 @@ func (s *socket) fullAddress(sa unix.Sockaddr, op addrOp) (tcpip.FullAddress, un
 		} else if isLinkLocal6(a.Addr) {
 			// Linux requires a scope for link-local peers; an lcore has
 			// one NIC, so it is the only sensible scope.
-			fa.NIC = s.t.nicID
+			fa.NIC = xstack.NICID
 		}
 		return fa, 0
 	case nil:
@@ -119,7 +121,7 @@ func (s *socket) sockaddr(fa tcpip.FullAddress) unix.Sockaddr {
 		if isLinkLocal6(sa.Addr) {
 			sa.ZoneId = uint32(fa.NIC)
 			if sa.ZoneId == 0 {
-				sa.ZoneId = uint32(s.t.nicID)
+				sa.ZoneId = uint32(xstack.NICID)
 			}
 		}
 	case 4:

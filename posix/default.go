@@ -19,7 +19,7 @@ var defaultSockets atomic.Pointer[Sockets]
 
 // noSockets answers for the package-level functions when no default is set.
 var noSockets = func() *Sockets {
-	t := NewSockets(nil, 0)
+	t := NewSockets(nil)
 	t.Close()
 	return t
 }()

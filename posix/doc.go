@@ -4,8 +4,10 @@
 //
 // # What it owns
 //
-// A Sockets is one lcore's file-descriptor table and epoll instances over one
-// gVisor *stack.Stack. File descriptors are small ints handed out lowest
+// A Sockets is one lcore's file-descriptor table and epoll instances over the
+// lcore's *stack.Stack (xstack's, not gVisor's): the table asks it for
+// endpoints, socket defaults, ports and routes, and does its I/O on the gVisor
+// endpoints it gets, as gVisor's gonet adapters do. File descriptors are small ints handed out lowest
 // first, as POSIX requires, starting at 3 so that a zero-valued field is never
 // a socket. Every error is a unix.Errno, the one Linux returns in the same
 // situation, so errors.Is(err, unix.ECONNREFUSED) works; no tcpip.Error
@@ -17,7 +19,8 @@
 // CloseFD, Getsockname, Getpeername, SetsockoptInt/GetsockoptInt (and
 // SO_LINGER, TCP_INFO), Fcntl, IoctlSetInt/IoctlGetInt, EpollCreate,
 // EpollCtl, EpollWait, Poll, and RouteAdd/RouteDel/Routes on the lcore's
-// gVisor route table (F-Stack's ff_route_ctl). SendMsg and RecvMsg carry no
+// route table (F-Stack's ff_route_ctl; the route tool changes the same table
+// through the same stack.Stack methods). SendMsg and RecvMsg carry no
 // control messages.
 //
 // The package-level functions (Socket, Bind, EpollWait, ...) forward to the

@@ -13,6 +13,7 @@ import (
 
 	"github.com/xstack/xstack/posix"
 	"github.com/xstack/xstack/posix/posixtest"
+	"github.com/xstack/xstack/stack/stacktest"
 )
 
 func TestMain(m *testing.M) {
@@ -38,20 +39,16 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// env is two Sockets tables on two connected stacks: A is the client side,
-// B the server side by convention.
+// env is two Sockets tables on two stacks joined in memory (stacktest): A
+// is the client side, B the server side by convention.
 type env struct {
-	pair *posixtest.Pair
 	A, B *posix.Sockets
 }
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
 	p := posixtest.NewPair(t)
-	e := &env{pair: p, A: posix.NewSockets(p.A, posixtest.NIC), B: posix.NewSockets(p.B, posixtest.NIC)}
-	t.Cleanup(e.A.Close)
-	t.Cleanup(e.B.Close)
-	return e
+	return &env{A: p.A, B: p.B}
 }
 
 // family describes one address family under test.
@@ -64,13 +61,13 @@ type family struct {
 var families = []family{
 	{
 		name: "ipv4", domain: unix.AF_INET,
-		a: func(port int) unix.Sockaddr { return &unix.SockaddrInet4{Addr: posixtest.AddrA4, Port: port} },
-		b: func(port int) unix.Sockaddr { return &unix.SockaddrInet4{Addr: posixtest.AddrB4, Port: port} },
+		a: func(port int) unix.Sockaddr { return &unix.SockaddrInet4{Addr: stacktest.AddrA4, Port: port} },
+		b: func(port int) unix.Sockaddr { return &unix.SockaddrInet4{Addr: stacktest.AddrB4, Port: port} },
 	},
 	{
 		name: "ipv6", domain: unix.AF_INET6,
-		a: func(port int) unix.Sockaddr { return &unix.SockaddrInet6{Addr: posixtest.AddrA6, Port: port} },
-		b: func(port int) unix.Sockaddr { return &unix.SockaddrInet6{Addr: posixtest.AddrB6, Port: port} },
+		a: func(port int) unix.Sockaddr { return &unix.SockaddrInet6{Addr: stacktest.AddrA6, Port: port} },
+		b: func(port int) unix.Sockaddr { return &unix.SockaddrInet6{Addr: stacktest.AddrB6, Port: port} },
 	},
 }
 

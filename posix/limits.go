@@ -11,24 +11,16 @@ import (
 	xstack "github.com/xstack/xstack/stack"
 )
 
-// SetSocketDefaults makes every TCP socket that Socket creates take the
-// per-socket defaults f returns at that moment (the net.inet.tcp.keep*,
-// always_keepalive and user_timeout sysctls: stack.Stack.SocketDefaults).
-// Accepted sockets inherit the listener's keepalive settings, as on Linux,
-// and the user timeout through gVisor. f's MemLimit
-// (net.inet.tcp.mem_limit) bounds the table's socket-buffer reservations
-// (see the package doc); it is read at every reservation. Init does this
-// for the lcore's stack; call it before the table is used.
-func (t *Sockets) SetSocketDefaults(f func() xstack.SocketDefaults) {
-	t.defaults = f
-}
-
-// applyDefaults gives a new TCP socket the sysctl defaults.
+// applyDefaults gives a new TCP socket the per-socket defaults the stack's
+// sysctls set at this moment (net.inet.tcp.keep*, always_keepalive and
+// user_timeout: stack.Stack.SocketDefaults). Accepted sockets inherit the
+// listener's keepalive settings, as on Linux, and the user timeout through
+// gVisor.
 func (s *socket) applyDefaults() {
-	if s.stype != unix.SOCK_STREAM || s.t.defaults == nil {
+	if s.stype != unix.SOCK_STREAM {
 		return
 	}
-	d := s.t.defaults()
+	d := s.t.stack.SocketDefaults()
 	if d.KeepIdle > 0 {
 		o := tcpip.KeepaliveIdleOption(time.Duration(d.KeepIdle) * time.Second)
 		s.ep.SetSockOpt(&o)
@@ -134,18 +126,13 @@ type memParams struct {
 }
 
 func (t *Sockets) memParams() memParams {
-	var p memParams
-	if t.defaults != nil {
-		p.limit = t.defaults().MemLimit
+	b := t.stack.TCPBuffers()
+	return memParams{
+		limit:      t.stack.SocketDefaults().MemLimit,
+		sndDefault: int64(b.SendDefault),
+		rcvMax:     int64(b.ReceiveMax),
+		moderate:   b.Moderate,
 	}
-	var snd tcpip.TCPSendBufferSizeRangeOption
-	t.stack.TransportProtocolOption(tcp.ProtocolNumber, &snd)
-	var rcv tcpip.TCPReceiveBufferSizeRangeOption
-	t.stack.TransportProtocolOption(tcp.ProtocolNumber, &rcv)
-	var mod tcpip.TCPModerateReceiveBufferOption
-	t.stack.TransportProtocolOption(tcp.ProtocolNumber, &mod)
-	p.sndDefault, p.rcvMax, p.moderate = int64(snd.Default), int64(rcv.Max), bool(mod)
-	return p
 }
 
 // need is the reservation of buffers of snd and rcv bytes, rcvAuto

@@ -9,7 +9,6 @@ import (
 	"sync"
 
 	"github.com/xstack/xstack/core"
-	"github.com/xstack/xstack/stack"
 )
 
 // Options are the flags every xstack program takes, as F-Stack's do.
@@ -112,14 +111,19 @@ func initGroup(o Options, threads bool) ([]*Sockets, error) {
 	}
 	ts := make([]*Sockets, len(ls))
 	for i, l := range ls {
-		ts[i] = NewSockets(l.Stack.Gvisor(), stack.NICID)
-		ts[i].SetConnectTCP(l.Stack.ConnectTCP)
-		ts[i].SetSocketDefaults(l.Stack.SocketDefaults)
-		l.SetSocketCounters(ts[i].Counters)
+		ts[i] = lcoreSockets(l)
 	}
 	group, tables = ls, ts
 	SetDefault(ts[0])
 	return ts, nil
+}
+
+// lcoreSockets makes the socket table of l's stack and hands its counters
+// to l's control plane.
+func lcoreSockets(l *core.Lcore) *Sockets {
+	t := NewSockets(l.Stack)
+	l.SetSocketCounters(t.Counters)
+	return t
 }
 
 // checkProcType checks -t against -p: proc-id 0 is the primary (it attaches

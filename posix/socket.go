@@ -420,12 +420,7 @@ func (s *socket) connect(addr tcpip.FullAddress, deadline <-chan struct{}) error
 		s.wwait.register(s.wq, waiter.WritableEvents|waiter.EventHUp|waiter.EventErr)
 		defer s.wq.EventUnregister(&s.wwait.entry)
 	}
-	var err tcpip.Error
-	if s.t.connectTCP != nil {
-		err = s.t.connectTCP(s.ep, addr)
-	} else {
-		err = s.ep.Connect(addr)
-	}
+	err := s.t.stack.ConnectTCP(s.ep, addr)
 	for {
 		switch err.(type) {
 		case nil:

@@ -6,8 +6,6 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
-	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	xstack "github.com/xstack/xstack/stack"
 )
@@ -21,13 +19,15 @@ const (
 	maxFDs = 1 << 20
 )
 
-// Sockets is one lcore's file-descriptor table and epoll instances over one
-// gVisor stack. It does not own the stack: close the Sockets first, then the
-// stack. All methods are safe for concurrent use; see the package doc for the
-// lcore loop's contract (EnterLoop, LeaveLoop).
+// Sockets is one lcore's file-descriptor table and epoll instances over the
+// lcore's stack. Everything it needs of the stack it asks the stack.Stack
+// (endpoints, the sysctls' socket defaults, the active-port choice, routes);
+// it does its I/O on the gVisor endpoints it gets, as gVisor's gonet does. It
+// does not own the stack: close the Sockets first, then the stack. All
+// methods are safe for concurrent use; see the package doc for the lcore
+// loop's contract (EnterLoop, LeaveLoop).
 type Sockets struct {
-	stack *stack.Stack
-	nicID tcpip.NICID
+	stack *xstack.Stack
 
 	mu sync.RWMutex
 	// files is indexed by fd; a nil entry is free.
@@ -61,13 +61,6 @@ type Sockets struct {
 	// the goroutine that first called EnterLoop (0 before that).
 	inLoop atomic.Bool
 	loopG  atomic.Uint64
-
-	// connectTCP starts an unbound TCP socket's connection (see
-	// SetConnectTCP); nil means the endpoint's own Connect.
-	connectTCP func(tcpip.Endpoint, tcpip.FullAddress) tcpip.Error
-	// defaults returns the sysctls' per-socket defaults for new TCP
-	// sockets (SetSocketDefaults); nil means none.
-	defaults func() xstack.SocketDefaults
 }
 
 // file is one entry of the table: a socket or an epoll instance, with the
@@ -85,27 +78,22 @@ type file struct {
 	ep   *eventPoll //
 }
 
-// NewSockets returns an empty descriptor table over s. nicID is the lcore's
-// NIC: it scopes link-local IPv6 addresses given without a zone.
-func NewSockets(s *stack.Stack, nicID tcpip.NICID) *Sockets {
+// NewSockets returns an empty descriptor table over st. New TCP sockets take
+// the per-socket defaults the sysctls set on st (keepalive, user timeout;
+// net.inet.tcp.mem_limit bounds their buffers, see the package doc), and
+// connect(2) lets st choose the local port, so that the replies come back
+// to the lcore's queue (stack.Stack.ConnectTCP). A nil st makes a table
+// that must be closed before use.
+func NewSockets(st *xstack.Stack) *Sockets {
 	return &Sockets{
-		stack:   s,
-		nicID:   nicID,
+		stack:   st,
 		lowFree: firstFD,
 		done:    make(chan struct{}),
 	}
 }
 
-// SetConnectTCP makes connect(2) on TCP sockets start the connection with
-// f instead of the endpoint's Connect: the lcore's stack uses it to choose
-// a local port whose replies the NIC brings back to the lcore's queue
-// (stack.Stack.ConnectTCP). Call it before the table is used.
-func (t *Sockets) SetConnectTCP(f func(tcpip.Endpoint, tcpip.FullAddress) tcpip.Error) {
-	t.connectTCP = f
-}
-
-// Stack returns the gVisor stack the sockets live on.
-func (t *Sockets) Stack() *stack.Stack { return t.stack }
+// Stack returns the stack the sockets live on.
+func (t *Sockets) Stack() *xstack.Stack { return t.stack }
 
 // EnterLoop marks the start of the application's loop callback on the lcore
 // loop goroutine. Until LeaveLoop, a call made on that goroutine that would

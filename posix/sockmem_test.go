@@ -6,49 +6,27 @@ import (
 	"errors"
 	"io"
 	"net"
-	"sync/atomic"
 	"testing"
 
 	"golang.org/x/sys/unix"
-	"gvisor.dev/gvisor/pkg/tcpip"
-	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
-	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 
 	"github.com/xstack/xstack/posix"
 	"github.com/xstack/xstack/posix/posixtest"
 	xstack "github.com/xstack/xstack/stack"
+	"github.com/xstack/xstack/stack/stacktest"
 )
-
-// memLimited gives e's server table (B) a net.inet.tcp.mem_limit that the
-// test may change as it goes, as the sysctl can change at run time.
-func memLimited(e *env) *atomic.Int64 {
-	limit := new(atomic.Int64)
-	e.B.SetSocketDefaults(func() xstack.SocketDefaults {
-		return xstack.SocketDefaults{MemLimit: limit.Load()}
-	})
-	return limit
-}
 
 // tcpBuffers returns s's default TCP send and receive buffer sizes and the
 // receive range's maximum.
-func tcpBuffers(tb testing.TB, s *gvstack.Stack) (snd, rcv, rcvMax int64) {
-	tb.Helper()
-	var so tcpip.TCPSendBufferSizeRangeOption
-	var ro tcpip.TCPReceiveBufferSizeRangeOption
-	if err := s.TransportProtocolOption(tcp.ProtocolNumber, &so); err != nil {
-		tb.Fatal(err)
-	}
-	if err := s.TransportProtocolOption(tcp.ProtocolNumber, &ro); err != nil {
-		tb.Fatal(err)
-	}
-	return int64(so.Default), int64(ro.Default), int64(ro.Max)
+func tcpBuffers(s *xstack.Stack) (snd, rcv, rcvMax int64) {
+	b := s.TCPBuffers()
+	return int64(b.SendDefault), int64(b.ReceiveDefault), int64(b.ReceiveMax)
 }
 
 // perSocket is what a new TCP socket of s reserves with gVisor's default
 // receive auto-tuning on: its send buffer and the largest receive buffer.
-func perSocket(tb testing.TB, s *gvstack.Stack) int64 {
-	tb.Helper()
-	snd, _, rcvMax := tcpBuffers(tb, s)
+func perSocket(s *xstack.Stack) int64 {
+	snd, _, rcvMax := tcpBuffers(s)
 	return snd + rcvMax
 }
 
@@ -65,18 +43,15 @@ func wantReserved(tb testing.TB, what string, t *posix.Sockets, want int64) {
 // reservation, Listen and close give it back, UDP sockets reserve nothing.
 func TestMemReservation(t *testing.T) {
 	for _, moderate := range []bool{true, false} {
-		name := "moderate_rcvbuf=1"
+		value := "1"
 		if !moderate {
-			name = "moderate_rcvbuf=0"
+			value = "0"
 		}
-		t.Run(name, func(t *testing.T) {
+		t.Run("moderate_rcvbuf="+value, func(t *testing.T) {
 			e := newEnv(t)
-			memLimited(e) // 0: no limit, but every reservation is counted
-			o := tcpip.TCPModerateReceiveBufferOption(moderate)
-			if err := e.pair.B.SetTransportProtocolOption(tcp.ProtocolNumber, &o); err != nil {
-				t.Fatal(err)
-			}
-			snd, rcv, rcvMax := tcpBuffers(t, e.pair.B)
+			// No limit, but every reservation is counted.
+			must(t, e.B.Stack().SetSysctl("net.inet.tcp.moderate_rcvbuf", value))
+			snd, rcv, rcvMax := tcpBuffers(e.B.Stack())
 			want := snd + rcv
 			if moderate {
 				want = snd + rcvMax
@@ -97,7 +72,7 @@ func TestMemReservation(t *testing.T) {
 
 			fd2 := must1[int](t)(e.B.Socket(unix.AF_INET6, unix.SOCK_STREAM, 0))
 			wantReserved(t, "second TCP socket", e.B, 64<<10+128<<10+want)
-			must(t, e.B.Bind(fd2, &unix.SockaddrInet6{Addr: posixtest.AddrB6, Port: 7}))
+			must(t, e.B.Bind(fd2, &unix.SockaddrInet6{Addr: stacktest.AddrB6, Port: 7}))
 			must(t, e.B.Listen(fd2, 8))
 			wantReserved(t, "after Listen", e.B, 64<<10+128<<10)
 			// A listener's buffers are not reserved.
@@ -120,9 +95,8 @@ func TestMemReservation(t *testing.T) {
 // instances still work, and a close makes room again.
 func TestMemLimitSocket(t *testing.T) {
 	e := newEnv(t)
-	limit := memLimited(e)
-	per := perSocket(t, e.pair.B)
-	limit.Store(2 * per)
+	per := perSocket(e.B.Stack())
+	posixtest.SetMemLimit(t, e.B, 2*per)
 
 	fd1 := must1[int](t)(e.B.Socket(unix.AF_INET, unix.SOCK_STREAM, 0))
 	fd2 := must1[int](t)(e.B.Socket(unix.AF_INET6, unix.SOCK_STREAM|unix.SOCK_NONBLOCK, 0))
@@ -150,7 +124,7 @@ func TestMemLimitSocket(t *testing.T) {
 
 	// Lowering the limit below what is reserved refuses new sockets and
 	// takes nothing away from the existing ones.
-	limit.Store(per)
+	posixtest.SetMemLimit(t, e.B, per)
 	_, err = e.B.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
 	wantErrno(t, "Socket over a lowered limit", err, unix.ENOBUFS)
 	wantReserved(t, "over a lowered limit", e.B, 2*per)
@@ -171,9 +145,8 @@ func TestMemLimitAccept(t *testing.T) {
 	for _, fam := range families {
 		t.Run(fam.name, func(t *testing.T) {
 			e := newEnv(t)
-			limit := memLimited(e)
-			per := perSocket(t, e.pair.B)
-			limit.Store(per) // one connection
+			per := perSocket(e.B.Stack())
+			posixtest.SetMemLimit(t, e.B, per) // one connection
 
 			lfd, port := listen(t, e.B, fam, fam.b, 0)
 			wantReserved(t, "with a listener", e.B, 0)
@@ -235,10 +208,9 @@ func TestMemLimitAccept(t *testing.T) {
 // raise that fits takes the memory, a cut gives it back.
 func TestMemLimitSockopt(t *testing.T) {
 	e := newEnv(t)
-	limit := memLimited(e)
-	snd, _, rcvMax := tcpBuffers(t, e.pair.B)
+	snd, _, rcvMax := tcpBuffers(e.B.Stack())
 	per := snd + rcvMax
-	limit.Store(per + snd) // room for the send buffer to double
+	posixtest.SetMemLimit(t, e.B, per+snd) // room for the send buffer to double
 
 	fd := must1[int](t)(e.B.Socket(unix.AF_INET, unix.SOCK_STREAM, 0))
 	sndbuf := func() int { return must1[int](t)(e.B.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF)) }
@@ -269,7 +241,7 @@ func TestMemLimitSockopt(t *testing.T) {
 	wantErrno(t, "Socket with the memory taken by SO_SNDBUF", err, unix.ENOBUFS)
 
 	// Cuts give memory back, whatever the limit.
-	limit.Store(64 << 10)
+	posixtest.SetMemLimit(t, e.B, 64<<10)
 	must(t, e.B.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 8<<10))
 	must(t, e.B.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 8<<10))
 	wantReserved(t, "after the cuts", e.B, 32<<10)
@@ -290,8 +262,7 @@ func TestMemLimitSockopt(t *testing.T) {
 // off for it), so the reservation still bounds it.
 func TestMemLimitSendBufferStays(t *testing.T) {
 	e := newEnv(t)
-	limit := memLimited(e)
-	limit.Store(1 << 30)
+	posixtest.SetMemLimit(t, e.B, 1<<30)
 	cfd, sfd := connected(t, e, families[0])
 	before := must1[int](t)(e.B.GetsockoptInt(sfd, unix.SOL_SOCKET, unix.SO_SNDBUF))
 	reserved := e.B.MemReserved()
@@ -331,9 +302,8 @@ func TestMemLimitSendBufferStays(t *testing.T) {
 // TestMemCounters checks the counters an lcore reports for the table.
 func TestMemCounters(t *testing.T) {
 	e := newEnv(t)
-	limit := memLimited(e)
-	per := perSocket(t, e.pair.B)
-	limit.Store(per)
+	per := perSocket(e.B.Stack())
+	posixtest.SetMemLimit(t, e.B, per)
 	fd := must1[int](t)(e.B.Socket(unix.AF_INET, unix.SOCK_STREAM, 0))
 	_, err := e.B.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
 	wantErrno(t, "second Socket", err, unix.ENOBUFS)
@@ -353,8 +323,7 @@ func TestMemCounters(t *testing.T) {
 // queued, and the next Accept after a close returns it.
 func TestMemLimitNetListener(t *testing.T) {
 	e := newEnv(t)
-	limit := memLimited(e)
-	limit.Store(perSocket(t, e.pair.B))
+	posixtest.SetMemLimit(t, e.B, perSocket(e.B.Stack()))
 	ln, err := e.B.NetListen("tcp4", "198.18.0.2:0")
 	must(t, err)
 	defer ln.Close()

@@ -481,14 +481,11 @@ func (s *socket) connectedMSS() int {
 	if _, err := s.ep.GetRemoteAddress(); err != nil {
 		return 0
 	}
-	info, ok := s.t.stack.NICInfo()[s.t.nicID]
-	if !ok || info.MTU == 0 {
-		return 0
-	}
-	mss := int(info.MTU) - header.TCPMinimumSize - header.IPv4MinimumSize
+	mtu := s.t.stack.MTU()
+	mss := mtu - header.TCPMinimumSize - header.IPv4MinimumSize
 	if s.family == unix.AF_INET6 {
 		if a, err := s.ep.GetRemoteAddress(); err != nil || a.Addr.Len() == 16 {
-			mss = int(info.MTU) - header.TCPMinimumSize - header.IPv6MinimumSize
+			mss = mtu - header.TCPMinimumSize - header.IPv6MinimumSize
 		}
 	}
 	return mss

@@ -224,53 +224,68 @@ func (st *Stack) route(r tcpip.Route) Route {
 	return out
 }
 
-// ErrNoRoute is returned by RouteTo and DeleteRoute when no route matches.
-var ErrNoRoute = errors.New("no route")
+// Errors of the route changes, matched with errors.Is.
+var (
+	// ErrNoRoute: RouteTo found no route to the address, or DeleteRoute
+	// none to delete.
+	ErrNoRoute = errors.New("no route")
+	// ErrRouteExists: AddRoute's route is in the table already.
+	ErrRouteExists = errors.New("route exists")
+	// ErrGatewayNotOnLink: AddRoute's gateway cannot be reached
+	// directly on the interface.
+	ErrGatewayNotOnLink = errors.New("not on a network of the interface")
+)
 
 // AddRoute adds a route to dst (masked to its prefix) through gateway, or on
-// the interface when gateway is invalid. The gateway must be of dst's family
-// and inside one of the interface's prefixes (on-link), and the route must
-// not exist yet. More specific routes win; gVisor consults the table in
-// order, so the table is kept sorted by prefix length, longest first.
+// the interface when gateway is invalid. The gateway must be of dst's family,
+// not one of the interface's own addresses, and on-link: the table must
+// reach it through a route without a gateway (as Linux asks of a next hop),
+// or it is an IPv6 link-local address. The route must not exist yet
+// (ErrRouteExists). gVisor keeps the table sorted, most specific first, and
+// consults it in that order. It is safe from any goroutine.
 func (st *Stack) AddRoute(dst netip.Prefix, gateway netip.Addr) error {
 	if !dst.IsValid() {
 		return fmt.Errorf("add route: invalid destination")
 	}
 	dst = dst.Masked()
+	nr := tcpip.Route{Destination: subnet(dst), NIC: NICID}
 	if gateway.IsValid() {
 		if gateway.Is4() != dst.Addr().Is4() {
 			return fmt.Errorf("add route %s: gateway %s is not of the destination's address family", dst, gateway)
 		}
 		if !st.onLink(gateway) {
-			return fmt.Errorf("add route %s: gateway %s is not on a network of the interface (%s)", dst, gateway, prefixList(st.Interface().Addrs))
+			return fmt.Errorf("add route %s: gateway %s: %w (%s)", dst, gateway, ErrGatewayNotOnLink, prefixList(st.Interface().Addrs))
 		}
-	}
-	table := st.s.GetRouteTable()
-	for _, r := range table {
-		if got := st.route(r); got.Dst == dst && got.Gateway == gateway {
-			return fmt.Errorf("add route %s: route exists", dst)
-		}
-	}
-	nr := tcpip.Route{Destination: subnet(dst), NIC: NICID}
-	if gateway.IsValid() {
 		nr.Gateway = tcpip.AddrFromSlice(gateway.AsSlice())
 	}
-	i := slices.IndexFunc(table, func(r tcpip.Route) bool { return r.Destination.Prefix() < dst.Bits() })
-	if i < 0 {
-		i = len(table)
+	st.routeMu.Lock()
+	defer st.routeMu.Unlock()
+	for _, r := range st.s.GetRouteTable() {
+		if r.Destination == nr.Destination && r.Gateway == nr.Gateway {
+			return fmt.Errorf("add route %s: %w", dst, ErrRouteExists)
+		}
 	}
-	table = slices.Insert(table, i, nr)
-	st.s.SetRouteTable(table)
+	st.s.AddRoute(nr)
 	return nil
 }
 
-// DeleteRoute removes the routes to exactly dst; with a valid gateway, only
-// the one through it.
+// DeleteRoute removes the routes to exactly dst (masked to its prefix);
+// with a valid gateway, only the one through it. It is safe from any
+// goroutine.
 func (st *Stack) DeleteRoute(dst netip.Prefix, gateway netip.Addr) error {
+	if !dst.IsValid() {
+		return fmt.Errorf("delete route: invalid destination")
+	}
 	dst = dst.Masked()
+	sub := subnet(dst)
+	var gw tcpip.Address
+	if gateway.IsValid() {
+		gw = tcpip.AddrFromSlice(gateway.AsSlice())
+	}
+	st.routeMu.Lock()
+	defer st.routeMu.Unlock()
 	n := st.s.RemoveRoutes(func(r tcpip.Route) bool {
-		got := st.route(r)
-		return got.Dst == dst && (!gateway.IsValid() || got.Gateway == gateway)
+		return r.Destination == sub && (!gateway.IsValid() || r.Gateway == gw)
 	})
 	if n == 0 {
 		return fmt.Errorf("delete route %s: %w", dst, ErrNoRoute)
@@ -311,13 +326,27 @@ func (st *Stack) RouteTo(dst netip.Addr) (RouteLookup, error) {
 	return out, nil
 }
 
+// onLink reports whether a can be a next hop: not one of the interface's
+// addresses, and reached without a gateway.
 func (st *Stack) onLink(a netip.Addr) bool {
 	for _, p := range st.Interface().Addrs {
-		if p.Masked().Contains(a) && p.Addr() != a {
-			return true
+		if p.Addr() == a {
+			return false
 		}
 	}
-	return a.Is6() && a.IsLinkLocalUnicast()
+	if a.Is6() && a.IsLinkLocalUnicast() {
+		return true
+	}
+	proto := ipv4.ProtocolNumber
+	if a.Is6() {
+		proto = ipv6.ProtocolNumber
+	}
+	r, err := st.s.FindRoute(NICID, tcpip.Address{}, tcpip.AddrFromSlice(a.AsSlice()), proto, false)
+	if err != nil {
+		return false
+	}
+	defer r.Release()
+	return r.NextHop() == (tcpip.Address{})
 }
 
 func prefixList(ps []netip.Prefix) string {

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -87,6 +89,50 @@ func TestRoutes(t *testing.T) {
 	}
 	if _, err := p.a.RouteTo(netip.MustParseAddr("198.19.0.7")); !errors.Is(err, stack.ErrNoRoute) {
 		t.Fatalf("RouteTo after delete: %v, want ErrNoRoute", err)
+	}
+}
+
+// TestRoutesConcurrent adds routes from many goroutines at once, as the
+// route tool (on the loop) and an application (posix.RouteAdd, anywhere)
+// may: none is lost, and of the goroutines adding the same route exactly
+// one succeeds.
+func TestRoutesConcurrent(t *testing.T) {
+	p := newPair(t)
+	// More Ps than CPUs, so that the adds interleave even on a small
+	// machine.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(8))
+	gw := netip.MustParseAddr("198.18.0.2")
+	const n = 32
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	errs := make([]error, 2*n)
+	for i := range n {
+		dst := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i), 0, 0}), 16)
+		for j := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				errs[2*i+j] = p.a.AddRoute(dst, gw)
+			}()
+		}
+	}
+	close(start)
+	wg.Wait()
+	for i := range n {
+		a, b := errs[2*i], errs[2*i+1]
+		if (a == nil) == (b == nil) || !errors.Is(a, stack.ErrRouteExists) && !errors.Is(b, stack.ErrRouteExists) {
+			t.Errorf("route %d added twice at once: errors %v and %v, want one nil and one ErrRouteExists", i, a, b)
+		}
+	}
+	got := 0
+	for _, r := range p.a.Routes() {
+		if netip.MustParsePrefix("10.0.0.0/8").Contains(r.Dst.Addr()) && r.Gateway == gw {
+			got++
+		}
+	}
+	if got != n {
+		t.Fatalf("%d of %d routes in the table: %+v", got, n, p.a.Routes())
 	}
 }
 

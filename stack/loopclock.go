@@ -85,6 +85,12 @@ func (c *LoopClock) Advance(now time.Duration) int {
 	return n
 }
 
+// Reading returns the clock's reading now, as a time since its origin.
+func (c *LoopClock) Reading() time.Duration { return c.now() }
+
+// Fire runs the callbacks of the timers due by now, as Advance does.
+func (c *LoopClock) Fire() int { return c.Advance(c.now()) }
+
 // NextDeadline returns how long after now the earliest timer is due (0 if
 // it is due already), and false when no timer is armed.
 func (c *LoopClock) NextDeadline(now time.Duration) (time.Duration, bool) {

@@ -28,6 +28,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+	"gvisor.dev/gvisor/pkg/waiter"
 
 	"github.com/xstack/xstack/nic"
 )
@@ -61,13 +62,23 @@ type Config struct {
 	// NIC's hash brings the replies to this stack's queue.
 	PickPort PortPicker
 
-	// Clock, when set, is gVisor's clock: the lcore loop drives it
-	// (core.LoopConfig.Clock), so that reading the time costs an atomic
-	// load and timers fire in the loop. Unset, gVisor reads the system
-	// clock and runs its timers on Go runtime timers; a stack that no
-	// loop drives must leave it unset, or its timers never fire.
+	// Clock, when set, is gVisor's clock, whose timers the lcore loop
+	// fires (core.LoopConfig.Clock). Unset, gVisor runs its timers on Go
+	// runtime timers; a stack that no loop drives must leave it unset, or
+	// its timers never fire.
 	Clock *LoopClock
+
+	// Now, when set, is the clock of the stack's own decisions (the
+	// SYN-flood guard's windows): monotonic time since any fixed origin,
+	// never negative, as core.LoopConfig.Now. Tests give it a clock they
+	// advance themselves. Default: Clock's, else the runtime's monotonic
+	// clock.
+	Now func() time.Duration
 }
+
+// LoopClock returns the stack's clock when it is a LoopClock (Config.Clock),
+// whose timers the caller's loop must fire, or nil.
+func (st *Stack) LoopClock() *LoopClock { return st.cfg.Clock }
 
 // Stack is one gVisor stack over one NIC queue.
 type Stack struct {
@@ -81,6 +92,10 @@ type Stack struct {
 	sockDefaults SocketDefaults // +checklocks:sockMu
 
 	active activePorts // ConnectTCP's port choice
+
+	// routeMu makes AddRoute's check for an existing route and its
+	// insertion one step: every route change goes through this type.
+	routeMu sync.Mutex
 }
 
 // SocketDefaults are per-socket options that the sysctls set for new sockets.
@@ -96,7 +111,8 @@ type SocketDefaults struct {
 	UserTimeout time.Duration
 	// MemLimit bounds the socket-buffer memory the TCP sockets of one
 	// lcore may reserve, in bytes (net.inet.tcp.mem_limit); 0 = none.
-	// The socket layer enforces it (posix.Sockets.SetSocketDefaults).
+	// The socket layer enforces it (posix.Sockets reads it at every
+	// reservation).
 	MemLimit int64
 }
 
@@ -114,8 +130,15 @@ func New(q nic.Queue, cfg Config) (*Stack, error) {
 		cfg.TxBatch = 64
 	}
 	var clock tcpip.Clock
-	if cfg.Clock != nil {
+	switch {
+	case cfg.Clock != nil:
 		clock = cfg.Clock
+		if cfg.Now == nil {
+			cfg.Now = cfg.Clock.now
+		}
+	case cfg.Now == nil:
+		origin := time.Now()
+		cfg.Now = func() time.Duration { return time.Since(origin) }
 	}
 	s := gvstack.New(gvstack.Options{
 		Clock: clock,
@@ -136,7 +159,7 @@ func New(q nic.Queue, cfg Config) (*Stack, error) {
 	})
 	st := &Stack{s: s, cfg: cfg}
 	st.ep = newEndpoint(q, mtu, cfg.TxBatch)
-	st.ep.guard.init(s.Stats().TCP.ListenOverflowSynCookieSent.Value)
+	st.ep.guard.init(s.Stats().TCP.ListenOverflowSynCookieSent.Value, cfg.Now)
 	if err := st.init(); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("stack %s: %w", cfg.Name, err)
@@ -209,22 +232,46 @@ func (st *Stack) AddAddress(p netip.Prefix) error {
 	return nil
 }
 
+// subnet converts a prefix to gVisor's form, host bits cleared.
 func subnet(p netip.Prefix) tcpip.Subnet {
-	addr := tcpip.AddrFromSlice(p.Addr().AsSlice())
-	n := len(p.Addr().AsSlice())
-	mask := make([]byte, n)
-	for i := 0; i < p.Bits(); i++ {
-		mask[i/8] |= 0x80 >> (i % 8)
-	}
-	sn, err := tcpip.NewSubnet(addr, tcpip.MaskFromBytes(mask))
-	if err != nil {
-		panic(fmt.Sprintf("subnet %s: %v", p, err)) // a masked prefix is always a valid subnet
-	}
-	return sn
+	return tcpip.AddressWithPrefix{Address: tcpip.AddrFromSlice(p.Addr().AsSlice()), PrefixLen: p.Bits()}.Subnet()
 }
 
-// Gvisor returns the gVisor stack, for the socket layer.
+// Gvisor returns the gVisor stack, for what runs below the socket layer
+// (the lcore's shutdown) and for tests. The socket layer (posix) goes
+// through Stack's own methods.
 func (st *Stack) Gvisor() *gvstack.Stack { return st.s }
+
+// NewEndpoint creates a transport endpoint (a socket's) of the given
+// protocols on the stack, as gVisor's Stack.NewEndpoint does: the socket
+// layer does its I/O on the endpoint itself, as gVisor's gonet adapters do.
+func (st *Stack) NewEndpoint(trans tcpip.TransportProtocolNumber, netProto tcpip.NetworkProtocolNumber, wq *waiter.Queue) (tcpip.Endpoint, tcpip.Error) {
+	return st.s.NewEndpoint(trans, netProto, wq)
+}
+
+// TCPBuffers are the buffer sizes gVisor gives new TCP endpoints (the
+// net.inet.tcp.sendspace and recvspace sysctls and gVisor's ranges).
+type TCPBuffers struct {
+	SendDefault    int
+	ReceiveDefault int
+	ReceiveMax     int  // the largest receive buffer auto-tuning grows to
+	Moderate       bool // new endpoints auto-tune their receive buffer
+}
+
+// TCPBuffers returns the buffer sizes of new TCP endpoints now. It is safe
+// from any goroutine and does not allocate.
+func (st *Stack) TCPBuffers() TCPBuffers {
+	var snd tcpip.TCPSendBufferSizeRangeOption
+	st.s.TransportProtocolOption(tcp.ProtocolNumber, &snd)
+	var rcv tcpip.TCPReceiveBufferSizeRangeOption
+	st.s.TransportProtocolOption(tcp.ProtocolNumber, &rcv)
+	var mod tcpip.TCPModerateReceiveBufferOption
+	st.s.TransportProtocolOption(tcp.ProtocolNumber, &mod)
+	return TCPBuffers{SendDefault: snd.Default, ReceiveDefault: rcv.Default, ReceiveMax: rcv.Max, Moderate: bool(mod)}
+}
+
+// MTU returns the interface's MTU now (SetMTU changes it).
+func (st *Stack) MTU() int { return int(st.ep.MTU()) }
 
 // SocketDefaults returns the per-socket defaults set by sysctls.
 func (st *Stack) SocketDefaults() SocketDefaults {

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"io"
 	"net/netip"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,23 +16,8 @@ import (
 
 	"github.com/xstack/xstack/nic/nictest"
 	"github.com/xstack/xstack/stack"
+	"github.com/xstack/xstack/stack/stacktest"
 )
-
-// pump drives a stack the way the lcore loop does, until stop is set.
-func pump(q *nictest.Queue, st *stack.Stack, stop *atomic.Bool, done chan<- struct{}) {
-	frames := make([][]byte, 64)
-	for !stop.Load() {
-		n, err := q.Rx(frames)
-		if err != nil {
-			break
-		}
-		st.Deliver(frames[:n])
-		if st.Flush() == 0 && n == 0 {
-			q.Wait(time.Millisecond)
-		}
-	}
-	close(done)
-}
 
 type pair struct {
 	a, b   *stack.Stack
@@ -49,31 +33,12 @@ func newPair(t *testing.T) *pair {
 // addresses it sets.
 func newPairConfig(t *testing.T, cb stack.Config) *pair {
 	t.Helper()
-	qa, qb := nictest.Pair(1500)
-	a, err := stack.New(qa, stack.Config{Name: "a",
-		Addr4: netip.MustParsePrefix("198.18.0.1/16"), Addr6: netip.MustParsePrefix("2001:2::1/64")})
-	if err != nil {
-		t.Fatal(err)
-	}
 	cb.Name, cb.Addr4, cb.Addr6 = "b", netip.MustParsePrefix("198.18.0.2/16"), netip.MustParsePrefix("2001:2::2/64")
-	b, err := stack.New(qb, cb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stop atomic.Bool
-	da, db := make(chan struct{}), make(chan struct{})
-	go pump(qa, a, &stop, da)
-	go pump(qb, b, &stop, db)
-	t.Cleanup(func() {
-		stop.Store(true)
-		<-da
-		<-db
-		a.Close()
-		b.Close()
-		qa.Close()
-		qb.Close()
+	p := stacktest.NewPairWith(t, stacktest.Options{
+		A: stack.Config{Name: "a", Addr4: netip.MustParsePrefix("198.18.0.1/16"), Addr6: netip.MustParsePrefix("2001:2::1/64")},
+		B: cb,
 	})
-	return &pair{a, b, qa, qb}
+	return &pair{p.A, p.B, p.QA, p.QB}
 }
 
 func TestTCPOverInMemoryNIC(t *testing.T) {

@@ -32,8 +32,10 @@ type synGuard struct {
 
 	// cookiesSent reads gVisor's count of SYN cookies sent.
 	cookiesSent func() uint64
-	base        time.Time // the clock's origin
-	key         [2]uint64 // hash key, random per stack
+	// now is the stack's clock (Config.Now): monotonic time since a
+	// fixed origin, never negative.
+	now func() time.Duration
+	key [2]uint64 // hash key, random per stack
 
 	winStart    time.Duration // start of the current 100 ms window
 	winSYNs     uint32        // SYNs seen in it
@@ -60,9 +62,9 @@ const (
 // defaultSynGuard is net.inet.tcp.syn_guard's default.
 const defaultSynGuard = 10000
 
-func (g *synGuard) init(cookiesSent func() uint64) {
+func (g *synGuard) init(cookiesSent func() uint64, now func() time.Duration) {
 	g.cookiesSent = cookiesSent
-	g.base = time.Now()
+	g.now = now
 	g.key = [2]uint64{rand.Uint64(), rand.Uint64()}
 	g.limit.Store(defaultSynGuard)
 }
@@ -75,7 +77,7 @@ func (g *synGuard) check(ip, l4 []byte, proto tcpip.NetworkProtocolNumber) bool 
 	if limit == 0 {
 		return false
 	}
-	now := time.Since(g.base)
+	now := g.now()
 	if now-g.winStart >= guardWindow {
 		cookies := g.cookiesSent()
 		if g.winSYNs > limit/10 && (cookies != g.winCookies || now < g.activeUntil) {

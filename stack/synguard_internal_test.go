@@ -23,8 +23,12 @@ func guardSYN(src uint32, port uint16) (ip, l4 []byte) {
 
 func TestSynGuard(t *testing.T) {
 	var cookies uint64
+	// The guard's clock moves only when the test says: a window ends
+	// when advance moves it past the window's end.
+	var now time.Duration
+	advance := func(d time.Duration) { now += d }
 	var g synGuard
-	g.init(func() uint64 { return cookies })
+	g.init(func() uint64 { return cookies }, func() time.Duration { return now })
 	g.limit.Store(1000) // engages above 100 SYNs in a 100 ms window
 
 	next := uint32(0x0a000000)
@@ -42,7 +46,7 @@ func TestSynGuard(t *testing.T) {
 	// A high SYN rate alone, with the listeners keeping up (no cookies),
 	// does not engage the guard.
 	burst(500)
-	time.Sleep(guardWindow + 10*time.Millisecond)
+	advance(guardWindow + 10*time.Millisecond)
 	if d := burst(500); d != 0 || g.engaged.Load() != 0 {
 		t.Fatalf("engaged without listener overflow: dropped %d, engaged %d", d, g.engaged.Load())
 	}
@@ -51,7 +55,7 @@ func TestSynGuard(t *testing.T) {
 	// are dropped, a retransmitted one passes.
 	cookies += 100
 	burst(500)
-	time.Sleep(guardWindow + 10*time.Millisecond)
+	advance(guardWindow + 10*time.Millisecond)
 	if d := burst(1000); d < 900 {
 		t.Fatalf("engaged guard dropped %d of 1000 fresh SYNs", d)
 	}
@@ -75,12 +79,12 @@ func TestSynGuard(t *testing.T) {
 
 	// It stays engaged while the flood goes on, even though it keeps the
 	// flood from the listeners (no new cookies) ...
-	time.Sleep(guardWindow + 10*time.Millisecond)
+	advance(guardWindow + 10*time.Millisecond)
 	if d := burst(500); d < 450 {
 		t.Fatalf("guard let %d of 500 flood SYNs through in its second window", 500-d)
 	}
 	// ... and lets go once the rate has been low for guardLinger.
-	time.Sleep(guardLinger + 2*guardWindow)
+	advance(guardLinger + 2*guardWindow)
 	if d := burst(1); d != 0 {
 		t.Fatal("guard still engaged after the flood ended")
 	}
@@ -89,7 +93,7 @@ func TestSynGuard(t *testing.T) {
 	g.limit.Store(0)
 	cookies += 100
 	burst(500)
-	time.Sleep(guardWindow + 10*time.Millisecond)
+	advance(guardWindow + 10*time.Millisecond)
 	if d := burst(500); d != 0 {
 		t.Fatalf("guard off dropped %d SYNs", d)
 	}

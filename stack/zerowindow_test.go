@@ -14,6 +14,7 @@ import (
 
 	"github.com/xstack/xstack/nic/nictest"
 	"github.com/xstack/xstack/stack"
+	"github.com/xstack/xstack/stack/stacktest"
 )
 
 // wirePeer plays the far end of one TCP connection to a stack over an
@@ -152,14 +153,8 @@ func TestZeroWindowAck(t *testing.T) {
 // returns the peer and the accepted endpoint.
 func wireConn(t *testing.T, v6 bool, setup func(st *stack.Stack, l tcpip.Endpoint)) (*wirePeer, tcpip.Endpoint) {
 	t.Helper()
-	q := nictest.New(1500)
-	t.Cleanup(func() { q.Close() })
-	st, err := stack.New(q, stack.Config{Name: "zw",
+	st, q := stacktest.NewStack(t, stack.Config{Name: "zw",
 		Addr4: netip.MustParsePrefix("198.18.0.1/16"), Addr6: netip.MustParsePrefix("2001:2::1/64")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
 	p := &wirePeer{t: t, st: st, q: q, v6: v6, port: 40000, frames: make([][]byte, 64),
 		mac: net.HardwareAddr{0x02, 0, 0, 0, 0, 0x02}, sndNxt: 1000}
 	netProto := header.IPv4ProtocolNumber

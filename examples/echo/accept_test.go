@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xstack/xstack/posix/posixtest"
+	"github.com/xstack/xstack/stack/stacktest"
 )
 
 // TestAcceptWaitsForMemory runs the echo service on an in-memory stack
@@ -22,7 +23,7 @@ func TestAcceptWaitsForMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := srv.listenTCPAt(&unix.SockaddrInet4{Addr: posixtest.AddrB4, Port: 7}, echoService, 16); err != nil {
+	if _, err := srv.listenTCPAt(&unix.SockaddrInet4{Addr: stacktest.AddrB4, Port: 7}, echoService, 16); err != nil {
 		t.Fatal(err)
 	}
 	posixtest.Loop(t, srv.poll)
@@ -35,7 +36,7 @@ func TestAcceptWaitsForMemory(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := cli.Connect(fds[i], &unix.SockaddrInet4{Addr: posixtest.AddrB4, Port: 7}); err != nil {
+		if err := cli.Connect(fds[i], &unix.SockaddrInet4{Addr: stacktest.AddrB4, Port: 7}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := cli.Write(fds[i], msg(i)); err != nil {

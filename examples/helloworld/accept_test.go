@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xstack/xstack/posix/posixtest"
+	"github.com/xstack/xstack/stack/stacktest"
 )
 
 // TestAcceptWaitsForMemory runs the server on an in-memory stack whose
@@ -21,7 +22,7 @@ func TestAcceptWaitsForMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.listen(&unix.SockaddrInet4{Addr: posixtest.AddrB4, Port: 80}, 16); err != nil {
+	if err := srv.listen(&unix.SockaddrInet4{Addr: stacktest.AddrB4, Port: 80}, 16); err != nil {
 		t.Fatal(err)
 	}
 	posixtest.Loop(t, srv.poll)
@@ -34,7 +35,7 @@ func TestAcceptWaitsForMemory(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := cli.Connect(fds[i], &unix.SockaddrInet4{Addr: posixtest.AddrB4, Port: 80}); err != nil {
+		if err := cli.Connect(fds[i], &unix.SockaddrInet4{Addr: stacktest.AddrB4, Port: 80}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := cli.Write(fds[i], req); err != nil {

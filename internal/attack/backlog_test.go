@@ -9,8 +9,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/xstack/xstack/posix"
 	"github.com/xstack/xstack/posix/posixtest"
+	"github.com/xstack/xstack/stack/stacktest"
 )
 
 // TestAcceptBacklogFull makes more connections than a listener's backlog
@@ -21,16 +21,13 @@ import (
 // through its own retransmissions, and its first bytes arrive intact.
 func TestAcceptBacklogFull(t *testing.T) {
 	p := posixtest.NewPair(t)
-	cli := posix.NewSockets(p.A, posixtest.NIC)
-	srv := posix.NewSockets(p.B, posixtest.NIC)
-	t.Cleanup(cli.Close)
-	t.Cleanup(srv.Close)
+	cli, srv := p.A, p.B
 
 	lfd, err := srv.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.Bind(lfd, &unix.SockaddrInet4{Addr: posixtest.AddrB4, Port: 80}); err != nil {
+	if err := srv.Bind(lfd, &unix.SockaddrInet4{Addr: stacktest.AddrB4, Port: 80}); err != nil {
 		t.Fatal(err)
 	}
 	const backlog, clients = 2, 12
@@ -48,7 +45,7 @@ func TestAcceptBacklogFull(t *testing.T) {
 			defer wg.Done()
 			fd, err := cli.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
 			if err == nil {
-				err = cli.Connect(fd, &unix.SockaddrInet4{Addr: posixtest.AddrB4, Port: 80})
+				err = cli.Connect(fd, &unix.SockaddrInet4{Addr: stacktest.AddrB4, Port: 80})
 			}
 			if err == nil {
 				_, err = cli.Write(fd, []byte(fmt.Sprintf("hello %02d", i)))
@@ -57,7 +54,7 @@ func TestAcceptBacklogFull(t *testing.T) {
 		}()
 	}
 	time.Sleep(500 * time.Millisecond)
-	st := p.B.Stats().TCP
+	st := p.Stacks.B.Stats().TCP
 	shed := st.ListenOverflowSynDrop.Value() + st.ListenOverflowAckDrop.Value() + st.ListenOverflowSynCookieSent.Value()
 	if shed == 0 {
 		t.Errorf("%d connections to a backlog of %d, and the stack counted no overflow (SYN drops, ACK drops, cookies)", clients, backlog)

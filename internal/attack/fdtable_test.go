@@ -7,8 +7,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/xstack/xstack/posix"
 	"github.com/xstack/xstack/posix/posixtest"
+	"github.com/xstack/xstack/stack/stacktest"
 )
 
 // TestFDTableFull fills a socket table to its limit (posix.Sockets.SetMaxFDs,
@@ -18,10 +18,7 @@ import (
 // descriptor is closed.
 func TestFDTableFull(t *testing.T) {
 	p := posixtest.NewPair(t)
-	cli := posix.NewSockets(p.A, posixtest.NIC)
-	srv := posix.NewSockets(p.B, posixtest.NIC)
-	t.Cleanup(cli.Close)
-	t.Cleanup(srv.Close)
+	cli, srv := p.A, p.B
 	const limit = 64
 	srv.SetMaxFDs(limit)
 	if got := srv.MaxFDs(); got != limit {
@@ -32,7 +29,7 @@ func TestFDTableFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.Bind(lfd, &unix.SockaddrInet4{Addr: posixtest.AddrB4, Port: 80}); err != nil {
+	if err := srv.Bind(lfd, &unix.SockaddrInet4{Addr: stacktest.AddrB4, Port: 80}); err != nil {
 		t.Fatal(err)
 	}
 	if err := srv.Listen(lfd, 16); err != nil {
@@ -66,7 +63,7 @@ func TestFDTableFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cli.Connect(cfd, &unix.SockaddrInet4{Addr: posixtest.AddrB4, Port: 80}); err != nil {
+	if err := cli.Connect(cfd, &unix.SockaddrInet4{Addr: stacktest.AddrB4, Port: 80}); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(50 * time.Millisecond) // let the handshake's last ACK land

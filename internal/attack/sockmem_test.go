@@ -11,7 +11,7 @@ import (
 
 	"github.com/xstack/xstack/posix"
 	"github.com/xstack/xstack/posix/posixtest"
-	"github.com/xstack/xstack/stack"
+	"github.com/xstack/xstack/stack/stacktest"
 )
 
 // TestSocketMemoryLimit runs a server whose socket-buffer memory
@@ -29,12 +29,7 @@ func TestSocketMemoryLimit(t *testing.T) {
 		size    = 32 << 10
 	)
 	p := posixtest.NewPair(t)
-	cli := posix.NewSockets(p.A, posixtest.NIC)
-	srv := posix.NewSockets(p.B, posixtest.NIC)
-	t.Cleanup(cli.Close)
-	t.Cleanup(srv.Close)
-	var limit int64 // set before any client connects; read by srv's calls
-	srv.SetSocketDefaults(func() stack.SocketDefaults { return stack.SocketDefaults{MemLimit: limit} })
+	cli, srv := p.A, p.B
 
 	// What one TCP socket reserves, measured before the limit is set.
 	fd, err := srv.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
@@ -46,13 +41,13 @@ func TestSocketMemoryLimit(t *testing.T) {
 	if per <= 0 || srv.MemReserved() != 0 {
 		t.Fatalf("a TCP socket reserved %d bytes, %d left after its close", per, srv.MemReserved())
 	}
-	limit = room * per
+	posixtest.SetMemLimit(t, srv, room*per) // before any client connects
 
 	lfd, err := srv.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.Bind(lfd, &unix.SockaddrInet4{Addr: posixtest.AddrB4, Port: 80}); err != nil {
+	if err := srv.Bind(lfd, &unix.SockaddrInet4{Addr: stacktest.AddrB4, Port: 80}); err != nil {
 		t.Fatal(err)
 	}
 	if err := srv.Listen(lfd, clients); err != nil {
@@ -165,7 +160,7 @@ func echoClient(t *posix.Sockets, i, size int, connected chan<- error) error {
 	fd, err := t.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
 	if err == nil {
 		defer t.CloseFD(fd)
-		err = t.Connect(fd, &unix.SockaddrInet4{Addr: posixtest.AddrB4, Port: 80})
+		err = t.Connect(fd, &unix.SockaddrInet4{Addr: stacktest.AddrB4, Port: 80})
 	}
 	connected <- err
 	if err != nil {

@@ -19,7 +19,6 @@ import (
 	"github.com/xstack/xstack/internal/rig"
 	"github.com/xstack/xstack/internal/rigtest"
 	"github.com/xstack/xstack/posix"
-	"github.com/xstack/xstack/stack"
 )
 
 // api is the socket interface both sides implement: *posix.Sockets (with
@@ -253,7 +252,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatalf("lcore: %v", err)
 	}
-	socks := posix.NewSockets(l.Stack.Gvisor(), stack.NICID)
+	socks := posix.NewSockets(l.Stack)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
