@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/xstack/xstack/stack/packet"
 )
 
 // A process-mode hand-off to an lcore whose process has not made its ring
@@ -28,9 +30,13 @@ func TestHandoffToAbsentRing(t *testing.T) {
 		t.Fatalf("the ARP reply classifies as %v; want Broadcast", v)
 	}
 
-	local := h.steerBurst([][]byte{arp, reply})
+	local, parsed := h.steerBurst([][]byte{arp, reply})
 	if len(local) != 1 {
 		t.Errorf("%d frames kept here; want the ARP reply alone", len(local))
+	}
+	// The stack gets the headers steering parsed, frame by frame.
+	if len(parsed) != len(local) || !parsed[0].Has(packet.ARP) || parsed[0].ARPOp != header.ARPReply {
+		t.Errorf("parsed headers %+v for %d local frames; want the ARP reply's", parsed, len(local))
 	}
 	st := h.Stats()
 	if st.Dropped != 1 || st.CopiesDropped != 1 || st.HandedOut != 0 {
