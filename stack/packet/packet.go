@@ -126,7 +126,8 @@ func (p *Parsed) TCPPayloadLen() int { return int(p.End) - int(p.L4Off) - int(p.
 // Parse fills p from frame, an Ethernet frame. Whatever it cannot read,
 // short or malformed, leaves the flags of that layer and the ones above
 // it unset; the stack counts and drops such frames, and every other
-// consumer leaves them alone.
+// consumer leaves them alone. The IP and TCP path is one function, since
+// it runs for nearly every frame; ARP and ICMP are read out of line.
 func Parse(frame []byte, p *Parsed) {
 	*p = Parsed{}
 	if len(frame) < header.EthernetMinimumSize {
@@ -136,83 +137,73 @@ func Parse(frame []byte, p *Parsed) {
 	p.Flags = Ether
 	p.EtherType = uint16(eth.Type())
 	b := frame[header.EthernetMinimumSize:]
+	var l4 []byte
 	switch eth.Type() {
 	case header.IPv4ProtocolNumber:
-		p.ipv4(b)
+		ip := header.IPv4(b)
+		// IsValid: at least 20 bytes, version 4, 20 <= IHL <= total
+		// length <= what the frame holds.
+		if !ip.IsValid(len(b)) {
+			return
+		}
+		hl, total := int(ip.HeaderLength()), int(ip.TotalLength())
+		p.Flags |= IPv4
+		p.Proto = ip.Protocol()
+		p.L4Off = uint32(header.EthernetMinimumSize + hl)
+		p.End = uint32(header.EthernetMinimumSize + total)
+		if ip.More() || ip.FragmentOffset() != 0 {
+			p.Flags |= Fragment
+			if ip.FragmentOffset() != 0 {
+				return // no transport header in a later fragment
+			}
+		}
+		l4 = b[hl:total]
+		if tcpip.TransportProtocolNumber(p.Proto) == header.ICMPv4ProtocolNumber {
+			p.icmpv4(header.ICMPv4(l4))
+			return
+		}
 	case header.IPv6ProtocolNumber:
-		p.ipv6(b)
+		if len(b) < header.IPv6MinimumSize || header.IPVersion(b) != header.IPv6Version {
+			return
+		}
+		ip := header.IPv6(b)
+		// A payload length of 0 is a jumbogram's (RFC 2675) only with a
+		// Hop-by-Hop header, which the stack does not take: its payload
+		// is empty here.
+		end := header.IPv6MinimumSize + int(ip.PayloadLength())
+		if end > len(b) {
+			return
+		}
+		p.Flags |= IPv6
+		p.Proto = ip.NextHeader()
+		p.L4Off = header.EthernetMinimumSize + header.IPv6MinimumSize
+		p.End = uint32(header.EthernetMinimumSize + end)
+		l4 = b[header.IPv6MinimumSize:end]
+		switch tcpip.TransportProtocolNumber(p.Proto) {
+		case header.ICMPv6ProtocolNumber:
+			p.icmpv6(header.ICMPv6(l4))
+			return
+		case header.IPv6FragmentHeader:
+			p.Flags |= Fragment
+			return
+		}
 	case header.ARPProtocolNumber:
-		if a := header.ARP(b); a.IsValid() {
-			p.Flags |= ARP
-			p.ARPOp = a.Op()
-		}
-	}
-}
-
-func (p *Parsed) ipv4(b []byte) {
-	ip := header.IPv4(b)
-	// IsValid: at least 20 bytes, version 4, 20 <= IHL <= total length
-	// <= what the frame holds.
-	if !ip.IsValid(len(b)) {
+		p.arp(header.ARP(b))
+		return
+	default:
 		return
 	}
-	hl, total := int(ip.HeaderLength()), int(ip.TotalLength())
-	p.Flags |= IPv4
-	p.Proto = ip.Protocol()
-	p.L4Off = uint32(header.EthernetMinimumSize + hl)
-	p.End = uint32(header.EthernetMinimumSize + total)
-	if ip.More() || ip.FragmentOffset() != 0 {
-		p.Flags |= Fragment
-		if ip.FragmentOffset() != 0 {
-			return // no transport header in a later fragment
-		}
-	}
-	l4 := b[hl:total]
-	switch tcpip.TransportProtocolNumber(p.Proto) {
-	case header.TCPProtocolNumber, header.UDPProtocolNumber:
-		p.ports(l4)
-	case header.ICMPv4ProtocolNumber:
-		p.icmpv4(header.ICMPv4(l4))
-	}
-}
 
-func (p *Parsed) ipv6(b []byte) {
-	if len(b) < header.IPv6MinimumSize || header.IPVersion(b) != header.IPv6Version {
-		return
-	}
-	ip := header.IPv6(b)
-	// A payload length of 0 is a jumbogram's (RFC 2675) only with a
-	// Hop-by-Hop header, which the stack does not take: its payload is
-	// empty here.
-	end := header.IPv6MinimumSize + int(ip.PayloadLength())
-	if end > len(b) {
-		return
-	}
-	p.Flags |= IPv6
-	p.Proto = ip.NextHeader()
-	p.L4Off = header.EthernetMinimumSize + header.IPv6MinimumSize
-	p.End = uint32(header.EthernetMinimumSize + end)
-	l4 := b[header.IPv6MinimumSize:end]
-	switch tcpip.TransportProtocolNumber(p.Proto) {
-	case header.TCPProtocolNumber, header.UDPProtocolNumber:
-		p.ports(l4)
-	case header.ICMPv6ProtocolNumber:
-		p.icmpv6(header.ICMPv6(l4))
-	case header.IPv6FragmentHeader:
-		p.Flags |= Fragment
-	}
-}
-
-// ports reads a TCP or UDP header, l4 cut to the datagram's end.
-func (p *Parsed) ports(l4 []byte) {
-	if len(l4) < 4 {
+	// TCP or UDP, l4 cut to the datagram's end.
+	isTCP := tcpip.TransportProtocolNumber(p.Proto) == header.TCPProtocolNumber
+	if !isTCP && tcpip.TransportProtocolNumber(p.Proto) != header.UDPProtocolNumber || len(l4) < 4 {
 		return
 	}
 	// The two protocols put their ports in the same place.
 	u := header.UDP(l4)
 	p.Flags |= Ports
 	p.SrcPort, p.DstPort = u.SourcePort(), u.DestinationPort()
-	if tcpip.TransportProtocolNumber(p.Proto) != header.TCPProtocolNumber || len(l4) < header.TCPMinimumSize {
+	if !isTCP || len(l4) < header.TCPMinimumSize {
 		return
 	}
 	t := header.TCP(l4)
@@ -224,6 +215,13 @@ func (p *Parsed) ports(l4 []byte) {
 	p.TCPHdrLen = t.DataOffset()
 	p.Window = t.WindowSize()
 	p.Seq, p.Ack = t.SequenceNumber(), t.AckNumber()
+}
+
+func (p *Parsed) arp(a header.ARP) {
+	if a.IsValid() {
+		p.Flags |= ARP
+		p.ARPOp = a.Op()
+	}
 }
 
 func (p *Parsed) icmpv4(m header.ICMPv4) {
