@@ -12,8 +12,6 @@
 package packet
 
 import (
-	"encoding/binary"
-
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 )
@@ -246,17 +244,28 @@ func (p *Parsed) icmpv4(m header.ICMPv4) {
 			return
 		}
 		l4 := q[hl:]
-		switch tcpip.TransportProtocolNumber(q.Protocol()) {
-		case header.TCPProtocolNumber, header.UDPProtocolNumber:
-			p.Flags |= Quoted
-			p.QuotedPort = binary.BigEndian.Uint16(l4)
-		case header.ICMPv4ProtocolNumber:
-			if e := header.ICMPv4(l4); e.Type() == header.ICMPv4Echo {
-				p.Flags |= Quoted
-				p.QuotedPort = e.Ident()
-			}
-		}
+		e := header.ICMPv4(l4)
+		p.quote(tcpip.TransportProtocolNumber(q.Protocol()), l4,
+			q.Protocol() == uint8(header.ICMPv4ProtocolNumber) && e.Type() == header.ICMPv4Echo)
 	}
+}
+
+// quote reads the transport header l4 of a packet an ICMP error quotes, of
+// protocol proto, at least 8 bytes of it; echoRequest says whether it is
+// an echo request of the error's own ICMP version. The quoted packet went
+// out from this host, so its source port or identifier is the local end.
+func (p *Parsed) quote(proto tcpip.TransportProtocolNumber, l4 []byte, echoRequest bool) {
+	switch {
+	case proto == header.TCPProtocolNumber || proto == header.UDPProtocolNumber:
+		p.QuotedPort = header.UDP(l4).SourcePort()
+	case echoRequest:
+		// ICMPv4 and ICMPv6 echo messages put the identifier in the same
+		// place.
+		p.QuotedPort = header.ICMPv4(l4).Ident()
+	default:
+		return
+	}
+	p.Flags |= Quoted
 }
 
 func (p *Parsed) icmpv6(m header.ICMPv6) {
@@ -282,15 +291,8 @@ func (p *Parsed) icmpv6(m header.ICMPv6) {
 			return
 		}
 		l4 := q[header.IPv6MinimumSize:]
-		switch tcpip.TransportProtocolNumber(q.NextHeader()) {
-		case header.TCPProtocolNumber, header.UDPProtocolNumber:
-			p.Flags |= Quoted
-			p.QuotedPort = binary.BigEndian.Uint16(l4)
-		case header.ICMPv6ProtocolNumber:
-			if e := header.ICMPv6(l4); e.Type() == header.ICMPv6EchoRequest {
-				p.Flags |= Quoted
-				p.QuotedPort = e.Ident()
-			}
-		}
+		e := header.ICMPv6(l4)
+		p.quote(tcpip.TransportProtocolNumber(q.NextHeader()), l4,
+			q.NextHeader() == uint8(header.ICMPv6ProtocolNumber) && e.Type() == header.ICMPv6EchoRequest)
 	}
 }

@@ -60,20 +60,23 @@ func udpDgram() []byte {
 	return b
 }
 
-func icmp4(typ header.ICMPv4Type, ident uint16, body []byte) []byte {
+// icmpMsg is an ICMPv4 or ICMPv6 message of type typ: both versions put
+// the type and an echo identifier in the same places.
+func icmpMsg(typ uint8, ident uint16, body []byte) []byte {
 	b := make([]byte, header.ICMPv4MinimumSize+len(body))
-	header.ICMPv4(b).SetType(typ)
-	header.ICMPv4(b).SetIdent(ident)
+	m := header.ICMPv4(b)
+	m.SetType(header.ICMPv4Type(typ))
+	m.SetIdent(ident)
 	copy(b[header.ICMPv4MinimumSize:], body)
 	return b
 }
 
+func icmp4(typ header.ICMPv4Type, ident uint16, body []byte) []byte {
+	return icmpMsg(uint8(typ), ident, body)
+}
+
 func icmp6(typ header.ICMPv6Type, ident uint16, body []byte) []byte {
-	b := make([]byte, header.ICMPv6MinimumSize+len(body))
-	header.ICMPv6(b).SetType(typ)
-	header.ICMPv6(b).SetIdent(ident)
-	copy(b[header.ICMPv6MinimumSize:], body)
-	return b
+	return icmpMsg(uint8(typ), ident, body)
 }
 
 func arp(op header.ARPOp) []byte {
