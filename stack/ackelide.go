@@ -1,8 +1,6 @@
 package stack
 
 import (
-	"encoding/binary"
-
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
 	"github.com/xstack/xstack/stack/packet"
@@ -102,11 +100,15 @@ func (m *segMeta) fill(f []byte) {
 	if p.Flags&(packet.TCP|packet.Fragment) != packet.TCP {
 		return
 	}
-	src, dst := p.Addrs(f)
-	m.flow.n = uint8(copy(m.flow.b[:], src))
-	m.flow.n += uint8(copy(m.flow.b[m.flow.n:], dst))
-	binary.BigEndian.PutUint16(m.flow.b[m.flow.n:], p.SrcPort)
-	binary.BigEndian.PutUint16(m.flow.b[m.flow.n+2:], p.DstPort)
+	// Fixed-size copies: each is a move or two, not a call.
+	if p.Flags&packet.IPv4 != 0 {
+		*(*[8]byte)(m.flow.b[:]) = [8]byte(p.AddrPair(f))
+		m.flow.n = 8
+	} else {
+		*(*[32]byte)(m.flow.b[:]) = [32]byte(p.AddrPair(f))
+		m.flow.n = 32
+	}
+	*(*[4]byte)(m.flow.b[m.flow.n:]) = [4]byte(p.PortPair(f))
 	flags := p.TCPFlags
 	m.rst = flags&header.TCPFlagRst != 0
 	m.syn = flags&header.TCPFlagSyn != 0
@@ -116,7 +118,7 @@ func (m *segMeta) fill(f []byte) {
 	}
 	m.ack, m.win = p.Ack, p.Window
 	m.pureAck = flags&(header.TCPFlagSyn|header.TCPFlagFin|header.TCPFlagUrg) == 0 && p.TCPPayloadLen() == 0
-	m.sack = hasSACK(p.TCPOptions(f))
+	m.sack = p.TCPHdrLen > header.TCPMinimumSize && hasSACK(p.TCPOptions(f))
 }
 
 // hasSACK reports whether a TCP option list carries SACK blocks, or is

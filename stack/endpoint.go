@@ -40,6 +40,9 @@ type endpoint struct {
 	q   nic.Queue
 	mtu atomic.Uint32
 	mac tcpip.LinkAddress
+	// mac6 is mac as an array, which compares with a frame's destination
+	// in two loads, where a string compare is a call.
+	mac6 [header.EthernetAddressSize]byte
 
 	dispatcher gvstack.NetworkDispatcher // set by Attach before any deliver
 
@@ -62,6 +65,7 @@ var _ gvstack.LinkEndpoint = (*endpoint)(nil)
 
 func newEndpoint(q nic.Queue, mtu, batch int) *endpoint {
 	e := &endpoint{q: q, mac: tcpip.LinkAddress(q.HardwareAddr())}
+	copy(e.mac6[:], e.mac)
 	e.mtu.Store(uint32(mtu))
 	size := mtu + header.EthernetMinimumSize
 	backing := make([]byte, size*batch)
@@ -87,7 +91,7 @@ func (e *endpoint) deliver(frame []byte, p *packet.Parsed) {
 	dst := frame[:6]
 	// Unicast frames for another station can reach the queue when the
 	// XDP program passes everything; the stack must not answer them.
-	if dst[0]&1 == 0 && string(dst) != string(e.mac) {
+	if dst[0]&1 == 0 && [header.EthernetAddressSize]byte(dst) != e.mac6 {
 		e.rxNotForUs.Add(1)
 		return
 	}
@@ -113,8 +117,10 @@ func (e *endpoint) deliver(frame []byte, p *packet.Parsed) {
 		case flags&synAckFlags == uint8(header.TCPFlagSyn) && e.guard.check(frame, p):
 			return // counted by the guard
 		}
-		if ack := e.zw.rescue(frame, p); ack != nil {
-			e.dispatch(ack, dst, proto)
+		if e.zw.active() {
+			if ack := e.zw.rescue(frame, p); ack != nil {
+				e.dispatch(ack, dst, proto)
+			}
 		}
 	}
 	e.dispatch(frame, dst, proto)

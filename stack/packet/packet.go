@@ -111,6 +111,21 @@ func (p *Parsed) Addrs(frame []byte) (src, dst []byte) {
 	return ip[8:24], ip[24:40]
 }
 
+// AddrPair returns frame's source and destination addresses as the IP
+// header holds them, one after the other: 8 or 32 bytes. Valid with IPv4
+// or IPv6.
+func (p *Parsed) AddrPair(frame []byte) []byte {
+	ip := frame[header.EthernetMinimumSize:]
+	if p.Flags&IPv4 != 0 {
+		return ip[12:20]
+	}
+	return ip[8:40]
+}
+
+// PortPair returns frame's source and destination ports as the TCP or UDP
+// header holds them: 4 bytes. Valid with Ports.
+func (p *Parsed) PortPair(frame []byte) []byte { return frame[p.L4Off : p.L4Off+4] }
+
 // TCPOptions returns the TCP header's options. Valid with TCP.
 func (p *Parsed) TCPOptions(frame []byte) []byte {
 	off := int(p.L4Off)
@@ -124,45 +139,55 @@ func (p *Parsed) TCPPayloadLen() int { return int(p.End) - int(p.L4Off) - int(p.
 // Parse fills p from frame, an Ethernet frame. Whatever it cannot read,
 // short or malformed, leaves the flags of that layer and the ones above
 // it unset; the stack counts and drops such frames, and every other
-// consumer leaves them alone. The IP and TCP path is one function, since
-// it runs for nearly every frame; ARP and ICMP are read out of line.
+// consumer leaves them alone.
 func Parse(frame []byte, p *Parsed) {
 	*p = Parsed{}
+	p.Flags = p.parse(frame)
+}
+
+// parse fills p's fields but Flags, and returns the flags. The IP and TCP
+// path is one function, since it runs for nearly every frame; ARP and
+// ICMP are read out of line. Each header's fields are read before p is
+// written: the compiler cannot tell that the stores leave the frame alone.
+func (p *Parsed) parse(frame []byte) Flags {
 	if len(frame) < header.EthernetMinimumSize {
-		return
+		return 0
 	}
 	eth := header.Ethernet(frame)
-	p.Flags = Ether
-	p.EtherType = uint16(eth.Type())
+	et := eth.Type()
+	p.EtherType = uint16(et)
 	b := frame[header.EthernetMinimumSize:]
 	var l4 []byte
-	switch eth.Type() {
+	var f Flags
+	var proto tcpip.TransportProtocolNumber
+	switch et {
 	case header.IPv4ProtocolNumber:
 		ip := header.IPv4(b)
 		// IsValid: at least 20 bytes, version 4, 20 <= IHL <= total
 		// length <= what the frame holds.
 		if !ip.IsValid(len(b)) {
-			return
+			return Ether
 		}
 		hl, total := int(ip.HeaderLength()), int(ip.TotalLength())
-		p.Flags |= IPv4
-		p.Proto = ip.Protocol()
+		more, fragOff := ip.More(), ip.FragmentOffset()
+		proto = ip.TransportProtocol()
+		f = Ether | IPv4
+		p.Proto = uint8(proto)
 		p.L4Off = uint32(header.EthernetMinimumSize + hl)
 		p.End = uint32(header.EthernetMinimumSize + total)
-		if ip.More() || ip.FragmentOffset() != 0 {
-			p.Flags |= Fragment
-			if ip.FragmentOffset() != 0 {
-				return // no transport header in a later fragment
+		if more || fragOff != 0 {
+			f |= Fragment
+			if fragOff != 0 {
+				return f // no transport header in a later fragment
 			}
 		}
 		l4 = b[hl:total]
-		if tcpip.TransportProtocolNumber(p.Proto) == header.ICMPv4ProtocolNumber {
-			p.icmpv4(header.ICMPv4(l4))
-			return
+		if proto == header.ICMPv4ProtocolNumber {
+			return f | p.icmpv4(header.ICMPv4(l4))
 		}
 	case header.IPv6ProtocolNumber:
 		if len(b) < header.IPv6MinimumSize || header.IPVersion(b) != header.IPv6Version {
-			return
+			return Ether
 		}
 		ip := header.IPv6(b)
 		// A payload length of 0 is a jumbogram's (RFC 2675) only with a
@@ -170,91 +195,120 @@ func Parse(frame []byte, p *Parsed) {
 		// is empty here.
 		end := header.IPv6MinimumSize + int(ip.PayloadLength())
 		if end > len(b) {
-			return
+			return Ether
 		}
-		p.Flags |= IPv6
-		p.Proto = ip.NextHeader()
+		proto = tcpip.TransportProtocolNumber(ip.NextHeader())
+		f = Ether | IPv6
+		p.Proto = uint8(proto)
 		p.L4Off = header.EthernetMinimumSize + header.IPv6MinimumSize
 		p.End = uint32(header.EthernetMinimumSize + end)
 		l4 = b[header.IPv6MinimumSize:end]
-		switch tcpip.TransportProtocolNumber(p.Proto) {
+		switch proto {
 		case header.ICMPv6ProtocolNumber:
-			p.icmpv6(header.ICMPv6(l4))
-			return
+			return f | p.icmpv6(header.ICMPv6(l4))
 		case header.IPv6FragmentHeader:
-			p.Flags |= Fragment
-			return
+			return f | Fragment
 		}
 	case header.ARPProtocolNumber:
-		p.arp(header.ARP(b))
-		return
+		return Ether | p.arp(header.ARP(b))
 	default:
-		return
+		return Ether
 	}
 
 	// TCP or UDP, l4 cut to the datagram's end.
-	isTCP := tcpip.TransportProtocolNumber(p.Proto) == header.TCPProtocolNumber
-	if !isTCP && tcpip.TransportProtocolNumber(p.Proto) != header.UDPProtocolNumber || len(l4) < 4 {
-		return
+	isTCP := proto == header.TCPProtocolNumber
+	if !isTCP && proto != header.UDPProtocolNumber || len(l4) < 4 {
+		return f
 	}
 	// The two protocols put their ports in the same place.
 	u := header.UDP(l4)
-	p.Flags |= Ports
-	p.SrcPort, p.DstPort = u.SourcePort(), u.DestinationPort()
+	sport, dport := u.SourcePort(), u.DestinationPort()
+	p.SrcPort, p.DstPort = sport, dport
+	f |= Ports
 	if !isTCP || len(l4) < header.TCPMinimumSize {
-		return
+		return f
 	}
 	t := header.TCP(l4)
-	if off := int(t.DataOffset()); off < header.TCPMinimumSize || off > len(l4) {
-		return
+	off := t.DataOffset()
+	if off < header.TCPMinimumSize || int(off) > len(l4) {
+		return f
 	}
-	p.Flags |= TCP
-	p.TCPFlags = t.Flags()
-	p.TCPHdrLen = t.DataOffset()
-	p.Window = t.WindowSize()
-	p.Seq, p.Ack = t.SequenceNumber(), t.AckNumber()
+	flags, win, seq, ack := t.Flags(), t.WindowSize(), t.SequenceNumber(), t.AckNumber()
+	p.TCPFlags, p.TCPHdrLen, p.Window = flags, off, win
+	p.Seq, p.Ack = seq, ack
+	return f | TCP
 }
 
-func (p *Parsed) arp(a header.ARP) {
-	if a.IsValid() {
-		p.Flags |= ARP
-		p.ARPOp = a.Op()
+func (p *Parsed) arp(a header.ARP) Flags {
+	if !a.IsValid() {
+		return 0
 	}
+	p.ARPOp = a.Op()
+	return ARP
 }
 
-func (p *Parsed) icmpv4(m header.ICMPv4) {
+func (p *Parsed) icmpv4(m header.ICMPv4) Flags {
 	if len(m) < header.ICMPv4MinimumSize {
-		return
+		return 0
 	}
-	p.Flags |= ICMP
 	p.ICMPType = uint8(m.Type())
 	switch m.Type() {
 	case header.ICMPv4Echo, header.ICMPv4EchoReply:
-		p.Flags |= Ident
 		p.Ident = m.Ident()
+		return ICMP | Ident
 	case header.ICMPv4DstUnreachable, header.ICMPv4TimeExceeded, header.ICMPv4ParamProblem:
 		// The quoted datagram: its header and at least 8 bytes of its
 		// payload, maybe cut short, so its total length is not checked.
 		q := header.IPv4(m[header.ICMPv4MinimumSize:])
 		if len(q) < header.IPv4MinimumSize || header.IPVersion(q) != header.IPv4Version {
-			return
+			return ICMP
 		}
 		hl := int(q.HeaderLength())
 		if hl < header.IPv4MinimumSize || len(q) < hl+8 || q.FragmentOffset() != 0 {
-			return
+			return ICMP
 		}
 		l4 := q[hl:]
 		e := header.ICMPv4(l4)
-		p.quote(tcpip.TransportProtocolNumber(q.Protocol()), l4,
-			q.Protocol() == uint8(header.ICMPv4ProtocolNumber) && e.Type() == header.ICMPv4Echo)
+		return ICMP | p.quote(q.TransportProtocol(), l4,
+			q.TransportProtocol() == header.ICMPv4ProtocolNumber && e.Type() == header.ICMPv4Echo)
 	}
+	return ICMP
+}
+
+func (p *Parsed) icmpv6(m header.ICMPv6) Flags {
+	if len(m) < header.ICMPv6HeaderSize {
+		return 0
+	}
+	p.ICMPType = uint8(m.Type())
+	switch t := m.Type(); {
+	case t == header.ICMPv6EchoRequest || t == header.ICMPv6EchoReply:
+		if len(m) >= header.ICMPv6MinimumSize {
+			p.Ident = m.Ident()
+			return ICMP | Ident
+		}
+	case t >= header.ICMPv6DstUnreachable && t <= header.ICMPv6ParamProblem:
+		// The quoted packet, with no extension header, and 8 bytes of
+		// its payload.
+		if len(m) < header.ICMPv6MinimumSize+header.IPv6MinimumSize+8 {
+			return ICMP
+		}
+		q := header.IPv6(m[header.ICMPv6MinimumSize:])
+		if header.IPVersion(q) != header.IPv6Version {
+			return ICMP
+		}
+		l4 := q[header.IPv6MinimumSize:]
+		e := header.ICMPv6(l4)
+		return ICMP | p.quote(q.TransportProtocol(), l4,
+			q.TransportProtocol() == header.ICMPv6ProtocolNumber && e.Type() == header.ICMPv6EchoRequest)
+	}
+	return ICMP
 }
 
 // quote reads the transport header l4 of a packet an ICMP error quotes, of
 // protocol proto, at least 8 bytes of it; echoRequest says whether it is
 // an echo request of the error's own ICMP version. The quoted packet went
 // out from this host, so its source port or identifier is the local end.
-func (p *Parsed) quote(proto tcpip.TransportProtocolNumber, l4 []byte, echoRequest bool) {
+func (p *Parsed) quote(proto tcpip.TransportProtocolNumber, l4 []byte, echoRequest bool) Flags {
 	switch {
 	case proto == header.TCPProtocolNumber || proto == header.UDPProtocolNumber:
 		p.QuotedPort = header.UDP(l4).SourcePort()
@@ -263,36 +317,7 @@ func (p *Parsed) quote(proto tcpip.TransportProtocolNumber, l4 []byte, echoReque
 		// place.
 		p.QuotedPort = header.ICMPv4(l4).Ident()
 	default:
-		return
+		return 0
 	}
-	p.Flags |= Quoted
-}
-
-func (p *Parsed) icmpv6(m header.ICMPv6) {
-	if len(m) < header.ICMPv6HeaderSize {
-		return
-	}
-	p.Flags |= ICMP
-	p.ICMPType = uint8(m.Type())
-	switch t := m.Type(); {
-	case t == header.ICMPv6EchoRequest || t == header.ICMPv6EchoReply:
-		if len(m) >= header.ICMPv6MinimumSize {
-			p.Flags |= Ident
-			p.Ident = m.Ident()
-		}
-	case t >= header.ICMPv6DstUnreachable && t <= header.ICMPv6ParamProblem:
-		// The quoted packet, with no extension header, and 8 bytes of
-		// its payload.
-		if len(m) < header.ICMPv6MinimumSize+header.IPv6MinimumSize+8 {
-			return
-		}
-		q := header.IPv6(m[header.ICMPv6MinimumSize:])
-		if header.IPVersion(q) != header.IPv6Version {
-			return
-		}
-		l4 := q[header.IPv6MinimumSize:]
-		e := header.ICMPv6(l4)
-		p.quote(tcpip.TransportProtocolNumber(q.NextHeader()), l4,
-			q.NextHeader() == uint8(header.ICMPv6ProtocolNumber) && e.Type() == header.ICMPv6EchoRequest)
-	}
+	return Quoted
 }

@@ -201,6 +201,12 @@ func TestParsedAccessors(t *testing.T) {
 		t.Errorf("IP header %d, IP %d, L4 %d, payload %d bytes; want 20, 152, 132, 100",
 			p.IPHeaderLen(), len(p.IP(f)), len(p.L4(f)), p.TCPPayloadLen())
 	}
+	if pair := p.AddrPair(f); string(pair) != string(v4A.AsSlice())+string(v4B.AsSlice()) {
+		t.Errorf("AddrPair = %v", pair)
+	}
+	if pair := p.PortPair(f); binary.BigEndian.Uint16(pair) != 40000 || binary.BigEndian.Uint16(pair[2:]) != 80 {
+		t.Errorf("PortPair = %v", pair)
+	}
 	if opts := p.TCPOptions(f); len(opts) != 12 || opts[0] != 1 {
 		t.Errorf("TCPOptions = % x", opts)
 	}
@@ -211,6 +217,9 @@ func TestParsedAccessors(t *testing.T) {
 	Parse(f6, &p)
 	if src, dst := p.Addrs(f6); string(src) != string(v6A.AsSlice()) || string(dst) != string(v6B.AsSlice()) {
 		t.Errorf("v6 Addrs = %v, %v", src, dst)
+	}
+	if pair := p.AddrPair(f6); string(pair) != string(v6A.AsSlice())+string(v6B.AsSlice()) {
+		t.Errorf("v6 AddrPair = %v", pair)
 	}
 }
 
@@ -288,8 +297,15 @@ func checkOffsets(t *testing.T, frame []byte, p *Parsed) {
 			t.Fatalf("% x: L4Off %d, End %d of %d bytes", frame, p.L4Off, p.End, len(frame))
 		}
 		_, _ = p.Addrs(frame)
+		_ = p.AddrPair(frame)
 		_ = p.IP(frame)
 		_ = p.L4(frame)
+	}
+	if p.Has(Ports) {
+		if p.L4Off+4 > p.End {
+			t.Fatalf("% x: ports at %d past the datagram's end %d", frame, p.L4Off, p.End)
+		}
+		_ = p.PortPair(frame)
 	}
 	if p.Has(TCP) {
 		if !p.Has(Ports) || p.TCPHdrLen < header.TCPMinimumSize || p.L4Off+uint32(p.TCPHdrLen) > p.End {
