@@ -62,3 +62,23 @@ func TestHandoffToAbsentRing(t *testing.T) {
 		h.out[1].Close()
 	}
 }
+
+// Steering a burst parses each frame once, into the Handoff's own slots,
+// and allocates nothing.
+func TestSteerBurstAllocs(t *testing.T) {
+	steer := newLcoreSteer(2, 0)
+	h := newHandoff(0, 2, steer, DefaultBurst)
+	lo, _ := steer.PortRange(1)
+	reply := rxSegment{sport: 7, dport: lo, seq: 1, ack: 1, flags: header.TCPFlagAck}.frame()
+	listen := rxSegment{sport: 40000, dport: 80, seq: 1, ack: 1, flags: header.TCPFlagAck}.frame()
+	arp := steerARP(header.ARPReply, rxAddr(rxV4Peer), rxAddr(rxV4Us))
+	burst := [][]byte{arp, reply, listen}
+	if n := testing.AllocsPerRun(100, func() {
+		local, parsed := h.steerBurst(burst)
+		if len(local) != 2 || len(parsed) != 2 || !parsed[1].Has(packet.TCP) || parsed[1].DstPort != 80 {
+			t.Fatalf("local frames %d, parsed %+v; want the ARP reply and the segment to port 80", len(local), parsed)
+		}
+	}); n != 0 {
+		t.Errorf("steerBurst allocates %v times per burst", n)
+	}
+}

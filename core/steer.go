@@ -128,7 +128,12 @@ func (s *Steer) ClassifyParsed(p *packet.Parsed) (verdict Verdict, owner int) {
 	if s.n == 1 {
 		return Local, s.self
 	}
-	switch f := p.Flags; {
+	f := p.Flags
+	// The common case first: TCP or UDP, not a fragment.
+	if f&(packet.Ports|packet.Fragment) == packet.Ports {
+		return s.byPort(p.DstPort)
+	}
+	switch {
 	case f&packet.ARP != 0:
 		// Every lcore keeps its own neighbour table, so every lcore must
 		// see what a peer says of its address: replies, and requests too
@@ -142,8 +147,6 @@ func (s *Steer) ClassifyParsed(p *packet.Parsed) (verdict Verdict, owner int) {
 	case f&packet.Fragment != 0:
 		// Reassembly needs every fragment in one stack.
 		return s.to(0)
-	case f&packet.Ports != 0:
-		return s.byPort(p.DstPort)
 	case f&packet.Quoted != 0:
 		// An error about a packet this host sent: the quoted source
 		// port or identifier is the local end.
