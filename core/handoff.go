@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/xstack/xstack/stack/packet"
 )
 
 // Handoff moves frames between one lcore and the others. A frame the NIC
@@ -31,10 +33,15 @@ type Handoff struct {
 	outIno  []uint64    // inode of each opened ring file, to notice a restarted consumer
 	nextTry []time.Time // when to try opening (or re-checking) out[i] again
 	pending [][][]byte  // frames for each owner, gathered over a burst
-	// copies[i] is how many of pending[i] are copies of broadcast frames.
-	copies   []int
-	local    [][]byte
-	inFrames [][]byte
+	// isCopy[i][j] says whether pending[i][j] is a copy of a broadcast frame;
+	// copies[i] is how many of pending[i] are.
+	isCopy [][]bool
+	copies []int
+	// local are the frames of a burst to process here, and localParsed
+	// their headers, parsed once for steering and handed to the stack.
+	local       [][]byte
+	localParsed []packet.Parsed
+	inFrames    [][]byte
 
 	handedOut, handedIn, local_, broadcasts, dropped, copiesDropped atomic.Uint64
 }
@@ -62,26 +69,38 @@ func newHandoff(self, n int, steer *Steer, burst int) *Handoff {
 		outIno:   make([]uint64, n),
 		nextTry:  make([]time.Time, n),
 		pending:  make([][][]byte, n),
+		isCopy:   make([][]bool, n),
 		copies:   make([]int, n),
 		local:    make([][]byte, 0, burst),
 		inFrames: make([][]byte, burst),
+
+		localParsed: make([]packet.Parsed, 0, burst),
 	}
 	for i := range h.pending {
 		h.pending[i] = make([][]byte, 0, burst)
+		h.isCopy[i] = make([]bool, 0, burst)
 	}
 	return h
 }
 
-// steerBurst classifies a burst: it returns the frames to process here and
-// hands the others to their owners.
-func (h *Handoff) steerBurst(frames [][]byte) [][]byte {
-	local := h.local[:0]
+// steerBurst classifies a burst: it returns the frames to process here,
+// with their parsed headers, and hands the others to their owners. Each
+// frame is parsed once; the results are valid until the next call.
+func (h *Handoff) steerBurst(frames [][]byte) ([][]byte, []packet.Parsed) {
+	local, parsed := h.local[:0], h.localParsed[:0]
 	any := false
 	for _, f := range frames {
-		v, owner := h.steer.Classify(f)
+		// Parse into the next slot of parsed; it stays there when the
+		// frame is processed here.
+		parsed = append(parsed, packet.Parsed{})
+		p := &parsed[len(parsed)-1]
+		packet.Parse(f, p)
+		v, owner := h.steer.ClassifyParsed(p)
 		switch v {
 		case HandOff:
+			parsed = parsed[:len(parsed)-1]
 			h.pending[owner] = append(h.pending[owner], f)
+			h.isCopy[owner] = append(h.isCopy[owner], false)
 			any = true
 		case Broadcast:
 			local = append(local, f)
@@ -89,6 +108,7 @@ func (h *Handoff) steerBurst(frames [][]byte) [][]byte {
 			for i := range h.pending {
 				if i != h.self {
 					h.pending[i] = append(h.pending[i], f)
+					h.isCopy[i] = append(h.isCopy[i], true)
 					h.copies[i]++
 					any = true
 				}
@@ -112,8 +132,8 @@ func (h *Handoff) steerBurst(frames [][]byte) [][]byte {
 			if sent < len(p) {
 				copies := 0
 				if h.copies[i] > 0 {
-					for _, f := range p[sent:] {
-						if c, _ := h.steer.Classify(f); c == Broadcast {
+					for _, c := range h.isCopy[i][sent:] {
+						if c {
 							copies++
 						}
 					}
@@ -122,10 +142,11 @@ func (h *Handoff) steerBurst(frames [][]byte) [][]byte {
 				h.dropped.Add(uint64(len(p) - sent - copies))
 			}
 			h.pending[i] = p[:0]
+			h.isCopy[i] = h.isCopy[i][:0]
 			h.copies[i] = 0
 		}
 	}
-	return local
+	return local, parsed
 }
 
 // ring returns the ring to lcore i, opening it when needed. In process

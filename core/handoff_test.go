@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/xstack/xstack/stack/packet"
 )
 
 // A process-mode hand-off to an lcore whose process has not made its ring
@@ -28,9 +30,13 @@ func TestHandoffToAbsentRing(t *testing.T) {
 		t.Fatalf("the ARP reply classifies as %v; want Broadcast", v)
 	}
 
-	local := h.steerBurst([][]byte{arp, reply})
+	local, parsed := h.steerBurst([][]byte{arp, reply})
 	if len(local) != 1 {
 		t.Errorf("%d frames kept here; want the ARP reply alone", len(local))
+	}
+	// The stack gets the headers steering parsed, frame by frame.
+	if len(parsed) != len(local) || !parsed[0].Has(packet.ARP) || parsed[0].ARPOp != header.ARPReply {
+		t.Errorf("parsed headers %+v for %d local frames; want the ARP reply's", parsed, len(local))
 	}
 	st := h.Stats()
 	if st.Dropped != 1 || st.CopiesDropped != 1 || st.HandedOut != 0 {
@@ -54,5 +60,25 @@ func TestHandoffToAbsentRing(t *testing.T) {
 	}
 	if h.out[1] != nil {
 		h.out[1].Close()
+	}
+}
+
+// Steering a burst parses each frame once, into the Handoff's own slots,
+// and allocates nothing.
+func TestSteerBurstAllocs(t *testing.T) {
+	steer := newLcoreSteer(2, 0)
+	h := newHandoff(0, 2, steer, DefaultBurst)
+	lo, _ := steer.PortRange(1)
+	reply := rxSegment{sport: 7, dport: lo, seq: 1, ack: 1, flags: header.TCPFlagAck}.frame()
+	listen := rxSegment{sport: 40000, dport: 80, seq: 1, ack: 1, flags: header.TCPFlagAck}.frame()
+	arp := steerARP(header.ARPReply, rxAddr(rxV4Peer), rxAddr(rxV4Us))
+	burst := [][]byte{arp, reply, listen}
+	if n := testing.AllocsPerRun(100, func() {
+		local, parsed := h.steerBurst(burst)
+		if len(local) != 2 || len(parsed) != 2 || !parsed[1].Has(packet.TCP) || parsed[1].DstPort != 80 {
+			t.Fatalf("local frames %d, parsed %+v; want the ARP reply and the segment to port 80", len(local), parsed)
+		}
+	}); n != 0 {
+		t.Errorf("steerBurst allocates %v times per burst", n)
 	}
 }

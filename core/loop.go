@@ -157,7 +157,7 @@ func (l *Loop) Pass(app func() error) (did bool, err error) {
 	if n > 0 {
 		l.rx.Add(uint64(n))
 		if h := l.cfg.Handoff; h != nil {
-			l.st.Deliver(h.steerBurst(l.frames[:n]))
+			l.st.DeliverParsed(h.steerBurst(l.frames[:n]))
 		} else {
 			l.st.Deliver(l.frames[:n])
 		}

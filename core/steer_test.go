@@ -423,7 +423,9 @@ func steerModel(frame []byte, n int, portBase, perLcore uint16) (owner int, ok b
 }
 
 // FuzzClassify checks that Classify never panics on any frame and any valid
-// lcore set, never writes to the frame, and that the lcores agree: every
+// lcore set, never writes to the frame, gives the verdict the classifier
+// before packet.Parse gave (steer_legacy_test.go), and that the lcores
+// agree: every
 // lcore says Broadcast, or every one says Local, or exactly one says Local
 // and every other hands the frame to that one, so a frame is processed
 // exactly once (or everywhere, for neighbour traffic). Where the model
@@ -450,7 +452,11 @@ func FuzzClassify(f *testing.F) {
 		verdicts := make([]Verdict, nl)
 		owner := steerAny // what the lcores agree on
 		for me := range nl {
-			v, o := NewSteer(nl, me, base, per).Classify(frame)
+			st := NewSteer(nl, me, base, per)
+			v, o := st.Classify(frame)
+			if lv, lo := (legacySteer{st}).Classify(frame); v != lv || o != lo {
+				t.Fatalf("% x, lcore %d of %d: Classify = %v, %d; the classifier it replaced said %v, %d", frame, me, nl, v, o, lv, lo)
+			}
 			verdicts[me] = v
 			switch v {
 			case Local, Broadcast:

@@ -1,6 +1,10 @@
 package stack
 
-import "encoding/binary"
+import (
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/xstack/xstack/stack/packet"
+)
 
 // gVisor acknowledges received data at once, with a pure ACK, and the
 // application's reply follows moments later with the same acknowledgment.
@@ -47,7 +51,7 @@ func (a *ackElider) filter(frames [][]byte, out [][]byte) [][]byte {
 	candidates := 0
 	for i, f := range frames {
 		m := &a.meta[i]
-		parseSeg(f, m)
+		m.fill(f)
 		if m.pureAck && !m.sack {
 			candidates++
 		}
@@ -86,90 +90,55 @@ func (a *ackElider) superseded(i, n int) bool {
 	return false
 }
 
-const (
-	tcpFlagFIN = 0x01
-	tcpFlagSYN = 0x02
-	tcpFlagRST = 0x04
-	tcpFlagACK = 0x10
-	tcpFlagURG = 0x20
-
-	tcpOptEOL  = 0
-	tcpOptNOP  = 1
-	tcpOptSACK = 5
-)
-
-// parseSeg fills m from an Ethernet frame the stack itself built. Anything
-// it does not recognise is marked as not TCP and left alone.
-func parseSeg(f []byte, m *segMeta) {
+// fill sets m from f, an Ethernet frame the stack itself built, parsing
+// its headers once. Anything but an unfragmented TCP segment is marked as
+// not TCP and left alone: fragments are never merged with anything.
+func (m *segMeta) fill(f []byte) {
 	*m = segMeta{}
-	if len(f) < 14 {
+	var p packet.Parsed
+	packet.Parse(f, &p)
+	if p.Flags&(packet.TCP|packet.Fragment) != packet.TCP {
 		return
 	}
-	var tcp []byte
-	switch binary.BigEndian.Uint16(f[12:14]) {
-	case 0x0800:
-		ip := f[14:]
-		if len(ip) < 20 || ip[0]>>4 != 4 || ip[9] != 6 {
-			return
-		}
-		ihl := int(ip[0]&0x0f) * 4
-		total := int(binary.BigEndian.Uint16(ip[2:4]))
-		// Fragments are never merged with anything.
-		if binary.BigEndian.Uint16(ip[6:8])&0x3fff != 0 || ihl < 20 || total < ihl || total > len(ip) {
-			return
-		}
-		m.flow.n = uint8(copy(m.flow.b[:], ip[12:20]))
-		tcp = ip[ihl:total]
-	case 0x86dd:
-		ip := f[14:]
-		if len(ip) < 40 || ip[6] != 6 {
-			return
-		}
-		plen := int(binary.BigEndian.Uint16(ip[4:6]))
-		if 40+plen > len(ip) {
-			return
-		}
-		m.flow.n = uint8(copy(m.flow.b[:], ip[8:40]))
-		tcp = ip[40 : 40+plen]
-	default:
-		return
+	// Fixed-size copies: each is a move or two, not a call.
+	if p.Flags&packet.IPv4 != 0 {
+		*(*[8]byte)(m.flow.b[:]) = [8]byte(p.AddrPair(f))
+		m.flow.n = 8
+	} else {
+		*(*[32]byte)(m.flow.b[:]) = [32]byte(p.AddrPair(f))
+		m.flow.n = 32
 	}
-	if len(tcp) < 20 {
-		return
-	}
-	doff := int(tcp[12]>>4) * 4
-	if doff < 20 || doff > len(tcp) {
-		return
-	}
-	copy(m.flow.b[m.flow.n:], tcp[0:4])
-	flags := tcp[13]
-	m.rst = flags&tcpFlagRST != 0
-	m.syn = flags&tcpFlagSYN != 0
-	m.tcp = flags&tcpFlagACK != 0 && !m.rst
+	*(*[4]byte)(m.flow.b[m.flow.n:]) = [4]byte(p.PortPair(f))
+	flags := p.TCPFlags
+	m.rst = flags&header.TCPFlagRst != 0
+	m.syn = flags&header.TCPFlagSyn != 0
+	m.tcp = flags&header.TCPFlagAck != 0 && !m.rst
 	if !m.tcp {
 		return
 	}
-	m.ack = binary.BigEndian.Uint32(tcp[8:12])
-	m.win = binary.BigEndian.Uint16(tcp[14:16])
-	m.pureAck = flags&(tcpFlagSYN|tcpFlagFIN|tcpFlagURG) == 0 && len(tcp) == doff
-	opts := tcp[20:doff]
+	m.ack, m.win = p.Ack, p.Window
+	m.pureAck = flags&(header.TCPFlagSyn|header.TCPFlagFin|header.TCPFlagUrg) == 0 && p.TCPPayloadLen() == 0
+	m.sack = p.TCPHdrLen > header.TCPMinimumSize && hasSACK(p.TCPOptions(f))
+}
+
+// hasSACK reports whether a TCP option list carries SACK blocks, or is
+// malformed: a frame with a malformed list is never dropped either.
+func hasSACK(opts []byte) bool {
 	for len(opts) > 0 {
 		switch opts[0] {
-		case tcpOptEOL:
-			return
-		case tcpOptNOP:
+		case header.TCPOptionEOL:
+			return false
+		case header.TCPOptionNOP:
 			opts = opts[1:]
 			continue
 		}
 		if len(opts) < 2 || int(opts[1]) < 2 || int(opts[1]) > len(opts) {
-			// A malformed option list: never drop such a frame.
-			m.sack = true
-			return
+			return true
 		}
-		if opts[0] == tcpOptSACK {
-			m.sack = true
-			return
+		if opts[0] == header.TCPOptionSACK {
+			return true
 		}
 		opts = opts[opts[1]:]
 	}
+	return false
 }

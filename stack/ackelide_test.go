@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"bytes"
 	"testing"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -115,13 +116,19 @@ func TestAckElision(t *testing.T) {
 	}
 }
 
-func TestParseSegIgnoresGarbage(t *testing.T) {
+func TestSegMetaIgnoresGarbage(t *testing.T) {
 	var m segMeta
-	for _, f := range [][]byte{nil, make([]byte, 13), make([]byte, 14), append(make([]byte, 12), 0x08, 0x00, 0x45)} {
-		parseSeg(f, &m)
+	whole := buildSeg(seg{80, 1000, header.TCPFlagAck, 100, 500, 0, false, false})
+	frag := bytes.Clone(whole)
+	frag[header.EthernetMinimumSize+6] = 0x20 // More Fragments
+	for _, f := range [][]byte{nil, make([]byte, 13), make([]byte, 14), append(make([]byte, 12), 0x08, 0x00, 0x45), frag} {
+		m.fill(f)
 		if m.tcp {
-			t.Errorf("parseSeg(%x) = TCP", f)
+			t.Errorf("fill(%x) = TCP", f)
 		}
+	}
+	if m.fill(whole); !m.tcp || !m.pureAck || m.ack != 100 || m.win != 500 {
+		t.Errorf("fill of a pure ACK = %+v", m)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/xstack/xstack/nic"
+	"github.com/xstack/xstack/stack/packet"
 )
 
 // LinkStats are the link endpoint's counters.
@@ -39,6 +40,9 @@ type endpoint struct {
 	q   nic.Queue
 	mtu atomic.Uint32
 	mac tcpip.LinkAddress
+	// mac6 is mac as an array, which compares with a frame's destination
+	// in two loads, where a string compare is a call.
+	mac6 [header.EthernetAddressSize]byte
 
 	dispatcher gvstack.NetworkDispatcher // set by Attach before any deliver
 
@@ -61,6 +65,7 @@ var _ gvstack.LinkEndpoint = (*endpoint)(nil)
 
 func newEndpoint(q nic.Queue, mtu, batch int) *endpoint {
 	e := &endpoint{q: q, mac: tcpip.LinkAddress(q.HardwareAddr())}
+	copy(e.mac6[:], e.mac)
 	e.mtu.Store(uint32(mtu))
 	size := mtu + header.EthernetMinimumSize
 	backing := make([]byte, size*batch)
@@ -73,39 +78,47 @@ func newEndpoint(q nic.Queue, mtu, batch int) *endpoint {
 	return e
 }
 
-func (e *endpoint) deliver(frame []byte) {
+// deliver hands frame to gVisor; p holds its parsed headers.
+func (e *endpoint) deliver(frame []byte, p *packet.Parsed) {
 	if e.dispatcher == nil {
 		return // the stack is closed
 	}
 	e.pcap.rx(frame)
-	if len(frame) < header.EthernetMinimumSize {
+	if p.Flags&packet.Ether == 0 {
 		e.rxMalformed.Add(1)
 		return
 	}
 	dst := frame[:6]
 	// Unicast frames for another station can reach the queue when the
 	// XDP program passes everything; the stack must not answer them.
-	if dst[0]&1 == 0 && string(dst) != string(e.mac) {
+	if dst[0]&1 == 0 && [header.EthernetAddressSize]byte(dst) != e.mac6 {
 		e.rxNotForUs.Add(1)
 		return
 	}
-	proto := header.Ethernet(frame).Type()
+	proto := p.Network()
 	switch proto {
 	case header.IPv4ProtocolNumber, header.IPv6ProtocolNumber, header.ARPProtocolNumber:
 	default:
 		e.rxUnknown.Add(1)
 		return
 	}
-	if ip := frame[header.EthernetMinimumSize:]; proto != header.ARPProtocolNumber {
-		if l4 := tcpSegment(ip, proto); l4 != nil {
-			switch flags := l4[13]; {
-			case flags&synFinFlags == synFinFlags:
-				e.rxSynFin.Add(1)
-				return
-			case flags&synAckFlags == uint8(header.TCPFlagSyn) && e.guard.check(ip, l4, proto):
-				return // counted by the guard
-			}
-			if ack := e.zw.rescue(frame, ip, l4, proto); ack != nil {
+	// The endpoint reads a TCP header before gVisor does: a segment with
+	// both SYN and FIN is dropped (no TCP state takes it as sent: Linux
+	// discards it in LISTEN, FreeBSD has net.inet.tcp.drop_synfin, gVisor
+	// would answer it as a SYN), and SYNs go through the SYN-flood guard.
+	// Both apply to a first fragment too, whose TCP header is all there
+	// is to read before reassembly, so that fragmenting does not get a
+	// segment past them.
+	if p.Flags&packet.TCP != 0 {
+		switch flags := uint8(p.TCPFlags); {
+		case flags&synFinFlags == synFinFlags:
+			e.rxSynFin.Add(1)
+			return
+		case flags&synAckFlags == uint8(header.TCPFlagSyn) && e.guard.check(frame, p):
+			return // counted by the guard
+		}
+		if e.zw.active() {
+			if ack := e.zw.rescue(frame, p); ack != nil {
 				e.dispatch(ack, dst, proto)
 			}
 		}
@@ -137,40 +150,6 @@ const (
 	synFinFlags = uint8(header.TCPFlagSyn | header.TCPFlagFin)
 	synAckFlags = uint8(header.TCPFlagSyn | header.TCPFlagAck)
 )
-
-// tcpSegment returns the TCP header and payload of p, an IPv4 or IPv6
-// packet, when p is an unfragmented TCP segment (no IPv6 extension header)
-// with at least the header's fixed flags in it; nil otherwise. The link
-// endpoint reads the flags before gVisor does: a segment with both SYN and
-// FIN is dropped (no TCP state takes it as sent: Linux discards it in
-// LISTEN, FreeBSD has net.inet.tcp.drop_synfin, gVisor would answer it as a
-// SYN), and SYNs go through the SYN-flood guard. It does not allocate.
-func tcpSegment(p []byte, proto tcpip.NetworkProtocolNumber) []byte {
-	var l4 []byte
-	switch proto {
-	case header.IPv4ProtocolNumber:
-		if len(p) < header.IPv4MinimumSize || p[9] != uint8(header.TCPProtocolNumber) ||
-			p[6]&0x1f != 0 || p[7] != 0 { // a fragment offset: no TCP header here
-			return nil
-		}
-		ihl := int(p[0]&0xf) * 4
-		if ihl < header.IPv4MinimumSize || ihl > len(p) {
-			return nil
-		}
-		l4 = p[ihl:]
-	case header.IPv6ProtocolNumber:
-		if len(p) < header.IPv6MinimumSize || p[6] != uint8(header.TCPProtocolNumber) {
-			return nil
-		}
-		l4 = p[header.IPv6MinimumSize:]
-	default:
-		return nil
-	}
-	if len(l4) < header.TCPMinimumSize {
-		return nil
-	}
-	return l4
-}
 
 // WritePackets implements gvstack.LinkEndpoint. Packets are copied into the
 // TX batch; a full batch is written to the queue at once.

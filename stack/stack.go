@@ -31,6 +31,7 @@ import (
 	"gvisor.dev/gvisor/pkg/waiter"
 
 	"github.com/xstack/xstack/nic"
+	"github.com/xstack/xstack/stack/packet"
 )
 
 // NICID is the gVisor NIC identifier of the stack's one interface.
@@ -287,8 +288,18 @@ func (st *Stack) HardwareAddr() net.HardwareAddr { return st.ep.q.HardwareAddr()
 // frames are copied; the caller may reuse them when Deliver returns. Only
 // the lcore loop calls Deliver.
 func (st *Stack) Deliver(frames [][]byte) {
+	var p packet.Parsed
 	for _, f := range frames {
-		st.ep.deliver(f)
+		packet.Parse(f, &p)
+		st.ep.deliver(f, &p)
+	}
+}
+
+// DeliverParsed is Deliver of frames whose headers the caller parsed
+// already (for steering): parsed[i] is frames[i]'s.
+func (st *Stack) DeliverParsed(frames [][]byte, parsed []packet.Parsed) {
+	for i, f := range frames {
+		st.ep.deliver(f, &parsed[i])
 	}
 }
 

@@ -2,60 +2,110 @@ package stack
 
 import (
 	"testing"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
+	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/xstack/xstack/nic/nictest"
+	"github.com/xstack/xstack/stack/packet"
 )
 
+// countingDispatcher counts the packets the endpoint hands to gVisor.
+type countingDispatcher struct{ n int }
+
+func (d *countingDispatcher) DeliverNetworkPacket(tcpip.NetworkProtocolNumber, *gvstack.PacketBuffer) {
+	d.n++
+}
+
+func (d *countingDispatcher) DeliverLinkPacket(tcpip.NetworkProtocolNumber, *gvstack.PacketBuffer) {}
+
+// TestSynFin hands frames to the endpoint's receive path and checks which
+// it drops as SYN+FIN segments: only well-formed TCP segments (a first
+// fragment included), whatever else is wrong with the others, which go on
+// to gVisor.
 func TestSynFin(t *testing.T) {
+	qa, qb := nictest.Pair(1500)
+	t.Cleanup(func() { qa.Close(); qb.Close() })
+	e := newEndpoint(qa, 1500, 4)
+	e.guard.init(func() uint64 { return 0 }, func() time.Duration { return time.Second })
+	var d countingDispatcher
+	e.Attach(&d)
+
 	tcpSeg := func(flags header.TCPFlags) []byte {
 		b := make([]byte, header.TCPMinimumSize)
 		header.TCP(b).Encode(&header.TCPFields{SrcPort: 1, DstPort: 80, DataOffset: header.TCPMinimumSize, Flags: flags})
 		return b
 	}
+	frame := func(proto tcpip.NetworkProtocolNumber, ip []byte) []byte {
+		b := make([]byte, header.EthernetMinimumSize+len(ip))
+		header.Ethernet(b).Encode(&header.EthernetFields{DstAddr: e.mac, Type: proto})
+		copy(b[header.EthernetMinimumSize:], ip)
+		return b
+	}
 	v4 := func(ihl int, fragOff uint16, l4 []byte) []byte {
 		b := make([]byte, ihl+len(l4))
 		b[0] = 0x40 | byte(ihl/4)
+		b[2], b[3] = byte(len(b)>>8), byte(len(b))
 		b[6], b[7] = byte(fragOff>>8), byte(fragOff)
 		b[9] = uint8(header.TCPProtocolNumber)
 		copy(b[ihl:], l4)
-		return b
+		return frame(header.IPv4ProtocolNumber, b)
 	}
 	v6 := func(next uint8, l4 []byte) []byte {
 		b := make([]byte, header.IPv6MinimumSize+len(l4))
 		b[0] = 0x60
+		b[4], b[5] = byte(len(l4)>>8), byte(len(l4))
 		b[6] = next
 		copy(b[header.IPv6MinimumSize:], l4)
-		return b
+		return frame(header.IPv6ProtocolNumber, b)
+	}
+	with := func(f []byte, off int, v ...byte) []byte {
+		copy(f[header.EthernetMinimumSize+off:], v)
+		return f
 	}
 	synFinSeg := tcpSeg(header.TCPFlagSyn | header.TCPFlagFin)
 	for _, tc := range []struct {
 		name  string
-		p     []byte
-		proto tcpip.NetworkProtocolNumber
+		frame []byte
 		want  bool
 	}{
-		{"v4 syn+fin", v4(20, 0, synFinSeg), header.IPv4ProtocolNumber, true},
-		{"v4 syn+fin+ack", v4(20, 0, tcpSeg(header.TCPFlagSyn|header.TCPFlagFin|header.TCPFlagAck)), header.IPv4ProtocolNumber, true},
-		{"v4 with options", v4(24, 0, synFinSeg), header.IPv4ProtocolNumber, true},
-		{"v4 syn", v4(20, 0, tcpSeg(header.TCPFlagSyn)), header.IPv4ProtocolNumber, false},
-		{"v4 fin+ack", v4(20, 0, tcpSeg(header.TCPFlagFin|header.TCPFlagAck)), header.IPv4ProtocolNumber, false},
-		{"v4 DF set", v4(20, 0x4000, synFinSeg), header.IPv4ProtocolNumber, true},
-		{"v4 later fragment", v4(20, 3, synFinSeg), header.IPv4ProtocolNumber, false},
-		{"v4 header length past the packet", v4(20, 0, nil)[:20], header.IPv4ProtocolNumber, false},
-		{"v4 ihl 60 in 20 bytes", func() []byte { b := v4(20, 0, nil); b[0] = 0x4f; return b }(), header.IPv4ProtocolNumber, false},
-		{"v4 ihl below 20", func() []byte { b := v4(20, 0, synFinSeg); b[0] = 0x41; return b }(), header.IPv4ProtocolNumber, false},
-		{"v4 truncated tcp", v4(20, 0, synFinSeg[:13]), header.IPv4ProtocolNumber, false},
-		{"v4 short", make([]byte, 10), header.IPv4ProtocolNumber, false},
-		{"v6 syn+fin", v6(uint8(header.TCPProtocolNumber), synFinSeg), header.IPv6ProtocolNumber, true},
-		{"v6 syn", v6(uint8(header.TCPProtocolNumber), tcpSeg(header.TCPFlagSyn)), header.IPv6ProtocolNumber, false},
-		{"v6 udp", v6(uint8(header.UDPProtocolNumber), synFinSeg), header.IPv6ProtocolNumber, false},
-		{"v6 short", make([]byte, 30), header.IPv6ProtocolNumber, false},
-		{"arp", make([]byte, 60), header.ARPProtocolNumber, false},
+		{"v4 syn+fin", v4(20, 0, synFinSeg), true},
+		{"v4 syn+fin+ack", v4(20, 0, tcpSeg(header.TCPFlagSyn|header.TCPFlagFin|header.TCPFlagAck)), true},
+		{"v4 with options", v4(24, 0, synFinSeg), true},
+		{"v4 syn", v4(20, 0, tcpSeg(header.TCPFlagSyn)), false},
+		{"v4 fin+ack", v4(20, 0, tcpSeg(header.TCPFlagFin|header.TCPFlagAck)), false},
+		{"v4 DF set", v4(20, 0x4000, synFinSeg), true},
+		{"v4 first fragment", v4(20, 0x2000, synFinSeg), true},
+		{"v4 later fragment", v4(20, 3, synFinSeg), false},
+		{"v4 header length past the packet", v4(20, 0, nil), false},
+		{"v4 ihl 60 in 20 bytes", with(v4(20, 0, nil), 0, 0x4f), false},
+		{"v4 ihl below 20", with(v4(20, 0, synFinSeg), 0, 0x41), false},
+		{"v4 truncated tcp", v4(20, 0, synFinSeg[:13]), false},
+		{"v4 version 6", with(v4(20, 0, synFinSeg), 0, 0x65), false},
+		{"v4 total length past the frame", with(v4(20, 0, synFinSeg), 2, 0, 41), false},
+		{"v4 total length cuts the tcp header", with(v4(20, 0, synFinSeg), 2, 0, 39), false},
+		{"v4 data offset past the segment", with(v4(20, 0, synFinSeg), 20+12, 0x60), false},
+		{"v4 short", frame(header.IPv4ProtocolNumber, make([]byte, 10)), false},
+		{"v6 syn+fin", v6(uint8(header.TCPProtocolNumber), synFinSeg), true},
+		{"v6 syn", v6(uint8(header.TCPProtocolNumber), tcpSeg(header.TCPFlagSyn)), false},
+		{"v6 udp", v6(uint8(header.UDPProtocolNumber), synFinSeg), false},
+		{"v6 version 4", with(v6(uint8(header.TCPProtocolNumber), synFinSeg), 0, 0x40), false},
+		{"v6 payload length past the frame", with(v6(uint8(header.TCPProtocolNumber), synFinSeg), 4, 0, 21), false},
+		{"v6 short", frame(header.IPv6ProtocolNumber, make([]byte, 30)), false},
+		{"arp", frame(header.ARPProtocolNumber, make([]byte, 60)), false},
 	} {
-		l4 := tcpSegment(tc.p, tc.proto)
-		if got := l4 != nil && l4[13]&synFinFlags == synFinFlags; got != tc.want {
-			t.Errorf("%s: SYN+FIN = %v, want %v", tc.name, got, tc.want)
+		before, delivered := e.rxSynFin.Load(), d.n
+		var p packet.Parsed
+		packet.Parse(tc.frame, &p)
+		e.deliver(tc.frame, &p)
+		dropped := e.rxSynFin.Load() != before
+		if dropped != tc.want {
+			t.Errorf("%s: dropped as SYN+FIN %v, want %v", tc.name, dropped, tc.want)
+		}
+		if dropped == (d.n != delivered) {
+			t.Errorf("%s: dropped %v, yet handed to gVisor %v", tc.name, dropped, d.n != delivered)
 		}
 	}
 }

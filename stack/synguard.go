@@ -6,8 +6,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/xstack/xstack/stack/packet"
 )
 
 // synGuard protects the stack from SYN floods that outrun its SYN-cookie
@@ -69,10 +70,9 @@ func (g *synGuard) init(cookiesSent func() uint64, now func() time.Duration) {
 	g.limit.Store(defaultSynGuard)
 }
 
-// check is called for every TCP segment with SYN set and ACK clear; ip is
-// its IPv4 or IPv6 header onwards, l4 its TCP header. It reports whether to
-// drop the segment.
-func (g *synGuard) check(ip, l4 []byte, proto tcpip.NetworkProtocolNumber) bool {
+// check is called for every TCP segment with SYN set and ACK clear, the
+// frame and its parsed headers. It reports whether to drop the segment.
+func (g *synGuard) check(frame []byte, p *packet.Parsed) bool {
 	limit := g.limit.Load()
 	if limit == 0 {
 		return false
@@ -103,7 +103,7 @@ func (g *synGuard) check(ip, l4 []byte, proto tcpip.NetworkProtocolNumber) bool 
 		clear(g.seen[g.cur])
 		g.genStart = now
 	}
-	bit := g.hash(ip, l4, proto) % guardBits
+	bit := g.hash(frame, p) % guardBits
 	word, mask := bit/64, uint64(1)<<(bit%64)
 	if g.seen[0][word]&mask != 0 || g.seen[1][word]&mask != 0 {
 		g.passed.Add(1)
@@ -115,21 +115,23 @@ func (g *synGuard) check(ip, l4 []byte, proto tcpip.NetworkProtocolNumber) bool 
 }
 
 // hash mixes the segment's addresses and ports under the stack's key.
-func (g *synGuard) hash(ip, l4 []byte, proto tcpip.NetworkProtocolNumber) uint64 {
+func (g *synGuard) hash(frame []byte, p *packet.Parsed) uint64 {
 	h := g.key[0]
 	mix := func(v uint64) {
 		h ^= v
 		h *= 0x9e3779b97f4a7c15
 		h ^= h >> 29
 	}
-	if proto == header.IPv4ProtocolNumber {
-		mix(uint64(binary.BigEndian.Uint32(ip[12:])))
-		mix(uint64(binary.BigEndian.Uint32(ip[16:])))
+	src, dst := p.Addrs(frame)
+	if len(src) == header.IPv4AddressSize {
+		mix(uint64(binary.BigEndian.Uint32(src)))
+		mix(uint64(binary.BigEndian.Uint32(dst)))
 	} else {
-		for off := 8; off < 40; off += 8 {
-			mix(binary.BigEndian.Uint64(ip[off:]))
-		}
+		mix(binary.BigEndian.Uint64(src))
+		mix(binary.BigEndian.Uint64(src[8:]))
+		mix(binary.BigEndian.Uint64(dst))
+		mix(binary.BigEndian.Uint64(dst[8:]))
 	}
-	mix(uint64(binary.BigEndian.Uint32(l4)) ^ g.key[1])
+	mix((uint64(p.SrcPort)<<16 | uint64(p.DstPort)) ^ g.key[1])
 	return h
 }

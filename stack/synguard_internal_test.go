@@ -6,19 +6,27 @@ import (
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/xstack/xstack/stack/packet"
 )
 
-// guardSYN returns an IPv4 header and a TCP SYN from src:port to the
-// stack's port 80.
-func guardSYN(src uint32, port uint16) (ip, l4 []byte) {
-	b := make([]byte, header.IPv4MinimumSize+header.TCPMinimumSize)
-	b[0] = 0x45
-	b[9] = uint8(header.TCPProtocolNumber)
-	binary.BigEndian.PutUint32(b[12:], src)
-	binary.BigEndian.PutUint32(b[16:], 0xc6120001)
-	l4 = b[header.IPv4MinimumSize:]
-	header.TCP(l4).Encode(&header.TCPFields{SrcPort: port, DstPort: 80, DataOffset: header.TCPMinimumSize, Flags: header.TCPFlagSyn})
-	return b, l4
+// guardSYN returns an Ethernet frame of a TCP SYN from src:port to the
+// stack's port 80, and its parsed headers.
+func guardSYN(src uint32, port uint16) ([]byte, *packet.Parsed) {
+	const ipOff = header.EthernetMinimumSize
+	b := make([]byte, ipOff+header.IPv4MinimumSize+header.TCPMinimumSize)
+	header.Ethernet(b).Encode(&header.EthernetFields{Type: header.IPv4ProtocolNumber})
+	ip := header.IPv4(b[ipOff:])
+	ip.Encode(&header.IPv4Fields{TotalLength: uint16(len(ip)), TTL: 64, Protocol: uint8(header.TCPProtocolNumber)})
+	binary.BigEndian.PutUint32(ip[12:], src)
+	binary.BigEndian.PutUint32(ip[16:], 0xc6120001)
+	header.TCP(ip[header.IPv4MinimumSize:]).Encode(&header.TCPFields{SrcPort: port, DstPort: 80, DataOffset: header.TCPMinimumSize, Flags: header.TCPFlagSyn})
+	var p packet.Parsed
+	packet.Parse(b, &p)
+	if !p.Has(packet.TCP) {
+		panic("guardSYN: not a TCP segment")
+	}
+	return b, &p
 }
 
 func TestSynGuard(t *testing.T) {
@@ -35,8 +43,8 @@ func TestSynGuard(t *testing.T) {
 	burst := func(n int) (dropped int) {
 		for range n {
 			next++
-			ip, l4 := guardSYN(next, uint16(next))
-			if g.check(ip, l4, header.IPv4ProtocolNumber) {
+			f, p := guardSYN(next, uint16(next))
+			if g.check(f, p) {
 				dropped++
 			}
 		}
@@ -62,18 +70,18 @@ func TestSynGuard(t *testing.T) {
 	if g.engaged.Load() != 1 {
 		t.Fatalf("engaged %d times, want 1", g.engaged.Load())
 	}
-	ip, l4 := guardSYN(0xc0a80001, 40000)
-	if !g.check(ip, l4, header.IPv4ProtocolNumber) {
+	f, p := guardSYN(0xc0a80001, 40000)
+	if !g.check(f, p) {
 		t.Fatal("a client's first SYN passed the engaged guard")
 	}
-	if g.check(ip, l4, header.IPv4ProtocolNumber) {
+	if g.check(f, p) {
 		t.Fatal("the client's retransmitted SYN was dropped")
 	}
 	if g.passed.Load() == 0 {
 		t.Error("link.syn_guard_passed did not count the retransmission")
 	}
 	// Checking an engaged guard does not allocate.
-	if n := testing.AllocsPerRun(1000, func() { g.check(ip, l4, header.IPv4ProtocolNumber) }); n != 0 {
+	if n := testing.AllocsPerRun(1000, func() { g.check(f, p) }); n != 0 {
 		t.Errorf("check allocates %v times per SYN", n)
 	}
 

@@ -7,6 +7,8 @@ import (
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/xstack/xstack/stack/packet"
 )
 
 // gVisor tests a segment's sequence number against the window it last
@@ -66,8 +68,7 @@ type zeroWindowFlow struct {
 // random one is dropped to make room), and gets gVisor's behaviour.
 const maxZeroWindowFlows = 4096
 
-// sent records the segments of one TX batch, in order; the batch's meta
-// were filled by parseSeg.
+// sent records the segments of one TX batch, in order, by their segMeta.
 func (z *zeroWindow) sent(meta []segMeta) {
 	for i := range meta {
 		m := &meta[i]
@@ -102,55 +103,43 @@ func (z *zeroWindow) sent(meta []segMeta) {
 	}
 }
 
-// replyFlow is the key of the flow of a received segment as the stack's
-// own segments of that flow name it (parseSeg): the stack's address and
-// port first. ip is an IPv4 or IPv6 packet of protocol proto and l4 its
-// TCP segment (tcpSegment).
-func replyFlow(ip, l4 []byte, proto tcpip.NetworkProtocolNumber) flowKey {
+// replyFlow is the key of the flow of a received TCP segment, frame with
+// its parsed headers p, as the stack's own segments of that flow name it
+// (segMeta): the stack's address and port first.
+func replyFlow(frame []byte, p *packet.Parsed) flowKey {
 	var key flowKey
-	if proto == header.IPv4ProtocolNumber {
-		copy(key.b[:], ip[16:20])
-		key.n = 4 + uint8(copy(key.b[4:], ip[12:16]))
-	} else {
-		copy(key.b[:], ip[24:40])
-		key.n = 16 + uint8(copy(key.b[16:], ip[8:24]))
-	}
-	copy(key.b[key.n:], l4[2:4])
-	copy(key.b[key.n+2:], l4[0:2])
+	src, dst := p.Addrs(frame)
+	key.n = uint8(copy(key.b[:], dst))
+	key.n += uint8(copy(key.b[key.n:], src))
+	binary.BigEndian.PutUint16(key.b[key.n:], p.DstPort)
+	binary.BigEndian.PutUint16(key.b[key.n+2:], p.SrcPort)
 	return key
 }
 
-// rescue returns the pure ACK to hand to gVisor before frame, or nil. ip
-// is frame's IP packet of protocol proto and l4 its TCP segment
-// (tcpSegment). The result is valid until the next call.
-func (z *zeroWindow) rescue(frame, ip, l4 []byte, proto tcpip.NetworkProtocolNumber) []byte {
+// active reports whether any flow is behind a zero window: only then can
+// rescue make a pure ACK. It inlines into the receive path, which flows
+// with open windows then pass for one load.
+func (z *zeroWindow) active() bool { return z.n.Load() != 0 }
+
+// rescue returns the pure ACK to hand to gVisor before frame, or nil. p
+// holds frame's parsed headers, a TCP segment's. The result is valid
+// until the next call.
+func (z *zeroWindow) rescue(frame []byte, p *packet.Parsed) []byte {
 	if z.n.Load() == 0 {
 		return nil
 	}
-	flags := l4[13]
-	if flags&tcpFlagACK == 0 || flags&(tcpFlagSYN|tcpFlagRST) != 0 {
+	// A fragment is left to gVisor: a pure ACK made of its headers would
+	// be a fragment too, of a datagram that never completes.
+	if p.Flags&(packet.TCP|packet.Fragment) != packet.TCP {
 		return nil
 	}
-	var ipHdr, end int // IP header length, end of the segment within ip
-	switch proto {
-	case header.IPv4ProtocolNumber:
-		ipHdr = int(ip[0]&0xf) * 4
-		end = int(binary.BigEndian.Uint16(ip[2:4]))
-	case header.IPv6ProtocolNumber:
-		ipHdr = header.IPv6MinimumSize
-		end = ipHdr + int(binary.BigEndian.Uint16(ip[4:6]))
-	default:
+	if p.TCPFlags&header.TCPFlagAck == 0 || p.TCPFlags&(header.TCPFlagSyn|header.TCPFlagRst) != 0 {
 		return nil
 	}
-	doff := int(l4[12]>>4) * 4
-	if doff < header.TCPMinimumSize || ipHdr+doff > end || end > len(ip) {
-		return nil // gVisor drops it as malformed
-	}
-	key := replyFlow(ip, l4, proto)
-	seq := binary.BigEndian.Uint32(l4[4:8])
-	ack := binary.BigEndian.Uint32(l4[8:12])
-	win := binary.BigEndian.Uint16(l4[14:16])
-	data := end - ipHdr - doff
+	ipHdr, doff := p.IPHeaderLen(), int(p.TCPHdrLen)
+	key := replyFlow(frame, p)
+	seq, ack, win := p.Seq, p.Ack, p.Window
+	data := p.TCPPayloadLen()
 
 	z.mu.Lock()
 	f, ok := z.flows[key]
@@ -169,21 +158,22 @@ func (z *zeroWindow) rescue(frame, ip, l4 []byte, proto tcpip.NetworkProtocolNum
 		z.scratch = make([]byte, header.EthernetMinimumSize+header.IPv4MaximumHeaderSize+header.TCPHeaderMaximumSize)
 	}
 	b := z.scratch[:copy(z.scratch[:hdrs], frame[:hdrs])]
-	p := b[header.EthernetMinimumSize:]
-	t := header.TCP(p[ipHdr:])
-	binary.BigEndian.PutUint32(t[4:8], f.rcvNxt)
-	t[13] = tcpFlagACK
+	ip := b[header.EthernetMinimumSize:]
+	t := header.TCP(ip[ipHdr:])
+	t.SetSequenceNumber(f.rcvNxt)
+	t.SetFlags(uint8(header.TCPFlagAck))
 	t.SetChecksum(0)
 	var src, dst tcpip.Address
-	if proto == header.IPv4ProtocolNumber {
-		v4 := header.IPv4(p)
+	if p.Flags&packet.IPv4 != 0 {
+		v4 := header.IPv4(ip)
 		v4.SetTotalLength(uint16(ipHdr + doff))
 		v4.SetChecksum(0)
 		v4.SetChecksum(^v4.CalculateChecksum())
-		src, dst = tcpip.AddrFrom4Slice(p[12:16]), tcpip.AddrFrom4Slice(p[16:20])
+		src, dst = v4.SourceAddress(), v4.DestinationAddress()
 	} else {
-		binary.BigEndian.PutUint16(p[4:6], uint16(doff))
-		src, dst = tcpip.AddrFrom16Slice(p[8:24]), tcpip.AddrFrom16Slice(p[24:40])
+		v6 := header.IPv6(ip)
+		v6.SetPayloadLength(uint16(doff))
+		src, dst = v6.SourceAddress(), v6.DestinationAddress()
 	}
 	xsum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, src, dst, uint16(doff))
 	t.SetChecksum(^t.CalculateChecksum(xsum))

@@ -7,6 +7,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/xstack/xstack/stack/packet"
 )
 
 // zwFrame returns an IPv4 TCP frame from 198.18.0.2:40000 to 198.18.0.1:80
@@ -31,6 +33,13 @@ func zwFrame(seq, ack uint32, n int) []byte {
 	return f
 }
 
+// parsed returns f's parsed headers.
+func parsed(f []byte) *packet.Parsed {
+	var p packet.Parsed
+	packet.Parse(f, &p)
+	return &p
+}
+
 // zwShut tells z that the stack advertised a zero window on the flow of
 // zwFrame, acknowledging rcvNxt.
 func zwShut(z *zeroWindow, rcvNxt uint32) {
@@ -46,7 +55,7 @@ func zwShut(z *zeroWindow, rcvNxt uint32) {
 	tcp[0], tcp[1], tcp[2], tcp[3] = tcp[2], tcp[3], tcp[0], tcp[1]
 	binary.BigEndian.PutUint32(tcp[8:12], rcvNxt)
 	binary.BigEndian.PutUint16(tcp[14:16], 0)
-	parseSeg(out, &m)
+	m.fill(out)
 	z.sent([]segMeta{m})
 }
 
@@ -54,8 +63,7 @@ func TestZeroWindowRescueFrame(t *testing.T) {
 	var z zeroWindow
 	zwShut(&z, 5000)
 	f := zwFrame(5100, 777, 40)
-	ip := f[header.EthernetMinimumSize:]
-	b := z.rescue(f, ip, tcpSegment(ip, header.IPv4ProtocolNumber), header.IPv4ProtocolNumber)
+	b := z.rescue(f, parsed(f))
 	if b == nil {
 		t.Fatal("no pure ACK for a data segment past a zero window")
 	}
@@ -88,8 +96,7 @@ func TestZeroWindowRescueFrame(t *testing.T) {
 		{"same acknowledgment and window again", 5000, 777, 1},
 	} {
 		f := zwFrame(tc.seq, tc.ack, tc.n)
-		ip := f[header.EthernetMinimumSize:]
-		if z.rescue(f, ip, tcpSegment(ip, header.IPv4ProtocolNumber), header.IPv4ProtocolNumber) != nil {
+		if z.rescue(f, parsed(f)) != nil {
 			t.Errorf("%s: a pure ACK was made", tc.name)
 		}
 	}
@@ -104,12 +111,12 @@ func BenchmarkZeroWindowRescue(b *testing.B) {
 	var z zeroWindow
 	zwShut(&z, 5000)
 	f := zwFrame(5100, 0, 1000)
-	ip := f[header.EthernetMinimumSize:]
-	l4 := tcpSegment(ip, header.IPv4ProtocolNumber)
+	var p packet.Parsed
+	packet.Parse(f, &p)
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		binary.BigEndian.PutUint32(l4[8:12], uint32(i))
-		if z.rescue(f, ip, l4, header.IPv4ProtocolNumber) == nil {
+		p.Ack = uint32(i) // a new acknowledgment each time
+		if z.rescue(f, &p) == nil {
 			b.Fatal("no pure ACK")
 		}
 	}
@@ -126,21 +133,18 @@ func FuzzZeroWindowRescue(f *testing.F) {
 	f.Add(zwFrame(5000, 777, 0), uint32(5000))
 	f.Add(zwFrame(1, 2, 3)[:40], uint32(0))
 	f.Fuzz(func(t *testing.T, frame []byte, rcvNxt uint32) {
-		if len(frame) < header.EthernetMinimumSize {
-			return
-		}
-		proto := header.Ethernet(frame).Type()
-		ip := frame[header.EthernetMinimumSize:]
-		l4 := tcpSegment(ip, proto)
-		if l4 == nil {
+		var fp packet.Parsed
+		packet.Parse(frame, &fp)
+		if !fp.Has(packet.TCP) {
 			return
 		}
 		// Track the frame's flow as the stack's own segments name it.
-		key := replyFlow(ip, l4, proto)
+		key := replyFlow(frame, &fp)
 		var z zeroWindow
 		z.flows = map[flowKey]zeroWindowFlow{key: {rcvNxt: rcvNxt}}
 		z.n.Store(1)
-		b := z.rescue(frame, ip, l4, proto)
+		b := z.rescue(frame, &fp)
+		proto := fp.Network()
 		if b == nil {
 			return
 		}
