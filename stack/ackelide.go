@@ -20,9 +20,24 @@ import (
 //
 // A later pure ACK with the same acknowledgment number does not supersede an
 // earlier one either: together they are duplicate ACKs.
+//
+// The batch also joins a FIN to the data before it. gVisor always sends a
+// FIN in a segment of its own ("Netstack queues FIN segments without
+// data"), so a server that writes its response and closes in one pass, as
+// an HTTP server answering "Connection: close" does, sends the response and
+// then a bare FIN. When the FIN is the next frame of its flow after a data
+// segment that it directly follows in sequence space, with the same
+// acknowledgment, the data segment leaves with the FIN flag set and the
+// FIN's window, and the bare FIN is not sent: the segment says on the wire
+// what Linux and FreeBSD send in that case, one frame less each way. gVisor
+// still holds them as two segments; should the joined one be lost, it
+// retransmits them as two, which the peer takes the same way.
 type ackElider struct {
 	meta     []segMeta
-	disabled bool // net.inet.tcp.delayed_ack=0
+	joined   []bool // joined[i]: frame i is a FIN carried by an earlier frame
+	disabled bool   // net.inet.tcp.delayed_ack=0
+	// fins counts the FINs joined to data in the last filter.
+	fins int
 }
 
 type segMeta struct {
@@ -31,7 +46,12 @@ type segMeta struct {
 	syn     bool
 	pureAck bool
 	sack    bool
+	data    bool // carries data, and no SYN, FIN or URG
+	bareFin bool // FIN and ACK (PSH allowed), no data
 	ack     uint32
+	seq     uint32
+	plen    uint32 // payload bytes
+	l4      uint32 // offset of the TCP header in the frame
 	win     uint16
 	flow    flowKey
 }
@@ -43,29 +63,92 @@ type flowKey struct {
 	n uint8
 }
 
-func (a *ackElider) init(batch int) { a.meta = make([]segMeta, batch) }
+func (a *ackElider) init(batch int) {
+	a.meta = make([]segMeta, batch)
+	a.joined = make([]bool, batch)
+}
 
-// filter appends to out the frames that must be sent, in order.
-// Every frame's segMeta is left in meta[:len(frames)].
+// filter appends to out the frames that must be sent, in order, and
+// rewrites in place a data frame that takes over the FIN after it. Every
+// frame's segMeta is left in meta[:len(frames)].
 func (a *ackElider) filter(frames [][]byte, out [][]byte) [][]byte {
-	candidates := 0
+	acks, fins := 0, 0
 	for i, f := range frames {
 		m := &a.meta[i]
 		m.fill(f)
 		if m.pureAck && !m.sack {
-			candidates++
+			acks++
+		}
+		if m.bareFin && i > 0 {
+			fins++
 		}
 	}
-	if candidates == 0 || a.disabled {
+	a.fins = 0
+	if fins > 0 {
+		fins = a.joinFins(frames)
+	}
+	if (acks == 0 || a.disabled) && fins == 0 {
 		return append(out, frames...)
 	}
 	for i, f := range frames {
-		if a.superseded(i, len(frames)) {
+		if a.joined[i] {
+			a.joined[i] = false
+			continue
+		}
+		if acks > 0 && !a.disabled && a.superseded(i, len(frames)) {
 			continue
 		}
 		out = append(out, f)
 	}
 	return out
+}
+
+// joinFins sets the FIN flag on each data frame whose flow's next frame in
+// the batch is a bare FIN that follows it in sequence space with the same
+// acknowledgment, marks those FINs joined, and returns how many it joined.
+func (a *ackElider) joinFins(frames [][]byte) int {
+	for i := range frames {
+		f := &a.meta[i]
+		if !f.bareFin {
+			continue
+		}
+		for k := i - 1; k >= 0; k-- {
+			d := &a.meta[k]
+			if d.flow != f.flow {
+				continue
+			}
+			if d.data && d.seq+d.plen == f.seq && d.ack == f.ack {
+				joinFin(frames[k][d.l4:], f.win)
+				d.data, d.win = false, f.win
+				a.joined[i] = true
+				a.fins++
+			}
+			break
+		}
+	}
+	return a.fins
+}
+
+// joinFin sets FIN on the TCP segment seg and its window to win, and
+// updates its checksum for the two 16-bit words that changed (RFC 1624).
+func joinFin(seg []byte, win uint16) {
+	t := header.TCP(seg)
+	oldFlags := uint16(seg[12])<<8 | uint16(seg[13])
+	oldWin := t.WindowSize()
+	seg[13] |= uint8(header.TCPFlagFin)
+	t.SetWindowSize(win)
+	newFlags := uint16(seg[12])<<8 | uint16(seg[13])
+	sum := checksumUpdate(t.Checksum(), oldFlags, newFlags)
+	t.SetChecksum(checksumUpdate(sum, oldWin, win))
+}
+
+// checksumUpdate returns the Internet checksum sum after a 16-bit word of
+// the data it covers changed from old to new (RFC 1624, equation 3).
+func checksumUpdate(sum, old, new uint16) uint16 {
+	s := uint32(^sum) + uint32(^old) + uint32(new)
+	s = s&0xffff + s>>16
+	s = s&0xffff + s>>16
+	return ^uint16(s)
 }
 
 func (a *ackElider) superseded(i, n int) bool {
@@ -116,8 +199,13 @@ func (m *segMeta) fill(f []byte) {
 	if !m.tcp {
 		return
 	}
-	m.ack, m.win = p.Ack, p.Window
-	m.pureAck = flags&(header.TCPFlagSyn|header.TCPFlagFin|header.TCPFlagUrg) == 0 && p.TCPPayloadLen() == 0
+	m.ack, m.win, m.seq, m.l4 = p.Ack, p.Window, p.Seq, p.L4Off
+	plen := p.TCPPayloadLen()
+	m.plen = uint32(plen)
+	other := flags &^ (header.TCPFlagAck | header.TCPFlagPsh)
+	m.pureAck = other == 0 && plen == 0
+	m.data = other == 0 && plen > 0
+	m.bareFin = other == header.TCPFlagFin && plen == 0
 	m.sack = p.TCPHdrLen > header.TCPMinimumSize && hasSACK(p.TCPOptions(f))
 }
 

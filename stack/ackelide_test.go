@@ -2,10 +2,15 @@ package stack
 
 import (
 	"bytes"
+	"fmt"
+	"slices"
 	"testing"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/xstack/xstack/stack/packet"
 )
 
 type seg struct {
@@ -143,5 +148,125 @@ func BenchmarkAckElision(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		out = a.filter(frames, out[:0])
+	}
+}
+
+// finSeg builds s with sequence number seq and a valid TCP checksum.
+func finSeg(s seg, seq uint32) []byte {
+	f := buildSeg(s)
+	var p packet.Parsed
+	packet.Parse(f, &p)
+	t := header.TCP(f[p.L4Off:p.End])
+	t.SetSequenceNumber(seq)
+	t.SetChecksum(0)
+	t.SetChecksum(^tcpChecksum(f, &p))
+	return f
+}
+
+// tcpChecksum is the checksum over frame's TCP segment and pseudo-header,
+// as header.TCP.IsChecksumValid computes it (its complement is stored).
+func tcpChecksum(frame []byte, p *packet.Parsed) uint16 {
+	src, dst := p.Addrs(frame)
+	l4 := p.L4(frame)
+	sum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, tcpip.AddrFromSlice(src), tcpip.AddrFromSlice(dst), uint16(len(l4)))
+	return checksum.Checksum(l4, sum)
+}
+
+func TestFinJoined(t *testing.T) {
+	psh := header.TCPFlagAck | header.TCPFlagPsh
+	fin := header.TCPFlagAck | header.TCPFlagFin
+	type fr struct {
+		s   seg
+		seq uint32
+	}
+	tests := []struct {
+		name     string
+		frames   []fr
+		want     []int // frames sent
+		joinedTo int   // the frame that carries the FIN, or -1
+	}{
+		{"response then fin", []fr{{seg{80, 1000, psh, 28, 500, 200, false, false}, 1}, {seg{80, 1000, fin, 28, 600, 0, false, false}, 201}}, []int{0}, 0},
+		{"v6", []fr{{seg{80, 1000, psh, 28, 500, 200, false, true}, 1}, {seg{80, 1000, fin, 28, 600, 0, false, true}, 201}}, []int{0}, 0},
+		{"other flow between", []fr{
+			{seg{80, 1000, psh, 28, 500, 200, false, false}, 1},
+			{seg{80, 1001, psh, 5, 500, 10, false, false}, 7},
+			{seg{80, 1000, fin, 28, 500, 0, false, false}, 201},
+		}, []int{0, 1}, 0},
+		{"gap in sequence", []fr{{seg{80, 1000, psh, 28, 500, 200, false, false}, 1}, {seg{80, 1000, fin, 28, 500, 0, false, false}, 202}}, []int{0, 1}, -1},
+		{"newer ack", []fr{{seg{80, 1000, psh, 28, 500, 200, false, false}, 1}, {seg{80, 1000, fin, 29, 500, 0, false, false}, 201}}, []int{0, 1}, -1},
+		{"pure ack between", []fr{
+			{seg{80, 1000, psh, 28, 500, 200, false, false}, 1},
+			// (the FIN's smaller window keeps the pure ACK from being elided)
+			{seg{80, 1000, header.TCPFlagAck, 29, 500, 0, false, false}, 201},
+			{seg{80, 1000, fin, 29, 400, 0, false, false}, 201},
+		}, []int{0, 1, 2}, -1},
+		{"fin alone", []fr{{seg{80, 1000, fin, 28, 500, 0, false, false}, 201}}, []int{0}, -1},
+		{"syn-ack then fin", []fr{{seg{80, 1000, header.TCPFlagSyn | header.TCPFlagAck, 28, 500, 0, false, false}, 0}, {seg{80, 1000, fin, 28, 500, 0, false, false}, 1}}, []int{0, 1}, -1},
+	}
+	for _, disabled := range []bool{false, true} {
+		for _, tt := range tests {
+			t.Run(fmt.Sprintf("%s/delayed_ack=%v", tt.name, !disabled), func(t *testing.T) {
+				var frames [][]byte
+				for _, f := range tt.frames {
+					frames = append(frames, finSeg(f.s, f.seq))
+				}
+				orig := make([][]byte, len(frames))
+				for i, f := range frames {
+					orig[i] = bytes.Clone(f)
+				}
+				a := ackElider{disabled: disabled}
+				a.init(len(frames))
+				out := a.filter(frames, nil)
+				var got []int
+				for _, o := range out {
+					for i, f := range frames {
+						if &f[0] == &o[0] {
+							got = append(got, i)
+						}
+					}
+				}
+				if !slices.Equal(got, tt.want) {
+					t.Fatalf("sent frames %v, want %v", got, tt.want)
+				}
+				if wantFins := map[bool]int{true: 1, false: 0}[tt.joinedTo >= 0]; a.fins != wantFins {
+					t.Errorf("fins joined = %d, want %d", a.fins, wantFins)
+				}
+				for i, f := range frames {
+					var p packet.Parsed
+					packet.Parse(f, &p)
+					if c := tcpChecksum(f, &p); c != 0xffff {
+						t.Errorf("frame %d: checksum %#04x does not verify", i, c)
+					}
+					if i != tt.joinedTo {
+						if !bytes.Equal(f, orig[i]) {
+							t.Errorf("frame %d changed", i)
+						}
+						continue
+					}
+					var finP packet.Parsed
+					packet.Parse(orig[i+len(tt.frames)-1-i], &finP) // the FIN is the last frame
+					if p.TCPFlags != psh|header.TCPFlagFin || p.Window != finP.Window || p.TCPPayloadLen() != 200 {
+						t.Errorf("joined frame: flags %v window %d payload %d, want PSH|ACK|FIN, the FIN's window %d, 200 bytes",
+							p.TCPFlags, p.Window, p.TCPPayloadLen(), finP.Window)
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestFinJoinAllocs(t *testing.T) {
+	psh := header.TCPFlagAck | header.TCPFlagPsh
+	fin := header.TCPFlagAck | header.TCPFlagFin
+	frames := [][]byte{
+		finSeg(seg{80, 1000, header.TCPFlagAck, 28, 500, 0, false, false}, 1),
+		finSeg(seg{80, 1000, psh, 28, 500, 200, false, false}, 1),
+		finSeg(seg{80, 1000, fin, 28, 600, 0, false, false}, 201),
+	}
+	var a ackElider
+	a.init(len(frames))
+	out := make([][]byte, 0, len(frames))
+	if n := testing.AllocsPerRun(100, func() { out = a.filter(frames, out[:0]) }); n != 0 {
+		t.Errorf("filter allocates %.1f times per batch, want 0", n)
 	}
 }

@@ -31,6 +31,7 @@ func (st *Stack) Counters() []Counter {
 		{"link.tx_frames", ls.TxFrames},
 		{"link.tx_dropped", ls.TxDropped},
 		{"link.acks_elided", ls.AcksElided},
+		{"link.fins_joined", ls.FinsJoined},
 		{"link.zero_window_acks", ls.ZeroWindowAcks},
 		{"connect.rss_picked", st.active.steered.Value()},
 		{"connect.rss_fallback", st.active.fallback.Value()},

@@ -26,6 +26,7 @@ type LinkStats struct {
 	TxFrames                                         uint64 // frames written to the queue
 	TxDropped                                        uint64 // frames the queue did not accept, or too large
 	AcksElided                                       uint64 // pure ACKs superseded in the same batch and not sent
+	FinsJoined                                       uint64 // FINs sent on the data segment before them, not alone
 	// ZeroWindowAcks are pure ACKs made from segments beyond a zero
 	// receive window, so that gVisor takes their acknowledgment.
 	ZeroWindowAcks uint64
@@ -58,7 +59,7 @@ type endpoint struct {
 	zw     zeroWindow // ACKs beyond a zero window; see zerowindow.go
 
 	rxFrames, rxMalformed, rxNotForUs, rxUnknown, rxSynFin atomic.Uint64
-	txFrames, txDropped, acksElided                        atomic.Uint64
+	txFrames, txDropped, acksElided, finsJoined            atomic.Uint64
 }
 
 var _ gvstack.LinkEndpoint = (*endpoint)(nil)
@@ -205,8 +206,11 @@ func (e *endpoint) flushLocked() int {
 	frames := e.txBufs[:e.txN]
 	out := e.elide.filter(frames, e.txOut[:0])
 	e.zw.sent(e.elide.meta[:len(frames)])
-	if d := len(frames) - len(out); d > 0 {
+	if d := len(frames) - len(out) - e.elide.fins; d > 0 {
 		e.acksElided.Add(uint64(d))
+	}
+	if e.elide.fins > 0 {
+		e.finsJoined.Add(uint64(e.elide.fins))
 	}
 	sent, _ := e.q.Tx(out)
 	e.pcap.tx(out[:sent])
@@ -236,6 +240,7 @@ func (e *endpoint) stats() LinkStats {
 		TxFrames:        e.txFrames.Load(),
 		TxDropped:       e.txDropped.Load(),
 		AcksElided:      e.acksElided.Load(),
+		FinsJoined:      e.finsJoined.Load(),
 		ZeroWindowAcks:  e.zw.acks.Load(),
 	}
 }
