@@ -362,8 +362,14 @@ func (s *socket) accept(peer *tcpip.FullAddress, deadline <-chan struct{}, need,
 		if errno := s.t.takeMem(need, limit); errno != 0 {
 			return nil, nil, errno
 		}
-		nep, nwq, err := s.ep.Accept(peer)
+		// The peer's address is read from the new endpoint rather than
+		// through Accept's pointer, which escapes through the interface:
+		// an allocation per connection.
+		nep, nwq, err := s.ep.Accept(nil)
 		if err == nil {
+			if peer != nil {
+				*peer, _ = nep.GetRemoteAddress()
+			}
 			return nep, nwq, 0
 		}
 		s.t.giveMem(need)

@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -97,6 +98,8 @@ type Stack struct {
 	// routeMu makes AddRoute's check for an existing route and its
 	// insertion one step: every route change goes through this type.
 	routeMu sync.Mutex
+
+	tcpBufs atomic.Pointer[TCPBuffers] // what TCPBuffers reports
 }
 
 // SocketDefaults are per-socket options that the sysctls set for new sockets.
@@ -165,6 +168,7 @@ func New(q nic.Queue, cfg Config) (*Stack, error) {
 		s.Close()
 		return nil, fmt.Errorf("stack %s: %w", cfg.Name, err)
 	}
+	st.refreshTCPBuffers()
 	return st, nil
 }
 
@@ -260,15 +264,21 @@ type TCPBuffers struct {
 }
 
 // TCPBuffers returns the buffer sizes of new TCP endpoints now. It is safe
-// from any goroutine and does not allocate.
-func (st *Stack) TCPBuffers() TCPBuffers {
+// from any goroutine and does not allocate: the socket layer asks on every
+// socket and accept.
+func (st *Stack) TCPBuffers() TCPBuffers { return *st.tcpBufs.Load() }
+
+// refreshTCPBuffers reads the buffer sizes back from gVisor, whose option
+// calls allocate, for TCPBuffers. The sysctls are the only way to change
+// them, and SetSysctl calls it.
+func (st *Stack) refreshTCPBuffers() {
 	var snd tcpip.TCPSendBufferSizeRangeOption
 	st.s.TransportProtocolOption(tcp.ProtocolNumber, &snd)
 	var rcv tcpip.TCPReceiveBufferSizeRangeOption
 	st.s.TransportProtocolOption(tcp.ProtocolNumber, &rcv)
 	var mod tcpip.TCPModerateReceiveBufferOption
 	st.s.TransportProtocolOption(tcp.ProtocolNumber, &mod)
-	return TCPBuffers{SendDefault: snd.Default, ReceiveDefault: rcv.Default, ReceiveMax: rcv.Max, Moderate: bool(mod)}
+	st.tcpBufs.Store(&TCPBuffers{SendDefault: snd.Default, ReceiveDefault: rcv.Default, ReceiveMax: rcv.Max, Moderate: bool(mod)})
 }
 
 // MTU returns the interface's MTU now (SetMTU changes it).

@@ -400,6 +400,8 @@ func (st *Stack) SetSysctl(name, value string) error {
 	if err == nil {
 		err = s.set(st, value)
 	}
+	// The buffer sysctls change what TCPBuffers reports.
+	st.refreshTCPBuffers()
 	if err != nil {
 		return fmt.Errorf("sysctl %s=%s: %w", name, value, err)
 	}
