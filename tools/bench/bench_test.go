@@ -91,7 +91,7 @@ func TestResponseLength(t *testing.T) {
 func sampleResults() *Results {
 	r := &Results{}
 	for i, c := range []int{1, 16, 64} {
-		p := r.point("rps", "conns", c, "requests/s", "req/s", false)
+		p := r.point(Point{Scenario: "rps", Label: "conns", Param: c, Metric: "requests/s", Unit: "req/s"})
 		p.Label = strings.Repeat("x", i) // distinct points
 		for round := 1; round <= 3; round++ {
 			p.Samples = append(p.Samples,
@@ -99,7 +99,7 @@ func sampleResults() *Results {
 				&Sample{Target: xstack, Round: round, Value: float64(2000 * c * round)})
 		}
 	}
-	lat := r.point("latency", "1000 req/s", 16, "p50", "µs", true)
+	lat := r.point(Point{Scenario: "latency", Label: "1000 req/s", Param: 16, Metric: "p50", Unit: "µs", Lower: true})
 	for _, tg := range []string{kernel, xstack} {
 		v := make([]float64, 5000)
 		for i := range v {
@@ -115,7 +115,7 @@ func TestTable(t *testing.T) {
 	sampleResults().writeTable(&b)
 	out := b.String()
 	// Median 2000 (kernel) and 4000 (xstack) at 1 connection: ratio 2.
-	if !strings.Contains(out, "| rps |  | requests/s (req/s) | 2000 | 1000–3000 | 4000 | 2000–6000 | 2.00 |") {
+	if !strings.Contains(out, "| rps | — | — |  | requests/s (req/s) | 2000 | 1000–3000 | 4000 | 2000–6000 | 2.00 |") {
 		t.Errorf("table lacks the expected row:\n%s", out)
 	}
 	if !strings.Contains(out, "(lower is better)") {
@@ -151,10 +151,10 @@ func TestPlots(t *testing.T) {
 func TestBarPlots(t *testing.T) {
 	r := &Results{}
 	for i, label := range []string{"1 flow, upload, offloads as-is", "4 flows, download, offloads off"} {
-		p := r.point("bulk", label, 1+3*i, "throughput", "Gbit/s", false)
+		p := r.point(Point{Scenario: "bulk", Label: label, Param: 1 + 3*i, Metric: "throughput", Unit: "Gbit/s"})
 		p.Samples = append(p.Samples, &Sample{Target: kernel, Round: 1, Value: 5.5}, &Sample{Target: xstack, Round: 1, Value: 2.1})
 	}
-	p := r.point("conns", "2000 idle conns", 2000, "memory/conn", "KiB", true)
+	p := r.point(Point{Scenario: "conns", Label: "2000 idle conns", Param: 2000, Metric: "memory/conn", Unit: "KiB", Lower: true})
 	p.Samples = append(p.Samples, &Sample{Target: kernel, Round: 1, Value: -0.4}, &Sample{Target: xstack, Round: 1, Value: 6.5})
 	paths, err := writePlots(r, filepath.Join(t.TempDir(), "r"))
 	if err != nil {
