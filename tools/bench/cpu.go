@@ -109,6 +109,10 @@ type cpuSnap struct {
 	mono           int64 // monotonic clock, ns
 	server, client cpuTimes
 	loop           *ctl.Stats // xstack's loop, nil for the kernel
+	// napiStack and napiPeer are the run time of the NAPI kthreads of
+	// the stack side's and the peer's veth end (nic rig mode), ns.
+	napiStack, napiPeer uint64
+	napi                bool
 }
 
 // CPUWindow is what a measurement window cost, the raw figures the cost
@@ -123,6 +127,11 @@ type CPUWindow struct {
 	LoopIdleNs *uint64 `json:"loop_idle_ns,omitempty"`
 	ProcUserNs *uint64 `json:"proc_user_ns,omitempty"`
 	ProcSysNs  *uint64 `json:"proc_sys_ns,omitempty"`
+	// The run time of the NAPI kthreads of the stack side's veth end (on
+	// the server CPU) and of the peer's (on the client CPU) in the nic rig
+	// mode: where the receive work of each side landed.
+	NAPIStackNs *uint64 `json:"napi_stack_ns,omitempty"`
+	NAPIPeerNs  *uint64 `json:"napi_peer_ns,omitempty"`
 	// Units is the work done in the window (requests, connections, bytes,
 	// echoes), Unit its name.
 	Units float64 `json:"units"`
@@ -140,8 +149,11 @@ const clientBoundUtil = 0.90
 // window returns the figures between snapshots a and b for units of work.
 func window(a, b cpuSnap, units float64, unit string) CPUWindow {
 	w := CPUWindow{WindowNs: b.mono - a.mono, Server: b.server.sub(a.server), Client: b.client.sub(a.client), Units: units, Unit: unit}
+	d := func(x, y uint64) *uint64 { v := x - y; return &v }
+	if a.napi && b.napi {
+		w.NAPIStackNs, w.NAPIPeerNs = d(b.napiStack, a.napiStack), d(b.napiPeer, a.napiPeer)
+	}
 	if a.loop != nil && b.loop != nil {
-		d := func(x, y uint64) *uint64 { v := x - y; return &v }
 		w.LoopBusyNs, w.LoopIdleNs = d(b.loop.BusyNs, a.loop.BusyNs), d(b.loop.IdleNs, a.loop.IdleNs)
 		w.ProcUserNs, w.ProcSysNs = d(b.loop.UserNs, a.loop.UserNs), d(b.loop.SysNs, a.loop.SysNs)
 	}
@@ -202,5 +214,41 @@ func (b *bench) snap() (cpuSnap, error) {
 	if s.server, s.client, err = readProcStat(b.o.serverCPU, b.o.clientCPU); err != nil {
 		return s, err
 	}
+	if len(b.napi) > 0 {
+		s.napi = true
+		for _, t := range b.napi {
+			ns, err := runTimeNs(t.PID)
+			if err != nil {
+				return s, fmt.Errorf("NAPI kthread of %s: %w", t.Ifname, err)
+			}
+			if t.Ifname == b.r.StackIf {
+				s.napiStack += ns
+			} else {
+				s.napiPeer += ns
+			}
+		}
+	}
 	return s, nil
+}
+
+// runTimeNs is how long task pid has run on a CPU (the first field of
+// /proc/<pid>/schedstat, in ns).
+func runTimeNs(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/schedstat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseSchedstat(string(b))
+}
+
+func parseSchedstat(s string) (uint64, error) {
+	f := strings.Fields(s)
+	if len(f) == 0 {
+		return 0, fmt.Errorf("empty schedstat")
+	}
+	n, err := strconv.ParseUint(f[0], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("schedstat %q: %w", strings.TrimSpace(s), err)
+	}
+	return n, nil
 }

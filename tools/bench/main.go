@@ -17,19 +17,34 @@
 //     the rig (lcore_mask for the server CPU, busy_poll=1, idle_sleep=0),
 //     answering on 198.18.0.1.
 //
-// Clients run in the peer namespace on the client CPU: wrk (rps) and Go
-// thread-per-worker clients (cps, udp, latency). With -steer (default) the
-// kernel's receive work is steered with RPS so that each side's stack work
-// runs on its own CPU: the stack side's on the server CPU, the peer's on the
-// client CPU. Without it, veth runs the receiving side's softirq on the
-// sender's CPU, and the kernel target's receive path would run on the
-// client's core.
+// Clients run in the peer namespace on the client CPU: wrk (rps, and cps
+// with "Connection: close") and Go thread-per-worker clients (cps, udp,
+// latency, bulk, conns, loss).
+//
+// Every scenario runs in each rig mode of -rig (default veth,nic), on a rig
+// made for the mode and removed after it:
+//
+//   - veth: the pair as Linux makes it, where a frame's receive path runs
+//     on the sender's CPU. With -steer (default) the kernel's receive work
+//     is steered with RPS so that each side's stack work runs on its own
+//     CPU; every xstack transmit still runs the peer's receive path on the
+//     xstack core.
+//   - nic: each veth end's receive work runs in a threaded-NAPI kthread
+//     pinned to its side's CPU (internal/rig's RxReceiver), as on a NIC.
+//
+// Every rate measurement also reads the CPU times at its window's edges
+// (cpu.go) and adds rows: the server's CPU per unit of work (the server
+// CPU's non-idle time in /proc/stat for the kernel, the loop's busy time
+// for xstack), the server CPU's non-idle time per unit for both, and the
+// client CPU's utilisation; a target whose client CPU was 90% busy or more
+// is marked client-bound.
 //
 // Scenarios:
 //
 //	rps      HTTP/1.1 keep-alive, wrk -t1 at 1, 16, 64, 256 connections
 //	cps      short connections (connect, request with Connection: close,
-//	         response, close) per second, N workers
+//	         response, close) per second: wrk -H 'Connection: close' with N
+//	         connections, and the Go client with N workers
 //	udp      UDP echo datagrams per second (examples/echo vs a kernel echo)
 //	latency  open-loop fixed-rate keep-alive requests, p50/p99/p99.9 from
 //	         each request's scheduled send time (coordinated-omission safe)
@@ -52,10 +67,11 @@
 //	ceiling  the rig's raw AF_XDP receive rate: the peer blasts 60-byte
 //	         frames with AF_PACKET, an xsk on the stack side only counts
 //
-// It prints a Markdown table (median, min–max over rounds, xstack/kernel
-// ratio of the medians) and writes every raw sample to a JSON file (-out),
-// the table next to it (.md), and PNG plots: requests/s against
-// connections, and the latency CDF.
+// It prints a Markdown table (scenario, rig mode, client, point, metric;
+// median, min–max over rounds, xstack/kernel ratio of the medians) and
+// writes every raw sample with its CPU figures to a JSON file (-out), the
+// table next to it (.md), and PNG plots per rig mode: requests/s against
+// connections, the latency CDF, bulk throughput and memory per connection.
 package main
 
 import (
@@ -258,6 +274,8 @@ type bench struct {
 	// to the xstack server running now, nil for the kernel's.
 	runDir string
 	ctl    *ctl.Client
+	// napi are the nic rig mode's NAPI kthreads, as last pinned.
+	napi []rig.NAPIThread
 }
 
 type binaries struct {

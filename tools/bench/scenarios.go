@@ -106,7 +106,7 @@ func (b *bench) startServer(kind, target string) (*rigtest.Proc, netip.AddrPort,
 	}
 	// The nic mode's NAPI kthreads are made anew when a NAPI is
 	// (re)enabled, as an XDP program's attachment may do: pin them again.
-	if _, err := b.r.PinNAPI(); err != nil {
+	if b.napi, err = b.r.PinNAPI(); err != nil {
 		b.stopServer()
 		return nil, addr, fmt.Errorf("%s %s server: %w", target, kind, err)
 	}
@@ -304,9 +304,13 @@ func costLog(w CPUWindow, unit string) string {
 	if w.LoopBusyNs != nil {
 		s += fmt.Sprintf(" (loop busy), %.1fµs/%s (/proc/stat)", procStat/1e3, unit)
 	}
+	if w.NAPIStackNs != nil && w.Units > 0 {
+		s += fmt.Sprintf(", NAPI kthreads %.1fµs/%s stack side, %.1fµs/%s peer side",
+			float64(*w.NAPIStackNs)/w.Units/1e3, unit, float64(*w.NAPIPeerNs)/w.Units/1e3, unit)
+	}
 	s += fmt.Sprintf(", client CPU %.0f%%", 100*w.Client.util())
 	if w.ClientBound {
-		s += " client-bound"
+		s += " (client-bound)"
 	}
 	return s
 }
