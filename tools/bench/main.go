@@ -141,7 +141,7 @@ func main() {
 	scen := flag.String("scenario", "all", "comma-separated scenarios: "+strings.Join(allScenarios, ", ")+", or all")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds per target and scenario (alternating kernel, xstack)")
 	flag.DurationVar(&o.duration, "d", 4*time.Second, "duration of one measurement (wrk rounds it to whole seconds)")
-	flag.BoolVar(&o.quick, "quick", false, "one round of 1s measurements (under a minute in all)")
+	flag.BoolVar(&o.quick, "quick", false, "one round of 1s measurements (a few minutes in all with both rig modes)")
 	flag.StringVar(&o.out, "out", "", "JSON results file (default bench-results/<date>.json); the table and plots go next to it")
 	flag.StringVar(&o.name, "name", "", "rig name (default: a random xb name)")
 	flag.IntVar(&o.serverCPU, "server-cpu", 0, "CPU of the server (the kernel server's pin and xstack's lcore_mask)")
