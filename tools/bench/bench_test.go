@@ -230,7 +230,7 @@ func TestQuick(t *testing.T) {
 				t.Errorf("no %s %s %s %s row with numbers for both targets and a ratio in the table", mode, row.scen, row.client, row.metric)
 			}
 		}
-		re := regexp.MustCompile(`(?m)^\| rps \| ` + mode + ` \| wrk \| [^|]+ \| client CPU \(%\) \| [0-9]+( client-bound)? \| [0-9]+–[0-9]+ \| [0-9]+( client-bound)? \| [0-9]+–[0-9]+ \| — \|$`)
+		re := regexp.MustCompile(`(?m)^\| rps \| ` + mode + ` \| wrk \| [^|]+ \| client CPU \(%\) \| [0-9.]+( client-bound)? \| [0-9.]+–[0-9.]+ \| [0-9.]+( client-bound)? \| [0-9.]+–[0-9.]+ \| — \|$`)
 		if !re.Match(stdout) {
 			t.Errorf("no %s rps client CPU row", mode)
 		}

@@ -189,7 +189,7 @@ func TestCostRows(t *testing.T) {
 		"| rps | nic | wrk | 16 conns | requests/s (req/s) | 25.0k client-bound | 25.0k–25.0k | 25.0k | 25.0k–25.0k | 1.00 |",
 		"| rps | nic | wrk | 16 conns | server CPU/request (µs) | 20.0 | 20.0–20.0 | 10.0 | 10.0–10.0 | 0.50 (lower is better) |",
 		"| rps | nic | wrk | 16 conns | server CPU/request" + procStatSuffix + " (µs) | 20.0 | 20.0–20.0 | 40.0 | 40.0–40.0 | 2.00 (lower is better) |",
-		"| rps | nic | wrk | 16 conns | client CPU (%) | 95 client-bound | 95–95 | 50 | 50–50 | — |",
+		"| rps | nic | wrk | 16 conns | client CPU (%) | 95.0 client-bound | 95.0–95.0 | 50.0 | 50.0–50.0 | — |",
 		// The same point in the other rig mode has no client CPU row:
 		// nothing marks it.
 		"| rps | veth | wrk | 16 conns | requests/s (req/s) | 1 | 1–1 | 1 | 1–1 | 1.00 |",

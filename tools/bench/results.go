@@ -245,7 +245,9 @@ func formatValue(v float64, unit string) string {
 	case unit == "CPU-s/GB":
 		return strconv.FormatFloat(v, 'f', 2, 64)
 	case unit == "%":
-		return strconv.FormatFloat(v, 'f', 0, 64)
+		// One decimal: a client CPU at 89.7% is not client-bound, and
+		// must not read as 90.
+		return strconv.FormatFloat(v, 'f', 1, 64)
 	case unit == "µs" || unit == "Gbit/s" || unit == "KiB":
 		if v >= 100 {
 			return strconv.FormatFloat(v, 'f', 0, 64)
