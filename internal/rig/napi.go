@@ -24,8 +24,8 @@ const (
 	// peer's backlog or NAPI on the current CPU).
 	RxSender RxCPU = "sender"
 	// RxReceiver is NIC-like: each veth end's receive work runs in a NAPI
-	// kthread pinned to its own side's CPU, as a NIC's interrupt or busy
-	// polling sits on the receiving queue's core. Threaded NAPI on both
+	// kthread pinned to its own side's CPU at SCHED_FIFO, as a NIC's
+	// interrupt or busy polling sits on the receiving queue's core. Threaded NAPI on both
 	// ends, GRO on both receivers, and TSO off on the stack side's end:
 	// veth passes a frame to the peer's NAPI only when the sender has no
 	// TSO (veth_skb_is_eligible_for_gro in drivers/net/veth.c).
@@ -105,7 +105,7 @@ func (r *Rig) tsoOff(ns, ifname string) error {
 }
 
 // PinNAPI pins the NAPI kthreads of both veth ends to their side's CPU
-// (StackCPU, PeerCPU) and returns them. In RxReceiver mode a kthread is
+// (StackCPU, PeerCPU), at SCHED_FIFO priority 50, and returns them. In RxReceiver mode a kthread is
 // created when its NAPI is (re)enabled, so callers pin again after
 // anything that may recreate it (an XDP program attached with GRO off).
 // It waits up to a second for the kthreads to appear.
@@ -145,12 +145,25 @@ func (r *Rig) PinNAPI() ([]NAPIThread, error) {
 			if err := unix.SchedGetaffinity(ts[i].PID, &got); err != nil || got.Count() != 1 || !got.IsSet(e.cpu) {
 				return nil, fmt.Errorf("rig %s: napi kthread %d of %s is not pinned to CPU %d (%v)", r.Name, ts[i].PID, e.ifname, e.cpu, err)
 			}
+			// A NIC's receive work runs in hard and soft interrupt
+			// context, ahead of every task on its core; a NAPI kthread
+			// at the normal policy waits its turn behind the server or
+			// client, veth's 256-frame ring overflows meanwhile and TCP
+			// collapses into retransmissions. Run it as the kernel runs
+			// threaded interrupt handlers: SCHED_FIFO, priority 50.
+			if err := unix.SchedSetAttr(ts[i].PID, &unix.SchedAttr{Policy: unix.SCHED_FIFO, Priority: napiPriority}, 0); err != nil {
+				return nil, fmt.Errorf("rig %s: napi kthread %d of %s: SCHED_FIFO %d: %w", r.Name, ts[i].PID, e.ifname, napiPriority, err)
+			}
 			ts[i].CPU = e.cpu
 		}
 		all = append(all, ts...)
 	}
 	return all, nil
 }
+
+// napiPriority is the real-time priority of the NAPI kthreads in
+// RxReceiver mode, that of the kernel's threaded interrupt handlers.
+const napiPriority = 50
 
 // Generic netlink constants of the kernel's "netdev" family
 // (include/uapi/linux/netdev.h).

@@ -42,7 +42,7 @@ func TestUpDown(t *testing.T) {
 }
 
 // TestReceiverRx checks the NIC-like mode: threaded NAPI on both veth ends,
-// each kthread pinned to its side's CPU, GRO on both, TSO off on the stack
+// each kthread pinned to its side's CPU at SCHED_FIFO, GRO on both, TSO off on the stack
 // side, and traffic both ways going through both kthreads (each is woken
 // by the frames its end receives). Down removes the kthreads with the
 // veth pair.
@@ -66,6 +66,9 @@ func TestReceiverRx(t *testing.T) {
 		var set unix.CPUSet
 		if err := unix.SchedGetaffinity(th.PID, &set); err != nil || set.Count() != 1 || !set.IsSet(cpus[th.Ifname]) {
 			t.Errorf("%+v: affinity %v (%v)", th, set, err)
+		}
+		if a, err := unix.SchedGetAttr(th.PID, 0); err != nil || a.Policy != unix.SCHED_FIFO || a.Priority == 0 {
+			t.Errorf("%+v: scheduling %+v (%v), want SCHED_FIFO", th, a, err)
 		}
 		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", th.PID))
 		if want := fmt.Sprintf("napi/%s-%d", th.Ifname, th.ID); err != nil || strings.TrimSpace(string(comm)) != want {

@@ -31,7 +31,8 @@ and 2001:2::1; the peer is 198.18.0.2 and 2001:2::2.
 runs on the CPU that sent it. -rx-cpu receiver is NIC-like: threaded NAPI
 on both ends, GRO on both, TSO off on xs0, and each end's napi/<if>-<id>
 kthread pinned to its side's CPU (xs0's to -stack-cpu, xp0's to
--peer-cpu), so that each side's receive work runs on its own core. The
+-peer-cpu) at SCHED_FIFO 50 (as threaded interrupt handlers run), so that
+each side's receive work runs on its own core, ahead of its tasks. The
 settings belong to the veth pair and go with it at rig down.
 `)
 	os.Exit(2)
