@@ -32,6 +32,12 @@ type Options struct {
 	Name string
 	// Queues is the number of RX/TX queues of each veth end (default 1).
 	Queues int
+	// RxCPU is where each side's receive work runs (default RxSender,
+	// veth as it comes). RxReceiver runs it on StackCPU for the stack
+	// side's end and on PeerCPU for the peer's, as on a NIC.
+	RxCPU    RxCPU
+	StackCPU int
+	PeerCPU  int
 }
 
 // Rig is a pair of namespaces joined by a veth pair.
@@ -42,6 +48,11 @@ type Rig struct {
 	StackIf string // veth end in StackNS that xstack attaches to
 	PeerIf  string // veth end in PeerNS
 	Queues  int
+
+	// RxCPU, StackCPU and PeerCPU are the receive mode (Options.RxCPU).
+	RxCPU    RxCPU
+	StackCPU int
+	PeerCPU  int
 
 	StackMAC net.HardwareAddr
 	PeerMAC  net.HardwareAddr
@@ -87,6 +98,15 @@ func Up(o Options) (r *Rig, err error) {
 	if o.Queues <= 0 {
 		o.Queues = 1
 	}
+	if o.RxCPU == "" {
+		o.RxCPU = RxSender
+	}
+	if _, err := ParseRxCPU(string(o.RxCPU)); err != nil {
+		return nil, err
+	}
+	if o.RxCPU == RxReceiver && (o.StackCPU < 0 || o.PeerCPU < 0 || o.StackCPU == o.PeerCPU) {
+		return nil, fmt.Errorf("rig: -rx-cpu %s needs two distinct CPUs (have stack %d, peer %d)", o.RxCPU, o.StackCPU, o.PeerCPU)
+	}
 	r = &Rig{
 		Name:        o.Name,
 		StackNS:     o.Name + "-s",
@@ -94,6 +114,9 @@ func Up(o Options) (r *Rig, err error) {
 		StackIf:     "xs0",
 		PeerIf:      "xp0",
 		Queues:      o.Queues,
+		RxCPU:       o.RxCPU,
+		StackCPU:    o.StackCPU,
+		PeerCPU:     o.PeerCPU,
 		StackAddr4:  stackAddr4,
 		PeerAddr4:   peerAddr4,
 		KernelAddr4: kernelAddr4,
@@ -143,6 +166,11 @@ func Up(o Options) (r *Rig, err error) {
 	if err := r.PeerChecksumOffload(false); err != nil {
 		return nil, fmt.Errorf("rig %s: %w", r.Name, err)
 	}
+	if r.RxCPU == RxReceiver {
+		if err := r.receiverRx(); err != nil {
+			return nil, err
+		}
+	}
 	if r.StackMAC, err = r.mac(r.StackNS, r.StackIf); err != nil {
 		return nil, err
 	}
@@ -178,8 +206,9 @@ func (r *Rig) mac(ns, ifname string) (net.HardwareAddr, error) {
 	return hw, nil
 }
 
-// Down removes the rig's namespaces (and with them the veth pair and any
-// XDP program on it). It is safe to call more than once.
+// Down removes the rig's namespaces (and with them the veth pair, any XDP
+// program on it, and in RxReceiver mode its NAPI kthreads and settings,
+// which belong to the veth devices). It is safe to call more than once.
 func (r *Rig) Down() error {
 	return Remove(r.Name)
 }

@@ -91,7 +91,7 @@ func TestResponseLength(t *testing.T) {
 func sampleResults() *Results {
 	r := &Results{}
 	for i, c := range []int{1, 16, 64} {
-		p := r.point("rps", "conns", c, "requests/s", "req/s", false)
+		p := r.point(Point{Scenario: "rps", Label: "conns", Param: c, Metric: "requests/s", Unit: "req/s"})
 		p.Label = strings.Repeat("x", i) // distinct points
 		for round := 1; round <= 3; round++ {
 			p.Samples = append(p.Samples,
@@ -99,7 +99,7 @@ func sampleResults() *Results {
 				&Sample{Target: xstack, Round: round, Value: float64(2000 * c * round)})
 		}
 	}
-	lat := r.point("latency", "1000 req/s", 16, "p50", "µs", true)
+	lat := r.point(Point{Scenario: "latency", Label: "1000 req/s", Param: 16, Metric: "p50", Unit: "µs", Lower: true})
 	for _, tg := range []string{kernel, xstack} {
 		v := make([]float64, 5000)
 		for i := range v {
@@ -115,7 +115,7 @@ func TestTable(t *testing.T) {
 	sampleResults().writeTable(&b)
 	out := b.String()
 	// Median 2000 (kernel) and 4000 (xstack) at 1 connection: ratio 2.
-	if !strings.Contains(out, "| rps |  | requests/s (req/s) | 2000 | 1000–3000 | 4000 | 2000–6000 | 2.00 |") {
+	if !strings.Contains(out, "| rps | — | — |  | requests/s (req/s) | 2000 | 1000–3000 | 4000 | 2000–6000 | 2.00 |") {
 		t.Errorf("table lacks the expected row:\n%s", out)
 	}
 	if !strings.Contains(out, "(lower is better)") {
@@ -151,10 +151,10 @@ func TestPlots(t *testing.T) {
 func TestBarPlots(t *testing.T) {
 	r := &Results{}
 	for i, label := range []string{"1 flow, upload, offloads as-is", "4 flows, download, offloads off"} {
-		p := r.point("bulk", label, 1+3*i, "throughput", "Gbit/s", false)
+		p := r.point(Point{Scenario: "bulk", Label: label, Param: 1 + 3*i, Metric: "throughput", Unit: "Gbit/s"})
 		p.Samples = append(p.Samples, &Sample{Target: kernel, Round: 1, Value: 5.5}, &Sample{Target: xstack, Round: 1, Value: 2.1})
 	}
-	p := r.point("conns", "2000 idle conns", 2000, "memory/conn", "KiB", true)
+	p := r.point(Point{Scenario: "conns", Label: "2000 idle conns", Param: 2000, Metric: "memory/conn", Unit: "KiB", Lower: true})
 	p.Samples = append(p.Samples, &Sample{Target: kernel, Round: 1, Value: -0.4}, &Sample{Target: xstack, Round: 1, Value: 6.5})
 	paths, err := writePlots(r, filepath.Join(t.TempDir(), "r"))
 	if err != nil {
@@ -177,9 +177,10 @@ func TestBarPlots(t *testing.T) {
 }
 
 // TestQuick runs the harness end to end in quick mode (rps, cps, bulk and
-// conns, both targets) on a rig of its own, and checks that it printed a
-// table with numbers for both, wrote the JSON and plots, and removed its
-// rig. It asserts nothing about speed.
+// conns, both targets, both rig modes) on rigs of its own, and checks that
+// it printed a table with numbers for both targets in both modes, the cost
+// rows, wrote the JSON (with the raw CPU figures) and plots, and removed
+// its rig. It asserts nothing about speed.
 func TestQuick(t *testing.T) {
 	rigtest.RequireRoot(t)
 	if _, err := exec.LookPath("wrk"); err != nil {
@@ -190,7 +191,7 @@ func TestQuick(t *testing.T) {
 	rand.Read(rb[:])
 	name := "xbt" + hex.EncodeToString(rb[:])
 	out := filepath.Join(t.TempDir(), "results.json")
-	cmd := exec.Command(bin, "-quick", "-scenario", "rps,cps,bulk,conns", "-name", name, "-out", out)
+	cmd := exec.Command(bin, "-quick", "-scenario", "rps,cps,bulk,conns", "-rig", "veth,nic", "-name", name, "-out", out)
 	cmd.Dir = "."
 	t.Cleanup(func() {
 		for _, ns := range []string{name + "-s", name + "-p"} {
@@ -210,28 +211,35 @@ func TestQuick(t *testing.T) {
 	if err != nil {
 		t.Fatalf("bench -quick: %v", err)
 	}
-	if d := time.Since(start); d > 90*time.Second {
-		t.Errorf("quick mode took %v, want under 90s", d)
-	}
 
-	// Rows: | scenario | point | metric | kernel median | kernel min–max |
-	// xstack median | xstack min–max | ratio |
+	// Rows: | scenario | rig | client | point | metric | kernel median |
+	// kernel min–max | xstack median | xstack min–max | ratio |
 	num := `-?[0-9.]+[kM]?`
-	for _, row := range []struct{ scen, metric string }{
-		{"rps", "requests/s"}, {"cps", "connections/s"},
-		{"bulk", "throughput \\(Gbit/s\\)"}, {"conns", "memory/conn \\(KiB\\)"}, {"conns", "RSS/conn \\(KiB\\)"},
-	} {
-		re := regexp.MustCompile(`(?m)^\| ` + row.scen + ` \| [^|]+ \| ` + row.metric + `[^|]*\| (` + num + `)[^|]* \| ` + num + `–` + num +
-			` \| (` + num + `)[^|]* \| ` + num + `–` + num + ` \| -?[0-9.]+( \(lower is better\))? \|$`)
+	for _, mode := range []string{"veth", "nic"} {
+		for _, row := range []struct{ scen, client, metric string }{
+			{"rps", "wrk", "requests/s"}, {"rps", "wrk", "server CPU/request \\(µs\\)"},
+			{"rps", "wrk", "server CPU/request, whole CPU \\(/proc/stat\\) \\(µs\\)"},
+			{"cps", "wrk", "connections/s"}, {"cps", "wrk", "server CPU/connection \\(µs\\)"},
+			{"cps", "Go", "connections/s"}, {"cps", "Go", "server CPU/connection \\(µs\\)"},
+			{"bulk", "Go", "throughput \\(Gbit/s\\)"}, {"bulk", "Go", "server CPU \\(CPU-s/GB\\)"},
+			{"conns", "Go", "memory/conn \\(KiB\\)"}, {"conns", "Go", "RSS/conn \\(KiB\\)"},
+		} {
+			re := regexp.MustCompile(`(?m)^\| ` + row.scen + ` \| ` + mode + ` \| ` + row.client + ` \| [^|]+ \| ` + row.metric + `[^|]*\| (` + num + `)[^|]* \| ` + num + `–` + num +
+				` \| (` + num + `)[^|]* \| ` + num + `–` + num + ` \| -?[0-9.]+( \(lower is better\))? \|$`)
+			if !re.Match(stdout) {
+				t.Errorf("no %s %s %s %s row with numbers for both targets and a ratio in the table", mode, row.scen, row.client, row.metric)
+			}
+		}
+		re := regexp.MustCompile(`(?m)^\| rps \| ` + mode + ` \| wrk \| [^|]+ \| client CPU \(%\) \| [0-9.]+( client-bound)? \| [0-9.]+–[0-9.]+ \| [0-9.]+( client-bound)? \| [0-9.]+–[0-9.]+ \| — \|$`)
 		if !re.Match(stdout) {
-			t.Errorf("no %s %s row with numbers for both targets and a ratio in the table", row.scen, row.metric)
+			t.Errorf("no %s rps client CPU row", mode)
 		}
 	}
 	// bulk reports the offloads it found, for both settings and targets.
-	for _, mode := range []string{"as-is", "off"} {
+	for _, c := range []struct{ mode, offloads string }{{"veth", "as-is"}, {"veth", "off"}, {"nic", "as-is"}, {"nic", "tso/gso off"}} {
 		for _, tg := range []string{kernel, xstack} {
-			if !bytes.Contains(stdout, []byte("note: bulk, offloads "+mode+", "+tg+" target: xp0 tx-csum ")) {
-				t.Errorf("no note on the offloads with offloads %s, %s target", mode, tg)
+			if !bytes.Contains(stdout, []byte("note: bulk, rig "+c.mode+", offloads "+c.offloads+", "+tg+" target: xp0 tx-csum ")) {
+				t.Errorf("no note on the offloads in rig %s with offloads %s, %s target", c.mode, c.offloads, tg)
 			}
 		}
 	}
@@ -248,18 +256,29 @@ func TestQuick(t *testing.T) {
 	for _, p := range res.Points {
 		for _, s := range p.Samples {
 			if s.Value > 0 {
-				seen[p.Scenario+"/"+s.Target] = true
+				seen[p.Rig+"/"+p.Scenario+"/"+s.Target] = true
+			}
+			if s.CPU == nil {
+				continue
+			}
+			// The raw figures: a window, the server CPU's times, the
+			// loop's busy time for xstack, the NAPI kthreads' in nic.
+			k := p.Rig + "/" + p.Scenario + "/" + s.Target + "/cpu"
+			seen[k] = s.CPU.WindowNs > 0 && s.CPU.Server.busy()+s.CPU.Server.Idle > 0 && s.CPU.Units > 0 &&
+				(s.Target == kernel) == (s.CPU.LoopBusyNs == nil) && (p.Rig == "nic") == (s.CPU.NAPIStackNs != nil)
+		}
+	}
+	for _, mode := range []string{"veth", "nic"} {
+		for _, k := range []string{"rps/kernel", "rps/xstack", "cps/kernel", "cps/xstack", "bulk/kernel", "bulk/xstack", "conns/kernel", "conns/xstack",
+			"rps/kernel/cpu", "rps/xstack/cpu", "cps/kernel/cpu", "cps/xstack/cpu", "bulk/kernel/cpu", "bulk/xstack/cpu"} {
+			if !seen[mode+"/"+k] {
+				t.Errorf("JSON has no positive sample (or no complete CPU figures) for %s/%s", mode, k)
 			}
 		}
-	}
-	for _, k := range []string{"rps/kernel", "rps/xstack", "cps/kernel", "cps/xstack", "bulk/kernel", "bulk/xstack", "conns/kernel", "conns/xstack"} {
-		if !seen[k] {
-			t.Errorf("JSON has no positive sample for %s", k)
-		}
-	}
-	for _, plot := range []string{"rps", "bulk", "conns"} {
-		if _, err := os.Stat(strings.TrimSuffix(out, ".json") + "-" + plot + ".png"); err != nil {
-			t.Errorf("%s plot: %v", plot, err)
+		for _, plot := range []string{"rps", "bulk", "conns"} {
+			if _, err := os.Stat(strings.TrimSuffix(out, ".json") + "-" + mode + "-" + plot + ".png"); err != nil {
+				t.Errorf("%s plot: %v", plot, err)
+			}
 		}
 	}
 }

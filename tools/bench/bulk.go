@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xstack/xstack/internal/netns"
+	"github.com/xstack/xstack/internal/rig"
 )
 
 // The bulk scenario: TCP throughput in both directions, against
@@ -115,16 +116,37 @@ func (b *bench) bulk() error {
 	if err := b.bulkRounds("as-is"); err != nil {
 		return err
 	}
-	if err := b.withOffloadsOff(func() error { return b.bulkRounds("off") }); err != nil {
+	if err := b.withOffloadsOff(func() error { return b.bulkRounds(b.offloadsOffName()) }); err != nil {
 		return err
 	}
-	b.res.Notes = append(b.res.Notes, "bulk: payload Gbit/s over the measurement window after a warm-up; upload = peer writes to discard (bytes the server's TCP acknowledged, from TCP_INFO), download = peer reads from chargen (bytes read); kernel target = examples/echo -kernel, the same server code on the kernel's sockets")
+	b.res.note("bulk: payload Gbit/s over the measurement window after a warm-up; upload = peer writes to discard (bytes the server's TCP acknowledged, from TCP_INFO), download = peer reads from chargen (bytes read); kernel target = examples/echo -kernel, the same server code on the kernel's sockets")
 	return nil
 }
 
-// withOffloadsOff runs f with TSO, GSO and GRO off on both veth ends and
-// restores what they were (no server runs between rounds, so no XDP
-// program alters what is read and restored).
+// offloadsOff are the features withOffloadsOff turns off: TSO, GSO and GRO,
+// but not GRO in the nic rig mode, whose threaded NAPI exists only while
+// GRO is on (MTU-sized frames on the wire need only TSO and GSO off).
+func (b *bench) offloadsOff() []string {
+	var off []string
+	for _, f := range offloadFeatures {
+		if f.short != "gro" || b.r.RxCPU != rig.RxReceiver {
+			off = append(off, f.long)
+		}
+	}
+	return off
+}
+
+// offloadsOffName names the offloads-off setting in labels.
+func (b *bench) offloadsOffName() string {
+	if b.r.RxCPU == rig.RxReceiver {
+		return "tso/gso off"
+	}
+	return "off"
+}
+
+// withOffloadsOff runs f with the offloadsOff features off on both veth
+// ends and restores what they were (no server runs between rounds, so no
+// XDP program alters what is read and restored).
 func (b *bench) withOffloadsOff(f func() error) error {
 	r := b.r
 	ends := []struct{ ns, ifname string }{{r.PeerNS, r.PeerIf}, {r.StackNS, r.StackIf}}
@@ -145,8 +167,8 @@ func (b *bench) withOffloadsOff(f func() error) error {
 		}
 	}()
 	off := map[string]string{}
-	for _, f := range offloadFeatures {
-		off[f.long] = "off"
+	for _, f := range b.offloadsOff() {
+		off[f] = "off"
 	}
 	for _, e := range ends {
 		if err := b.setOffloads(e.ns, e.ifname, off); err != nil {
@@ -180,7 +202,7 @@ func (b *bench) bulkRounds(mode string) error {
 				detail[e.key+"_"+strings.ReplaceAll(f.short, "-", "_")] = onOff(m[f.long])
 			}
 		}
-		note := fmt.Sprintf("bulk, offloads %s, %s target: %s (ethtool -k while it ran)", mode, tg, strings.Join(parts, "; "))
+		note := fmt.Sprintf("bulk, rig %s, offloads %s, %s target: %s (ethtool -k while it ran)", b.mode, mode, tg, strings.Join(parts, "; "))
 		if !seen[note] {
 			seen[note] = true
 			b.res.Notes = append(b.res.Notes, note)
@@ -191,7 +213,7 @@ func (b *bench) bulkRounds(mode string) error {
 				if dir == download {
 					port = chargenPort
 				}
-				br, err := runBulk(b.ctx, r.PeerNS, netip.AddrPortFrom(addr.Addr(), port), dir, flows, warm, b.o.duration)
+				br, err := runBulk(b.ctx, r.PeerNS, netip.AddrPortFrom(addr.Addr(), port), dir, flows, warm, b.o.duration, b.snap)
 				if err != nil {
 					return fmt.Errorf("bulk %s, %d flows: %w", dir, flows, err)
 				}
@@ -204,9 +226,12 @@ func (b *bench) bulkRounds(mode string) error {
 						tg, round, flows, dir, br.slowestConnect.Round(time.Millisecond)))
 				}
 				label := fmt.Sprintf("%d flow%s, %s, offloads %s", flows, plural(flows), dir, mode)
-				pt := b.res.point("bulk", label, flows, "throughput", "Gbit/s", false)
-				pt.Samples = append(pt.Samples, &Sample{Target: tg, Round: round, Value: gbps, Errors: br.errors, Detail: d})
-				log.Printf("  bulk %s round %d %s: %.2f Gbit/s (%d errors)", tg, round, label, gbps, br.errors)
+				w := window(br.cpu[0], br.cpu[1], float64(br.bytes), "bytes")
+				pt := b.point("bulk", clientGo, label, flows, "throughput", "Gbit/s", false)
+				pt.Samples = append(pt.Samples, &Sample{Target: tg, Round: round, Value: gbps, Errors: br.errors, Detail: d, CPU: &w})
+				b.res.addCost(pt, tg, round, w, "byte")
+				server, _ := w.costPer()
+				log.Printf("  bulk %s %s round %d %s: %.2f Gbit/s (%d errors); server %.2f CPU-s/GB, client CPU %.0f%%", b.mode, tg, round, label, gbps, br.errors, server, 100*w.Client.util())
 			}
 		}
 		return nil
@@ -228,6 +253,9 @@ type bulkResult struct {
 	// slowestConnect is the longest connect of the flows: a second or
 	// more means a SYN or SYN-ACK was lost and retransmitted.
 	slowestConnect time.Duration
+	// cpu are the CPU snapshots at the window's edges (if runBulk was
+	// given a snap function).
+	cpu [2]cpuSnap
 }
 
 // bulkFlow is one connection's state, shared between its worker and the
@@ -261,8 +289,9 @@ func (f *bulkFlow) counted(dir string) uint64 {
 
 // runBulk runs flows TCP connections from namespace ns to addr, each on a
 // thread of its own with blocking syscalls: writers (upload) or readers
-// (download) of 64 KiB. After warm, it counts the bytes moved in d.
-func runBulk(ctx context.Context, ns string, addr netip.AddrPort, dir string, flows int, warm, d time.Duration) (bulkResult, error) {
+// (download) of 64 KiB. After warm, it counts the bytes moved in d, and
+// takes the CPU figures at the window's edges with snap unless it is nil.
+func runBulk(ctx context.Context, ns string, addr netip.AddrPort, dir string, flows int, warm, d time.Duration, snap func() (cpuSnap, error)) (bulkResult, error) {
 	var res bulkResult
 	old := runtime.GOMAXPROCS(flows + 2)
 	defer runtime.GOMAXPROCS(old)
@@ -316,11 +345,25 @@ func runBulk(ctx context.Context, ns string, addr netip.AddrPort, dir string, fl
 	if !sleepCtx(ctx, warm) {
 		return res, ctx.Err()
 	}
+	snapAt := func(i int) error {
+		if snap == nil {
+			return nil
+		}
+		var err error
+		res.cpu[i], err = snap()
+		return err
+	}
+	if err := snapAt(0); err != nil {
+		return res, err
+	}
 	b0, t0 := sample(), monotonic()
 	if !sleepCtx(ctx, d) {
 		return res, ctx.Err()
 	}
 	b1, t1 := sample(), monotonic()
+	if err := snapAt(1); err != nil {
+		return res, err
+	}
 	for _, f := range fs {
 		if f.ended.Load() {
 			res.errors++

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
@@ -12,6 +11,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
 
 	"github.com/xstack/xstack/internal/affinity"
 	"github.com/xstack/xstack/internal/blast"
@@ -161,30 +163,30 @@ func runCeiling(ctx context.Context, r *rig.Rig, serverCPU, clientCPU int, d tim
 	return res, o.err
 }
 
-// udp4Frame builds an Ethernet frame with an IPv4 UDP datagram (header
-// checksum set, UDP checksum zero: "none" in IPv4).
+// udp4Frame builds an Ethernet frame with an IPv4 UDP datagram, both
+// checksums set, with gVisor's header encoders (the same code that reads
+// the frame on xstack's side).
 func udp4Frame(dst, src net.HardwareAddr, saddr, daddr netip.Addr, sport, dport uint16, payload []byte) []byte {
-	f := make([]byte, 0, 14+20+8+len(payload))
-	f = append(f, dst...)
-	f = append(f, src...)
-	f = binary.BigEndian.AppendUint16(f, 0x0800)
-	ip := len(f)
-	f = append(f, 0x45, 0)
-	f = binary.BigEndian.AppendUint16(f, uint16(20+8+len(payload)))
-	f = append(f, 0, 0, 0x40, 0, 64, unix.IPPROTO_UDP, 0, 0)
-	f = append(f, saddr.AsSlice()...)
-	f = append(f, daddr.AsSlice()...)
-	var sum uint32
-	for i := ip; i < ip+20; i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(f[i:]))
+	udpLen := header.UDPMinimumSize + len(payload)
+	f := make([]byte, header.EthernetMinimumSize+header.IPv4MinimumSize+udpLen)
+	header.Ethernet(f).Encode(&header.EthernetFields{
+		SrcAddr: tcpip.LinkAddress(src), DstAddr: tcpip.LinkAddress(dst), Type: header.IPv4ProtocolNumber,
+	})
+	ip := header.IPv4(f[header.EthernetMinimumSize:])
+	s, d := tcpip.AddrFrom4(saddr.As4()), tcpip.AddrFrom4(daddr.As4())
+	ip.Encode(&header.IPv4Fields{
+		TotalLength: uint16(header.IPv4MinimumSize + udpLen), Flags: header.IPv4FlagDontFragment,
+		TTL: 64, Protocol: uint8(header.UDPProtocolNumber), SrcAddr: s, DstAddr: d,
+	})
+	ip.SetChecksum(^ip.CalculateChecksum())
+	u := header.UDP(ip[header.IPv4MinimumSize:])
+	u.Encode(&header.UDPFields{SrcPort: sport, DstPort: dport, Length: uint16(udpLen)})
+	copy(u.Payload(), payload)
+	xsum := header.PseudoHeaderChecksum(header.UDPProtocolNumber, s, d, uint16(udpLen))
+	sum := ^u.CalculateChecksum(checksum.Checksum(payload, xsum))
+	if sum == 0 {
+		sum = 0xffff // zero means "no checksum" in UDP over IPv4
 	}
-	for sum > 0xffff {
-		sum = sum&0xffff + sum>>16
-	}
-	binary.BigEndian.PutUint16(f[ip+10:], ^uint16(sum))
-	f = binary.BigEndian.AppendUint16(f, sport)
-	f = binary.BigEndian.AppendUint16(f, dport)
-	f = binary.BigEndian.AppendUint16(f, uint16(8+len(payload)))
-	f = append(f, 0, 0)
-	return append(f, payload...)
+	u.SetChecksum(sum)
+	return f
 }

@@ -116,9 +116,9 @@ func (b *bench) conns() error {
 		}
 	}
 	b.connsPoints(all)
-	b.res.Notes = append(b.res.Notes, "conns: memory/conn = (server VmRSS growth + kernel slab growth − the client's slab share) / connections, after a settle period; "+
-		"the client's share is the slab growth of the xstack rounds (xstack keeps no kernel object per connection), so xstack's figure is its RSS growth alone; "+
-		"slab growth = /proc/meminfo Slab less proc_inode_cache (proc inodes that anything listing /proc/<pid>/fd makes for every open descriptor; per-cache growth in the JSON details); "+
+	b.res.note("conns: memory/conn = (server VmRSS growth + kernel slab growth − the client's slab share) / connections, after a settle period; " +
+		"the client's share is the slab growth of the xstack rounds (xstack keeps no kernel object per connection), so xstack's figure is its RSS growth alone; " +
+		"slab growth = /proc/meminfo Slab less proc_inode_cache (proc inodes that anything listing /proc/<pid>/fd makes for every open descriptor; per-cache growth in the JSON details); " +
 		"slab is machine-wide: other activity on the machine shows up in it")
 	return nil
 }
@@ -390,12 +390,12 @@ func (b *bench) connsPoints(all []connsSample) {
 			if s.target == kernel {
 				total += perConn(s.slab()) - client
 			}
-			pt := b.res.point("conns", label, s.want, "memory/conn", "KiB", true)
+			pt := b.point("conns", clientGo, label, s.want, "memory/conn", "KiB", true)
 			pt.Samples = append(pt.Samples, &Sample{Target: s.target, Round: s.round, Value: total, Errors: errs, Detail: detail})
 		}
-		pt := b.res.point("conns", label, s.want, "RSS/conn", "KiB", true)
+		pt := b.point("conns", clientGo, label, s.want, "RSS/conn", "KiB", true)
 		pt.Samples = append(pt.Samples, &Sample{Target: s.target, Round: s.round, Value: perConn(s.rssKiB), Errors: errs})
-		pt = b.res.point("conns", label, s.want, "slab/conn, with client", "KiB", true)
+		pt = b.point("conns", clientGo, label, s.want, "slab/conn, with client", "KiB", true)
 		pt.Samples = append(pt.Samples, &Sample{Target: s.target, Round: s.round, Value: perConn(s.slab()), Errors: errs})
 	}
 }

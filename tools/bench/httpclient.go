@@ -143,14 +143,18 @@ type latencyResult struct {
 	missed  uint64 // scheduled requests never sent (run cut off)
 	elapsed time.Duration
 	lastErr error
+	// cpu are the CPU snapshots at the window's start (the first
+	// request's due time) and end (the last response).
+	cpu [2]cpuSnap
 }
 
 // runLatency sends keep-alive requests to addr at a fixed rate for d over
 // conns connections and measures each from its scheduled send time, so
 // that a stall delays the requests behind it and they count it
 // (coordinated omission). Request k is due at start + k/rate; whichever
-// connection is free takes the next one.
-func runLatency(ctx context.Context, ns string, addr netip.AddrPort, conns int, rate float64, d time.Duration) (latencyResult, error) {
+// connection is free takes the next one. snap takes the CPU figures at the
+// window's edges.
+func runLatency(ctx context.Context, ns string, addr netip.AddrPort, conns int, rate float64, d time.Duration, snap func() (cpuSnap, error)) (latencyResult, error) {
 	var (
 		next, failed atomic.Uint64
 		mu           sync.Mutex
@@ -162,6 +166,14 @@ func runLatency(ctx context.Context, ns string, addr netip.AddrPort, conns int, 
 	// Start a little later so that every worker has connected.
 	start := monotonic() + (200 * time.Millisecond).Nanoseconds()
 	cutoff := start + d.Nanoseconds() + (2 * time.Second).Nanoseconds()
+	var first cpuSnap
+	firstErr := make(chan error, 1)
+	go func() {
+		sleepUntil(start)
+		var err error
+		first, err = snap()
+		firstErr <- err
+	}()
 	err := runWorkers(ctx, ns, conns, func(i int, stop *atomic.Bool) error {
 		buf := make([]byte, 4096)
 		fd, err := dialBlocking(unix.SOCK_STREAM, addr, time.Second)
@@ -203,6 +215,11 @@ func runLatency(ctx context.Context, ns string, addr netip.AddrPort, conns int, 
 		}
 		return nil
 	})
+	// The start snapshot is taken before the end one, on the same control
+	// connection.
+	err = errors.Join(err, <-firstErr)
+	last, lerr := snap()
+	err = errors.Join(err, lerr)
 	var all []float64
 	for _, l := range lat {
 		all = append(all, l...)
@@ -216,6 +233,7 @@ func runLatency(ctx context.Context, ns string, addr netip.AddrPort, conns int, 
 		missed:  total - min(sent, total),
 		elapsed: time.Duration(monotonic() - start),
 		lastErr: lastErr,
+		cpu:     [2]cpuSnap{first, last},
 	}
 	return r, err
 }

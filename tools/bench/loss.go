@@ -90,10 +90,10 @@ func (b *bench) loss() error {
 	if err != nil {
 		return err
 	}
-	b.res.Notes = append(b.res.Notes, fmt.Sprintf("loss: MiB/s of payload over the window after a %v warm-up, one flow; "+
+	b.res.Notes = append(b.res.Notes, fmt.Sprintf("loss, rig "+b.mode+": MiB/s of payload over the window after a %v warm-up, one flow; "+
 		"the share is dropped each way by BPF programs on the peer's veth end (frames to the stack side: tc egress, %s; from it: XDP); "+
-		"TSO, GSO and GRO off on both ends; congestion control: Reno for both servers (xstack's net.inet.tcp.cc=reno; the stack side kernel's set from %s for the scenario), %s for the peer (the upload's sender, the same for both targets); the dropper dropped %d of %d TCP/UDP frames to the stack side and %d of %d from it over the scenario",
-		warm, d.EgressHook(), cc, strings.TrimSpace(peerCC), c.Egress.Dropped, c.Egress.Dropped+c.Egress.Passed, c.Ingress.Dropped, c.Ingress.Dropped+c.Ingress.Passed))
+		"offloads %s on both ends (TSO, GSO and, but in the nic rig mode, GRO); congestion control: Reno for both servers (xstack's net.inet.tcp.cc=reno; the stack side kernel's set from %s for the scenario), %s for the peer (the upload's sender, the same for both targets); the dropper dropped %d of %d TCP/UDP frames to the stack side and %d of %d from it over the scenario",
+		warm, d.EgressHook(), b.offloadsOffName(), cc, strings.TrimSpace(peerCC), c.Egress.Dropped, c.Egress.Dropped+c.Egress.Passed, c.Ingress.Dropped, c.Ingress.Dropped+c.Ingress.Passed))
 	return nil
 }
 
@@ -118,7 +118,7 @@ func (b *bench) lossRound(d *lossy.Dropper, round int, tg string, addr netip.Add
 		lossOn.Stop()
 		return err
 	}
-	br, err := runBulk(b.ctx, b.r.PeerNS, netip.AddrPortFrom(addr.Addr(), port), dir, 1, warm, b.o.duration)
+	br, err := runBulk(b.ctx, b.r.PeerNS, netip.AddrPortFrom(addr.Addr(), port), dir, 1, warm, b.o.duration, nil)
 	lossOn.Stop()
 	// Clean up on a clean link: the client's reset must reach the
 	// server, or its chargen would go on sending into the next round.
@@ -142,7 +142,7 @@ func (b *bench) lossRound(d *lossy.Dropper, round int, tg string, addr netip.Add
 	}
 	pct := math.Round(rate*1000) / 10
 	label := fmt.Sprintf("%s, %g%% loss", dir, pct)
-	pt := b.res.point("loss", label, int(pct), "throughput", "MiB/s", false)
+	pt := b.point("loss", clientGo, label, int(pct), "throughput", "MiB/s", false)
 	pt.Samples = append(pt.Samples, &Sample{Target: tg, Round: round, Value: mibps, Detail: map[string]float64{
 		"bytes": float64(br.bytes), "seconds": br.elapsed.Seconds(), "loss": rate,
 		"dropped_to_stack":   float64(after.Egress.Dropped - before.Egress.Dropped),

@@ -33,7 +33,7 @@ func TestQuickLoss(t *testing.T) {
 		}
 	})
 	start := time.Now()
-	stdout, err := exec.Command(bin, "-quick", "-scenario", "loss", "-name", name, "-out", out).Output()
+	stdout, err := exec.Command(bin, "-quick", "-scenario", "loss", "-rig", "veth", "-name", name, "-out", out).Output()
 	var stderr []byte
 	if ee, ok := err.(*exec.ExitError); ok {
 		stderr = ee.Stderr
@@ -45,7 +45,7 @@ func TestQuickLoss(t *testing.T) {
 	num := `-?[0-9.]+[kM]?`
 	for _, dir := range []string{upload, download} {
 		for _, rate := range []string{"0", "1", "5", "20"} {
-			re := regexp.MustCompile(`(?m)^\| loss \| ` + dir + `, ` + rate + `% loss \| throughput \(MiB/s\)[^|]*\| (` + num + `)[^|]* \| ` + num + `–` + num +
+			re := regexp.MustCompile(`(?m)^\| loss \| veth \| Go \| ` + dir + `, ` + rate + `% loss \| throughput \(MiB/s\)[^|]*\| (` + num + `)[^|]* \| ` + num + `–` + num +
 				` \| (` + num + `)[^|]* \| ` + num + `–` + num + ` \| [^|]+ \|$`)
 			if !re.Match(stdout) {
 				t.Errorf("no loss row for %s at %s%% with figures for both targets", dir, rate)

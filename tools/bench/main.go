@@ -17,19 +17,34 @@
 //     the rig (lcore_mask for the server CPU, busy_poll=1, idle_sleep=0),
 //     answering on 198.18.0.1.
 //
-// Clients run in the peer namespace on the client CPU: wrk (rps) and Go
-// thread-per-worker clients (cps, udp, latency). With -steer (default) the
-// kernel's receive work is steered with RPS so that each side's stack work
-// runs on its own CPU: the stack side's on the server CPU, the peer's on the
-// client CPU. Without it, veth runs the receiving side's softirq on the
-// sender's CPU, and the kernel target's receive path would run on the
-// client's core.
+// Clients run in the peer namespace on the client CPU: wrk (rps, and cps
+// with "Connection: close") and Go thread-per-worker clients (cps, udp,
+// latency, bulk, conns, loss).
+//
+// Every scenario runs in each rig mode of -rig (default veth,nic), on a rig
+// made for the mode and removed after it:
+//
+//   - veth: the pair as Linux makes it, where a frame's receive path runs
+//     on the sender's CPU. With -steer (default) the kernel's receive work
+//     is steered with RPS so that each side's stack work runs on its own
+//     CPU; every xstack transmit still runs the peer's receive path on the
+//     xstack core.
+//   - nic: each veth end's receive work runs in a threaded-NAPI kthread
+//     pinned to its side's CPU (internal/rig's RxReceiver), as on a NIC.
+//
+// Every rate measurement also reads the CPU times at its window's edges
+// (cpu.go) and adds rows: the server's CPU per unit of work (the server
+// CPU's non-idle time in /proc/stat for the kernel, the loop's busy time
+// for xstack), the server CPU's non-idle time per unit for both, and the
+// client CPU's utilisation; a target whose client CPU was 90% busy or more
+// is marked client-bound.
 //
 // Scenarios:
 //
 //	rps      HTTP/1.1 keep-alive, wrk -t1 at 1, 16, 64, 256 connections
 //	cps      short connections (connect, request with Connection: close,
-//	         response, close) per second, N workers
+//	         response, close) per second: wrk -H 'Connection: close' with N
+//	         connections, and the Go client with N workers
 //	udp      UDP echo datagrams per second (examples/echo vs a kernel echo)
 //	latency  open-loop fixed-rate keep-alive requests, p50/p99/p99.9 from
 //	         each request's scheduled send time (coordinated-omission safe)
@@ -52,10 +67,11 @@
 //	ceiling  the rig's raw AF_XDP receive rate: the peer blasts 60-byte
 //	         frames with AF_PACKET, an xsk on the stack side only counts
 //
-// It prints a Markdown table (median, min–max over rounds, xstack/kernel
-// ratio of the medians) and writes every raw sample to a JSON file (-out),
-// the table next to it (.md), and PNG plots: requests/s against
-// connections, and the latency CDF.
+// It prints a Markdown table (scenario, rig mode, client, point, metric;
+// median, min–max over rounds, xstack/kernel ratio of the medians) and
+// writes every raw sample with its CPU figures to a JSON file (-out), the
+// table next to it (.md), and PNG plots per rig mode: requests/s against
+// connections, the latency CDF, bulk throughput and memory per connection.
 package main
 
 import (
@@ -80,6 +96,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xstack/xstack/internal/affinity"
+	"github.com/xstack/xstack/internal/ctl"
 	"github.com/xstack/xstack/internal/rig"
 	"github.com/xstack/xstack/internal/rigtest"
 )
@@ -97,6 +114,7 @@ type options struct {
 	serverCPU  int
 	clientCPU  int
 	steer      bool
+	rigModes   []string
 	rpsConns   []int
 	cpsWorkers []int
 	udpFlows   int
@@ -123,12 +141,13 @@ func main() {
 	scen := flag.String("scenario", "all", "comma-separated scenarios: "+strings.Join(allScenarios, ", ")+", or all")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds per target and scenario (alternating kernel, xstack)")
 	flag.DurationVar(&o.duration, "d", 4*time.Second, "duration of one measurement (wrk rounds it to whole seconds)")
-	flag.BoolVar(&o.quick, "quick", false, "one round of 1s measurements (under a minute in all)")
+	flag.BoolVar(&o.quick, "quick", false, "one round of 1s measurements (a few minutes in all with both rig modes)")
 	flag.StringVar(&o.out, "out", "", "JSON results file (default bench-results/<date>.json); the table and plots go next to it")
 	flag.StringVar(&o.name, "name", "", "rig name (default: a random xb name)")
 	flag.IntVar(&o.serverCPU, "server-cpu", 0, "CPU of the server (the kernel server's pin and xstack's lcore_mask)")
 	flag.IntVar(&o.clientCPU, "client-cpu", 1, "CPU of the clients")
-	flag.BoolVar(&o.steer, "steer", true, "steer the kernel's receive work with RPS: stack side on the server CPU, peer side on the client CPU")
+	flag.BoolVar(&o.steer, "steer", true, "veth rig: steer the kernel's receive work with RPS: stack side on the server CPU, peer side on the client CPU")
+	rigModes := flag.String("rig", "veth,nic", "rig receive modes to run every scenario in: veth (receive work on the sender's CPU, as veth does), nic (threaded NAPI pinned to the receiver's CPU, as a NIC)")
 	conns := flag.String("conns", "1,16,64,256", "rps: connection counts")
 	workers := flag.String("cps-workers", "16", "cps: concurrent workers (comma-separated to sweep)")
 	flag.IntVar(&o.udpFlows, "udp-flows", 4, "udp: client sockets (flows)")
@@ -151,6 +170,9 @@ func main() {
 	}
 	if o.cpsWorkers, err = parseInts(*workers); err != nil {
 		log.Fatalf("-cps-workers: %v", err)
+	}
+	if o.rigModes, err = parseRigModes(*rigModes); err != nil {
+		log.Fatalf("-rig: %v", err)
 	}
 	set := map[string]bool{}
 	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -207,6 +229,23 @@ func parseScenarios(s string) ([]string, error) {
 	return out, nil
 }
 
+// Rig modes (-rig) and the rig's receive mode each stands for.
+var rigModes = map[string]rig.RxCPU{"veth": rig.RxSender, "nic": rig.RxReceiver}
+
+func parseRigModes(s string) ([]string, error) {
+	var out []string
+	for f := range strings.SplitSeq(s, ",") {
+		f = strings.TrimSpace(f)
+		if _, ok := rigModes[f]; !ok {
+			return nil, fmt.Errorf("unknown rig mode %q (have veth, nic)", f)
+		}
+		if !slices.Contains(out, f) {
+			out = append(out, f)
+		}
+	}
+	return out, nil
+}
+
 func parseInts(s string) ([]int, error) {
 	var out []int
 	for f := range strings.SplitSeq(s, ",") {
@@ -226,8 +265,17 @@ type bench struct {
 	r    *rig.Rig
 	res  *Results
 	bins binaries
+	tmp  string        // the run's scratch directory
 	conf string        // xstack's config.ini
 	cur  *rigtest.Proc // the server running now, if any
+	mode string        // the rig mode the scenarios run in now (-rig)
+	// runDir is the control sockets' directory of the xstack servers
+	// (XSTACK_RUN_DIR), the bench's own; ctl is the control connection
+	// to the xstack server running now, nil for the kernel's.
+	runDir string
+	ctl    *ctl.Client
+	// napi are the nic rig mode's NAPI kthreads, as last pinned.
+	napi []rig.NAPIThread
 }
 
 type binaries struct {
@@ -247,7 +295,7 @@ func run(o options, w io.Writer) (err error) {
 			return err
 		}
 	}
-	if slices.Contains(o.scenarios, "rps") || (slices.Contains(o.scenarios, "latency") && o.rate == 0) {
+	if slices.Contains(o.scenarios, "rps") || slices.Contains(o.scenarios, "cps") || (slices.Contains(o.scenarios, "latency") && o.rate == 0) {
 		if err := ensureWrk(); err != nil {
 			return err
 		}
@@ -272,23 +320,11 @@ func run(o options, w io.Writer) (err error) {
 		o.name = "xb" + hex.EncodeToString(r[:])
 		b.o.name = o.name
 	}
-	log.Printf("rig %s: up (if the bench is killed hard, remove it with: go run ./tools/rig down -name %s)", o.name, o.name)
-	if b.r, err = rig.Up(rig.Options{Name: o.name}); err != nil {
-		return err
-	}
-	defer func() {
-		if b.cur != nil {
-			b.cur.Stop(5 * time.Second)
-		}
-		if derr := b.r.Down(); derr != nil {
-			err = errors.Join(err, fmt.Errorf("rig %s down: %w", o.name, derr))
-		}
-		log.Printf("rig %s: removed", o.name)
-	}()
-	if err := b.setupRig(); err != nil {
-		return err
-	}
-	if b.conf, err = b.writeConfig(tmp); err != nil {
+	// The xstack servers' control sockets go to a directory of the
+	// bench's own: a user's XSTACK_RUN_DIR or running instance must not
+	// meet them, and the bench reads the loop's figures from there.
+	b.tmp, b.runDir = tmp, filepath.Join(tmp, "run")
+	if err := os.Setenv("XSTACK_RUN_DIR", b.runDir); err != nil {
 		return err
 	}
 
@@ -301,27 +337,27 @@ func run(o options, w io.Writer) (err error) {
 
 	b.res.Host = hostInfo()
 	b.res.Settings = Settings{Scenarios: o.scenarios, Rounds: o.rounds, Duration: o.duration, Quick: o.quick,
-		Steer: o.steer, ServerCPU: o.serverCPU, ClientCPU: o.clientCPU, Rig: o.name}
+		Steer: o.steer, RigModes: o.rigModes, ServerCPU: o.serverCPU, ClientCPU: o.clientCPU, Rig: o.name}
 	var failed []string
-	for _, s := range o.scenarios {
+	for _, mode := range o.rigModes {
 		if ctx.Err() != nil {
 			break
 		}
-		log.Printf("scenario %s", s)
-		if err := b.scenario(s); err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			// A working subset beats nothing: report and go on.
-			log.Printf("scenario %s failed: %v", s, err)
-			b.res.Notes = append(b.res.Notes, fmt.Sprintf("scenario %s failed: %v", s, err))
-			failed = append(failed, s)
+		f, merr := b.runMode(mode)
+		for _, s := range f {
+			failed = append(failed, mode+"/"+s)
+		}
+		if merr != nil {
+			// The rig could not be made or removed: print what the
+			// modes before measured, and stop.
+			err = errors.Join(err, fmt.Errorf("rig mode %s: %w", mode, merr))
+			break
 		}
 	}
 	b.res.Finished = time.Now()
 
-	fmt.Fprintf(w, "\nxstack vs Linux kernel, %s, %s, %d CPUs, server CPU %d, client CPU %d, %d round(s) of %v, steer=%v\n\n",
-		b.res.Host.Kernel, b.res.Host.CPU, b.res.Host.CPUs, o.serverCPU, o.clientCPU, o.rounds, o.duration, o.steer)
+	fmt.Fprintf(w, "\nxstack vs Linux kernel, %s, %s, %d CPUs, server CPU %d, client CPU %d, %d round(s) of %v, rig %s, steer=%v\n\n",
+		b.res.Host.Kernel, b.res.Host.CPU, b.res.Host.CPUs, o.serverCPU, o.clientCPU, o.rounds, o.duration, strings.Join(o.rigModes, ","), o.steer)
 	b.res.writeTable(w)
 	for _, n := range b.res.Notes {
 		fmt.Fprintln(w, "\nnote:", n)
@@ -336,6 +372,49 @@ func run(o options, w io.Writer) (err error) {
 		return errors.Join(err, fmt.Errorf("scenarios failed: %s", strings.Join(failed, ", ")))
 	}
 	return err
+}
+
+// runMode runs every scenario on a rig of mode, created for it and removed
+// after (with it go the NAPI settings of the nic mode). It returns the
+// scenarios that failed; an error is one that ends the run.
+func (b *bench) runMode(mode string) (failed []string, err error) {
+	o := b.o
+	b.mode = mode
+	log.Printf("rig %s (%s): up (if the bench is killed hard, remove it with: go run ./tools/rig down -name %s)", o.name, mode, o.name)
+	if b.r, err = rig.Up(rig.Options{Name: o.name, RxCPU: rigModes[mode], StackCPU: o.serverCPU, PeerCPU: o.clientCPU}); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if b.cur != nil {
+			b.stopServer()
+		}
+		if derr := b.r.Down(); derr != nil {
+			err = errors.Join(err, fmt.Errorf("rig %s down: %w", o.name, derr))
+		}
+		log.Printf("rig %s (%s): removed", o.name, mode)
+	}()
+	if err := b.setupRig(); err != nil {
+		return nil, err
+	}
+	if b.conf, err = b.writeConfig(b.tmp); err != nil {
+		return nil, err
+	}
+	for _, s := range o.scenarios {
+		if b.ctx.Err() != nil {
+			break
+		}
+		log.Printf("scenario %s, rig %s", s, mode)
+		if err := b.scenario(s); err != nil {
+			if b.ctx.Err() != nil {
+				break
+			}
+			// A working subset beats nothing: report and go on.
+			log.Printf("scenario %s (rig %s) failed: %v", s, mode, err)
+			b.res.Notes = append(b.res.Notes, fmt.Sprintf("scenario %s, rig %s, failed: %v", s, mode, err))
+			failed = append(failed, s)
+		}
+	}
+	return failed, nil
 }
 
 func (b *bench) writeOutputs(w io.Writer) error {
@@ -385,15 +464,16 @@ func (b *bench) scenario(name string) error {
 	return fmt.Errorf("unknown scenario %q", name)
 }
 
-// setupRig makes the rig ready for measurements: RPS steering and a wide
-// ephemeral port range on the peer (the cps client opens many
-// connections).
+// setupRig makes the rig ready for measurements: a wide ephemeral port
+// range on the peer (the cps client opens many connections), and in the
+// veth mode RPS steering. The nic mode needs none: its NAPI kthreads
+// already run each side's receive work on that side's CPU.
 func (b *bench) setupRig() error {
 	r := b.r
 	if _, err := r.Run(r.PeerNS, "sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65535"); err != nil {
 		return err
 	}
-	if !b.o.steer {
+	if !b.o.steer || r.RxCPU == rig.RxReceiver {
 		return nil
 	}
 	for _, s := range []struct {

@@ -313,8 +313,37 @@ func plotLatencyCDF(res *Results, path string) (bool, error) {
 }
 
 // writePlots writes the PNGs next to the JSON file (base without ".json")
-// and returns their paths.
+// and returns their paths: one set per rig mode, named
+// <base>-<mode>-<plot>.png when the run had a mode.
 func writePlots(res *Results, base string) ([]string, error) {
+	var modes []string
+	for _, p := range res.Points {
+		if !slices.Contains(modes, p.Rig) {
+			modes = append(modes, p.Rig)
+		}
+	}
+	var paths []string
+	for _, m := range modes {
+		sub := &Results{}
+		for _, p := range res.Points {
+			if p.Rig == m {
+				sub.Points = append(sub.Points, p)
+			}
+		}
+		b := base
+		if m != "" {
+			b += "-" + m
+		}
+		ps, err := writeModePlots(sub, b)
+		paths = append(paths, ps...)
+		if err != nil {
+			return paths, err
+		}
+	}
+	return paths, nil
+}
+
+func writeModePlots(res *Results, base string) ([]string, error) {
 	var paths []string
 	for _, pl := range []struct {
 		suffix string

@@ -44,22 +44,39 @@ type Settings struct {
 	Duration  time.Duration `json:"duration_ns"`
 	Quick     bool          `json:"quick"`
 	Steer     bool          `json:"steer"`
-	ServerCPU int           `json:"server_cpu"`
-	ClientCPU int           `json:"client_cpu"`
-	Rig       string        `json:"rig"`
+	// RigModes are the rig's receive modes the scenarios ran in, in
+	// order: veth (receive work on the sender's CPU) and nic (threaded
+	// NAPI on the receiver's CPU).
+	RigModes  []string `json:"rig_modes"`
+	ServerCPU int      `json:"server_cpu"`
+	ClientCPU int      `json:"client_cpu"`
+	Rig       string   `json:"rig"`
 }
 
 // Point is one measured quantity of a scenario at one setting (e.g. rps at
 // 64 connections), with every sample of every target.
 type Point struct {
 	Scenario string `json:"scenario"`
-	Label    string `json:"label"` // e.g. "64 conns"
-	Param    int    `json:"param"` // the swept parameter (connections, workers, ...)
-	Metric   string `json:"metric"`
-	Unit     string `json:"unit"`
-	// Lower is true for metrics where smaller is better (latency).
-	Lower   bool      `json:"lower_is_better,omitempty"`
+	// Rig is the rig's receive mode (veth or nic), Client the program
+	// that made the load (wrk, or the bench's Go client).
+	Rig    string `json:"rig,omitempty"`
+	Client string `json:"client,omitempty"`
+	Label  string `json:"label"` // e.g. "64 conns"
+	Param  int    `json:"param"` // the swept parameter (connections, workers, ...)
+	Metric string `json:"metric"`
+	Unit   string `json:"unit"`
+	// Lower is true for metrics where smaller is better (latency, cost).
+	Lower bool `json:"lower_is_better,omitempty"`
+	// NoRatio is true where xstack/kernel means nothing (the client's
+	// CPU utilisation).
+	NoRatio bool      `json:"no_ratio,omitempty"`
 	Samples []*Sample `json:"samples"`
+}
+
+// sameRun reports whether p and q are figures of the same measurements
+// (scenario, rig mode, client and point).
+func (p *Point) sameRun(q *Point) bool {
+	return p.Scenario == q.Scenario && p.Rig == q.Rig && p.Client == q.Client && p.Label == q.Label
 }
 
 // Sample is one measurement of one target in one round.
@@ -75,6 +92,9 @@ type Sample struct {
 	// CDF is a latency distribution: Quantiles[i] of the samples were at
 	// most LatencyUs[i] microseconds.
 	CDF *CDF `json:"cdf,omitempty"`
+	// CPU is the CPU time the measurement took (cpu.go), on the sample of
+	// the rate it measured.
+	CPU *CPUWindow `json:"cpu,omitempty"`
 }
 
 // CDF is a sampled cumulative distribution.
@@ -84,16 +104,67 @@ type CDF struct {
 	Count     int       `json:"count"`
 }
 
-// point returns the point with the given identity, adding it if new.
-func (r *Results) point(scenario, label string, param int, metric, unit string, lower bool) *Point {
+// point returns the point with want's identity (scenario, rig, client,
+// label, metric), adding want if new.
+func (r *Results) point(want Point) *Point {
 	for _, p := range r.Points {
-		if p.Scenario == scenario && p.Label == label && p.Metric == metric {
+		if p.sameRun(&want) && p.Metric == want.Metric {
 			return p
 		}
 	}
-	p := &Point{Scenario: scenario, Label: label, Param: param, Metric: metric, Unit: unit, Lower: lower}
+	p := &want
 	r.Points = append(r.Points, p)
 	return p
+}
+
+// Cost metrics: the rows each rate measurement adds (addCost).
+const (
+	metricClientCPU = "client CPU"
+	procStatSuffix  = ", whole CPU (/proc/stat)"
+)
+
+// addCost adds the cost rows of one measurement of like (a point of the
+// rate it measured) by target in round: the server's CPU per unit (the
+// loop's busy time for xstack, the server CPU's non-idle time for the
+// kernel), the server CPU's non-idle time per unit for both (/proc/stat),
+// and the client CPU's utilisation. perUnit names the unit ("request");
+// bytes are costed in CPU-seconds per GB (10^9 bytes), everything else in
+// µs.
+func (r *Results) addCost(like *Point, target string, round int, w CPUWindow, perUnit string) {
+	server, procStat := w.costPer() // ns per unit
+	metric, unit, scale := "server CPU/"+perUnit, "µs", 1e-3
+	if perUnit == "byte" {
+		// ns per byte is CPU-seconds per 10^9 bytes.
+		metric, unit, scale = "server CPU", "CPU-s/GB", 1
+	}
+	row := func(metric, unit string, v float64, lower, noRatio bool) {
+		p := r.point(Point{Scenario: like.Scenario, Rig: like.Rig, Client: like.Client, Label: like.Label, Param: like.Param,
+			Metric: metric, Unit: unit, Lower: lower, NoRatio: noRatio})
+		p.Samples = append(p.Samples, &Sample{Target: target, Round: round, Value: v})
+	}
+	row(metric, unit, server*scale, true, false)
+	row(metric+procStatSuffix, unit, procStat*scale, true, false)
+	row(metricClientCPU, "%", 100*w.Client.util(), false, true)
+}
+
+// clientBound reports whether target's median client CPU utilisation at
+// the measurements of p reached clientBoundUtil.
+func (r *Results) clientBound(p *Point, target string) bool {
+	for _, q := range r.Points {
+		if q.Metric == metricClientCPU && q.sameRun(p) {
+			s, ok := q.summary(target)
+			return ok && s.median >= 100*clientBoundUtil
+		}
+	}
+	return false
+}
+
+// note adds a note unless it is there already (a scenario run in both rig
+// modes explains itself once).
+func (r *Results) note(s string) {
+	if !slices.Contains(r.Notes, s) {
+		r.Notes = append(r.Notes, s)
+	}
 }
 
 // values returns the sample values of target.
@@ -171,6 +242,12 @@ func formatValue(v float64, unit string) string {
 	switch {
 	case math.IsNaN(v):
 		return "—"
+	case unit == "CPU-s/GB":
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	case unit == "%":
+		// One decimal: a client CPU at 89.7% is not client-bound, and
+		// must not read as 90.
+		return strconv.FormatFloat(v, 'f', 1, 64)
 	case unit == "µs" || unit == "Gbit/s" || unit == "KiB":
 		if v >= 100 {
 			return strconv.FormatFloat(v, 'f', 0, 64)
@@ -203,11 +280,15 @@ func (p *Point) summary(target string) (summary, bool) {
 
 // writeTable prints the results as a Markdown table: per target median and
 // spread (min–max over rounds), and the ratio xstack/kernel of the medians.
+// A target's median is marked client-bound where its client CPU was at
+// least 90% busy (the median over rounds), on every row of that
+// measurement but its cost rows.
 func (r *Results) writeTable(w io.Writer) {
-	fmt.Fprintln(w, "| scenario | point | metric | kernel median | kernel min–max | xstack median | xstack min–max | xstack/kernel |")
-	fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| scenario | rig | client | point | metric | kernel median | kernel min–max | xstack median | xstack min–max | xstack/kernel |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---:|---:|---:|---:|---:|")
 	for _, p := range r.Points {
-		cells := []string{p.Scenario, p.Label, p.Metric + " (" + p.Unit + ")"}
+		cells := []string{p.Scenario, orDash(p.Rig), orDash(p.Client), p.Label, p.Metric + " (" + p.Unit + ")"}
+		isCost := strings.HasPrefix(p.Metric, "server CPU")
 		var med [2]float64
 		for i, tg := range []string{kernel, xstack} {
 			s, ok := p.summary(tg)
@@ -220,11 +301,14 @@ func (r *Results) writeTable(w io.Writer) {
 			if s.errors > 0 {
 				m += fmt.Sprintf(" (%d err)", s.errors)
 			}
+			if !isCost && r.clientBound(p, tg) {
+				m += " client-bound"
+			}
 			cells = append(cells, m, formatValue(s.min, p.Unit)+"–"+formatValue(s.max, p.Unit))
 			med[i] = s.median
 		}
 		ratio := "—"
-		if !math.IsNaN(med[0]) && !math.IsNaN(med[1]) && med[0] > 0 {
+		if !p.NoRatio && !math.IsNaN(med[0]) && !math.IsNaN(med[1]) && med[0] > 0 {
 			ratio = strconv.FormatFloat(med[1]/med[0], 'f', 2, 64)
 			if p.Lower {
 				ratio += " (lower is better)"
@@ -233,6 +317,13 @@ func (r *Results) writeTable(w io.Writer) {
 		cells = append(cells, ratio)
 		fmt.Fprintln(w, "| "+strings.Join(cells, " | ")+" |")
 	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "—"
+	}
+	return s
 }
 
 // writeJSON writes r to path, creating its directory.

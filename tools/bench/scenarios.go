@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xstack/xstack/internal/ctl"
 	"github.com/xstack/xstack/internal/netns"
 	"github.com/xstack/xstack/internal/rigtest"
 )
@@ -103,6 +104,22 @@ func (b *bench) startServer(kind, target string) (*rigtest.Proc, netip.AddrPort,
 		b.stopServer()
 		return nil, addr, fmt.Errorf("%s %s server: %w", target, kind, err)
 	}
+	// The nic mode's NAPI kthreads are made anew when a NAPI is
+	// (re)enabled, as an XDP program's attachment may do: pin them again.
+	if b.napi, err = b.r.PinNAPI(); err != nil {
+		b.stopServer()
+		return nil, addr, fmt.Errorf("%s %s server: %w", target, kind, err)
+	}
+	if target == xstack {
+		// The loop's busy time comes from the control plane of the
+		// single lcore (proc-id 0), in the bench's run directory.
+		c, err := ctl.Dial(b.runDir, 0)
+		if err != nil {
+			b.stopServer()
+			return nil, addr, fmt.Errorf("%s %s server: control plane: %w", target, kind, err)
+		}
+		b.ctl = c
+	}
 	if err := b.probe(kind, addr); err != nil {
 		b.stopServer()
 		return nil, addr, fmt.Errorf("%s %s server on %v does not answer: %w\noutput:\n%s", target, kind, addr, err, p.Output())
@@ -116,6 +133,10 @@ func (b *bench) stopServer() error {
 	}
 	p := b.cur
 	b.cur = nil
+	if b.ctl != nil {
+		b.ctl.Close()
+		b.ctl = nil
+	}
 	crashed := p.Exited()
 	err := p.Stop(5 * time.Second)
 	if crashed {
@@ -207,6 +228,36 @@ func (b *bench) eachRound(kind string, targets []string, measure func(round int,
 
 var bothTargets = []string{kernel, xstack}
 
+// Clients, as the table's client column names them.
+const (
+	clientWrk   = "wrk"
+	clientGo    = "Go"    // the bench's thread-per-worker clients
+	clientBlast = "blast" // ceiling's AF_PACKET sender
+)
+
+// point returns the point of the current rig mode with the given identity.
+func (b *bench) point(scenario, client, label string, param int, metric, unit string, lower bool) *Point {
+	return b.res.point(Point{Scenario: scenario, Rig: b.mode, Client: client, Label: label, Param: param, Metric: metric, Unit: unit, Lower: lower})
+}
+
+// measure runs f between two CPU snapshots and returns the window's
+// figures for the units of work f reports.
+func (b *bench) measure(unit string, f func() (float64, error)) (CPUWindow, error) {
+	s0, err := b.snap()
+	if err != nil {
+		return CPUWindow{}, err
+	}
+	units, err := f()
+	if err != nil {
+		return CPUWindow{}, err
+	}
+	s1, err := b.snap()
+	if err != nil {
+		return CPUWindow{}, err
+	}
+	return window(s0, s1, units, unit), nil
+}
+
 func (b *bench) rps() error {
 	warm := 2 * time.Second
 	if b.o.quick {
@@ -219,7 +270,12 @@ func (b *bench) rps() error {
 			}
 		}
 		for _, c := range b.o.rpsConns {
-			wr, _, err := runWrk(b.ctx, b.r.PeerNS, b.o.clientCPU, addr, c, b.o.duration)
+			var wr wrkResult
+			w, err := b.measure("requests", func() (float64, error) {
+				var err error
+				wr, _, err = runWrk(b.ctx, b.r.PeerNS, b.o.clientCPU, addr, c, b.o.duration)
+				return float64(wr.Requests), err
+			})
 			if err != nil {
 				return err
 			}
@@ -228,35 +284,81 @@ func (b *bench) rps() error {
 			for k, v := range wr.Latency {
 				detail["latency_"+k+"_us"] = v
 			}
-			pt := b.res.point("rps", label, c, "requests/s", "req/s", false)
-			pt.Samples = append(pt.Samples, &Sample{Target: tg, Round: round, Value: wr.RequestsPerSec, Errors: wr.Errors, Detail: detail})
+			pt := b.point("rps", clientWrk, label, c, "requests/s", "req/s", false)
+			pt.Samples = append(pt.Samples, &Sample{Target: tg, Round: round, Value: wr.RequestsPerSec, Errors: wr.Errors, Detail: detail, CPU: &w})
 			if p99, ok := wr.Latency["p99"]; ok {
-				pt := b.res.point("rps", label, c, "wrk p99", "µs", true)
+				pt := b.point("rps", clientWrk, label, c, "wrk p99", "µs", true)
 				pt.Samples = append(pt.Samples, &Sample{Target: tg, Round: round, Value: p99})
 			}
-			log.Printf("  rps %s round %d %d conns: %.0f req/s, p99 %.0fµs, %d errors", tg, round, c, wr.RequestsPerSec, wr.Latency["p99"], wr.Errors)
+			b.res.addCost(pt, tg, round, w, "request")
+			log.Printf("  rps %s %s round %d %d conns: %.0f req/s, p99 %.0fµs, %d errors; %s", b.mode, tg, round, c, wr.RequestsPerSec, wr.Latency["p99"], wr.Errors, costLog(w, "req"))
 		}
 		return nil
 	})
 }
 
+// costLog is a log line's account of a window's CPU cost.
+func costLog(w CPUWindow, unit string) string {
+	server, procStat := w.costPer()
+	s := fmt.Sprintf("server %.1fµs/%s", server/1e3, unit)
+	if w.LoopBusyNs != nil {
+		s += fmt.Sprintf(" (loop busy), %.1fµs/%s (/proc/stat)", procStat/1e3, unit)
+	}
+	if w.NAPIStackNs != nil && w.Units > 0 {
+		s += fmt.Sprintf(", NAPI kthreads %.1fµs/%s stack side, %.1fµs/%s peer side",
+			float64(*w.NAPIStackNs)/w.Units/1e3, unit, float64(*w.NAPIPeerNs)/w.Units/1e3, unit)
+	}
+	s += fmt.Sprintf(", client CPU %.0f%%", 100*w.Client.util())
+	if w.ClientBound {
+		s += " (client-bound)"
+	}
+	return s
+}
+
+// cps measures short connections per second with two clients: wrk with
+// "Connection: close" (it reconnects after every response, so each request
+// is one connection) and the bench's Go client, at each worker count.
 func (b *bench) cps() error {
 	return b.eachRound(httpServer, bothTargets, func(round int, tg string, addr netip.AddrPort) error {
-		for _, w := range b.o.cpsWorkers {
-			cr, err := runCPS(b.ctx, b.r.PeerNS, addr, w, b.o.duration)
+		for _, n := range b.o.cpsWorkers {
+			var wr wrkResult
+			w, err := b.measure("connections", func() (float64, error) {
+				var err error
+				wr, _, err = runWrk(b.ctx, b.r.PeerNS, b.o.clientCPU, addr, n, b.o.duration, "Connection: close")
+				return float64(wr.Requests), err
+			})
+			if err != nil {
+				return err
+			}
+			pt := b.point("cps", clientWrk, fmt.Sprintf("%d conns", n), n, "connections/s", "conn/s", false)
+			pt.Samples = append(pt.Samples, &Sample{Target: tg, Round: round, Value: wr.RequestsPerSec, Errors: wr.Errors,
+				Detail: map[string]float64{"connections": float64(wr.Requests)}, CPU: &w})
+			b.res.addCost(pt, tg, round, w, "connection")
+			log.Printf("  cps %s %s round %d wrk %d conns: %.0f conn/s, %d errors; %s", b.mode, tg, round, n, wr.RequestsPerSec, wr.Errors, costLog(w, "conn"))
+			if wr.Requests == 0 {
+				return errors.New("wrk completed no connection")
+			}
+
+			var cr cpsResult
+			w, err = b.measure("connections", func() (float64, error) {
+				var err error
+				cr, err = runCPS(b.ctx, b.r.PeerNS, addr, n, b.o.duration)
+				return float64(cr.conns), err
+			})
 			if err != nil {
 				return err
 			}
 			v := float64(cr.conns) / cr.elapsed.Seconds()
 			s := &Sample{Target: tg, Round: round, Value: v, Errors: cr.errors,
-				Detail: map[string]float64{"connections": float64(cr.conns), "seconds": cr.elapsed.Seconds()}}
-			pt := b.res.point("cps", fmt.Sprintf("%d workers", w), w, "connections/s", "conn/s", false)
+				Detail: map[string]float64{"connections": float64(cr.conns), "seconds": cr.elapsed.Seconds()}, CPU: &w}
+			pt = b.point("cps", clientGo, fmt.Sprintf("%d workers", n), n, "connections/s", "conn/s", false)
 			pt.Samples = append(pt.Samples, s)
+			b.res.addCost(pt, tg, round, w, "connection")
 			msg := ""
 			if cr.lastErr != nil {
 				msg = fmt.Sprintf(" (last error: %v)", cr.lastErr)
 			}
-			log.Printf("  cps %s round %d %d workers: %.0f conn/s, %d errors%s", tg, round, w, v, cr.errors, msg)
+			log.Printf("  cps %s %s round %d Go %d workers: %.0f conn/s, %d errors%s; %s", b.mode, tg, round, n, v, cr.errors, msg, costLog(w, "conn"))
 			if cr.conns == 0 {
 				return fmt.Errorf("no connection completed%s", msg)
 			}
@@ -267,16 +369,22 @@ func (b *bench) cps() error {
 
 func (b *bench) udp() error {
 	return b.eachRound(udpServer, bothTargets, func(round int, tg string, addr netip.AddrPort) error {
-		ur, err := runUDP(b.ctx, b.r.PeerNS, addr, b.o.udpFlows, b.o.udpWindow, b.o.udpSize, b.o.duration)
+		var ur udpResult
+		w, err := b.measure("echoes", func() (float64, error) {
+			var err error
+			ur, err = runUDP(b.ctx, b.r.PeerNS, addr, b.o.udpFlows, b.o.udpWindow, b.o.udpSize, b.o.duration)
+			return float64(ur.echoed), err
+		})
 		if err != nil {
 			return err
 		}
 		v := float64(ur.echoed) / ur.elapsed.Seconds()
 		label := fmt.Sprintf("%dB, %d flows x %d", b.o.udpSize, b.o.udpFlows, b.o.udpWindow)
-		pt := b.res.point("udp", label, b.o.udpFlows, "echoes/s", "pkt/s", false)
+		pt := b.point("udp", clientGo, label, b.o.udpFlows, "echoes/s", "pkt/s", false)
 		pt.Samples = append(pt.Samples, &Sample{Target: tg, Round: round, Value: v, Errors: ur.timeouts,
-			Detail: map[string]float64{"sent": float64(ur.sent), "echoed": float64(ur.echoed), "seconds": ur.elapsed.Seconds()}})
-		log.Printf("  udp %s round %d: %.0f echoes/s (%d sent, %d echoed, %d window timeouts)", tg, round, v, ur.sent, ur.echoed, ur.timeouts)
+			Detail: map[string]float64{"sent": float64(ur.sent), "echoed": float64(ur.echoed), "seconds": ur.elapsed.Seconds()}, CPU: &w})
+		b.res.addCost(pt, tg, round, w, "echo")
+		log.Printf("  udp %s %s round %d: %.0f echoes/s (%d sent, %d echoed, %d window timeouts); %s", b.mode, tg, round, v, ur.sent, ur.echoed, ur.timeouts, costLog(w, "echo"))
 		if ur.echoed == 0 {
 			return errors.New("no datagram came back")
 		}
@@ -296,7 +404,7 @@ func (b *bench) latencyRate() (float64, error) {
 	}
 	lowest := 0.0
 	for _, p := range b.res.Points {
-		if p.Scenario == "rps" && p.Metric == "requests/s" && p.Param == 16 {
+		if p.Scenario == "rps" && p.Rig == b.mode && p.Metric == "requests/s" && p.Param == 16 {
 			k, ok1 := p.summary(kernel)
 			x, ok2 := p.summary(xstack)
 			if ok1 && ok2 {
@@ -328,7 +436,7 @@ func (b *bench) latencyRate() (float64, error) {
 	if rate < 1 {
 		return 0, fmt.Errorf("calibration found no throughput (%v req/s)", lowest)
 	}
-	b.res.Notes = append(b.res.Notes, fmt.Sprintf("latency: %.0f requests/s = a quarter of the lower target's keep-alive rate (from %s)", rate, source))
+	b.res.note(fmt.Sprintf("latency, rig %s: %.0f requests/s = a quarter of the lower target's keep-alive rate (from %s)", b.mode, rate, source))
 	return rate, nil
 }
 
@@ -339,10 +447,11 @@ func (b *bench) latency() error {
 	}
 	label := fmt.Sprintf("%s req/s, %d conns", formatValue(rate, "req/s"), b.o.latConns)
 	return b.eachRound(httpServer, bothTargets, func(round int, tg string, addr netip.AddrPort) error {
-		lr, err := runLatency(b.ctx, b.r.PeerNS, addr, b.o.latConns, rate, b.o.duration)
+		lr, err := runLatency(b.ctx, b.r.PeerNS, addr, b.o.latConns, rate, b.o.duration, b.snap)
 		if err != nil {
 			return err
 		}
+		w := window(lr.cpu[0], lr.cpu[1], float64(len(lr.sorted)), "requests")
 		if len(lr.sorted) == 0 {
 			return fmt.Errorf("no request completed (last error: %v)", lr.lastErr)
 		}
@@ -350,6 +459,7 @@ func (b *bench) latency() error {
 			"rate": rate, "sent": float64(lr.sent), "completed": float64(len(lr.sorted)),
 			"missed": float64(lr.missed), "seconds": lr.elapsed.Seconds(),
 		}
+		var p50 *Point
 		for i, q := range []struct {
 			metric string
 			q      float64
@@ -357,13 +467,18 @@ func (b *bench) latency() error {
 			s := &Sample{Target: tg, Round: round, Value: quantile(lr.sorted, q.q), Errors: lr.errors + lr.missed, Detail: detail}
 			if i == 0 {
 				s.CDF = cdfOf(lr.sorted)
+				s.CPU = &w
 			}
-			pt := b.res.point("latency", label, b.o.latConns, q.metric, "µs", true)
+			pt := b.point("latency", clientGo, label, b.o.latConns, q.metric, "µs", true)
 			pt.Samples = append(pt.Samples, s)
+			if i == 0 {
+				p50 = pt
+			}
 		}
-		log.Printf("  latency %s round %d: p50 %.0fµs p99 %.0fµs p99.9 %.0fµs max %.0fµs (%d requests, %d errors, %d not sent)",
-			tg, round, quantile(lr.sorted, 0.5), quantile(lr.sorted, 0.99), quantile(lr.sorted, 0.999), lr.sorted[len(lr.sorted)-1],
-			len(lr.sorted), lr.errors, lr.missed)
+		b.res.addCost(p50, tg, round, w, "request")
+		log.Printf("  latency %s %s round %d: p50 %.0fµs p99 %.0fµs p99.9 %.0fµs max %.0fµs (%d requests, %d errors, %d not sent); %s",
+			b.mode, tg, round, quantile(lr.sorted, 0.5), quantile(lr.sorted, 0.99), quantile(lr.sorted, 0.999), lr.sorted[len(lr.sorted)-1],
+			len(lr.sorted), lr.errors, lr.missed, costLog(w, "req"))
 		return nil
 	})
 }
@@ -378,13 +493,13 @@ func (b *bench) ceiling() error {
 			return err
 		}
 		v := float64(cr.received) / cr.elapsed.Seconds()
-		pt := b.res.point("ceiling", "60B frames, "+cr.mode, 1, "xsk rx frames/s", "frames/s", false)
+		pt := b.point("ceiling", clientBlast, "60B frames, "+cr.mode, 1, "xsk rx frames/s", "frames/s", false)
 		pt.Samples = append(pt.Samples, &Sample{Target: xstack, Round: round, Value: v,
 			Detail: map[string]float64{"received": float64(cr.received), "peer_sent": float64(cr.sent),
 				"peer_sent_per_s": float64(cr.sent) / cr.elapsed.Seconds(), "seconds": cr.elapsed.Seconds(),
 				"kernel_rx_dropped": float64(cr.stats.RxDropped), "rx_ring_full": float64(cr.stats.RxRingFull)}})
 		log.Printf("  ceiling round %d: %.0f frames/s received (peer sent %.0f/s; %s)", round, v, float64(cr.sent)/cr.elapsed.Seconds(), strings.TrimSpace(cr.mode))
 	}
-	b.res.Notes = append(b.res.Notes, "ceiling: no kernel counterpart; it is the most frames/s the rig's AF_XDP path delivers to one core, an upper bound for xstack's packet rates above")
+	b.res.note("ceiling: no kernel counterpart; it is the most frames/s the rig's AF_XDP path delivers to one core, an upper bound for xstack's packet rates above")
 	return nil
 }

@@ -23,12 +23,16 @@ type wrkResult struct {
 }
 
 // runWrk runs wrk with one thread and conns connections against addr for d
-// whole seconds, from namespace ns, pinned to cpu.
-func runWrk(ctx context.Context, ns string, cpu int, addr netip.AddrPort, conns int, d time.Duration) (wrkResult, string, error) {
+// whole seconds, from namespace ns, pinned to cpu, with extra request
+// headers ("Connection: close" makes wrk reconnect after each response).
+func runWrk(ctx context.Context, ns string, cpu int, addr netip.AddrPort, conns int, d time.Duration, headers ...string) (wrkResult, string, error) {
 	secs := max(1, int(d.Round(time.Second)/time.Second))
 	args := []string{"netns", "exec", ns, "taskset", "-c", strconv.Itoa(cpu),
-		"wrk", "-t1", "-c" + strconv.Itoa(conns), "-d" + strconv.Itoa(secs) + "s", "--timeout", "2s", "--latency",
-		"http://" + addr.String() + "/"}
+		"wrk", "-t1", "-c" + strconv.Itoa(conns), "-d" + strconv.Itoa(secs) + "s", "--timeout", "2s", "--latency"}
+	for _, h := range headers {
+		args = append(args, "-H", h)
+	}
+	args = append(args, "http://"+addr.String()+"/")
 	cmd := exec.CommandContext(ctx, "ip", args...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
