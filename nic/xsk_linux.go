@@ -197,6 +197,12 @@ func openMode(ifi *net.Interface, ifname string, cfg QueueConfig) (*XSKQueue, er
 		}
 		return q, err
 	default:
+		// Where the kernel says the driver has no zero-copy (veth, for
+		// one), bind in copy mode at once instead of building a socket
+		// and a UMEM for a zero-copy bind that must fail first.
+		if f, err := xdpFeatures(ifi.Index); err == nil && f&netdevXDPActXSKZeroCopy == 0 {
+			return openXSK(ifi, cfg, unix.XDP_COPY)
+		}
 		q, zcErr := openXSK(ifi, cfg, unix.XDP_ZEROCOPY)
 		if zcErr == nil {
 			return q, nil

@@ -2,16 +2,14 @@ package rig
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xstack/xstack/internal/genl"
 	"github.com/xstack/xstack/internal/netns"
 )
 
@@ -168,14 +166,10 @@ const napiPriority = 50
 // Generic netlink constants of the kernel's "netdev" family
 // (include/uapi/linux/netdev.h).
 const (
-	netdevCmdNAPIGet  = 11 // NETDEV_CMD_NAPI_GET
-	netdevANAPIIfidx  = 1  // NETDEV_A_NAPI_IFINDEX
-	netdevANAPIID     = 2  // NETDEV_A_NAPI_ID
-	netdevANAPIPID    = 4  // NETDEV_A_NAPI_PID
-	ctrlAFamilyID     = 1  // CTRL_ATTR_FAMILY_ID
-	ctrlAFamilyName   = 2  // CTRL_ATTR_FAMILY_NAME
-	genlHeaderLen     = 4
-	netlinkHeaderSize = unix.NLMSG_HDRLEN
+	netdevCmdNAPIGet = 11 // NETDEV_CMD_NAPI_GET
+	netdevANAPIIfidx = 1  // NETDEV_A_NAPI_IFINDEX
+	netdevANAPIID    = 2  // NETDEV_A_NAPI_ID
+	netdevANAPIPID   = 4  // NETDEV_A_NAPI_PID
 )
 
 // napiThreads lists the NAPI instances of ifname in namespace ns that have
@@ -189,21 +183,18 @@ func napiThreads(ns, ifname string) ([]NAPIThread, error) {
 		if err != nil {
 			return err
 		}
-		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_GENERIC)
-		if err != nil {
-			return os.NewSyscallError("socket", err)
-		}
-		defer unix.Close(fd)
-		if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-			return os.NewSyscallError("bind", err)
-		}
-		fam, err := genlFamily(fd, "netdev")
+		fd, err := genl.Open()
 		if err != nil {
 			return err
 		}
-		req := genlRequest(fam, netdevCmdNAPIGet, unix.NLM_F_REQUEST|unix.NLM_F_DUMP, 2,
-			nlAttr(netdevANAPIIfidx, binary.NativeEndian.AppendUint32(nil, uint32(ifi.Index))))
-		return genlDump(fd, req, func(attrs map[uint16][]byte) {
+		defer unix.Close(fd)
+		fam, err := genl.Family(fd, "netdev")
+		if err != nil {
+			return err
+		}
+		req := genl.Request(fam, netdevCmdNAPIGet, unix.NLM_F_REQUEST|unix.NLM_F_DUMP, 2,
+			genl.Attr(netdevANAPIIfidx, binary.NativeEndian.AppendUint32(nil, uint32(ifi.Index))))
+		return genl.Dump(fd, req, func(attrs map[uint16][]byte) {
 			idx, id, pid := attrs[netdevANAPIIfidx], attrs[netdevANAPIID], attrs[netdevANAPIPID]
 			if len(idx) < 4 || int(binary.NativeEndian.Uint32(idx)) != ifi.Index || len(id) < 4 || len(pid) < 4 {
 				return
@@ -217,114 +208,4 @@ func napiThreads(ns, ifname string) ([]NAPIThread, error) {
 		return nil, fmt.Errorf("list NAPI kthreads of %s in %s (netdev netlink): %w", ifname, ns, err)
 	}
 	return out, nil
-}
-
-// genlFamily resolves a generic netlink family's id.
-func genlFamily(fd int, name string) (uint16, error) {
-	req := genlRequest(unix.GENL_ID_CTRL, unix.CTRL_CMD_GETFAMILY, unix.NLM_F_REQUEST, 1,
-		nlAttr(ctrlAFamilyName, append([]byte(name), 0)))
-	var id uint16
-	err := genlDump(fd, req, func(attrs map[uint16][]byte) {
-		if v := attrs[ctrlAFamilyID]; len(v) >= 2 {
-			id = binary.NativeEndian.Uint16(v)
-		}
-	})
-	if err != nil {
-		return 0, fmt.Errorf("generic netlink family %q: %w", name, err)
-	}
-	if id == 0 {
-		return 0, fmt.Errorf("generic netlink family %q: not in this kernel", name)
-	}
-	return id, nil
-}
-
-func nlAttr(typ uint16, v []byte) []byte {
-	b := binary.NativeEndian.AppendUint16(nil, uint16(unix.SizeofNlAttr+len(v)))
-	b = binary.NativeEndian.AppendUint16(b, typ)
-	b = append(b, v...)
-	for len(b)%unix.NLA_ALIGNTO != 0 {
-		b = append(b, 0)
-	}
-	return b
-}
-
-func genlRequest(family uint16, cmd uint8, flags uint16, seq uint32, attrs ...[]byte) []byte {
-	n := netlinkHeaderSize + genlHeaderLen
-	for _, a := range attrs {
-		n += len(a)
-	}
-	b := binary.NativeEndian.AppendUint32(nil, uint32(n))
-	b = binary.NativeEndian.AppendUint16(b, family)
-	b = binary.NativeEndian.AppendUint16(b, flags)
-	b = binary.NativeEndian.AppendUint32(b, seq)
-	b = binary.NativeEndian.AppendUint32(b, 0) // port id: the kernel's
-	b = append(b, cmd, 1, 0, 0)                // genlmsghdr: cmd, version 1
-	for _, a := range attrs {
-		b = append(b, a...)
-	}
-	return b
-}
-
-// genlDump sends req and calls f with the top-level attributes of every
-// reply message until the reply ends (NLMSG_DONE, or the single answer of
-// a request without NLM_F_DUMP).
-func genlDump(fd int, req []byte, f func(map[uint16][]byte)) error {
-	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return os.NewSyscallError("sendto", err)
-	}
-	dump := binary.NativeEndian.Uint16(req[6:])&unix.NLM_F_DUMP != 0
-	seq := binary.NativeEndian.Uint32(req[8:])
-	buf := make([]byte, 1<<16)
-	for {
-		n, _, err := unix.Recvfrom(fd, buf, 0)
-		if err != nil {
-			return os.NewSyscallError("recvfrom", err)
-		}
-		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
-		if err != nil {
-			return err
-		}
-		for _, m := range msgs {
-			if m.Header.Seq != seq {
-				continue
-			}
-			switch m.Header.Type {
-			case unix.NLMSG_DONE:
-				return nil
-			case unix.NLMSG_ERROR:
-				if len(m.Data) < 4 {
-					return errors.New("short netlink error")
-				}
-				if e := int32(binary.NativeEndian.Uint32(m.Data)); e != 0 {
-					return unix.Errno(-e)
-				}
-				return nil
-			}
-			if len(m.Data) >= genlHeaderLen {
-				f(parseAttrs(m.Data[genlHeaderLen:]))
-			}
-			if !dump {
-				return nil
-			}
-		}
-	}
-}
-
-// parseAttrs splits netlink attributes (not nested ones) by type.
-func parseAttrs(b []byte) map[uint16][]byte {
-	m := map[uint16][]byte{}
-	for len(b) >= unix.SizeofNlAttr {
-		l := int(binary.NativeEndian.Uint16(b))
-		typ := binary.NativeEndian.Uint16(b[2:]) &^ (unix.NLA_F_NESTED | unix.NLA_F_NET_BYTEORDER)
-		if l < unix.SizeofNlAttr || l > len(b) {
-			break
-		}
-		m[typ] = b[unix.SizeofNlAttr:l]
-		al := (l + unix.NLA_ALIGNTO - 1) &^ (unix.NLA_ALIGNTO - 1)
-		if al > len(b) {
-			break
-		}
-		b = b[al:]
-	}
-	return m
 }
