@@ -155,6 +155,16 @@ func Up(o Options) (r *Rig, err error) {
 		{"ip", "-n", r.StackNS, "link", "set", r.StackIf, "up"},
 		{"ip", "-n", r.PeerNS, "link", "set", r.PeerIf, "up"},
 	}
+	if o.Queues > 1 {
+		// veth delivers a frame to the receive queue of the transmit queue
+		// the sender picked, and Linux picks a socket's queue by its
+		// transmit hash, which it draws anew when a SYN or a segment times
+		// out (sk_rethink_txhash). A flow could then move to another
+		// queue, and so to another lcore, in mid-handshake, where a NIC's
+		// RSS hash of the 4-tuple never moves it. Keep the hash fixed on
+		// the peer's side.
+		steps = append(steps, []string{"ip", "netns", "exec", r.PeerNS, "sysctl", "-qw", "net.core.txrehash=0"})
+	}
 	for _, s := range steps {
 		if err := run(s...); err != nil {
 			return nil, fmt.Errorf("rig %s: %w", r.Name, err)
