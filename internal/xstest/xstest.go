@@ -1,0 +1,130 @@
+// Package xstest holds what every test package in the tree shares: WaitFor,
+// the one way a test waits for something to happen, and Main, the TestMain
+// body that fails a package whose tests leak goroutines, file descriptors or
+// gVisor references.
+//
+// A test that asserts that something did not happen first waits, with
+// WaitFor, for an event that must come after it; a fixed sleep proves
+// nothing on a loaded machine.
+package xstest
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/refs"
+)
+
+// Poll intervals: WaitFor starts fast, so a condition that is met at once
+// costs little, and backs off to pollMax, so a long wait on a condition
+// that runs a command does not load the machine.
+const (
+	pollMin = time.Millisecond
+	pollMax = 100 * time.Millisecond
+)
+
+// Until calls cond until it returns nil or timeout has passed, and returns
+// nil or cond's last error. cond runs at least once.
+func Until(timeout time.Duration, cond func() error) error {
+	deadline := time.Now().Add(timeout)
+	for d := pollMin; ; d = min(2*d, pollMax) {
+		err := cond()
+		if err == nil {
+			return nil
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return err
+		}
+		time.Sleep(min(d, left))
+	}
+}
+
+// WaitFor fails tb unless cond returns nil within timeout. The failure says
+// what was awaited and cond's last error, which should say what was seen
+// instead ("3 of 8 connections accepted").
+func WaitFor(tb testing.TB, timeout time.Duration, what string, cond func() error) {
+	tb.Helper()
+	if err := Until(timeout, cond); err != nil {
+		tb.Fatalf("%s: not within %v: %v", what, timeout, err)
+	}
+}
+
+// Main runs the tests of a package and exits. When they pass, it also fails
+// the package if goroutines or file descriptors are left over, once given a
+// few seconds to wind down, or if a gVisor reference-counted object was
+// never released. Use it as the whole body of TestMain:
+//
+//	func TestMain(m *testing.M) { xstest.Main(m) }
+func Main(m *testing.M) {
+	os.Exit(run(m))
+}
+
+// leakGrace is how long goroutines and descriptors get to go away after the
+// last test: gVisor's processors, a child process's pipe copiers and
+// deferred closes finish asynchronously.
+const leakGrace = 5 * time.Second
+
+func run(m *testing.M) int {
+	refs.SetLeakMode(refs.LeaksPanic)
+	// The runtime opens its poller's epoll and eventfd descriptors on the
+	// first timer; start one so that they are in the baseline.
+	time.Sleep(time.Millisecond)
+	goroutines, fds := runtime.NumGoroutine(), openFDs()
+	code := m.Run()
+	if code != 0 {
+		return code
+	}
+	// DoLeakCheck panics, naming the object and where it was taken, if a
+	// checked gVisor object (a packet buffer, an endpoint) is still referenced.
+	refs.DoLeakCheck()
+	err := Until(leakGrace, func() error {
+		if n := runtime.NumGoroutine(); n > goroutines {
+			return fmt.Errorf("goroutine leak: %d before the tests, %d after", goroutines, n)
+		}
+		if now := openFDs(); len(now) > len(fds) {
+			return fmt.Errorf("file descriptor leak: %d open before the tests, %d after:\n%s",
+				len(fds), len(now), strings.Join(added(fds, now), "\n"))
+		}
+		return nil
+	})
+	if err != nil {
+		if strings.HasPrefix(err.Error(), "goroutine") {
+			buf := make([]byte, 1<<20)
+			os.Stderr.Write(buf[:runtime.Stack(buf, true)])
+		}
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// openFDs maps each open descriptor of the process to what it refers to.
+func openFDs() map[string]string {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return nil
+	}
+	fds := make(map[string]string, len(ents))
+	for _, e := range ents {
+		target, _ := os.Readlink("/proc/self/fd/" + e.Name())
+		fds[e.Name()] = target
+	}
+	return fds
+}
+
+// added lists the descriptors in now that were not open before, with what
+// they refer to ("7 -> socket:[123]").
+func added(before, now map[string]string) []string {
+	var out []string
+	for fd, target := range now {
+		if before[fd] != target {
+			out = append(out, fd+" -> "+target)
+		}
+	}
+	return out
+}
