@@ -19,19 +19,15 @@ import (
 	"gvisor.dev/gvisor/pkg/refs"
 )
 
-// Poll intervals: WaitFor starts fast, so a condition that is met at once
-// costs little, and backs off to pollMax, so a long wait on a condition
-// that runs a command does not load the machine.
-const (
-	pollMin = time.Millisecond
-	pollMax = 100 * time.Millisecond
-)
-
 // Until calls cond until it returns nil or timeout has passed, and returns
-// nil or cond's last error. cond runs at least once.
+// nil or cond's last error. cond runs at least once. The interval between
+// calls starts at a millisecond, so that a condition met at once costs
+// little, and doubles up to a fiftieth of timeout (10 ms to 2 s), so that a
+// long wait on a condition that runs a command does not load the machine.
 func Until(timeout time.Duration, cond func() error) error {
 	deadline := time.Now().Add(timeout)
-	for d := pollMin; ; d = min(2*d, pollMax) {
+	ceil := min(max(timeout/50, 10*time.Millisecond), 2*time.Second)
+	for d := time.Millisecond; ; d = min(2*d, ceil) {
 		err := cond()
 		if err == nil {
 			return nil
