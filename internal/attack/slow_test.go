@@ -18,6 +18,7 @@ import (
 
 	"github.com/xstack/xstack/internal/rig"
 	"github.com/xstack/xstack/internal/rigtest"
+	"github.com/xstack/xstack/internal/xstest"
 )
 
 // slowMinRatio is the share of its request rate that a normal client must
@@ -334,16 +335,17 @@ func TestStalledReaders(t *testing.T) {
 	gone := time.Now()
 	var left, stalledLeft int
 	keepEnd := time.Duration(-1)
-	for deadline := gone.Add(userTimeout + 10*time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+	xstest.Until(time.Until(gone.Add(userTimeout+10*time.Second)), func() error {
 		socks := sockets(t, p)
 		left, stalledLeft = countState(socks, "ESTABLISHED", 9), countState(socks, "ESTABLISHED", 19)
 		if left == 0 && keepEnd < 0 {
 			keepEnd = time.Since(gone)
 		}
-		if left == 0 && stalledLeft == 0 {
-			break
+		if left != 0 || stalledLeft != 0 {
+			return errors.New("connections left")
 		}
-	}
+		return nil
+	})
 	stallEnd := time.Since(stallStart)
 	timedOut := diff(cBefore, p.Counters(t), "tcp.established_timedout")
 	t.Logf("peer gone: idle connections aborted after %v (%d left); stalled connections gone %v after the last was opened (%d left); tcp.established_timedout +%d",

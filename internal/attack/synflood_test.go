@@ -3,6 +3,7 @@ package attack
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/xstack/xstack/internal/rig"
 	"github.com/xstack/xstack/internal/rigtest"
+	"github.com/xstack/xstack/internal/xstest"
 )
 
 // synFloodMinRatio is the share of their keep-alive request rate beside a
@@ -208,15 +210,13 @@ func TestSYNFlood(t *testing.T) {
 	// (gVisor retransmits the SYN-ACK 6 times, 1 s doubling to 64 s, and
 	// gives up after 127 s, twice Linux's 63 s). They were all made at
 	// the start of the flood, since the queue stays full after that.
-	deadline := floodStart.Add(150 * time.Second)
 	var halfOpen int
-	for {
-		halfOpen = countState(sockets(t, p), "SYN_RECV", 0)
-		if halfOpen == 0 || time.Now().After(deadline) {
-			break
+	xstest.Until(time.Until(floodStart.Add(150*time.Second)), func() error {
+		if halfOpen = countState(sockets(t, p), "SYN_RECV", 0); halfOpen != 0 {
+			return errors.New("half-open connections left")
 		}
-		time.Sleep(5 * time.Second)
-	}
+		return nil
+	})
 	t.Logf("half-open after the flood: %d, %.0f s after it ended (%.0f s after it began); RSS then %d KiB",
 		halfOpen, time.Since(floodEnd).Seconds(), time.Since(floodStart).Seconds(), rssKB(t, pid))
 	if halfOpen != 0 {

@@ -22,11 +22,13 @@ import (
 // Until calls cond until it returns nil or timeout has passed, and returns
 // nil or cond's last error. cond runs at least once. The interval between
 // calls starts at a millisecond, so that a condition met at once costs
-// little, and doubles up to a fiftieth of timeout (10 ms to 2 s), so that a
-// long wait on a condition that runs a command does not load the machine.
+// little, and doubles up to a fiftieth of timeout, at least 10 ms, so that
+// a long wait on a condition that runs a command does not load the machine,
+// and at most 250 ms, so that a test that times an event by when cond
+// first holds measures it to a quarter of a second.
 func Until(timeout time.Duration, cond func() error) error {
 	deadline := time.Now().Add(timeout)
-	ceil := min(max(timeout/50, 10*time.Millisecond), 2*time.Second)
+	ceil := min(max(timeout/50, 10*time.Millisecond), 250*time.Millisecond)
 	for d := time.Millisecond; ; d = min(2*d, ceil) {
 		err := cond()
 		if err == nil {
