@@ -312,10 +312,5 @@ func TestCrashDetaches(t *testing.T) {
 	cmd.Wait()
 	// The link is released with the last fd; that happens as the process
 	// is reaped, but give the kernel a moment.
-	xstest.WaitFor(t, time.Second, "XDP program detached after its process was killed", func() error {
-		if r.xdpAttached(t) {
-			return errors.New("still attached")
-		}
-		return nil
-	})
+	rigtest.WaitDetached(t, r.Rig, time.Second, "after its process was killed")
 }

@@ -530,20 +530,7 @@ func TestKillUnderLoad(t *testing.T) {
 			t.Errorf("round %d: no connection was made before the kill: no load", i)
 		}
 		// The kernel detaches the program when its last link fd goes.
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			on, err := r.XDPAttached()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !on {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("round %d (%s): XDP program still attached 5s after SIGKILL", i, mode)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		rigtest.WaitDetached(t, r, 5*time.Second, fmt.Sprintf("in round %d (%s) after SIGKILL", i, mode))
 		for _, a := range []netip.Addr{r.KernelAddr4, r.KernelAddr6} {
 			if out, err := r.Run(r.PeerNS, "ping", "-c", "1", "-W", "2", a.String()); err != nil {
 				t.Errorf("round %d (%s): ping %s after SIGKILL: %v\n%s", i, mode, a, err, out)
