@@ -24,13 +24,9 @@ import (
 	"flag"
 	"fmt"
 	"log"
-	"os"
-	"os/signal"
-	"runtime"
 	"strings"
-	"syscall"
 
-	"github.com/xstack/xstack/core"
+	"github.com/xstack/xstack/examples/internal/sockapi"
 	"github.com/xstack/xstack/posix"
 )
 
@@ -48,11 +44,8 @@ func main() {
 	log.SetPrefix("echo: ")
 
 	if *kernel {
-		runtime.GOMAXPROCS(1)
-		if *cpu >= 0 {
-			if err := core.PinProcess(*cpu); err != nil {
-				log.Fatal(err)
-			}
+		if err := sockapi.PinKernel(*cpu); err != nil {
+			log.Fatal(err)
 		}
 		srv, err := newServer(kernelSockets{}, 100)
 		if err == nil {
@@ -62,24 +55,16 @@ func main() {
 			log.Fatal(err)
 		}
 		log.Printf("echoing: %s (IPv4 and IPv6) with the kernel stack", services(*port, *discardPort, *chargenPort))
-		stop := make(chan os.Signal, 1)
-		signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if err := srv.poll(); err != nil {
-				log.Fatal(err)
-			}
+		if err := sockapi.RunKernel(srv.poll); err != nil {
+			log.Fatal(err)
 		}
+		return
 	}
 
 	if err := posix.InitWith(opts); err != nil {
 		log.Fatal(err)
 	}
-	srv, err := newServer(tableSockets{posix.Default()}, 0)
+	srv, err := newServer(tableSockets{Sockets: posix.Default()}, 0)
 	if err == nil {
 		err = srv.listenAll(*port, *discardPort, *chargenPort, *backlog)
 	}

@@ -12,23 +12,6 @@ import (
 	"github.com/xstack/xstack/posix"
 )
 
-// sockets is the socket API the server needs. xstack's posix package and
-// the kernel (golang.org/x/sys/unix) both provide it, so the same server
-// logic runs on either stack.
-type sockets interface {
-	Socket(domain, typ, proto int) (int, error)
-	SetsockoptInt(fd, level, opt, value int) error
-	Bind(fd int, sa unix.Sockaddr) error
-	Listen(fd, backlog int) error
-	Accept4(fd, flags int) (int, unix.Sockaddr, error)
-	Read(fd int, p []byte) (int, error)
-	Write(fd int, p []byte) (int, error)
-	Close(fd int) error
-	EpollCreate1(flags int) (int, error)
-	EpollCtl(epfd, op, fd int, ev *unix.EpollEvent) error
-	EpollWait(epfd int, events []unix.EpollEvent, msec int) (int, error)
-}
-
 // page is the body every request gets.
 const page = "<!DOCTYPE html>\r\n<html>\r\n<head><title>xstack</title></head>\r\n" +
 	"<body>\r\n<h1>Hello from xstack</h1>\r\n" +
