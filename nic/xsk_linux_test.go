@@ -72,14 +72,18 @@ func TestXDPProgramClassifies(t *testing.T) {
 		{"ethernet header only", ethFrame(mac, mac, 0x0800, nil), pass},
 	}
 
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Type: ebpf.XDP, License: "Dual MIT/GPL",
-		Instructions: xdpProgram(-1, a4.FD(), a6.FD(), true),
-	})
-	if err != nil {
-		t.Fatalf("load classifier: %v", err)
+	load := func(what string, passToKernel bool) *ebpf.Program {
+		prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+			Type: ebpf.XDP, License: "Dual MIT/GPL",
+			Instructions: xdpProgram(-1, a4.FD(), a6.FD(), passToKernel),
+		})
+		if err != nil {
+			t.Fatalf("load %s: %v", what, err)
+		}
+		t.Cleanup(func() { prog.Close() })
+		return prog
 	}
-	defer prog.Close()
+	prog := load("classifier", true)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := prog.Run(&ebpf.RunOptions{Data: tc.frame})
@@ -92,14 +96,7 @@ func TestXDPProgramClassifies(t *testing.T) {
 		})
 	}
 
-	all, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Type: ebpf.XDP, License: "Dual MIT/GPL",
-		Instructions: xdpProgram(-1, a4.FD(), a6.FD(), false),
-	})
-	if err != nil {
-		t.Fatalf("load take-all program: %v", err)
-	}
-	defer all.Close()
+	all := load("take-all program", false)
 	for _, tc := range tests {
 		if got, err := all.Run(&ebpf.RunOptions{Data: tc.frame}); err != nil || got != redirect {
 			t.Errorf("PassToKernel=false: %s: verdict %d, %v; want %d", tc.name, got, err, redirect)

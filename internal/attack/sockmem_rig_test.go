@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"slices"
 	"testing"
 	"time"
@@ -25,7 +24,6 @@ import (
 // reserved.
 func TestSocketMemoryLimitRig(t *testing.T) {
 	r := rigtest.New(t, rig.Options{})
-	bin := rigtest.Build(t, "./examples/helloworld")
 	// Fixed 64 KiB buffers: every connection reserves 128 KiB.
 	const perConn, fit, clients = 128 << 10, 4, 10
 	conf := rigtest.Config(t, r, "[sysctl]",
@@ -33,9 +31,7 @@ func TestSocketMemoryLimitRig(t *testing.T) {
 		"net.inet.tcp.sendspace=65536",
 		"net.inet.tcp.recvspace=65536",
 		fmt.Sprintf("net.inet.tcp.mem_limit=%d", fit*perConn))
-	p := rigtest.Start(t, "serving on port", bin, "-c", conf, "-backlog", "64")
-	addr := netip.AddrPortFrom(r.StackAddr4, 80)
-	d := dialer{ns: r.PeerNS}
+	p, addr, d := startHelloworld(t, r, conf, "-backlog", "64")
 
 	type client struct {
 		c        *net.TCPConn

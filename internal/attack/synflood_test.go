@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,17 +39,10 @@ const synFloodMinRatio = 0.80
 // half-open connections.
 func TestSYNFlood(t *testing.T) {
 	r := rigtest.New(t, rig.Options{})
-	bin := rigtest.Build(t, "./examples/helloworld")
 	conf := rigtest.Config(t, r, "gateway="+r.PeerAddr4.String(), "[sysctl]", "net.inet.tcp.syncookies=1")
 	const backlog = 1024
-	args := []string{"-c", conf, "-backlog", "1024"}
-	if f := os.Getenv("XSTACK_ATTACK_CPUPROFILE"); f != "" {
-		args = append(args, "-cpuprofile", f) // written when the server stops
-	}
-	p := rigtest.Start(t, "serving on port", bin, args...)
+	p, addr, d := startHelloworld(t, r, conf, "-backlog", "1024")
 	pid := p.Cmd.Process.Pid
-	addr := netip.AddrPortFrom(r.StackAddr4, 80)
-	d := dialer{ns: r.PeerNS}
 	windows, window := 8, time.Second
 	if heavy() {
 		windows = 30
@@ -182,7 +174,7 @@ func TestSYNFlood(t *testing.T) {
 	}
 	// The kernel's TCP under the same floods, client and rig, for
 	// comparison.
-	kBase, kDecoy, kUnder := kernelFloodRatio(t, r, bin, windows)
+	kBase, kDecoy, kUnder := kernelFloodRatio(t, r, rigtest.Build(t, "./examples/helloworld"), windows)
 	kRatio := median(kUnder) / median(kDecoy)
 	t.Logf("kernel server, same flood and client: keep-alive req/s no flood %v (median %.0f), flood into a black hole %v (median %.0f), flood %v (median %.0f); ratio %.2f beside the black-hole flood, %.2f without any",
 		round(kBase), median(kBase), round(kDecoy), median(kDecoy), round(kUnder), median(kUnder), kRatio, median(kUnder)/median(kBase))

@@ -2,6 +2,7 @@ package soak
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -22,6 +23,7 @@ import (
 	"github.com/xstack/xstack/internal/ctl"
 	"github.com/xstack/xstack/internal/rig"
 	"github.com/xstack/xstack/internal/rigtest"
+	"github.com/xstack/xstack/internal/xstest"
 	"github.com/xstack/xstack/stack"
 )
 
@@ -337,7 +339,7 @@ func TestSoak(t *testing.T) {
 	closed := time.Now()
 	var after figures
 	var settled time.Duration
-	for {
+	xstest.Until(30*time.Second, func() error {
 		after = probe(t, pid, runDir, 1)
 		busy := 0
 		for st, n := range after.states {
@@ -345,15 +347,12 @@ func TestSoak(t *testing.T) {
 				busy += n
 			}
 		}
-		if busy == 0 && after.goroutines == base.goroutines && after.fds == base.fds && umemProblem(after.umem) == "" {
-			settled = time.Since(closed)
-			break
+		if busy != 0 || after.goroutines != base.goroutines || after.fds != base.fds || umemProblem(after.umem) != "" {
+			return errors.New("not quiet")
 		}
-		if time.Since(closed) > 30*time.Second {
-			break
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+		settled = time.Since(closed)
+		return nil
+	})
 	t.Logf("after the clients closed: %v", after)
 	for st, n := range after.states {
 		if st != "LISTEN" {
