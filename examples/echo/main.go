@@ -31,25 +31,22 @@ import (
 )
 
 func main() {
-	var opts posix.Options
-	opts.RegisterFlags(flag.CommandLine)
-	kernel := flag.Bool("kernel", false, "serve on the kernel's sockets instead of xstack (for comparisons)")
-	cpu := flag.Int("cpu", -1, "with -kernel: pin the server to this CPU")
+	var flags sockapi.Flags
+	flags.Register(flag.CommandLine)
 	port := flag.Int("port", 7, "echo: TCP and UDP port")
 	discardPort := flag.Int("discard-port", 9, "discard: TCP port")
 	chargenPort := flag.Int("chargen-port", 19, "chargen: TCP port")
-	backlog := flag.Int("backlog", 4096, "listen backlog")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("echo: ")
 
-	if *kernel {
-		if err := sockapi.PinKernel(*cpu); err != nil {
+	if flags.Kernel {
+		if err := sockapi.PinKernel(flags.CPU); err != nil {
 			log.Fatal(err)
 		}
 		srv, err := newServer(kernelSockets{}, 100)
 		if err == nil {
-			err = srv.listenAll(*port, *discardPort, *chargenPort, *backlog)
+			err = srv.listenAll(*port, *discardPort, *chargenPort, flags.Backlog)
 		}
 		if err != nil {
 			log.Fatal(err)
@@ -61,12 +58,12 @@ func main() {
 		return
 	}
 
-	if err := posix.InitWith(opts); err != nil {
+	if err := posix.InitWith(flags.Posix); err != nil {
 		log.Fatal(err)
 	}
 	srv, err := newServer(tableSockets{Sockets: posix.Default()}, 0)
 	if err == nil {
-		err = srv.listenAll(*port, *discardPort, *chargenPort, *backlog)
+		err = srv.listenAll(*port, *discardPort, *chargenPort, flags.Backlog)
 	}
 	if err != nil {
 		posix.Teardown()

@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xstack/xstack/examples/internal/sockapi"
 	"github.com/xstack/xstack/posix"
 )
 
@@ -209,14 +210,11 @@ func (s *server) resumeAccept() {
 
 // poll handles the events that are ready; it is the loop callback.
 func (s *server) poll() error {
-	n, err := s.api.EpollWait(s.epfd, s.events, s.waitMs)
+	evs, err := sockapi.EpollWait(s.api, s.epfd, s.events, s.waitMs)
 	if err != nil {
-		if errors.Is(err, unix.EINTR) {
-			return nil
-		}
 		return err
 	}
-	for _, ev := range s.events[:n] {
+	for _, ev := range evs {
 		fd := int(ev.Fd)
 		k := s.socks[fd]
 		switch {

@@ -30,12 +30,9 @@ type (
 )
 
 func main() {
-	var opts posix.Options
-	opts.RegisterFlags(flag.CommandLine)
-	kernel := flag.Bool("kernel", false, "serve on the kernel's sockets instead of xstack (for comparisons)")
-	cpu := flag.Int("cpu", -1, "with -kernel: pin the server to this CPU")
+	var flags sockapi.Flags
+	flags.Register(flag.CommandLine)
 	port := flag.Int("port", 80, "TCP port to serve on")
-	backlog := flag.Int("backlog", 4096, "listen backlog")
 	headerTimeout := flag.Duration("header-timeout", 10*time.Second,
 		"close a connection that has not sent a whole request within this time of its first byte (or of being accepted); 0 = never")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
@@ -53,14 +50,14 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if *kernel {
-		if err := sockapi.PinKernel(*cpu); err != nil {
+	if flags.Kernel {
+		if err := sockapi.PinKernel(flags.CPU); err != nil {
 			log.Fatal(err)
 		}
 		srv, err := newServer(kernelSockets{}, 100)
 		if err == nil {
 			srv.headerTimeout = *headerTimeout
-			err = srv.listenAll(*port, *backlog)
+			err = srv.listenAll(*port, flags.Backlog)
 		}
 		if err != nil {
 			log.Fatal(err)
@@ -75,7 +72,7 @@ func main() {
 
 	// One server per lcore this process runs: one in process mode, every
 	// lcore of lcore_mask in thread mode.
-	tables, err := posix.InitLcores(opts)
+	tables, err := posix.InitLcores(flags.Posix)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -85,7 +82,7 @@ func main() {
 		srv, err := newServer(tableSockets{Sockets: t}, 0)
 		if err == nil {
 			srv.headerTimeout = *headerTimeout
-			err = srv.listenAll(*port, *backlog)
+			err = srv.listenAll(*port, flags.Backlog)
 		}
 		if err != nil {
 			posix.Teardown()

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xstack/xstack/examples/internal/sockapi"
 	"github.com/xstack/xstack/posix"
 )
 
@@ -207,15 +208,11 @@ func (s *server) isListener(fd int) bool {
 
 // poll handles the events that are ready; it is the loop callback.
 func (s *server) poll() error {
-	n, err := s.api.EpollWait(s.epfd, s.events, s.waitMs)
+	evs, err := sockapi.EpollWait(s.api, s.epfd, s.events, s.waitMs)
 	if err != nil {
-		if errors.Is(err, unix.EINTR) {
-			return nil
-		}
 		return err
 	}
-	for i := 0; i < n; i++ {
-		ev := s.events[i]
+	for _, ev := range evs {
 		fd := int(ev.Fd)
 		if s.isListener(fd) {
 			if !s.acceptPaused {

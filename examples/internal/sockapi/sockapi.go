@@ -10,6 +10,8 @@
 package sockapi
 
 import (
+	"errors"
+	"flag"
 	"os"
 	"os/signal"
 	"runtime"
@@ -81,6 +83,38 @@ func (Kernel) EpollCtl(ep, op, fd int, ev *unix.EpollEvent) error {
 }
 func (Kernel) EpollWait(ep int, evs []unix.EpollEvent, ms int) (int, error) {
 	return unix.EpollWait(ep, evs, ms)
+}
+
+// EpollWait waits on epfd as api.EpollWait does and returns the events that
+// are ready, a prefix of events. A wait that a signal interrupts (EINTR)
+// returns none, so that the loop simply polls again.
+func EpollWait(api Sockets, epfd int, events []unix.EpollEvent, msec int) ([]unix.EpollEvent, error) {
+	n, err := api.EpollWait(epfd, events, msec)
+	if errors.Is(err, unix.EINTR) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return events[:n], nil
+}
+
+// Flags are the command-line flags every example server takes: posix's
+// options (-c config.ini and the rest), the kernel mode and the listen
+// backlog.
+type Flags struct {
+	Posix   posix.Options
+	Kernel  bool // -kernel: serve on the kernel's sockets
+	CPU     int  // -cpu: with -kernel, the CPU to pin to (-1: none)
+	Backlog int  // -backlog
+}
+
+// Register defines the flags in fs.
+func (f *Flags) Register(fs *flag.FlagSet) {
+	f.Posix.RegisterFlags(fs)
+	fs.BoolVar(&f.Kernel, "kernel", false, "serve on the kernel's sockets instead of xstack (for comparisons)")
+	fs.IntVar(&f.CPU, "cpu", -1, "with -kernel: pin the server to this CPU")
+	fs.IntVar(&f.Backlog, "backlog", 4096, "listen backlog")
 }
 
 // PinKernel prepares a kernel-mode server to run as an xstack lcore does:
