@@ -9,6 +9,7 @@
 package xstest
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -67,6 +68,9 @@ func Main(m *testing.M) {
 // deferred closes finish asynchronously.
 const leakGrace = 5 * time.Second
 
+// errGoroutineLeak marks the failure that the goroutines' stacks explain.
+var errGoroutineLeak = errors.New("goroutine leak")
+
 func run(m *testing.M) int {
 	refs.SetLeakMode(refs.LeaksPanic)
 	// The runtime opens its poller's epoll and eventfd descriptors on the
@@ -87,7 +91,7 @@ func run(m *testing.M) int {
 		// from a finalizer.
 		runtime.GC()
 		if n := runtime.NumGoroutine(); n > goroutines {
-			return fmt.Errorf("goroutine leak: %d before the tests, %d after", goroutines, n)
+			return fmt.Errorf("%w: %d before the tests, %d after", errGoroutineLeak, goroutines, n)
 		}
 		if now := openFDs(); len(now) > len(fds) {
 			return fmt.Errorf("file descriptor leak: %d open before the tests, %d after:\n%s",
@@ -96,7 +100,7 @@ func run(m *testing.M) int {
 		return nil
 	})
 	if err != nil {
-		if strings.HasPrefix(err.Error(), "goroutine") {
+		if errors.Is(err, errGoroutineLeak) {
 			buf := make([]byte, 1<<20)
 			os.Stderr.Write(buf[:runtime.Stack(buf, true)])
 		}
