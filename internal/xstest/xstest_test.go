@@ -3,7 +3,10 @@ package xstest
 import (
 	"errors"
 	"fmt"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -75,5 +78,26 @@ func TestAddedNamesNewDescriptors(t *testing.T) {
 	got := added(before, now)
 	if len(got) != 2 {
 		t.Fatalf("added = %q, want fd 3 (reused) and fd 4", got)
+	}
+}
+
+func TestCountGoroutinesLeavesOutPermanentOnes(t *testing.T) {
+	before := countGoroutines()
+	stop := make(chan struct{})
+	go func() { <-stop }()
+	if got := countGoroutines(); got != before+1 {
+		t.Errorf("with one more goroutine: %d, want %d", got, before+1)
+	}
+	close(stop)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGUSR2) // starts os/signal's receiver for good
+	signal.Stop(sig)
+	if err := Until(5*time.Second, func() error {
+		if got := countGoroutines(); got != before {
+			return fmt.Errorf("%d goroutines, want %d", got, before)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
 	}
 }
