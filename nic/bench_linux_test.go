@@ -1,7 +1,6 @@
 package nic
 
 import (
-	"net"
 	"runtime"
 	"sync"
 	"testing"
@@ -10,30 +9,15 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xstack/xstack/internal/blast"
-	"github.com/xstack/xstack/internal/netns"
 )
 
 // blaster sends frame from the peer end in a tight loop until stop.
-func (r *rig) blaster(tb testing.TB, frame []byte) (stop func() uint64) {
+func (r *testRig) blaster(tb testing.TB, frame []byte) (stop func() uint64) {
 	tb.Helper()
-	var fd int
-	err := netns.Do(r.peerNS, func() error {
-		ifi, err := net.InterfaceByName(r.peerIf)
-		if err != nil {
-			return err
-		}
-		// Protocol 0: a send-only socket that receives nothing.
-		if fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0); err != nil {
-			return err
-		}
-		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1); err != nil {
-			return err
-		}
-		return unix.Bind(fd, &unix.SockaddrLinklayer{Ifindex: ifi.Index})
+	// Protocol 0: a send-only socket that receives nothing.
+	fd := r.packetSocket(tb, 0, func(fd int) error {
+		return unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1)
 	})
-	if err != nil {
-		tb.Fatalf("blaster socket: %v", err)
-	}
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	var sent uint64
@@ -67,7 +51,7 @@ func (r *rig) blaster(tb testing.TB, frame []byte) (stop func() uint64) {
 func BenchmarkXSKReceiveRate(b *testing.B) {
 	r := newRig(b)
 	_, q := r.openPortConfig(b, "auto", QueueConfig{Frames: 8192, RxRing: 2048, FillRing: 4096, TxRing: 64})
-	frame := udp4Frame(r.stackMAC, r.peerMAC, r.peerAddr, r.stackAddr, make([]byte, 18)) // 60 bytes
+	frame := udp4Frame(r.StackMAC, r.PeerMAC, r.PeerAddr4, r.StackAddr4, make([]byte, 18)) // 60 bytes
 	stop := r.blaster(b, frame)
 	frames := make([][]byte, 64)
 	// Wait for the first frame so that start-up is not measured.
@@ -106,7 +90,7 @@ func BenchmarkXSKTx(b *testing.B) {
 	_, q := r.openPort(b, "auto")
 	batch := make([][]byte, 32)
 	for i := range batch {
-		batch[i] = udp4Frame(r.peerMAC, r.stackMAC, r.stackAddr, r.peerAddr, make([]byte, 18))
+		batch[i] = udp4Frame(r.PeerMAC, r.StackMAC, r.StackAddr4, r.PeerAddr4, make([]byte, 18))
 	}
 	b.ReportAllocs()
 	start := time.Now()

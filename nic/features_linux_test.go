@@ -13,8 +13,8 @@ import (
 func TestXDPFeaturesVeth(t *testing.T) {
 	r := newRig(t)
 	var feat uint64
-	err := netns.Do(r.stackNS, func() error {
-		ifi, err := net.InterfaceByName(r.stackIf)
+	err := netns.Do(r.StackNS, func() error {
+		ifi, err := net.InterfaceByName(r.StackIf)
 		if err != nil {
 			return err
 		}
@@ -22,11 +22,11 @@ func TestXDPFeaturesVeth(t *testing.T) {
 		return err
 	})
 	if err != nil {
-		t.Fatalf("xdp-features of %s: %v", r.stackIf, err)
+		t.Fatalf("xdp-features of %s: %v", r.StackIf, err)
 	}
 	const basic = 1 // NETDEV_XDP_ACT_BASIC
 	if feat&basic == 0 || feat&netdevXDPActXSKZeroCopy != 0 {
-		t.Fatalf("xdp-features of veth %s = %#x; want XDP (bit 0) and no zero-copy (bit 3)", r.stackIf, feat)
+		t.Fatalf("xdp-features of veth %s = %#x; want XDP (bit 0) and no zero-copy (bit 3)", r.StackIf, feat)
 	}
 	q, err := openAuto(t, r)
 	if err != nil {
@@ -38,11 +38,11 @@ func TestXDPFeaturesVeth(t *testing.T) {
 	}
 }
 
-func openAuto(t *testing.T, r *rig) (*XSKQueue, error) {
+func openAuto(t *testing.T, r *testRig) (*XSKQueue, error) {
 	t.Helper()
 	var q *XSKQueue
-	err := netns.Do(r.stackNS, func() (err error) {
-		q, err = Open(r.stackIf, QueueConfig{ZeroCopy: ZeroCopyAuto})
+	err := netns.Do(r.StackNS, func() (err error) {
+		q, err = Open(r.StackIf, QueueConfig{ZeroCopy: ZeroCopyAuto})
 		return err
 	})
 	return q, err

@@ -2,135 +2,55 @@ package nic
 
 import (
 	"bytes"
-	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
+	"errors"
 	"net"
 	"net/netip"
-	"os"
-	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/xstack/xstack/internal/netns"
+	"github.com/xstack/xstack/internal/rig"
+	"github.com/xstack/xstack/internal/rigtest"
+	"github.com/xstack/xstack/internal/xstest"
 )
 
-// requireRoot skips tb when not root, or fails it when
-// XSTACK_REQUIRE_ROOT=1 (CI runs the privileged tests).
-func requireRoot(tb testing.TB) {
-	tb.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("XSTACK_REQUIRE_ROOT") == "1" {
-		tb.Fatal("needs root (CAP_NET_ADMIN, CAP_BPF); failing instead of skipping because XSTACK_REQUIRE_ROOT=1")
-	}
-	tb.Skip("needs root (CAP_NET_ADMIN, CAP_BPF) to create namespaces, load XDP and open AF_XDP sockets")
-}
+// testRig is the rig of internal/rig with the helpers the tests of this
+// package use on it. Its addresses are the stack's (StackAddr4/6, not
+// configured in the kernel), the stack-side kernel's (KernelAddr4) and the
+// peer's (PeerAddr4); TX checksum offload is off on the peer's end.
+type testRig struct{ *rig.Rig }
 
-// rig is two network namespaces joined by a veth pair:
-//
-//	stackNS: stackIf, kernel address kernelAddr; the stack answers to stackAddr
-//	peerNS:  peerIf, peerAddr; TX checksum offload off
-//
-// Nothing touches the root namespace.
-type rig struct {
-	stackNS, peerNS string
-	stackIf, peerIf string
-	stackMAC        net.HardwareAddr
-	peerMAC         net.HardwareAddr
-	stackAddr       netip.Addr // not configured in the kernel: the stack's
-	kernelAddr      netip.Addr // configured on stackIf in the kernel
-	peerAddr        netip.Addr
-	stackAddr6      netip.Addr
-}
-
-func run(tb testing.TB, args ...string) string {
+func newRig(tb testing.TB) *testRig {
 	tb.Helper()
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-	if err != nil {
-		tb.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-func newRig(tb testing.TB) *rig {
-	tb.Helper()
-	requireRoot(tb)
-	if _, err := exec.LookPath("ethtool"); err != nil {
-		tb.Fatal("ethtool not found (apt-get install ethtool)")
-	}
-	var b [3]byte
-	rand.Read(b[:])
-	id := "xsn" + hex.EncodeToString(b[:])
-	r := &rig{
-		stackNS:    id + "s",
-		peerNS:     id + "p",
-		stackIf:    id + "a",
-		peerIf:     id + "b",
-		stackAddr:  netip.MustParseAddr("198.18.0.1"),
-		kernelAddr: netip.MustParseAddr("198.18.0.2"),
-		peerAddr:   netip.MustParseAddr("198.18.0.254"),
-		stackAddr6: netip.MustParseAddr("2001:2::1"),
-	}
-	tb.Cleanup(func() {
-		// Deleting a namespace deletes its end of the veth, and so the pair.
-		exec.Command("ip", "netns", "del", r.stackNS).Run()
-		exec.Command("ip", "netns", "del", r.peerNS).Run()
-	})
-	run(tb, "ip", "netns", "add", r.stackNS)
-	run(tb, "ip", "netns", "add", r.peerNS)
-	run(tb, "ip", "-n", r.stackNS, "link", "add", r.stackIf, "type", "veth", "peer", "name", r.peerIf, "netns", r.peerNS)
-	run(tb, "ip", "-n", r.stackNS, "addr", "add", r.kernelAddr.String()+"/24", "dev", r.stackIf)
-	run(tb, "ip", "-n", r.peerNS, "addr", "add", r.peerAddr.String()+"/24", "dev", r.peerIf)
-	run(tb, "ip", "-n", r.stackNS, "link", "set", r.stackIf, "up")
-	run(tb, "ip", "-n", r.peerNS, "link", "set", r.peerIf, "up")
-	run(tb, "ip", "-n", r.stackNS, "link", "set", "lo", "up")
-	run(tb, "ip", "-n", r.peerNS, "link", "set", "lo", "up")
-	run(tb, "ip", "netns", "exec", r.peerNS, "ethtool", "-K", r.peerIf, "tx", "off")
-	r.stackMAC = r.mac(tb, r.stackNS, r.stackIf)
-	r.peerMAC = r.mac(tb, r.peerNS, r.peerIf)
-	return r
-}
-
-func (r *rig) mac(tb testing.TB, ns, ifname string) net.HardwareAddr {
-	tb.Helper()
-	var mac net.HardwareAddr
-	if err := netns.Do(ns, func() error {
-		ifi, err := net.InterfaceByName(ifname)
-		if err == nil {
-			mac = ifi.HardwareAddr
-		}
-		return err
-	}); err != nil {
-		tb.Fatal(err)
-	}
-	return mac
+	return &testRig{rigtest.New(tb, rig.Options{})}
 }
 
 // xdpAttached reports whether an XDP program is attached to the stack end.
-func (r *rig) xdpAttached(tb testing.TB) bool {
+func (r *testRig) xdpAttached(tb testing.TB) bool {
 	tb.Helper()
-	out := run(tb, "ip", "-n", r.stackNS, "-d", "link", "show", "dev", r.stackIf)
-	return strings.Contains(out, "prog/xdp")
+	on, err := r.XDPAttached()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return on
 }
 
 // openPort opens a port with the stack's addresses and queue 0 on the stack end.
-func (r *rig) openPort(tb testing.TB, mode XDPMode) (*Port, *XSKQueue) {
+func (r *testRig) openPort(tb testing.TB, mode XDPMode) (*Port, *XSKQueue) {
 	return r.openPortConfig(tb, mode, QueueConfig{Queue: 0, Frames: 4096, RxRing: 1024, TxRing: 1024})
 }
 
-func (r *rig) openPortConfig(tb testing.TB, mode XDPMode, qc QueueConfig) (*Port, *XSKQueue) {
+func (r *testRig) openPortConfig(tb testing.TB, mode XDPMode, qc QueueConfig) (*Port, *XSKQueue) {
 	tb.Helper()
 	var p *Port
 	var q *XSKQueue
-	err := netns.Do(r.stackNS, func() (err error) {
+	err := netns.Do(r.StackNS, func() (err error) {
 		p, err = OpenPort(PortConfig{
-			Ifname: r.stackIf, XDPMode: mode, PassToKernel: true,
-			Addrs: []netip.Addr{r.stackAddr, r.stackAddr6},
+			Ifname: r.StackIf, XDPMode: mode, PassToKernel: true,
+			Addrs: []netip.Addr{r.StackAddr4, r.StackAddr6},
 			Logf:  tb.Logf,
 		})
 		if err != nil {
@@ -155,25 +75,41 @@ func (r *rig) openPortConfig(tb testing.TB, mode XDPMode, qc QueueConfig) (*Port
 // peerSocket is an AF_PACKET socket on the peer end.
 type peerSocket struct{ fd int }
 
-func (r *rig) peerSocket(tb testing.TB) *peerSocket {
+func (r *testRig) peerSocket(tb testing.TB) *peerSocket {
 	tb.Helper()
-	var fd int
-	err := netns.Do(r.peerNS, func() error {
-		ifi, err := net.InterfaceByName(r.peerIf)
-		if err != nil {
-			return err
-		}
-		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
-		if err != nil {
-			return err
-		}
-		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index})
-	})
-	if err != nil {
-		tb.Fatalf("AF_PACKET socket on %s: %v", r.peerIf, err)
-	}
+	fd := r.packetSocket(tb, htons(unix.ETH_P_ALL))
 	tb.Cleanup(func() { unix.Close(fd) })
 	return &peerSocket{fd: fd}
+}
+
+// packetSocket opens an AF_PACKET socket bound to the peer end for the given
+// protocol (network byte order; 0 for a socket that only sends), with the
+// options opts applies.
+func (r *testRig) packetSocket(tb testing.TB, protocol uint16, opts ...func(fd int) error) int {
+	tb.Helper()
+	fd := -1
+	err := netns.Do(r.PeerNS, func() error {
+		ifi, err := net.InterfaceByName(r.PeerIf)
+		if err != nil {
+			return err
+		}
+		if fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(protocol)); err != nil {
+			return err
+		}
+		for _, o := range opts {
+			if err := o(fd); err != nil {
+				return err
+			}
+		}
+		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: protocol, Ifindex: ifi.Index})
+	})
+	if err != nil {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		tb.Fatalf("AF_PACKET socket on %s: %v", r.PeerIf, err)
+	}
+	return fd
 }
 
 func (s *peerSocket) send(tb testing.TB, frame []byte) {
@@ -183,27 +119,33 @@ func (s *peerSocket) send(tb testing.TB, frame []byte) {
 	}
 }
 
-// recvMatching returns the first incoming frame for which match is true.
+// recvMatching returns the first incoming frame for which match is true, or
+// nil if none comes within timeout.
 func (s *peerSocket) recvMatching(tb testing.TB, timeout time.Duration, match func([]byte) bool) []byte {
 	tb.Helper()
 	buf := make([]byte, 4096)
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
+	var got []byte
+	xstest.Until(timeout, func() error {
 		pfd := []unix.PollFd{{Fd: int32(s.fd), Events: unix.POLLIN}}
 		unix.Poll(pfd, 100)
-		n, from, err := unix.Recvfrom(s.fd, buf, unix.MSG_DONTWAIT)
-		if err != nil {
-			continue
+		for {
+			n, from, err := unix.Recvfrom(s.fd, buf, unix.MSG_DONTWAIT)
+			if err != nil {
+				return errNoFrame
+			}
+			if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
+				continue
+			}
+			if match(buf[:n]) {
+				got = append([]byte(nil), buf[:n]...)
+				return nil
+			}
 		}
-		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
-			continue
-		}
-		if match(buf[:n]) {
-			return append([]byte(nil), buf[:n]...)
-		}
-	}
-	return nil
+	})
+	return got
 }
+
+var errNoFrame = errors.New("no matching frame")
 
 func htons(v uint16) uint16 {
 	return binary.BigEndian.Uint16(binary.NativeEndian.AppendUint16(nil, v))

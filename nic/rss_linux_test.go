@@ -59,14 +59,14 @@ func TestParseRxfh(t *testing.T) {
 // "steer by port".
 func TestReadRSSVeth(t *testing.T) {
 	r := newRig(t)
-	err := netns.Do(r.stackNS, func() error {
-		_, err := ReadRSS(r.stackIf)
+	err := netns.Do(r.StackNS, func() error {
+		_, err := ReadRSS(r.StackIf)
 		return err
 	})
 	if !errors.Is(err, unix.EOPNOTSUPP) {
 		t.Fatalf("ReadRSS(veth) = %v, want EOPNOTSUPP", err)
 	}
-	err = netns.Do(r.stackNS, func() error {
+	err = netns.Do(r.StackNS, func() error {
 		_, err := ReadRSS("xsnosuchif0")
 		return err
 	})

@@ -1,8 +1,11 @@
 package nic
 
 import (
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/xstack/xstack/internal/xstest"
 )
 
 // checkUMEM fails t unless st's UMEM figures add up to the UMEM's frames.
@@ -33,8 +36,8 @@ func TestUMEMAccounting(t *testing.T) {
 	}
 
 	const total = 32 * 160
-	in := udp4Frame(r.stackMAC, r.peerMAC, r.peerAddr, r.stackAddr, make([]byte, 64))
-	out := ethFrame(r.peerMAC, r.stackMAC, 0x88b5, make([]byte, 64))
+	in := udp4Frame(r.StackMAC, r.PeerMAC, r.PeerAddr4, r.StackAddr4, make([]byte, 64))
+	out := ethFrame(r.PeerMAC, r.StackMAC, 0x88b5, make([]byte, 64))
 	batch := make([][]byte, 64)
 	txBatch := make([][]byte, 16)
 	for i := range txBatch {
@@ -47,10 +50,8 @@ func TestUMEMAccounting(t *testing.T) {
 		for k := 0; k < 32; k++ {
 			peer.send(t, in)
 		}
-		for got, deadline := 0, time.Now().Add(5*time.Second); got < 32; {
-			if time.Now().After(deadline) {
-				t.Fatalf("round %d: %d of 32 frames received in 5s; stats %+v", round, got, q.Stats())
-			}
+		got := 0
+		xstest.WaitFor(t, 5*time.Second, fmt.Sprintf("round %d: 32 frames received", round), func() error {
 			n, err := q.Rx(batch)
 			if err != nil {
 				t.Fatal(err)
@@ -69,7 +70,11 @@ func TestUMEMAccounting(t *testing.T) {
 			if st.UMEMRxUser < uint64(n) {
 				t.Fatalf("%d frames lent by the last Rx, but only %d RX frames in user space", n, st.UMEMRxUser)
 			}
-		}
+			if got < 32 {
+				return fmt.Errorf("%d of 32 received; stats %+v", got, st)
+			}
+			return nil
+		})
 	}
 	for sent < total {
 		m, err := q.Tx(txBatch[:min(len(txBatch), total-sent)])
@@ -86,7 +91,7 @@ func TestUMEMAccounting(t *testing.T) {
 	// Idle: the loop keeps calling Rx, which finds nothing. Every TX frame
 	// must come back, and the RX side must be back where it started.
 	var idle Stats
-	for deadline := time.Now().Add(5 * time.Second); ; {
+	xstest.WaitFor(t, 5*time.Second, fmt.Sprintf("UMEM back at rest when idle (tx_kernel 0, rx_kernel %d)", ring), func() error {
 		n, err := q.Rx(batch)
 		if err != nil {
 			t.Fatal(err)
@@ -94,13 +99,10 @@ func TestUMEMAccounting(t *testing.T) {
 		idle = q.Stats()
 		checkUMEM(t, idle)
 		if n == 0 && idle.UMEMTxKernel == 0 && idle.UMEMRxKernel == ring {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("idle for 5s, UMEM not back at rest: %+v; want tx_kernel 0, rx_kernel %d", idle, ring)
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return fmt.Errorf("%+v", idle)
+	})
 	if idle.UMEMTxFree != frames/2 || idle.UMEMRxUser != frames/2-ring {
 		t.Errorf("at rest: tx_free %d rx_user %d; want %d and %d", idle.UMEMTxFree, idle.UMEMRxUser, frames/2, frames/2-ring)
 	}

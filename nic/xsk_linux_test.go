@@ -15,12 +15,14 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/xstack/xstack/internal/netns"
+	"github.com/xstack/xstack/internal/rigtest"
+	"github.com/xstack/xstack/internal/xstest"
 )
 
 // TestXDPProgramClassifies runs the program's classifier on crafted frames
 // with BPF_PROG_TEST_RUN: XDP_TX stands for "redirect to the stack".
 func TestXDPProgramClassifies(t *testing.T) {
-	requireRoot(t)
+	rigtest.RequireRoot(t)
 	const redirect, pass = xdpTx, xdpPass
 	addr4 := netip.MustParseAddr("198.18.0.1")
 	other4 := netip.MustParseAddr("198.18.0.2")
@@ -70,14 +72,18 @@ func TestXDPProgramClassifies(t *testing.T) {
 		{"ethernet header only", ethFrame(mac, mac, 0x0800, nil), pass},
 	}
 
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Type: ebpf.XDP, License: "Dual MIT/GPL",
-		Instructions: xdpProgram(-1, a4.FD(), a6.FD(), true),
-	})
-	if err != nil {
-		t.Fatalf("load classifier: %v", err)
+	load := func(what string, passToKernel bool) *ebpf.Program {
+		prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+			Type: ebpf.XDP, License: "Dual MIT/GPL",
+			Instructions: xdpProgram(-1, a4.FD(), a6.FD(), passToKernel),
+		})
+		if err != nil {
+			t.Fatalf("load %s: %v", what, err)
+		}
+		t.Cleanup(func() { prog.Close() })
+		return prog
 	}
-	defer prog.Close()
+	prog := load("classifier", true)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := prog.Run(&ebpf.RunOptions{Data: tc.frame})
@@ -90,14 +96,7 @@ func TestXDPProgramClassifies(t *testing.T) {
 		})
 	}
 
-	all, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Type: ebpf.XDP, License: "Dual MIT/GPL",
-		Instructions: xdpProgram(-1, a4.FD(), a6.FD(), false),
-	})
-	if err != nil {
-		t.Fatalf("load take-all program: %v", err)
-	}
-	defer all.Close()
+	all := load("take-all program", false)
 	for _, tc := range tests {
 		if got, err := all.Run(&ebpf.RunOptions{Data: tc.frame}); err != nil || got != redirect {
 			t.Errorf("PassToKernel=false: %s: verdict %d, %v; want %d", tc.name, got, err, redirect)
@@ -109,8 +108,7 @@ func TestXDPProgramClassifies(t *testing.T) {
 func rxUntil(t *testing.T, q *XSKQueue, timeout time.Duration, match func([]byte) bool) bool {
 	t.Helper()
 	frames := make([][]byte, 64)
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
+	return xstest.Until(timeout, func() error {
 		if err := q.Wait(50 * time.Millisecond); err != nil {
 			t.Fatalf("Wait: %v", err)
 		}
@@ -120,11 +118,11 @@ func rxUntil(t *testing.T, q *XSKQueue, timeout time.Duration, match func([]byte
 		}
 		for _, f := range frames[:n] {
 			if match(f) {
-				return true
+				return nil
 			}
 		}
-	}
-	return false
+		return errNoFrame
+	}) == nil
 }
 
 func TestXSKVeth(t *testing.T) {
@@ -134,18 +132,18 @@ func TestXSKVeth(t *testing.T) {
 	if !r.xdpAttached(t) {
 		t.Fatal("no XDP program on the interface after OpenPort")
 	}
-	if !bytes.Equal(q.HardwareAddr(), r.stackMAC) || q.MTU() != 1500 {
-		t.Errorf("HardwareAddr %v MTU %d, want %v 1500", q.HardwareAddr(), q.MTU(), r.stackMAC)
+	if !bytes.Equal(q.HardwareAddr(), r.StackMAC) || q.MTU() != 1500 {
+		t.Errorf("HardwareAddr %v MTU %d, want %v 1500", q.HardwareAddr(), q.MTU(), r.StackMAC)
 	}
 	peer := r.peerSocket(t)
 
 	t.Run("rx arp and ipv4 for the stack", func(t *testing.T) {
-		arp := arpRequest(r.peerMAC, r.peerAddr, r.stackAddr)
+		arp := arpRequest(r.PeerMAC, r.PeerAddr4, r.StackAddr4)
 		peer.send(t, arp)
 		if !rxUntil(t, q, 2*time.Second, func(f []byte) bool { return bytes.Equal(f, arp) }) {
 			t.Fatal("ARP request for the stack address did not reach the xsk")
 		}
-		udp := udp4Frame(r.stackMAC, r.peerMAC, r.peerAddr, r.stackAddr, []byte("to-the-stack"))
+		udp := udp4Frame(r.StackMAC, r.PeerMAC, r.PeerAddr4, r.StackAddr4, []byte("to-the-stack"))
 		peer.send(t, udp)
 		if !rxUntil(t, q, 2*time.Second, func(f []byte) bool { return bytes.Equal(f, udp) }) {
 			t.Fatal("IPv4 frame for the stack address did not reach the xsk")
@@ -154,7 +152,7 @@ func TestXSKVeth(t *testing.T) {
 
 	t.Run("tx reaches the peer", func(t *testing.T) {
 		marker := []byte("xstack-tx-marker")
-		frame := ethFrame(r.peerMAC, r.stackMAC, 0x88b5, append(marker, make([]byte, 40)...))
+		frame := ethFrame(r.PeerMAC, r.StackMAC, 0x88b5, append(marker, make([]byte, 40)...))
 		n, err := q.Tx([][]byte{frame})
 		if err != nil || n != 1 {
 			t.Fatalf("Tx = %d, %v", n, err)
@@ -171,15 +169,15 @@ func TestXSKVeth(t *testing.T) {
 	})
 
 	t.Run("other traffic reaches the kernel", func(t *testing.T) {
-		out, err := exec.Command("ip", "netns", "exec", r.peerNS, "ping", "-c", "1", "-W", "2", r.kernelAddr.String()).CombinedOutput()
+		out, err := exec.Command("ip", "netns", "exec", r.PeerNS, "ping", "-c", "1", "-W", "2", r.KernelAddr4.String()).CombinedOutput()
 		if err != nil {
-			t.Fatalf("ping %v (kernel address on the XDP interface): %v\n%s", r.kernelAddr, err, out)
+			t.Fatalf("ping %v (kernel address on the XDP interface): %v\n%s", r.KernelAddr4, err, out)
 		}
 	})
 
 	t.Run("allocations", func(t *testing.T) {
 		frames := make([][]byte, 64)
-		tx := [][]byte{ethFrame(r.peerMAC, r.stackMAC, 0x88b5, make([]byte, 46))}
+		tx := [][]byte{ethFrame(r.PeerMAC, r.StackMAC, 0x88b5, make([]byte, 46))}
 		if a := testing.AllocsPerRun(1000, func() { q.Rx(frames) }); a != 0 {
 			t.Errorf("Rx allocates %v times per call", a)
 		}
@@ -212,8 +210,8 @@ func TestXSKVeth(t *testing.T) {
 
 func TestXSKZeroCopyOnNotSupported(t *testing.T) {
 	r := newRig(t)
-	err := netns.Do(r.stackNS, func() error {
-		q, err := Open(r.stackIf, QueueConfig{ZeroCopy: "on"})
+	err := netns.Do(r.StackNS, func() error {
+		q, err := Open(r.StackIf, QueueConfig{ZeroCopy: "on"})
 		if err == nil {
 			q.Close()
 		}
@@ -222,7 +220,7 @@ func TestXSKZeroCopyOnNotSupported(t *testing.T) {
 	if err == nil {
 		t.Skip("veth here supports zero-copy")
 	}
-	if !errors.Is(err, ErrNotSupported) || !strings.Contains(err.Error(), "veth") || !strings.Contains(err.Error(), r.stackIf) {
+	if !errors.Is(err, ErrNotSupported) || !strings.Contains(err.Error(), "veth") || !strings.Contains(err.Error(), r.StackIf) {
 		t.Fatalf("zerocopy=on on veth: %v; want ErrNotSupported naming the driver and interface", err)
 	}
 	t.Log(err)
@@ -233,8 +231,8 @@ func TestXDPModes(t *testing.T) {
 	for _, mode := range []XDPMode{XDPNative, XDPGeneric} {
 		t.Run(string(mode), func(t *testing.T) {
 			var p *Port
-			err := netns.Do(r.stackNS, func() (err error) {
-				p, err = OpenPort(PortConfig{Ifname: r.stackIf, XDPMode: mode, PassToKernel: true})
+			err := netns.Do(r.StackNS, func() (err error) {
+				p, err = OpenPort(PortConfig{Ifname: r.StackIf, XDPMode: mode, PassToKernel: true})
 				return err
 			})
 			if err != nil {
@@ -252,7 +250,7 @@ func TestXDPModes(t *testing.T) {
 			}
 		})
 	}
-	err := netns.Do(r.stackNS, func() error {
+	err := netns.Do(r.StackNS, func() error {
 		_, err := OpenPort(PortConfig{Ifname: "xsnnosuchif", XDPMode: "auto"})
 		return err
 	})
@@ -291,7 +289,7 @@ func TestCrashHelper(t *testing.T) {
 func TestCrashDetaches(t *testing.T) {
 	r := newRig(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.count=1")
-	cmd.Env = append(os.Environ(), crashEnv+"="+r.stackNS+":"+r.stackIf)
+	cmd.Env = append(os.Environ(), crashEnv+"="+r.StackNS+":"+r.StackIf)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -311,10 +309,5 @@ func TestCrashDetaches(t *testing.T) {
 	cmd.Wait()
 	// The link is released with the last fd; that happens as the process
 	// is reaped, but give the kernel a moment.
-	for i := 0; i < 50 && r.xdpAttached(t); i++ {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if r.xdpAttached(t) {
-		t.Fatal("XDP program still attached after its process was killed")
-	}
+	rigtest.WaitDetached(t, r.Rig, time.Second, "after its process was killed")
 }

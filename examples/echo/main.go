@@ -24,64 +24,46 @@ import (
 	"flag"
 	"fmt"
 	"log"
-	"os"
-	"os/signal"
-	"runtime"
 	"strings"
-	"syscall"
 
-	"github.com/xstack/xstack/core"
+	"github.com/xstack/xstack/examples/internal/sockapi"
 	"github.com/xstack/xstack/posix"
 )
 
 func main() {
-	var opts posix.Options
-	opts.RegisterFlags(flag.CommandLine)
-	kernel := flag.Bool("kernel", false, "serve on the kernel's sockets instead of xstack (for comparisons)")
-	cpu := flag.Int("cpu", -1, "with -kernel: pin the server to this CPU")
+	var flags sockapi.Flags
+	flags.Register(flag.CommandLine)
 	port := flag.Int("port", 7, "echo: TCP and UDP port")
 	discardPort := flag.Int("discard-port", 9, "discard: TCP port")
 	chargenPort := flag.Int("chargen-port", 19, "chargen: TCP port")
-	backlog := flag.Int("backlog", 4096, "listen backlog")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("echo: ")
 
-	if *kernel {
-		runtime.GOMAXPROCS(1)
-		if *cpu >= 0 {
-			if err := core.PinProcess(*cpu); err != nil {
-				log.Fatal(err)
-			}
+	if flags.Kernel {
+		if err := sockapi.PinKernel(flags.CPU); err != nil {
+			log.Fatal(err)
 		}
 		srv, err := newServer(kernelSockets{}, 100)
 		if err == nil {
-			err = srv.listenAll(*port, *discardPort, *chargenPort, *backlog)
+			err = srv.listenAll(*port, *discardPort, *chargenPort, flags.Backlog)
 		}
 		if err != nil {
 			log.Fatal(err)
 		}
 		log.Printf("echoing: %s (IPv4 and IPv6) with the kernel stack", services(*port, *discardPort, *chargenPort))
-		stop := make(chan os.Signal, 1)
-		signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if err := srv.poll(); err != nil {
-				log.Fatal(err)
-			}
+		if err := sockapi.RunKernel(srv.poll); err != nil {
+			log.Fatal(err)
 		}
+		return
 	}
 
-	if err := posix.InitWith(opts); err != nil {
+	if err := posix.InitWith(flags.Posix); err != nil {
 		log.Fatal(err)
 	}
-	srv, err := newServer(tableSockets{posix.Default()}, 0)
+	srv, err := newServer(tableSockets{Sockets: posix.Default()}, 0)
 	if err == nil {
-		err = srv.listenAll(*port, *discardPort, *chargenPort, *backlog)
+		err = srv.listenAll(*port, *discardPort, *chargenPort, flags.Backlog)
 	}
 	if err != nil {
 		posix.Teardown()

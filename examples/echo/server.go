@@ -3,11 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
-	"time"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/xstack/xstack/posix"
+	"github.com/xstack/xstack/examples/internal/sockapi"
 )
 
 // service is what a TCP connection gets.
@@ -47,9 +46,6 @@ const (
 	// a busy connection cannot keep the loop from the others (epoll is
 	// level-triggered: the rest comes on the next pass).
 	maxIO = 16
-	// acceptBackoff is how long accepting pauses after Accept found no
-	// descriptor or socket memory, unless a connection closes sooner.
-	acceptBackoff = 100 * time.Millisecond
 )
 
 // sock is one socket's state. Listeners carry the service their
@@ -74,14 +70,9 @@ type server struct {
 	events []unix.EpollEvent
 	buf    []byte
 
-	// acceptPaused is set while the TCP listeners are out of the epoll
-	// set because Accept failed for want of a descriptor or of socket
-	// memory (EMFILE, ENFILE, ENOBUFS, ENOMEM). The connection stays
-	// queued, and a level-triggered listener would report it on every
-	// pass while the failure lasts. Accepting resumes when a connection
-	// is closed or at acceptRetry, whichever comes first.
-	acceptPaused bool
-	acceptRetry  time.Time
+	// acc accepts from the TCP listeners, pausing while the stack is
+	// short of descriptors or socket memory.
+	acc *sockapi.Acceptor
 }
 
 func newServer(api sockets, waitMs int) (*server, error) {
@@ -89,7 +80,7 @@ func newServer(api sockets, waitMs int) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &server{api: api, epfd: epfd, waitMs: waitMs, socks: make(map[int]*sock),
+	return &server{api: api, epfd: epfd, acc: sockapi.NewAcceptor(api, epfd), waitMs: waitMs, socks: make(map[int]*sock),
 		events: make([]unix.EpollEvent, maxEvents), buf: make([]byte, ioSize)}, nil
 }
 
@@ -105,17 +96,22 @@ func (s *server) listenTCP(port int, svc service, backlog int) error {
 
 // listenTCPAt opens one listening socket of svc on sa and returns it.
 func (s *server) listenTCPAt(sa unix.Sockaddr, svc service, backlog int) (int, error) {
-	fd, err := s.open(sa, unix.SOCK_STREAM, backlog)
+	fd, err := sockapi.Open(s.api, sa, unix.SOCK_STREAM, backlog)
 	if err != nil {
 		return -1, err
 	}
-	return fd, s.add(fd, &sock{role: tcpListener, svc: svc, events: unix.EPOLLIN})
+	if err := s.acc.Listen(fd, unix.EPOLLIN); err != nil {
+		s.api.Close(fd)
+		return -1, err
+	}
+	s.socks[fd] = &sock{role: tcpListener, svc: svc, events: unix.EPOLLIN}
+	return fd, nil
 }
 
 // listenUDP opens the UDP echo sockets on port, IPv4 and IPv6.
 func (s *server) listenUDP(port int) error {
 	for _, sa := range []unix.Sockaddr{&unix.SockaddrInet4{Port: port}, &unix.SockaddrInet6{Port: port}} {
-		fd, err := s.open(sa, unix.SOCK_DGRAM, 0)
+		fd, err := sockapi.Open(s.api, sa, unix.SOCK_DGRAM, 0)
 		if err != nil {
 			return fmt.Errorf("echo on UDP port %d: %w", port, err)
 		}
@@ -124,32 +120,6 @@ func (s *server) listenUDP(port int) error {
 		}
 	}
 	return nil
-}
-
-func (s *server) open(sa unix.Sockaddr, typ, backlog int) (int, error) {
-	domain := unix.AF_INET
-	if _, ok := sa.(*unix.SockaddrInet6); ok {
-		domain = unix.AF_INET6
-	}
-	fd, err := s.api.Socket(domain, typ|unix.SOCK_NONBLOCK, 0)
-	if err != nil {
-		return -1, err
-	}
-	err = s.api.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
-	if err == nil && domain == unix.AF_INET6 {
-		err = s.api.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1)
-	}
-	if err == nil {
-		err = s.api.Bind(fd, sa)
-	}
-	if err == nil && typ == unix.SOCK_STREAM {
-		err = s.api.Listen(fd, backlog)
-	}
-	if err != nil {
-		s.api.Close(fd)
-		return -1, err
-	}
-	return fd, nil
 }
 
 func (s *server) add(fd int, k *sock) error {
@@ -175,54 +145,22 @@ func (s *server) close(fd int) {
 	delete(s.socks, fd)
 	s.api.Close(fd) // closing removes it from the epoll set
 	// A close frees a descriptor and socket memory: accept again.
-	s.resumeAccept()
-}
-
-// pauseAccept takes the TCP listeners out of the epoll set for
-// acceptBackoff, or until a connection closes: the connections keep being
-// served and the queued ones wait, instead of failing Accept on every pass.
-func (s *server) pauseAccept() {
-	if s.acceptPaused {
-		return
-	}
-	for fd, k := range s.socks {
-		if k.role == tcpListener {
-			s.api.EpollCtl(s.epfd, unix.EPOLL_CTL_DEL, fd, nil)
-		}
-	}
-	s.acceptPaused, s.acceptRetry = true, time.Now().Add(acceptBackoff)
-}
-
-// resumeAccept puts the TCP listeners back: the queued connections are
-// reported again.
-func (s *server) resumeAccept() {
-	if !s.acceptPaused {
-		return
-	}
-	for fd, k := range s.socks {
-		if k.role == tcpListener {
-			s.api.EpollCtl(s.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: k.events, Fd: int32(fd)})
-		}
-	}
-	s.acceptPaused = false
+	s.acc.Resume()
 }
 
 // poll handles the events that are ready; it is the loop callback.
 func (s *server) poll() error {
-	n, err := s.api.EpollWait(s.epfd, s.events, s.waitMs)
+	evs, err := sockapi.EpollWait(s.api, s.epfd, s.events, s.waitMs)
 	if err != nil {
-		if errors.Is(err, unix.EINTR) {
-			return nil
-		}
 		return err
 	}
-	for _, ev := range s.events[:n] {
+	for _, ev := range evs {
 		fd := int(ev.Fd)
 		k := s.socks[fd]
 		switch {
 		case k == nil:
 		case k.role == tcpListener:
-			if !s.acceptPaused {
+			if !s.acc.Paused() {
 				s.accept(fd, k.svc)
 			}
 		case k.role == udpEcho:
@@ -235,9 +173,7 @@ func (s *server) poll() error {
 			s.chargen(fd, k, ev.Events)
 		}
 	}
-	if s.acceptPaused && !time.Now().Before(s.acceptRetry) {
-		s.resumeAccept()
-	}
+	s.acc.Poll()
 	return nil
 }
 
@@ -252,12 +188,9 @@ func connEvents(svc service) uint32 {
 
 func (s *server) accept(lfd int, svc service) {
 	for {
-		fd, _, err := s.api.Accept4(lfd, unix.SOCK_NONBLOCK)
-		if err != nil {
-			if posix.ShortOfResources(err) {
-				s.pauseAccept()
-			}
-			return // EAGAIN: backlog drained; anything else: retry on the next event
+		fd, ok := s.acc.Accept(lfd)
+		if !ok {
+			return
 		}
 		s.add(fd, &sock{role: tcpConn, svc: svc, events: connEvents(svc)})
 	}

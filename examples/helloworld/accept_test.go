@@ -18,7 +18,7 @@ import (
 // once the first two close, the waiting two are served too.
 func TestAcceptWaitsForMemory(t *testing.T) {
 	cli, tab := posixtest.NewPair(t).MemLimited(t, 2)
-	srv, err := newServer(tableSockets{tab}, 10)
+	srv, err := newServer(tableSockets{Sockets: tab}, 10)
 	if err != nil {
 		t.Fatal(err)
 	}

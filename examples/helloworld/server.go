@@ -9,25 +9,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/xstack/xstack/posix"
+	"github.com/xstack/xstack/examples/internal/sockapi"
 )
-
-// sockets is the socket API the server needs. xstack's posix package and
-// the kernel (golang.org/x/sys/unix) both provide it, so the same server
-// logic runs on either stack.
-type sockets interface {
-	Socket(domain, typ, proto int) (int, error)
-	SetsockoptInt(fd, level, opt, value int) error
-	Bind(fd int, sa unix.Sockaddr) error
-	Listen(fd, backlog int) error
-	Accept4(fd, flags int) (int, unix.Sockaddr, error)
-	Read(fd int, p []byte) (int, error)
-	Write(fd int, p []byte) (int, error)
-	Close(fd int) error
-	EpollCreate1(flags int) (int, error)
-	EpollCtl(epfd, op, fd int, ev *unix.EpollEvent) error
-	EpollWait(epfd int, events []unix.EpollEvent, msec int) (int, error)
-}
 
 // page is the body every request gets.
 const page = "<!DOCTYPE html>\r\n<html>\r\n<head><title>xstack</title></head>\r\n" +
@@ -51,9 +34,6 @@ const (
 	// is not read from until they have been written, so that it holds
 	// at most this much of the server's memory (and the socket buffers).
 	maxOut = 64 << 10
-	// acceptBackoff is how long accepting pauses after Accept found no
-	// descriptor or socket memory, unless a connection closes sooner.
-	acceptBackoff = 100 * time.Millisecond
 )
 
 // conn is one client connection's state.
@@ -77,15 +57,14 @@ type conn struct {
 // server is F-Stack's helloworld in Go: one epoll instance, non-blocking
 // sockets, every request answered with the same page.
 type server struct {
-	api       sockets
-	epfd      int
-	listeners []int
-	conns     []*conn // by fd
-	free      []*conn
-	events    []unix.EpollEvent
-	buf       []byte
-	waitMs    int // EpollWait timeout: 0 inside the xstack loop
-	requests  uint64
+	api      sockets
+	epfd     int
+	conns    []*conn // by fd
+	free     []*conn
+	events   []unix.EpollEvent
+	buf      []byte
+	waitMs   int // EpollWait timeout: 0 inside the xstack loop
+	requests uint64
 
 	// headerTimeout closes a connection that has not sent a whole
 	// request within it (slowloris); 0 disables it. timers is the list
@@ -98,14 +77,9 @@ type server struct {
 	timerTail     *conn
 	timedOut      uint64 // connections closed by the header timeout
 
-	// acceptPaused is set while the listeners are out of the epoll set
-	// because Accept failed for want of a descriptor or of socket memory
-	// (EMFILE, ENFILE, ENOBUFS, ENOMEM). The connection stays queued,
-	// and a level-triggered listener would report it on every pass
-	// while the failure lasts. Accepting resumes when a connection is
-	// closed or at acceptRetry, whichever comes first.
-	acceptPaused bool
-	acceptRetry  time.Duration // since start
+	// acc accepts from the listeners, pausing while the stack is short
+	// of descriptors or socket memory.
+	acc *sockapi.Acceptor
 }
 
 func newServer(api sockets, waitMs int) (*server, error) {
@@ -113,7 +87,7 @@ func newServer(api sockets, waitMs int) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &server{api: api, epfd: epfd, events: make([]unix.EpollEvent, maxEvents), buf: make([]byte, 16384), waitMs: waitMs,
+	return &server{api: api, epfd: epfd, acc: sockapi.NewAcceptor(api, epfd), events: make([]unix.EpollEvent, maxEvents), buf: make([]byte, 16384), waitMs: waitMs,
 		start: time.Now()}, nil
 }
 
@@ -168,37 +142,14 @@ func (s *server) expire() {
 
 // listen opens a non-blocking listening socket on sa.
 func (s *server) listen(sa unix.Sockaddr, backlog int) error {
-	domain := unix.AF_INET
-	if _, ok := sa.(*unix.SockaddrInet6); ok {
-		domain = unix.AF_INET6
-	}
-	fd, err := s.api.Socket(domain, unix.SOCK_STREAM|unix.SOCK_NONBLOCK, 0)
+	fd, err := sockapi.Open(s.api, sa, unix.SOCK_STREAM, backlog)
 	if err != nil {
 		return err
 	}
-	if err := s.api.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+	if err := s.acc.Listen(fd, unix.EPOLLIN); err != nil {
 		s.api.Close(fd)
 		return err
 	}
-	if domain == unix.AF_INET6 {
-		if err := s.api.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); err != nil {
-			s.api.Close(fd)
-			return err
-		}
-	}
-	if err := s.api.Bind(fd, sa); err != nil {
-		s.api.Close(fd)
-		return err
-	}
-	if err := s.api.Listen(fd, backlog); err != nil {
-		s.api.Close(fd)
-		return err
-	}
-	if err := s.api.EpollCtl(s.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}); err != nil {
-		s.api.Close(fd)
-		return err
-	}
-	s.listeners = append(s.listeners, fd)
 	return nil
 }
 
@@ -213,29 +164,16 @@ func (s *server) listenAll(port, backlog int) error {
 	return nil
 }
 
-func (s *server) isListener(fd int) bool {
-	for _, l := range s.listeners {
-		if l == fd {
-			return true
-		}
-	}
-	return false
-}
-
 // poll handles the events that are ready; it is the loop callback.
 func (s *server) poll() error {
-	n, err := s.api.EpollWait(s.epfd, s.events, s.waitMs)
+	evs, err := sockapi.EpollWait(s.api, s.epfd, s.events, s.waitMs)
 	if err != nil {
-		if errors.Is(err, unix.EINTR) {
-			return nil
-		}
 		return err
 	}
-	for i := 0; i < n; i++ {
-		ev := s.events[i]
+	for _, ev := range evs {
 		fd := int(ev.Fd)
-		if s.isListener(fd) {
-			if !s.acceptPaused {
+		if s.acc.IsListener(fd) {
+			if !s.acc.Paused() {
 				s.accept(fd)
 			}
 			continue
@@ -258,20 +196,15 @@ func (s *server) poll() error {
 		}
 	}
 	s.expire()
-	if s.acceptPaused && s.now() >= s.acceptRetry {
-		s.resumeAccept()
-	}
+	s.acc.Poll()
 	return nil
 }
 
 func (s *server) accept(lfd int) {
 	for {
-		fd, _, err := s.api.Accept4(lfd, unix.SOCK_NONBLOCK)
-		if err != nil {
-			if posix.ShortOfResources(err) {
-				s.pauseAccept()
-			}
-			return // EAGAIN: backlog drained; anything else: retry on the next event
+		fd, ok := s.acc.Accept(lfd)
+		if !ok {
+			return
 		}
 		if err := s.api.EpollCtl(s.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}); err != nil {
 			s.api.Close(fd)
@@ -281,31 +214,6 @@ func (s *server) accept(lfd int) {
 		c.fd, c.events = fd, unix.EPOLLIN
 		s.arm(c) // the first request must arrive in time too
 	}
-}
-
-// pauseAccept takes the listeners out of the epoll set for acceptBackoff,
-// or until a connection closes: the connections keep being served and the
-// queued ones wait, instead of failing Accept on every pass.
-func (s *server) pauseAccept() {
-	if s.acceptPaused {
-		return
-	}
-	for _, l := range s.listeners {
-		s.api.EpollCtl(s.epfd, unix.EPOLL_CTL_DEL, l, nil)
-	}
-	s.acceptPaused, s.acceptRetry = true, s.now()+acceptBackoff
-}
-
-// resumeAccept puts the listeners back: the queued connections are
-// reported again.
-func (s *server) resumeAccept() {
-	if !s.acceptPaused {
-		return
-	}
-	for _, l := range s.listeners {
-		s.api.EpollCtl(s.epfd, unix.EPOLL_CTL_ADD, l, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(l)})
-	}
-	s.acceptPaused = false
 }
 
 func (s *server) get(fd int) *conn {
@@ -339,7 +247,7 @@ func (s *server) close(fd int) {
 	}
 	s.api.Close(fd) // closing removes it from the epoll set
 	// A close frees a descriptor and socket memory: accept again.
-	s.resumeAccept()
+	s.acc.Resume()
 }
 
 // read drains the socket, answers every complete request, and writes.

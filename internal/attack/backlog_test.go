@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xstack/xstack/internal/xstest"
 	"github.com/xstack/xstack/posix/posixtest"
 	"github.com/xstack/xstack/stack/stacktest"
 )
@@ -53,10 +54,16 @@ func TestAcceptBacklogFull(t *testing.T) {
 			errs[i] = err
 		}()
 	}
-	time.Sleep(500 * time.Millisecond)
 	st := p.Stacks.B.Stats().TCP
-	shed := st.ListenOverflowSynDrop.Value() + st.ListenOverflowAckDrop.Value() + st.ListenOverflowSynCookieSent.Value()
-	if shed == 0 {
+	shed := func() uint64 {
+		return st.ListenOverflowSynDrop.Value() + st.ListenOverflowAckDrop.Value() + st.ListenOverflowSynCookieSent.Value()
+	}
+	if err := xstest.Until(10*time.Second, func() error {
+		if shed() == 0 {
+			return errors.New("no overflow counted")
+		}
+		return nil
+	}); err != nil {
 		t.Errorf("%d connections to a backlog of %d, and the stack counted no overflow (SYN drops, ACK drops, cookies)", clients, backlog)
 	}
 	t.Logf("with nothing accepted: SYNs dropped %d, final ACKs dropped %d, cookies sent %d",
@@ -66,33 +73,34 @@ func TestAcceptBacklogFull(t *testing.T) {
 	// intact, within a few SYN retransmissions.
 	got := map[string]bool{}
 	buf := make([]byte, 16)
-	deadline := time.Now().Add(30 * time.Second)
-	for len(got) < clients && time.Now().Before(deadline) {
-		fd, _, err := srv.Accept(lfd)
-		if errors.Is(err, unix.EAGAIN) {
-			time.Sleep(10 * time.Millisecond)
-			continue
-		}
-		if err != nil {
-			t.Fatalf("Accept: %v", err)
-		}
-		n := 0
-		for n < 8 && time.Now().Before(deadline) {
-			k, err := srv.Read(fd, buf[n:8])
+	xstest.Until(30*time.Second, func() error {
+		for len(got) < clients {
+			fd, _, err := srv.Accept(lfd)
+			if errors.Is(err, unix.EAGAIN) {
+				return fmt.Errorf("%d of %d clients arrived", len(got), clients)
+			}
 			if err != nil {
-				t.Fatalf("read on accepted connection: %v", err)
+				t.Fatalf("Accept: %v", err)
 			}
-			if k == 0 {
-				t.Fatalf("accepted connection closed after %q", buf[:n])
+			n := 0
+			for n < 8 {
+				k, err := srv.Read(fd, buf[n:8])
+				if err != nil {
+					t.Fatalf("read on accepted connection: %v", err)
+				}
+				if k == 0 {
+					t.Fatalf("accepted connection closed after %q", buf[:n])
+				}
+				n += k
 			}
-			n += k
+			if got[string(buf[:n])] {
+				t.Fatalf("greeting %q arrived twice", buf[:n])
+			}
+			got[string(buf[:n])] = true
+			srv.CloseFD(fd)
 		}
-		if got[string(buf[:n])] {
-			t.Fatalf("greeting %q arrived twice", buf[:n])
-		}
-		got[string(buf[:n])] = true
-		srv.CloseFD(fd)
-	}
+		return nil
+	})
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {

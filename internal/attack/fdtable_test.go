@@ -2,11 +2,13 @@ package attack
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xstack/xstack/internal/xstest"
 	"github.com/xstack/xstack/posix/posixtest"
 	"github.com/xstack/xstack/stack/stacktest"
 )
@@ -66,7 +68,14 @@ func TestFDTableFull(t *testing.T) {
 	if err := cli.Connect(cfd, &unix.SockaddrInet4{Addr: stacktest.AddrB4, Port: 80}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond) // let the handshake's last ACK land
+	// The handshake's last ACK lands: the listener turns readable.
+	xstest.WaitFor(t, 5*time.Second, "the connection queued on the listener", func() error {
+		pfd := []unix.PollFd{{Fd: int32(lfd), Events: unix.POLLIN}}
+		if n, err := srv.Poll(pfd, 0); err != nil || n != 1 {
+			return fmt.Errorf("poll = %d, %v", n, err)
+		}
+		return nil
+	})
 	if _, _, err := srv.Accept(lfd); !errors.Is(err, unix.EMFILE) {
 		t.Fatalf("Accept with the table full: %v, want EMFILE", err)
 	}
@@ -79,15 +88,13 @@ func TestFDTableFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	var afd int
-	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	xstest.WaitFor(t, 2*time.Second, "Accept after a close (else the connection that arrived while the table was full is lost)", func() error {
 		afd, _, err = srv.Accept(lfd)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, unix.EAGAIN) || time.Now().After(deadline) {
+		if err != nil && !errors.Is(err, unix.EAGAIN) {
 			t.Fatalf("Accept after a close: %v; the connection that arrived while the table was full is lost", err)
 		}
-	}
+		return err
+	})
 	if _, err := cli.Write(cfd, []byte("ping")); err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,21 @@ import (
 	"github.com/xstack/xstack/stack"
 )
 
+// startHelloworld builds helloworld and starts it on r with the config file
+// conf and the extra flags, writing a CPU profile when it stops if
+// XSTACK_ATTACK_CPUPROFILE names a file. It returns the process, the
+// address it serves on and a dialer from the peer's namespace.
+func startHelloworld(t *testing.T, r *rig.Rig, conf string, extra ...string) (*rigtest.Proc, netip.AddrPort, dialer) {
+	t.Helper()
+	bin := rigtest.Build(t, "./examples/helloworld")
+	args := append([]string{"-c", conf}, extra...)
+	if f := os.Getenv("XSTACK_ATTACK_CPUPROFILE"); f != "" {
+		args = append(args, "-cpuprofile", f)
+	}
+	p := rigtest.Start(t, "serving on port", bin, args...)
+	return p, netip.AddrPortFrom(r.StackAddr4, 80), dialer{ns: r.PeerNS}
+}
+
 // heavy reports whether the long variants were asked for
 // (XSTACK_ATTACK_HEAVY=1): longer phases, more connections.
 func heavy() bool { return os.Getenv("XSTACK_ATTACK_HEAVY") == "1" }
@@ -60,6 +75,26 @@ func checkRatio(t *testing.T, what string, ratio, want float64) {
 type dialer struct {
 	ns     string
 	rcvbuf int // SO_RCVBUF before connect when > 0 (small: the peer stalls early)
+}
+
+// dialN opens n connections to addr that stay open until t ends; what
+// names one in a failure ("idle connection").
+func (d dialer) dialN(t *testing.T, addr netip.AddrPort, n int, what string) []*net.TCPConn {
+	t.Helper()
+	conns := make([]*net.TCPConn, 0, n)
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	for i := 0; i < n; i++ {
+		c, err := d.dial(addr, 10*time.Second)
+		if err != nil {
+			t.Fatalf("%s %d: %v", what, i, err)
+		}
+		conns = append(conns, c)
+	}
+	return conns
 }
 
 func (d dialer) dial(addr netip.AddrPort, timeout time.Duration) (*net.TCPConn, error) {

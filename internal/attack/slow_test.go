@@ -18,6 +18,7 @@ import (
 
 	"github.com/xstack/xstack/internal/rig"
 	"github.com/xstack/xstack/internal/rigtest"
+	"github.com/xstack/xstack/internal/xstest"
 )
 
 // slowMinRatio is the share of its request rate that a normal client must
@@ -31,16 +32,9 @@ const slowMinRatio = 0.80
 // keep-alive client must keep its request rate.
 func TestSlowloris(t *testing.T) {
 	r := rigtest.New(t, rig.Options{})
-	bin := rigtest.Build(t, "./examples/helloworld")
 	const headerTimeout = 4 * time.Second
-	args := []string{"-c", rigtest.Config(t, r), "-header-timeout", headerTimeout.String()}
-	if f := os.Getenv("XSTACK_ATTACK_CPUPROFILE"); f != "" {
-		args = append(args, "-cpuprofile", f) // written when the server stops
-	}
-	p := rigtest.Start(t, "serving on port", bin, args...)
+	p, addr, d := startHelloworld(t, r, rigtest.Config(t, r), "-header-timeout", headerTimeout.String())
 	pid := p.Cmd.Process.Pid
-	addr := netip.AddrPortFrom(r.StackAddr4, 80)
-	d := dialer{ns: r.PeerNS}
 	attackers, windows := 2000, 6
 	if heavy() {
 		attackers, windows = 5000, 20
@@ -241,19 +235,7 @@ func TestStalledReaders(t *testing.T) {
 	// The stalled readers: a small receive buffer on the peer, so that
 	// the peer's window closes soon and the stack's send buffer fills.
 	sd := dialer{ns: r.PeerNS, rcvbuf: 4096}
-	conns := make([]*net.TCPConn, 0, stalled)
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	for i := 0; i < stalled; i++ {
-		c, err := sd.dial(netip.AddrPortFrom(r.StackAddr4, 19), 10*time.Second)
-		if err != nil {
-			t.Fatalf("stalled reader %d: %v", i, err)
-		}
-		conns = append(conns, c)
-	}
+	sd.dialN(t, netip.AddrPortFrom(r.StackAddr4, 19), stalled, "stalled reader")
 	stallStart := time.Now()
 	// Wait until the send buffers are full: the stack's memory stops
 	// growing. (gVisor does not report a TCP socket's send queue, so
@@ -301,19 +283,7 @@ func TestStalledReaders(t *testing.T) {
 
 	// The idle connections: their peers answer keepalive probes, so they
 	// stay, until the peer vanishes.
-	idleConns := make([]*net.TCPConn, 0, idle)
-	defer func() {
-		for _, c := range idleConns {
-			c.Close()
-		}
-	}()
-	for i := 0; i < idle; i++ {
-		c, err := d.dial(netip.AddrPortFrom(r.StackAddr4, 9), 10*time.Second)
-		if err != nil {
-			t.Fatalf("idle connection %d: %v", i, err)
-		}
-		idleConns = append(idleConns, c)
-	}
+	d.dialN(t, netip.AddrPortFrom(r.StackAddr4, 9), idle, "idle connection")
 
 	// Keepalive with a live peer: the idle connections have been idle
 	// longer than keepidle and their peer acknowledged the probes.
@@ -334,16 +304,17 @@ func TestStalledReaders(t *testing.T) {
 	gone := time.Now()
 	var left, stalledLeft int
 	keepEnd := time.Duration(-1)
-	for deadline := gone.Add(userTimeout + 10*time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+	xstest.Until(time.Until(gone.Add(userTimeout+10*time.Second)), func() error {
 		socks := sockets(t, p)
 		left, stalledLeft = countState(socks, "ESTABLISHED", 9), countState(socks, "ESTABLISHED", 19)
 		if left == 0 && keepEnd < 0 {
 			keepEnd = time.Since(gone)
 		}
-		if left == 0 && stalledLeft == 0 {
-			break
+		if left != 0 || stalledLeft != 0 {
+			return errors.New("connections left")
 		}
-	}
+		return nil
+	})
 	stallEnd := time.Since(stallStart)
 	timedOut := diff(cBefore, p.Counters(t), "tcp.established_timedout")
 	t.Logf("peer gone: idle connections aborted after %v (%d left); stalled connections gone %v after the last was opened (%d left); tcp.established_timedout +%d",

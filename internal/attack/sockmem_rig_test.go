@@ -2,15 +2,16 @@ package attack
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/xstack/xstack/internal/rig"
 	"github.com/xstack/xstack/internal/rigtest"
+	"github.com/xstack/xstack/internal/xstest"
 )
 
 // TestSocketMemoryLimitRig runs helloworld on the rig with
@@ -23,7 +24,6 @@ import (
 // reserved.
 func TestSocketMemoryLimitRig(t *testing.T) {
 	r := rigtest.New(t, rig.Options{})
-	bin := rigtest.Build(t, "./examples/helloworld")
 	// Fixed 64 KiB buffers: every connection reserves 128 KiB.
 	const perConn, fit, clients = 128 << 10, 4, 10
 	conf := rigtest.Config(t, r, "[sysctl]",
@@ -31,9 +31,7 @@ func TestSocketMemoryLimitRig(t *testing.T) {
 		"net.inet.tcp.sendspace=65536",
 		"net.inet.tcp.recvspace=65536",
 		fmt.Sprintf("net.inet.tcp.mem_limit=%d", fit*perConn))
-	p := rigtest.Start(t, "serving on port", bin, "-c", conf, "-backlog", "64")
-	addr := netip.AddrPortFrom(r.StackAddr4, 80)
-	d := dialer{ns: r.PeerNS}
+	p, addr, d := startHelloworld(t, r, conf, "-backlog", "64")
 
 	type client struct {
 		c        *net.TCPConn
@@ -57,15 +55,8 @@ func TestSocketMemoryLimitRig(t *testing.T) {
 	served := 0
 	for round := 1; served < clients; round++ {
 		var now []*client
-		deadline := time.After(30 * time.Second)
 		want := min(fit, clients-served)
-	collect:
-		for len(now) < want {
-			select {
-			case <-deadline:
-				break collect
-			default:
-			}
+		xstest.Until(30*time.Second, func() error {
 			for _, cl := range cs {
 				if cl == nil {
 					continue
@@ -79,18 +70,23 @@ func TestSocketMemoryLimitRig(t *testing.T) {
 				default:
 				}
 			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			if len(now) < want {
+				return errors.New("not all answered")
+			}
+			return nil
+		})
 		if len(now) != want {
 			t.Fatalf("round %d: %d clients answered, want %d", round, len(now), want)
 		}
 		// The previous round's connections are given back as the
 		// server sees their FINs.
-		cnt := p.Counters(t)
-		for end := time.Now().Add(10 * time.Second); cnt["tcp.mem_reserved"] != uint64(want*perConn) && time.Now().Before(end); {
-			time.Sleep(50 * time.Millisecond)
-			cnt = p.Counters(t)
-		}
+		var cnt map[string]uint64
+		xstest.Until(10*time.Second, func() error {
+			if cnt = p.Counters(t); cnt["tcp.mem_reserved"] != uint64(want*perConn) {
+				return errors.New("not given back")
+			}
+			return nil
+		})
 		if got := cnt["tcp.mem_reserved"]; got != uint64(want*perConn) {
 			t.Errorf("round %d: tcp.mem_reserved = %d with %d connections open, want %d", round, got, want, want*perConn)
 		}
@@ -121,13 +117,12 @@ func TestSocketMemoryLimitRig(t *testing.T) {
 	}
 
 	// Everything is given back once the server has closed its side.
-	deadline := time.Now().Add(30 * time.Second)
-	for p.Counters(t)["tcp.mem_reserved"] != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("tcp.mem_reserved = %d after every client closed", p.Counters(t)["tcp.mem_reserved"])
+	xstest.WaitFor(t, 30*time.Second, "tcp.mem_reserved 0 after every client closed", func() error {
+		if got := p.Counters(t)["tcp.mem_reserved"]; got != 0 {
+			return fmt.Errorf("tcp.mem_reserved = %d", got)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 	// And the server serves as before.
 	c, err := d.dial(addr, 10*time.Second)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xstack/xstack/internal/xstest"
 	"github.com/xstack/xstack/posix"
 	"github.com/xstack/xstack/posix/posixtest"
 	"github.com/xstack/xstack/stack/stacktest"
@@ -81,17 +82,22 @@ func TestSocketMemoryLimit(t *testing.T) {
 		// Accept as much as memory allows.
 		var batch []int
 		want := min(room, clients-served)
-		deadline := time.Now().Add(10 * time.Second)
-		for len(batch) < want {
-			afd, _, err := srv.Accept(lfd)
-			switch {
-			case err == nil:
+		// EAGAIN: a final ACK is still on its way.
+		err := xstest.Until(10*time.Second, func() error {
+			for len(batch) < want {
+				afd, _, err := srv.Accept(lfd)
+				if err != nil && !errors.Is(err, unix.EAGAIN) {
+					t.Fatalf("accept %d of round %d (%d served): %v", len(batch)+1, served/room+1, served, err)
+				}
+				if err != nil {
+					return err
+				}
 				batch = append(batch, afd)
-			case errors.Is(err, unix.EAGAIN) && time.Now().Before(deadline):
-				time.Sleep(time.Millisecond) // a final ACK still on its way
-			default:
-				t.Fatalf("accept %d of round %d (%d served): %v", len(batch)+1, served/room+1, served, err)
 			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("accept %d of round %d (%d served): %v", len(batch)+1, served/room+1, served, err)
 		}
 		if got := srv.MemReserved(); got != int64(len(batch))*per {
 			t.Fatalf("%d connections reserve %d bytes, want %d", len(batch), got, int64(len(batch))*per)

@@ -3,9 +3,9 @@ package attack
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +16,7 @@ import (
 
 	"github.com/xstack/xstack/internal/rig"
 	"github.com/xstack/xstack/internal/rigtest"
+	"github.com/xstack/xstack/internal/xstest"
 )
 
 // synFloodMinRatio is the share of their keep-alive request rate beside a
@@ -38,17 +39,10 @@ const synFloodMinRatio = 0.80
 // half-open connections.
 func TestSYNFlood(t *testing.T) {
 	r := rigtest.New(t, rig.Options{})
-	bin := rigtest.Build(t, "./examples/helloworld")
 	conf := rigtest.Config(t, r, "gateway="+r.PeerAddr4.String(), "[sysctl]", "net.inet.tcp.syncookies=1")
 	const backlog = 1024
-	args := []string{"-c", conf, "-backlog", "1024"}
-	if f := os.Getenv("XSTACK_ATTACK_CPUPROFILE"); f != "" {
-		args = append(args, "-cpuprofile", f) // written when the server stops
-	}
-	p := rigtest.Start(t, "serving on port", bin, args...)
+	p, addr, d := startHelloworld(t, r, conf, "-backlog", "1024")
 	pid := p.Cmd.Process.Pid
-	addr := netip.AddrPortFrom(r.StackAddr4, 80)
-	d := dialer{ns: r.PeerNS}
 	windows, window := 8, time.Second
 	if heavy() {
 		windows = 30
@@ -180,7 +174,7 @@ func TestSYNFlood(t *testing.T) {
 	}
 	// The kernel's TCP under the same floods, client and rig, for
 	// comparison.
-	kBase, kDecoy, kUnder := kernelFloodRatio(t, r, bin, windows)
+	kBase, kDecoy, kUnder := kernelFloodRatio(t, r, rigtest.Build(t, "./examples/helloworld"), windows)
 	kRatio := median(kUnder) / median(kDecoy)
 	t.Logf("kernel server, same flood and client: keep-alive req/s no flood %v (median %.0f), flood into a black hole %v (median %.0f), flood %v (median %.0f); ratio %.2f beside the black-hole flood, %.2f without any",
 		round(kBase), median(kBase), round(kDecoy), median(kDecoy), round(kUnder), median(kUnder), kRatio, median(kUnder)/median(kBase))
@@ -208,15 +202,13 @@ func TestSYNFlood(t *testing.T) {
 	// (gVisor retransmits the SYN-ACK 6 times, 1 s doubling to 64 s, and
 	// gives up after 127 s, twice Linux's 63 s). They were all made at
 	// the start of the flood, since the queue stays full after that.
-	deadline := floodStart.Add(150 * time.Second)
 	var halfOpen int
-	for {
-		halfOpen = countState(sockets(t, p), "SYN_RECV", 0)
-		if halfOpen == 0 || time.Now().After(deadline) {
-			break
+	xstest.Until(time.Until(floodStart.Add(150*time.Second)), func() error {
+		if halfOpen = countState(sockets(t, p), "SYN_RECV", 0); halfOpen != 0 {
+			return errors.New("half-open connections left")
 		}
-		time.Sleep(5 * time.Second)
-	}
+		return nil
+	})
 	t.Logf("half-open after the flood: %d, %.0f s after it ended (%.0f s after it began); RSS then %d KiB",
 		halfOpen, time.Since(floodEnd).Seconds(), time.Since(floodStart).Seconds(), rssKB(t, pid))
 	if halfOpen != 0 {

@@ -101,14 +101,19 @@ const (
 func (r *run) connected(domain int) (fd, pfd int) {
 	lfd := r.peerListen(domain, 10)
 	fd = r.socket(domain, stream)
-	sa := r.P4(10)
-	if domain == inet6 {
-		sa = r.P6(10)
-	}
-	r.connect(fd, sa)
+	r.connect(fd, r.peerAddr(domain, 10))
 	pfd = r.peerAccept(lfd)
 	r.peerClose(lfd)
 	return fd, pfd
+}
+
+// watched is connected(inet) with the side's end added to a new epoll
+// instance for events ev.
+func (r *run) watched(ev uint32) (fd, pfd, ep int) {
+	fd, pfd = r.connected(inet)
+	ep = r.epoll()
+	r.epollCtl(ep, ctlAdd, fd, ev)
+	return fd, pfd, ep
 }
 
 // accepted returns a TCP connection the peer opened to a listener on the
@@ -773,24 +778,12 @@ var scenarios = []scenario{
 
 	// ---- UDP ----
 	{name: "udp/sendto-recvfrom", run: func(r *run) {
-		p := r.peerUDP(inet, r.P4(10))
-		u := r.socket(inet, dgram)
-		r.bind(u, r.L4(0))
-		r.sendto(u, "hi", 0, r.P4(10))
-		r.peerRecvFrom(p)
-		r.peerSendTo(p, "ho", r.L4(0))
-		r.waitIn(u)
-		r.recvfrom(u, 100, 0)
+		p, u := r.udpPair(inet, dgram)
+		r.udpExchange(p, u, inet, "hi", "ho", 100)
 	}},
 	{name: "udp/v6", run: func(r *run) {
-		p := r.peerUDP(inet6, r.P6(10))
-		u := r.socket(inet6, dgram)
-		r.bind(u, r.L6(0))
-		r.sendto(u, "hi6", 0, r.P6(10))
-		r.peerRecvFrom(p)
-		r.peerSendTo(p, "ho6", r.L6(0))
-		r.waitIn(u)
-		r.recvfrom(u, 100, 0)
+		p, u := r.udpPair(inet6, dgram)
+		r.udpExchange(p, u, inet6, "hi6", "ho6", 100)
 	}},
 	{name: "udp/recv-eagain", errPath: true, run: func(r *run) {
 		u := r.socket(inet, dgram|nb)
@@ -801,9 +794,7 @@ var scenarios = []scenario{
 		r.recvfrom(v, 10, unix.MSG_DONTWAIT)
 	}},
 	{name: "udp/trunc", errPath: true, run: func(r *run) {
-		p := r.peerUDP(inet, r.P4(10))
-		u := r.socket(inet, dgram)
-		r.bind(u, r.L4(0))
+		p, u := r.udpPair(inet, dgram)
 		r.peerSendTo(p, "0123456789", r.L4(0))
 		r.peerSendTo(p, "abcdefghij", r.L4(0))
 		r.waitIn(u)
@@ -813,9 +804,7 @@ var scenarios = []scenario{
 		r.note("recvmsg: %d flags TRUNC=%v %q from %s %s", n, fl&unix.MSG_TRUNC != 0, b, r.sym(from), errName(err))
 	}},
 	{name: "udp/peek", run: func(r *run) {
-		p := r.peerUDP(inet, r.P4(10))
-		u := r.socket(inet, dgram)
-		r.bind(u, r.L4(0))
+		p, u := r.udpPair(inet, dgram)
 		r.peerSendTo(p, "one", r.L4(0))
 		r.peerSendTo(p, "two", r.L4(0))
 		r.waitIn(u)
@@ -826,9 +815,7 @@ var scenarios = []scenario{
 		r.recvfrom(u, 100, 0)
 	}},
 	{name: "udp/connected", run: func(r *run) {
-		p := r.peerUDP(inet, r.P4(10))
-		u := r.socket(inet, dgram)
-		r.bind(u, r.L4(0))
+		p, u := r.udpPair(inet, dgram)
 		r.connect(u, r.P4(10))
 		r.peername(u)
 		r.write(u, "conn")
@@ -906,14 +893,8 @@ var scenarios = []scenario{
 		r.connect(u, r.P4(10))
 	}},
 	{name: "udp/zero-length", run: func(r *run) {
-		p := r.peerUDP(inet, r.P4(10))
-		u := r.socket(inet, dgram)
-		r.bind(u, r.L4(0))
-		r.sendto(u, "", 0, r.P4(10))
-		r.peerRecvFrom(p)
-		r.peerSendTo(p, "", r.L4(0))
-		r.waitIn(u)
-		r.recvfrom(u, 10, 0)
+		p, u := r.udpPair(inet, dgram)
+		r.udpExchange(p, u, inet, "", "", 10)
 	}},
 	{name: "udp/writev-one-datagram", run: func(r *run) {
 		p := r.peerUDP(inet, r.P4(10))
@@ -929,9 +910,7 @@ var scenarios = []scenario{
 	{name: "udp/recv-waitall", errPath: true, run: func(r *run) {
 		// MSG_WAITALL has no effect on a datagram socket: one datagram
 		// per receive, and EAGAIN when there is none.
-		p := r.peerUDP(inet, r.P4(10))
-		u := r.socket(inet, dgram|nb)
-		r.bind(u, r.L4(0))
+		p, u := r.udpPair(inet, dgram|nb)
 		r.recvfrom(u, 10, unix.MSG_WAITALL)
 		r.peerSendTo(p, "one", r.L4(0))
 		r.peerSendTo(p, "two", r.L4(0))
@@ -958,9 +937,7 @@ var scenarios = []scenario{
 		}},
 	// ---- epoll ----
 	{name: "epoll/level-triggered", run: func(r *run) {
-		fd, pfd := r.connected(inet)
-		ep := r.epoll()
-		r.epollCtl(ep, ctlAdd, fd, in)
+		fd, pfd, ep := r.watched(in)
 		r.epollWait(ep, 0)
 		r.peerSend(pfd, "x")
 		r.epollWait(ep, 3000)
@@ -969,9 +946,7 @@ var scenarios = []scenario{
 		r.epollWait(ep, 0)
 	}},
 	{name: "epoll/edge-triggered", run: func(r *run) {
-		fd, pfd := r.connected(inet)
-		ep := r.epoll()
-		r.epollCtl(ep, ctlAdd, fd, in|et)
+		fd, pfd, ep := r.watched(in | et)
 		r.peerSend(pfd, "a")
 		r.epollWait(ep, 3000)
 		r.epollWait(ep, 100)
@@ -981,9 +956,7 @@ var scenarios = []scenario{
 		r.epollWait(ep, 0)
 	}},
 	{name: "epoll/oneshot-rearm", run: func(r *run) {
-		fd, pfd := r.connected(inet)
-		ep := r.epoll()
-		r.epollCtl(ep, ctlAdd, fd, in|oneshot)
+		fd, pfd, ep := r.watched(in | oneshot)
 		r.peerSend(pfd, "a")
 		r.epollWait(ep, 3000)
 		r.peerSend(pfd, "b")
@@ -994,16 +967,12 @@ var scenarios = []scenario{
 		r.epollWait(ep, 0)
 	}},
 	{name: "epoll/rdhup-on-peer-fin", run: func(r *run) {
-		fd, pfd := r.connected(inet)
-		ep := r.epoll()
-		r.epollCtl(ep, ctlAdd, fd, in|rdhup)
+		_, pfd, ep := r.watched(in | rdhup)
 		r.peerShutdown(pfd, unix.SHUT_WR)
 		r.epollWait(ep, 3000)
 	}},
 	{name: "epoll/err-hup-on-reset", errPath: true, run: func(r *run) {
-		fd, pfd := r.connected(inet)
-		ep := r.epoll()
-		r.epollCtl(ep, ctlAdd, fd, in|out|rdhup)
+		fd, pfd, ep := r.watched(in | out | rdhup)
 		r.epollWait(ep, 0)
 		r.peerReset(pfd)
 		r.settle()
@@ -1034,9 +1003,7 @@ var scenarios = []scenario{
 		r.epollCtl(99999, ctlAdd, a, in)
 	}},
 	{name: "epoll/closed-fd", errPath: true, run: func(r *run) {
-		fd, pfd := r.connected(inet)
-		ep := r.epoll()
-		r.epollCtl(ep, ctlAdd, fd, in)
+		fd, pfd, ep := r.watched(in)
 		r.peerSend(pfd, "x")
 		r.epollWait(ep, 3000)
 		r.close(fd)
@@ -1081,9 +1048,7 @@ var scenarios = []scenario{
 		r.epollWait(ep, 0)
 	}},
 	{name: "epoll/udp", run: func(r *run) {
-		p := r.peerUDP(inet, r.P4(10))
-		u := r.socket(inet, dgram)
-		r.bind(u, r.L4(0))
+		p, u := r.udpPair(inet, dgram)
 		ep := r.epoll()
 		r.epollCtl(ep, ctlAdd, u, in|out)
 		r.epollWait(ep, 0)

@@ -410,6 +410,20 @@ func (r *run) P4(i int) unix.Sockaddr {
 func (r *run) P6(i int) unix.Sockaddr {
 	return &unix.SockaddrInet6{Addr: r.env.rig.PeerAddr6.As16(), Port: r.p(i)}
 }
+
+// localAddr is L4(i) or L6(i), as domain says; peerAddr is P4(i) or P6(i).
+func (r *run) localAddr(domain, i int) unix.Sockaddr {
+	if domain == unix.AF_INET6 {
+		return r.L6(i)
+	}
+	return r.L4(i)
+}
+func (r *run) peerAddr(domain, i int) unix.Sockaddr {
+	if domain == unix.AF_INET6 {
+		return r.P6(i)
+	}
+	return r.P4(i)
+}
 func (r *run) Any4(i int) unix.Sockaddr { return &unix.SockaddrInet4{Port: r.p(i)} }
 func (r *run) Any6(i int) unix.Sockaddr { return &unix.SockaddrInet6{Port: r.p(i)} }
 func (r *run) Mapped4(a netip.Addr, i int) unix.Sockaddr {
@@ -703,10 +717,7 @@ func (r *run) peerSocket(domain, typ int) int {
 
 // peerListen listens on the peer's address (or a vanishing one) at port i.
 func (r *run) peerListen(domain, i int) int {
-	sa := r.P4(i)
-	if domain == unix.AF_INET6 {
-		sa = r.P6(i)
-	}
+	sa := r.peerAddr(domain, i)
 	return r.peerListenAt(domain, sa)
 }
 
@@ -740,10 +751,7 @@ func (r *run) peerAccept(lfd int) int {
 
 // peerConnect connects from the peer to the side's address at port i.
 func (r *run) peerConnect(domain, i int) int {
-	sa := r.L4(i)
-	if domain == unix.AF_INET6 {
-		sa = r.L6(i)
-	}
+	sa := r.localAddr(domain, i)
 	fd := r.peerSocket(domain, unix.SOCK_STREAM|unix.SOCK_NONBLOCK)
 	err := unix.Connect(fd, sa)
 	if err == unix.EINPROGRESS {
@@ -761,10 +769,7 @@ func (r *run) peerConnect(domain, i int) int {
 
 // peerConnectAsync starts a connect from the peer without waiting.
 func (r *run) peerConnectAsync(domain, i int) int {
-	sa := r.L4(i)
-	if domain == unix.AF_INET6 {
-		sa = r.L6(i)
-	}
+	sa := r.localAddr(domain, i)
 	fd := r.peerSocket(domain, unix.SOCK_STREAM|unix.SOCK_NONBLOCK)
 	unix.Connect(fd, sa)
 	return fd
@@ -857,6 +862,26 @@ func (r *run) peerUDP(domain int, sa unix.Sockaddr) int {
 		r.fatalf("peer bind udp %s: %v", r.sym(sa), err)
 	}
 	return fd
+}
+
+// udpPair makes the UDP sockets most UDP scenarios start with, in this
+// order: the peer's at port 10 and the side's (of type typ) bound at port
+// 0, both of family domain.
+func (r *run) udpPair(domain, typ int) (peer, u int) {
+	peer = r.peerUDP(domain, r.peerAddr(domain, 10))
+	u = r.socket(domain, typ)
+	r.bind(u, r.localAddr(domain, 0))
+	return peer, u
+}
+
+// udpExchange sends out from u to peer, has the peer answer back, and
+// reads the answer on u with a buffer of n bytes.
+func (r *run) udpExchange(peer, u, domain int, out, back string, n int) {
+	r.sendto(u, out, 0, r.peerAddr(domain, 10))
+	r.peerRecvFrom(peer)
+	r.peerSendTo(peer, back, r.localAddr(domain, 0))
+	r.waitIn(u)
+	r.recvfrom(u, n, 0)
 }
 
 func (r *run) peerSendTo(fd int, s string, to unix.Sockaddr) {

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"github.com/xstack/xstack/internal/netns"
 	"github.com/xstack/xstack/internal/rig"
 	"github.com/xstack/xstack/internal/rigtest"
+	"github.com/xstack/xstack/internal/xstest"
 )
 
 // longTestsEnv runs the slow variants (the 60 s IPv6 reassembly timeout).
@@ -451,11 +453,13 @@ func TestBadInput(t *testing.T) {
 		}
 		// ARP: arp_rcv drops them without a counter.
 		w := map[string]uint64{"Ip.InHdrErrors": rounds, "Ip6InHdrErrors": rounds}
-		k2 := snmp(t, r, r.StackNS)
-		for deadline := time.Now().Add(5 * time.Second); !reached(k, k2, w) && time.Now().Before(deadline); {
-			time.Sleep(50 * time.Millisecond)
-			k2 = snmp(t, r, r.StackNS)
-		}
+		var k2 map[string]uint64
+		xstest.Until(5*time.Second, func() error {
+			if k2 = snmp(t, r, r.StackNS); !reached(k, k2, w) {
+				return errNotReached
+			}
+			return nil
+		})
 		for name, v := range w {
 			if d := k2[name] - k[name]; d != v {
 				t.Errorf("kernel %s +%d, want +%d", name, d, v)
@@ -551,12 +555,13 @@ func TestBadInput(t *testing.T) {
 		} else {
 			t.Logf("IPv6 (60 s) not waited for: set %s=1", longTestsEnv)
 		}
-		cs := p.Counters(t)
-		deadline := time.Now().Add(wait)
-		for !reached(idle, cs, w) && time.Now().Before(deadline) {
-			time.Sleep(500 * time.Millisecond)
-			cs = p.Counters(t)
-		}
+		var cs map[string]uint64
+		xstest.Until(wait, func() error {
+			if cs = p.Counters(t); !reached(idle, cs, w) {
+				return errNotReached
+			}
+			return nil
+		})
 		for name, v := range w {
 			if d := cs[name] - idle[name]; d != v {
 				t.Errorf("%s +%d since the fragments were sent, want +%d", name, d, v)
@@ -568,22 +573,18 @@ func TestBadInput(t *testing.T) {
 	t.Run("umem at rest", func(t *testing.T) {
 		var cs map[string]uint64
 		names := []string{"umem.frames", "umem.rx_user", "umem.rx_kernel", "umem.tx_free", "umem.tx_kernel"}
-		for deadline := time.Now().Add(5 * time.Second); ; {
+		if err := xstest.Until(5*time.Second, func() error {
 			cs = p.Counters(t)
-			same := true
 			for _, n := range names {
-				same = same && cs[n] == idle[n]
-			}
-			if same {
-				break
-			}
-			if time.Now().After(deadline) {
-				for _, n := range names {
-					t.Errorf("%s = %d, %d when idle before the sweep", n, cs[n], idle[n])
+				if cs[n] != idle[n] {
+					return errNotReached
 				}
-				break
 			}
-			time.Sleep(100 * time.Millisecond)
+			return nil
+		}); err != nil {
+			for _, n := range names {
+				t.Errorf("%s = %d, %d when idle before the sweep", n, cs[n], idle[n])
+			}
 		}
 		if cs["umem.tx_kernel"] != 0 || cs["umem.frames"] == 0 ||
 			cs["umem.rx_user"]+cs["umem.rx_kernel"]+cs["umem.tx_free"]+cs["umem.tx_kernel"] != cs["umem.frames"] {
@@ -618,6 +619,10 @@ func settle(t *testing.T, p *rigtest.Proc) map[string]uint64 {
 	return prev
 }
 
+// errNotReached is what a wait for counters to reach their amounts sees
+// until they do.
+var errNotReached = errors.New("counters not reached")
+
 // reached reports whether every counter of want has moved by at least its
 // amount from before to after (a want of 0 is always reached).
 func reached(before, after, want map[string]uint64) bool {
@@ -634,14 +639,15 @@ func reached(before, after, want map[string]uint64) bool {
 // the counters.
 func waitCounters(t *testing.T, p *rigtest.Proc, what string, before, want map[string]uint64) map[string]uint64 {
 	t.Helper()
-	after := p.Counters(t)
-	for deadline := time.Now().Add(5 * time.Second); !reached(before, after, want) && time.Now().Before(deadline); {
-		time.Sleep(50 * time.Millisecond)
-		after = p.Counters(t)
-	}
+	xstest.Until(5*time.Second, func() error {
+		if !reached(before, p.Counters(t), want) {
+			return errNotReached
+		}
+		return nil
+	})
 	// Late arrivals would show as an excess.
 	time.Sleep(100 * time.Millisecond)
-	after = p.Counters(t)
+	after := p.Counters(t)
 	for name, v := range want {
 		if d := after[name] - before[name]; d != v {
 			t.Errorf("%s: %s +%d, want +%d; counters that moved:\n%s", what, name, d, v, moved(before, after))

@@ -3,6 +3,8 @@ package e2e
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"sort"
@@ -18,6 +20,7 @@ import (
 	"github.com/xstack/xstack/internal/netns"
 	"github.com/xstack/xstack/internal/rig"
 	"github.com/xstack/xstack/internal/rigtest"
+	"github.com/xstack/xstack/internal/xstest"
 )
 
 // rawSender writes Ethernet frames from the peer namespace with an
@@ -215,20 +218,18 @@ func TestBadPackets(t *testing.T) {
 				s.send(t, c.frame)
 			}
 			var after map[string]uint64
-			deadline := time.Now().Add(5 * time.Second)
-			for {
+			if err := xstest.Until(5*time.Second, func() error {
 				after = p.Counters(t)
 				sum := uint64(0)
 				for _, name := range c.counters {
 					sum += after[name] - before[name]
 				}
-				if sum >= n {
-					break
+				if sum < n {
+					return errors.New("not counted")
 				}
-				if time.Now().After(deadline) {
-					t.Fatalf("%v counted fewer than the %d frames sent; counters that moved:\n%s", c.counters, n, moved(before, after))
-				}
-				time.Sleep(50 * time.Millisecond)
+				return nil
+			}); err != nil {
+				t.Fatalf("%v counted fewer than the %d frames sent; counters that moved:\n%s", c.counters, n, moved(before, after))
 			}
 			t.Logf("counters that moved:\n%s", moved(before, after))
 			if after["tcp.current_established"] != before["tcp.current_established"] {
@@ -243,12 +244,22 @@ func TestBadPackets(t *testing.T) {
 	// not the stack's: the program passes them to the kernel, which drops
 	// them. The stack never sees them.
 	t.Run("too short to classify", func(t *testing.T) {
-		for i := 0; i < 20; i++ {
+		const n = 20
+		k := snmp(t, r, r.StackNS)
+		for i := 0; i < n; i++ {
 			s.send(t, f.eth(header.IPv4ProtocolNumber, nil))
 			s.send(t, f.eth(header.IPv4ProtocolNumber, f.ipv4(header.TCPProtocolNumber, nil, syn4, nil)[14:26]))
 			s.send(t, f.eth(header.IPv6ProtocolNumber, f.ipv6(header.TCPProtocolNumber, syn6, nil)[14:40]))
 		}
-		time.Sleep(200 * time.Millisecond)
+		// The frames did arrive: the kernel dropped them as header errors.
+		w := map[string]uint64{"Ip.InHdrErrors": 2 * n, "Ip6InHdrErrors": n}
+		xstest.WaitFor(t, 5*time.Second, "the kernel dropping the short frames as header errors", func() error {
+			if k2 := snmp(t, r, r.StackNS); !reached(k, k2, w) {
+				return fmt.Errorf("Ip.InHdrErrors +%d, Ip6InHdrErrors +%d",
+					k2["Ip.InHdrErrors"]-k["Ip.InHdrErrors"], k2["Ip6InHdrErrors"]-k["Ip6InHdrErrors"])
+			}
+			return nil
+		})
 		after := p.Counters(t)
 		if d := after["link.rx_frames"] - before["link.rx_frames"]; d != 0 {
 			t.Errorf("%d frames too short to classify reached the stack:\n%s", d, moved(before, after))

@@ -189,33 +189,13 @@ func TestCrashLeavesNICWorking(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Wait(10 * time.Second)
-	waitDetached(t, r, 10*time.Second, "after kill -9")
+	rigtest.WaitDetached(t, r, 10*time.Second, "after kill -9")
 	if err := echoOnce(r.PeerNS, netip.AddrPortFrom(r.KernelAddr4, 9000)); err != nil {
 		t.Fatalf("kernel traffic after the crash: %v", err)
 	}
 	// The stack's address now belongs to nobody: the kernel does not
 	// answer for it, and a new xstack can take the interface again.
 	startHelloworld(t, r)
-}
-
-// waitDetached waits up to timeout for the XDP program to leave the
-// stack-side interface.
-func waitDetached(t *testing.T, r *rig.Rig, timeout time.Duration, when string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, err := r.XDPAttached()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("XDP program still attached %v %s", timeout, when)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func TestBadConfig(t *testing.T) {

@@ -267,7 +267,7 @@ func TestGracefulShutdown(t *testing.T) {
 				}
 			}
 
-			waitDetached(t, r, 5*time.Second, "after the stack exited")
+			rigtest.WaitDetached(t, r, 5*time.Second, "after the stack exited")
 
 			// The capture shows the shutdown on the wire.
 			frames := readPcaps(t, pcapDir, 128, []string{"cpu0", "cpu1"})

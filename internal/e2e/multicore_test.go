@@ -2,10 +2,13 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -14,6 +17,7 @@ import (
 
 	"github.com/xstack/xstack/internal/rig"
 	"github.com/xstack/xstack/internal/rigtest"
+	"github.com/xstack/xstack/internal/xstest"
 )
 
 // startMulti runs helloworld on two lcores of a two-queue rig, in mode:
@@ -274,7 +278,15 @@ func TestSecondaryKilled(t *testing.T) {
 	if err := syscall.Kill(secondary.Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond)
+	// Once the secondary is dead (a zombie or reaped), its descriptors are
+	// closed: had the XDP program depended on them, it would be gone.
+	xstest.WaitFor(t, 5*time.Second, "the killed secondary to exit", func() error {
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", secondary.Pid))
+		if err != nil || bytes.Contains(st, []byte("\nState:\tZ")) {
+			return nil
+		}
+		return errors.New("still running")
+	})
 	if ok, _ := r.XDPAttached(); !ok {
 		t.Fatal("the XDP program went with the secondary")
 	}
@@ -310,7 +322,7 @@ func TestSecondaryKilled(t *testing.T) {
 	}
 	s2.Cmd.Process.Kill()
 	s2.Wait(10 * time.Second)
-	waitDetached(t, r, 5*time.Second, "after the last lcore process died")
+	rigtest.WaitDetached(t, r, 5*time.Second, "after the last lcore process died")
 }
 
 // TestPeerMACChange: after the peer's MAC address changes, every lcore

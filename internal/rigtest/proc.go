@@ -200,10 +200,13 @@ func StartProc(ready string, timeout time.Duration, bin string, args ...string) 
 // WaitLine waits for an output line containing s, from the start, and
 // returns the first one.
 func (p *Proc) WaitLine(s string, timeout time.Duration) (string, error) {
-	return p.waitLineFrom(0, s, timeout)
+	line, _, err := p.waitLineFrom(0, s, timeout)
+	return line, err
 }
 
-func (p *Proc) waitLineFrom(from int, s string, timeout time.Duration) (string, error) {
+// waitLineFrom waits for a line with s among the lines from index from on,
+// and returns it and the index after it.
+func (p *Proc) waitLineFrom(from int, s string, timeout time.Duration) (string, int, error) {
 	timer := time.AfterFunc(timeout, func() {
 		p.mu.Lock()
 		p.cond.Broadcast()
@@ -216,16 +219,16 @@ func (p *Proc) waitLineFrom(from int, s string, timeout time.Duration) (string, 
 	for i := from; ; {
 		for ; i < len(p.lines); i++ {
 			if strings.Contains(p.lines[i], s) {
-				return p.lines[i], nil
+				return p.lines[i], i + 1, nil
 			}
 		}
 		select {
 		case <-p.done:
-			return "", fmt.Errorf("process exited (%v) before printing %q", p.err, s)
+			return "", 0, fmt.Errorf("process exited (%v) before printing %q", p.err, s)
 		default:
 		}
 		if time.Now().After(deadline) {
-			return "", fmt.Errorf("no line with %q within %v", s, timeout)
+			return "", 0, fmt.Errorf("no line with %q within %v", s, timeout)
 		}
 		p.cond.Wait()
 	}
@@ -237,19 +240,11 @@ func (p *Proc) WaitLines(s string, count int, timeout time.Duration) ([]string, 
 	from := 0
 	deadline := time.Now().Add(timeout)
 	for len(got) < count {
-		line, err := p.waitLineFrom(from, s, time.Until(deadline))
+		line, next, err := p.waitLineFrom(from, s, time.Until(deadline))
 		if err != nil {
 			return got, err
 		}
-		got = append(got, line)
-		p.mu.Lock()
-		for i := from; i < len(p.lines); i++ {
-			if p.lines[i] == line {
-				from = i + 1
-				break
-			}
-		}
-		p.mu.Unlock()
+		got, from = append(got, line), next
 	}
 	return got, nil
 }
@@ -308,18 +303,11 @@ func (p *Proc) countersN(n int) ([]LcoreCounters, error) {
 	}
 	var all []LcoreCounters
 	for len(all) < n {
-		line, err := p.waitLineFrom(from, "xstack-counters ", 10*time.Second)
+		line, next, err := p.waitLineFrom(from, "xstack-counters ", 10*time.Second)
 		if err != nil {
 			return nil, fmt.Errorf("counters: %w", err)
 		}
-		p.mu.Lock()
-		for i := from; i < len(p.lines); i++ {
-			if p.lines[i] == line {
-				from = i + 1
-				break
-			}
-		}
-		p.mu.Unlock()
+		from = next
 		var v LcoreCounters
 		line = line[strings.Index(line, "{"):]
 		if err := json.NewDecoder(bytes.NewReader([]byte(line))).Decode(&v); err != nil {

@@ -7,10 +7,13 @@
 package rigtest
 
 import (
+	"errors"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/xstack/xstack/internal/rig"
+	"github.com/xstack/xstack/internal/xstest"
 )
 
 // RequireRoot skips t when the process is not root, or fails it when
@@ -40,4 +43,22 @@ func New(t testing.TB, o rig.Options) *rig.Rig {
 		}
 	})
 	return r
+}
+
+// WaitDetached fails t unless the XDP program leaves the stack-side
+// interface within timeout; when says after what ("after SIGKILL"). The
+// kernel detaches it when the last descriptor of its link is closed, which
+// happens as a killed process is reaped, a little after it is gone.
+func WaitDetached(t testing.TB, r *rig.Rig, timeout time.Duration, when string) {
+	t.Helper()
+	xstest.WaitFor(t, timeout, "XDP program detached "+when, func() error {
+		on, err := r.XDPAttached()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if on {
+			return errors.New("still attached")
+		}
+		return nil
+	})
 }

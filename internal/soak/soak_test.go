@@ -2,6 +2,7 @@ package soak
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -22,6 +23,7 @@ import (
 	"github.com/xstack/xstack/internal/ctl"
 	"github.com/xstack/xstack/internal/rig"
 	"github.com/xstack/xstack/internal/rigtest"
+	"github.com/xstack/xstack/internal/xstest"
 	"github.com/xstack/xstack/stack"
 )
 
@@ -337,7 +339,7 @@ func TestSoak(t *testing.T) {
 	closed := time.Now()
 	var after figures
 	var settled time.Duration
-	for {
+	xstest.Until(30*time.Second, func() error {
 		after = probe(t, pid, runDir, 1)
 		busy := 0
 		for st, n := range after.states {
@@ -345,15 +347,12 @@ func TestSoak(t *testing.T) {
 				busy += n
 			}
 		}
-		if busy == 0 && after.goroutines == base.goroutines && after.fds == base.fds && umemProblem(after.umem) == "" {
-			settled = time.Since(closed)
-			break
+		if busy != 0 || after.goroutines != base.goroutines || after.fds != base.fds || umemProblem(after.umem) != "" {
+			return errors.New("not quiet")
 		}
-		if time.Since(closed) > 30*time.Second {
-			break
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+		settled = time.Since(closed)
+		return nil
+	})
 	t.Logf("after the clients closed: %v", after)
 	for st, n := range after.states {
 		if st != "LISTEN" {
@@ -526,20 +525,7 @@ func TestKillUnderLoad(t *testing.T) {
 			t.Errorf("round %d: no connection was made before the kill: no load", i)
 		}
 		// The kernel detaches the program when its last link fd goes.
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			on, err := r.XDPAttached()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !on {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("round %d (%s): XDP program still attached 5s after SIGKILL", i, mode)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		rigtest.WaitDetached(t, r, 5*time.Second, fmt.Sprintf("in round %d (%s) after SIGKILL", i, mode))
 		for _, a := range []netip.Addr{r.KernelAddr4, r.KernelAddr6} {
 			if out, err := r.Run(r.PeerNS, "ping", "-c", "1", "-W", "2", a.String()); err != nil {
 				t.Errorf("round %d (%s): ping %s after SIGKILL: %v\n%s", i, mode, a, err, out)
