@@ -64,6 +64,19 @@ func buildSeg(s seg) []byte {
 	return f
 }
 
+// sentIndexes returns the positions in frames of the frames filter sent.
+func sentIndexes(frames, out [][]byte) []int {
+	var got []int
+	for _, o := range out {
+		for i, f := range frames {
+			if &f[0] == &o[0] {
+				got = append(got, i)
+			}
+		}
+	}
+	return got
+}
+
 func TestAckElision(t *testing.T) {
 	ack := header.TCPFlagAck
 	psh := header.TCPFlagAck | header.TCPFlagPsh
@@ -100,15 +113,7 @@ func TestAckElision(t *testing.T) {
 			}
 			var a ackElider
 			a.init(len(frames))
-			out := a.filter(frames, nil)
-			var got []int
-			for _, o := range out {
-				for i, f := range frames {
-					if &f[0] == &o[0] {
-						got = append(got, i)
-					}
-				}
-			}
+			got := sentIndexes(frames, a.filter(frames, nil))
 			if len(got) != len(tt.want) {
 				t.Fatalf("sent frames %v, want %v", got, tt.want)
 			}
@@ -216,15 +221,7 @@ func TestFinJoined(t *testing.T) {
 				}
 				a := ackElider{disabled: disabled}
 				a.init(len(frames))
-				out := a.filter(frames, nil)
-				var got []int
-				for _, o := range out {
-					for i, f := range frames {
-						if &f[0] == &o[0] {
-							got = append(got, i)
-						}
-					}
-				}
+				got := sentIndexes(frames, a.filter(frames, nil))
 				if !slices.Equal(got, tt.want) {
 					t.Fatalf("sent frames %v, want %v", got, tt.want)
 				}
