@@ -41,8 +41,6 @@ type Lcore struct {
 	log     *log.Logger
 	handoff *Handoff
 	join    *joinServer
-	now     func() time.Duration // the loop's clock
-	clock   *stack.LoopClock     // the stack's clock, which the loop drives
 	runDir  string
 
 	closeOnce sync.Once
@@ -193,9 +191,7 @@ func startGroup(conf *Config, ids []int, logger *log.Logger) (_ []*Lcore, err er
 		logger.Printf("lcore %d: %s queue %d: XDP %s mode, AF_XDP %s (%s)", l.ID, port.Ifname, l.Queue, l.xdp.Mode(), l.q.Mode(), mode)
 		// The loop drives the stack's timers: they fire between bursts
 		// (stack.LoopClock).
-		l.now = monotonicClock()
-		l.clock = stack.NewLoopClock(l.now)
-		if l.Stack, err = newLcoreStack(conf, port, l.q, l.ProcID, n, rss, l.Queue, l.clock); err != nil {
+		if l.Stack, err = newLcoreStack(conf, port, l.q, l.ProcID, n, rss, l.Queue, stack.NewLoopClock(monotonicClock())); err != nil {
 			return nil, fmt.Errorf("lcore %d: %w", l.ID, err)
 		}
 	}
@@ -310,8 +306,6 @@ func (l *Lcore) startLoop(h *Handoff) error {
 		BusyPoll:  l.Conf.BusyPoll,
 		TxFlush:   l.Conf.TxFlush,
 		Handoff:   h,
-		Now:       l.now,
-		Clock:     l.clock,
 	})
 	return l.startControlPlane()
 }

@@ -27,22 +27,19 @@ type LoopConfig struct {
 	// owns its flow and delivers what other lcores hand over.
 	Handoff *Handoff
 	// Now, when set, is the loop's monotonic clock (time since any fixed
-	// origin), read once per pass for the busy and idle time; tests give
-	// it a clock they advance themselves. Default: the runtime's
-	// monotonic clock.
+	// origin, never 0), read once per pass for the busy and idle time;
+	// tests give it a clock they advance themselves. Default: the
+	// stack's LoopClock when it has one, else the runtime's monotonic
+	// clock.
 	Now func() time.Duration
-	// Clock, when set, is the stack's clock (stack.Config.Clock): each
-	// pass moves it to the pass's reading of Now and fires the stack's
-	// timers that are due, and an idle pass rests no longer than the
-	// next timer is away.
-	Clock *stack.LoopClock
 }
 
 // LoopStats are the loop's counters.
 //
 // BusyNs and IdleNs split the loop's running time by what each pass did:
 // the time from the start of a pass to the start of the next one is busy
-// when the pass received, delivered or sent a frame, and idle otherwise
+// when the pass received, delivered or sent a frame or fired a timer of
+// the stack, and idle otherwise
 // (an idle pass's sleep or wait included). Their sum is the time the loop
 // has run, up to the start of its latest pass; busy / (busy + idle) over
 // an interval is the lcore's load, which the share of busy passes is not:
@@ -56,7 +53,7 @@ type LoopStats struct {
 	Sleeps     uint64 // idle sleeps or waits
 	BusyNs     uint64 // nanoseconds in passes that did work
 	IdleNs     uint64 // nanoseconds in idle passes and their sleeps
-	Timers     uint64 // stack timers fired by the loop (LoopConfig.Clock)
+	Timers     uint64 // timers of the stack's LoopClock fired by the loop
 }
 
 // Loop drives one queue and one stack.
@@ -73,6 +70,11 @@ type Loop struct {
 	// plane executes the tools' requests there, between bursts, so the
 	// stack is never touched from two goroutines at once.
 	control func()
+
+	// clock is the stack's LoopClock, or nil: each pass fires its timers
+	// that are due by the pass's reading, and an idle pass rests no
+	// longer than the next one is away.
+	clock *stack.LoopClock
 
 	passes, idle, rx, tx, sleeps atomic.Uint64
 	busyNs, idleNs, timers       atomic.Uint64
@@ -93,10 +95,15 @@ func NewLoop(q nic.Queue, st *stack.Stack, cfg LoopConfig) *Loop {
 	if cfg.TxFlush <= 0 {
 		cfg.TxFlush = 100 * time.Microsecond
 	}
-	if cfg.Now == nil {
+	clock := st.LoopClock()
+	switch {
+	case cfg.Now != nil:
+	case clock != nil:
+		cfg.Now = clock.Reading
+	default:
 		cfg.Now = monotonicClock()
 	}
-	return &Loop{q: q, st: st, cfg: cfg, frames: make([][]byte, cfg.Burst)}
+	return &Loop{q: q, st: st, cfg: cfg, clock: clock, frames: make([][]byte, cfg.Burst)}
 }
 
 // monotonicClock returns a clock of the runtime's monotonic time since
@@ -146,7 +153,7 @@ func (l *Loop) Pass(app func() error) (did bool, err error) {
 	defer func() { l.markBusy = did }()
 	l.passes.Add(1)
 	fired := 0
-	if c := l.cfg.Clock; c != nil {
+	if c := l.clock; c != nil {
 		fired = c.Advance(now)
 		l.timers.Add(uint64(fired))
 	}
@@ -215,7 +222,7 @@ func (l *Loop) rest(idlePasses int) error {
 	default:
 		return nil
 	}
-	if c := l.cfg.Clock; c != nil {
+	if c := l.clock; c != nil {
 		// The stack's timers fire only in a pass: wake for the next.
 		if d, ok := c.NextDeadline(l.cfg.Now()); ok {
 			if d == 0 {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net/netip"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -32,11 +31,10 @@ func newRRRig(tb testing.TB) *rrRig {
 		B:      stack.Config{Name: "bench", Addr4: netip.MustParsePrefix("198.18.0.2/16")},
 		Manual: true, // the lcore loops below drive the stacks
 	})
-	// The stacks' clocks are the loops' (stacktest gives each stack a
-	// LoopClock), as in an lcore.
-	now := func(st *stack.Stack) func() time.Duration { return st.LoopClock().Reading }
-	sl := core.NewLoop(p.QA, p.A, core.LoopConfig{BusyPoll: true, Now: now(p.A), Clock: p.A.LoopClock()})
-	cl := core.NewLoop(p.QB, p.B, core.LoopConfig{BusyPoll: true, Now: now(p.B), Clock: p.B.LoopClock()})
+	// stacktest gives each stack a LoopClock, as an lcore's has: the
+	// loops fire its timers.
+	sl := core.NewLoop(p.QA, p.A, core.LoopConfig{BusyPoll: true})
+	cl := core.NewLoop(p.QB, p.B, core.LoopConfig{BusyPoll: true})
 	ss, cs := posix.NewSockets(p.A), posix.NewSockets(p.B)
 	tb.Cleanup(func() {
 		ss.Close()
