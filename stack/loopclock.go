@@ -1,7 +1,9 @@
 package stack
 
 import (
+	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -34,6 +36,11 @@ type LoopClock struct {
 	now  func() time.Duration // the loop's monotonic clock
 	wall time.Time            // the wall-clock time at reading 0
 
+	// next is the earliest deadline (math.MaxInt64 with no timer armed),
+	// kept with the heap under mu and read without it: the loop's passes
+	// and rests look at it without taking the lock.
+	next atomic.Int64
+
 	mu    sync.Mutex
 	timer []*loopTimer // a 4-ary min-heap by deadline. +checklocks:mu
 	// due collects the timers one Advance fires; only Advance uses it.
@@ -46,7 +53,9 @@ var _ tcpip.Clock = (*LoopClock)(nil)
 // fixed origin (the loop's, see core.LoopConfig.Now), which must never go
 // back.
 func NewLoopClock(now func() time.Duration) *LoopClock {
-	return &LoopClock{now: now, wall: time.Now().Add(-now())}
+	c := &LoopClock{now: now, wall: time.Now().Add(-now())}
+	c.next.Store(math.MaxInt64)
+	return c
 }
 
 // Now implements tcpip.Clock: the wall-clock time of the current reading.
@@ -70,11 +79,15 @@ func (c *LoopClock) AfterFunc(d time.Duration, f func()) tcpip.Timer {
 // ran.
 func (c *LoopClock) Advance(now time.Duration) int {
 	cur := int64(now)
+	if cur < c.next.Load() {
+		return 0
+	}
 	c.mu.Lock()
 	for len(c.timer) > 0 && c.timer[0].when <= cur {
 		c.due = append(c.due, c.timer[0])
 		c.removeLocked(0)
 	}
+	c.setNextLocked()
 	c.mu.Unlock()
 	n := len(c.due)
 	for i, t := range c.due {
@@ -94,12 +107,20 @@ func (c *LoopClock) Fire() int { return c.Advance(c.now()) }
 // NextDeadline returns how long after now the earliest timer is due (0 if
 // it is due already), and false when no timer is armed.
 func (c *LoopClock) NextDeadline(now time.Duration) (time.Duration, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.timer) == 0 {
+	next := c.next.Load()
+	if next == math.MaxInt64 {
 		return 0, false
 	}
-	return max(0, time.Duration(c.timer[0].when-int64(now))), true
+	return max(0, time.Duration(next-int64(now))), true
+}
+
+// setNextLocked publishes the earliest deadline after the heap changed.
+func (c *LoopClock) setNextLocked() {
+	if len(c.timer) == 0 {
+		c.next.Store(math.MaxInt64)
+		return
+	}
+	c.next.Store(c.timer[0].when)
 }
 
 // Timers returns how many timers are armed.
@@ -127,6 +148,7 @@ func (t *loopTimer) Stop() bool {
 		return false
 	}
 	c.removeLocked(t.idx)
+	c.setNextLocked()
 	return true
 }
 
@@ -139,11 +161,12 @@ func (t *loopTimer) Reset(d time.Duration) {
 	t.when = int64(c.now() + max(d, 0))
 	if t.idx >= 0 {
 		c.fixLocked(t.idx)
-		return
+	} else {
+		t.idx = len(c.timer)
+		c.timer = append(c.timer, t)
+		c.upLocked(t.idx)
 	}
-	t.idx = len(c.timer)
-	c.timer = append(c.timer, t)
-	c.upLocked(t.idx)
+	c.setNextLocked()
 }
 
 // The heap is 4-ary: shallower than a binary one, so a push or a pop
