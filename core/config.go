@@ -128,7 +128,7 @@ type Config struct {
 	Pcap PcapConfig // [pcap]
 
 	// Sysctls holds the [sysctl] entries in file order, each validated by
-	// ValidateSysctl. Names are unique.
+	// stack.CheckSysctl. Names are unique.
 	Sysctls []Sysctl
 
 	// lines maps "section.key" (and "section" for its header) to its line,
@@ -1057,22 +1057,10 @@ func configPow2(v string, lo, hi int) (int, error) {
 	return n, nil
 }
 
-// ErrUnknownSysctl is wrapped by ValidateSysctl for a name it does not know.
-var ErrUnknownSysctl = stack.ErrUnknownSysctl
-
-// SysctlNames returns the names that [sysctl] and ValidateSysctl accept,
-// sorted: those of the stack's sysctl table.
-func SysctlNames() []string { return stack.SysctlNames() }
-
-// ValidateSysctl checks that name is a known sysctl and value a valid value
-// for it, through the stack's sysctl table (stack.CheckSysctl). The error
-// says what was expected; for an unknown name it wraps ErrUnknownSysctl.
-func ValidateSysctl(name, value string) error { return stack.CheckSysctl(name, value) }
-
 // sysctls validates the [sysctl] section into Config.Sysctls.
 func (p *configParser) sysctls(s configSection) error {
 	for _, e := range s.entries {
-		if err := ValidateSysctl(e.key, e.value); err != nil {
+		if err := stack.CheckSysctl(e.key, e.value); err != nil {
 			return p.errf(e.line, configQuoteKey(e.key), "%v", err)
 		}
 		p.cfg.Sysctls = append(p.cfg.Sysctls, Sysctl{Name: e.key, Value: e.value, Line: e.line})

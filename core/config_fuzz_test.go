@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/xstack/xstack/stack"
 )
 
 // FuzzParseConfig checks that ParseConfig never panics, that every error is a
@@ -51,7 +53,7 @@ func FuzzParseConfig(f *testing.F) {
 			}
 		}
 		for _, s := range c.Sysctls {
-			if err := ValidateSysctl(s.Name, s.Value); err != nil {
+			if err := stack.CheckSysctl(s.Name, s.Value); err != nil {
 				t.Fatalf("accepted bad sysctl %+v: %v", s, err)
 			}
 		}

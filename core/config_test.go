@@ -18,6 +18,7 @@ import (
 	"github.com/xstack/xstack/internal/rig"
 	"github.com/xstack/xstack/internal/rigtest"
 	"github.com/xstack/xstack/nic"
+	"github.com/xstack/xstack/stack"
 )
 
 // configParse parses text as file "test.ini" and fails t on error.
@@ -376,20 +377,20 @@ func TestLoadConfigMissingFile(t *testing.T) {
 }
 
 func TestConfigSysctlNames(t *testing.T) {
-	names := SysctlNames()
+	names := stack.SysctlNames()
 	if len(names) != 24 || !slices.IsSorted(names) {
-		t.Errorf("SysctlNames() = %v, want 24 sorted names", names)
+		t.Errorf("stack.SysctlNames() = %v, want 24 sorted names", names)
 	}
 	if names[0] != "net.inet.ip.forwarding" {
 		t.Errorf("first name %q, want net.inet.ip.forwarding", names[0])
 	}
 	names[0] = "x" // callers may not change the table
-	if SysctlNames()[0] != "net.inet.ip.forwarding" {
+	if stack.SysctlNames()[0] != "net.inet.ip.forwarding" {
 		t.Error("SysctlNames returned shared storage")
 	}
 }
 
-func TestConfigValidateSysctl(t *testing.T) {
+func TestConfigCheckSysctl(t *testing.T) {
 	tests := []struct {
 		name, value string
 		ok          bool
@@ -451,21 +452,21 @@ func TestConfigValidateSysctl(t *testing.T) {
 	for _, tt := range tests {
 		seen[tt.name] = true
 		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
-			err := ValidateSysctl(tt.name, tt.value)
+			err := stack.CheckSysctl(tt.name, tt.value)
 			if (err == nil) != tt.ok {
-				t.Errorf("ValidateSysctl(%q, %q) = %v, want ok=%v", tt.name, tt.value, err, tt.ok)
+				t.Errorf("CheckSysctl(%q, %q) = %v, want ok=%v", tt.name, tt.value, err, tt.ok)
 			}
 			if err != nil && !strings.HasPrefix(err.Error(), "expected ") {
 				t.Errorf("error %q does not say what was expected", err)
 			}
 		})
 	}
-	for _, n := range SysctlNames() {
+	for _, n := range stack.SysctlNames() {
 		if !seen[n] {
 			t.Errorf("no test for %s", n)
 		}
 	}
-	if err := ValidateSysctl("net.inet.tcp.rack", "1"); !errors.Is(err, ErrUnknownSysctl) {
+	if err := stack.CheckSysctl("net.inet.tcp.rack", "1"); !errors.Is(err, stack.ErrUnknownSysctl) {
 		t.Errorf("unknown name: got %v, want ErrUnknownSysctl", err)
 	}
 }
@@ -554,7 +555,7 @@ func TestParseConfigTestdata(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Sysctls) != len(SysctlNames()) || len(c.Ports) != 2 || !slices.Equal(c.Ports[1].LcoreList, []int{0, 1}) {
+	if len(c.Sysctls) != len(stack.SysctlNames()) || len(c.Ports) != 2 || !slices.Equal(c.Ports[1].LcoreList, []int{0, 1}) {
 		t.Errorf("full.ini: got %+v", c)
 	}
 }

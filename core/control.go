@@ -398,7 +398,7 @@ func (l *Lcore) controlOp(req ctl.Request) (any, error) {
 		if err := ctl.DecodeArgs(req.Args, &a); err != nil {
 			return nil, err
 		}
-		if err := ValidateSysctl(a.Name, a.Value); err != nil {
+		if err := stack.CheckSysctl(a.Name, a.Value); err != nil {
 			return nil, fmt.Errorf("sysctl %s=%s: %w", a.Name, a.Value, err)
 		}
 		return nil, nil

@@ -110,7 +110,7 @@ func TestControlServes(t *testing.T) {
 		t.Fatalf("stack recvspace %s after a check of 131072, want 65536 as set before", got)
 	}
 	var all []ctl.SysctlValue
-	if err := c.Call(ctl.OpSysctlGet, nil, &all); err != nil || len(all) != len(SysctlNames()) {
+	if err := c.Call(ctl.OpSysctlGet, nil, &all); err != nil || len(all) != len(stack.SysctlNames()) {
 		t.Fatalf("sysctl get all: %d values, %v", len(all), err)
 	}
 	for i, n := range stack.SysctlNames() {
