@@ -65,7 +65,7 @@ type Config struct {
 	PickPort PortPicker
 
 	// Clock, when set, is gVisor's clock, whose timers the lcore loop
-	// fires (core.LoopConfig.Clock). Unset, gVisor runs its timers on Go
+	// fires (LoopClock returns it to the loop). Unset, gVisor runs its timers on Go
 	// runtime timers; a stack that no loop drives must leave it unset, or
 	// its timers never fire.
 	Clock *LoopClock
