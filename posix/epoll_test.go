@@ -75,7 +75,8 @@ func TestEpollOneshot(t *testing.T) {
 	waitEvents(t, e.A, ep, cfd, unix.EPOLLIN)
 	_, err = e.B.Write(sfd, []byte("b"))
 	must(t, err)
-	time.Sleep(20 * time.Millisecond)
+	// Once "b" is queued too, a oneshot that still reported would say IN.
+	eventually(t, "both bytes queued", func() bool { n, _ := e.A.IoctlGetInt(cfd, unix.SIOCINQ); return n == 2 })
 	if got := pollOnce(t, e, ep, cfd); got != 0 {
 		t.Fatalf("oneshot reported %s before re-arm", evString(got))
 	}
@@ -174,7 +175,9 @@ func TestEpollWaitBlocksUntilReady(t *testing.T) {
 		t.Fatalf("timeout wait: n=%d after %v", n, time.Since(start))
 	}
 	go func() {
-		time.Sleep(20 * time.Millisecond)
+		if err := untilParked("posix.(*Sockets).EpollWait"); err != nil {
+			t.Error(err)
+		}
 		e.B.Write(sfd, []byte("x"))
 	}()
 	evs := make([]unix.EpollEvent, 1)
@@ -192,7 +195,7 @@ func TestEpollWaitWokenByClose(t *testing.T) {
 		_, err := e.A.EpollWait(ep, make([]unix.EpollEvent, 1), -1)
 		done <- err
 	}()
-	time.Sleep(20 * time.Millisecond)
+	waitParked(t, "posix.(*Sockets).EpollWait")
 	e.A.Close()
 	select {
 	case err := <-done:

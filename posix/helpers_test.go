@@ -2,42 +2,21 @@ package posix_test
 
 import (
 	"errors"
-	"os"
+	"fmt"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
-	"gvisor.dev/gvisor/pkg/refs"
 
+	"github.com/xstack/xstack/internal/xstest"
 	"github.com/xstack/xstack/posix"
 	"github.com/xstack/xstack/posix/posixtest"
 	"github.com/xstack/xstack/stack/stacktest"
 )
 
-func TestMain(m *testing.M) {
-	refs.SetLeakMode(refs.LeaksPanic)
-	before := runtime.NumGoroutine()
-	code := m.Run()
-	refs.DoLeakCheck()
-	if code == 0 {
-		// Goroutine leak check: everything the tests started (pumps,
-		// gVisor processors, blocked callers) must be gone.
-		deadline := time.Now().Add(5 * time.Second)
-		for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		if n := runtime.NumGoroutine(); n > before {
-			buf := make([]byte, 1<<20)
-			buf = buf[:runtime.Stack(buf, true)]
-			os.Stderr.Write(buf)
-			os.Stderr.WriteString("goroutine leak\n")
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { xstest.Main(m) }
 
 // env is two Sockets tables on two stacks joined in memory (stacktest): A
 // is the client side, B the server side by convention.
@@ -209,14 +188,51 @@ func epollAdd(tb testing.TB, t *posix.Sockets, epfd, fd int, events uint32) int 
 	return epfd
 }
 
-// eventually retries f until it returns true or a few seconds pass.
+// eventually waits until f returns true or a few seconds pass.
 func eventually(tb testing.TB, what string, f func() bool) {
 	tb.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !f() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
+	xstest.WaitFor(tb, 5*time.Second, what, func() error {
+		if f() {
+			return nil
 		}
-		time.Sleep(time.Millisecond)
+		return errors.New("not yet")
+	})
+}
+
+// parked returns nil once a goroutine is parked in a select inside fn (a
+// function as a goroutine dump names it, "posix.(*Sockets).Accept4"): the
+// positive event a test waits for before it wakes or answers a blocked
+// call, so that the call is known to have blocked rather than to have
+// found its answer at once.
+func parked(fn string) error {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, " [select") && strings.Contains(g, fn+"(") {
+			return nil
+		}
+	}
+	return fmt.Errorf("no goroutine blocked in %s", fn)
+}
+
+// untilParked waits a few seconds at most for a goroutine to park in fn
+// (see parked). A goroutine that answers a blocked call uses it.
+func untilParked(fn string) error {
+	return xstest.Until(5*time.Second, func() error { return parked(fn) })
+}
+
+// waitParked fails tb unless a goroutine parks in fn (see parked) within a
+// few seconds.
+func waitParked(tb testing.TB, fn string) {
+	tb.Helper()
+	if err := untilParked(fn); err != nil {
+		tb.Fatal(err)
 	}
 }

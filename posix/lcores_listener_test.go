@@ -50,7 +50,7 @@ func TestLcoresListenerSteals(t *testing.T) {
 		_, err := l.Accept()
 		errc <- err
 	}()
-	time.Sleep(50 * time.Millisecond)
+	waitParked(t, "posix.(*LcoresListener).Accept")
 	l.Close()
 	select {
 	case err := <-errc:

@@ -80,7 +80,9 @@ func TestPoll(t *testing.T) {
 		t.Fatalf("poll idle = %d", n)
 	}
 	go func() {
-		time.Sleep(50 * time.Millisecond)
+		if err := untilParked("posix.(*Sockets).Poll"); err != nil {
+			t.Error(err)
+		}
 		e.A.Write(cfd, []byte("x"))
 	}()
 	start := time.Now()

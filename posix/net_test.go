@@ -97,7 +97,9 @@ func TestNetConnSemantics(t *testing.T) {
 	var ne net.Error
 	must(t, c.SetReadDeadline(time.Now().Add(time.Hour)))
 	go func() {
-		time.Sleep(50 * time.Millisecond)
+		if err := untilParked("posix.(*sockConn).read"); err != nil {
+			t.Error(err)
+		}
 		c.SetReadDeadline(time.Now())
 	}()
 	start := time.Now()
@@ -152,7 +154,7 @@ func TestNetConnCloseWakesRead(t *testing.T) {
 		_, err := c.Read(make([]byte, 1))
 		errc <- err
 	}()
-	time.Sleep(20 * time.Millisecond)
+	waitParked(t, "posix.(*sockConn).read")
 	c.Close()
 	select {
 	case err := <-errc:

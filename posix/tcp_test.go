@@ -362,7 +362,7 @@ func TestBlockingAcceptWokenByConnect(t *testing.T) {
 				fd, _, err := e.B.Accept4(lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 				done <- result{fd, err}
 			}()
-			time.Sleep(20 * time.Millisecond) // let Accept block
+			waitParked(t, "posix.(*Sockets).Accept4")
 			cfd := must1[int](t)(e.A.Socket(fam.domain, unix.SOCK_STREAM, 0))
 			must(t, e.A.Connect(cfd, fam.b(port)))
 			r := <-done
@@ -385,7 +385,7 @@ func TestCloseWakesBlockedRead(t *testing.T) {
 		_, err := e.A.Read(cfd, make([]byte, 4))
 		done <- err
 	}()
-	time.Sleep(20 * time.Millisecond)
+	waitParked(t, "posix.(*Sockets).Read")
 	must(t, e.A.CloseFD(cfd))
 	select {
 	case err := <-done:
