@@ -634,32 +634,17 @@ func TestRxPathSeeds(t *testing.T) {
 // right under mutation.
 
 func rxUDP(v6 bool, sport, dport uint16, payload []byte) []byte {
-	u := make([]byte, header.UDPMinimumSize+len(payload))
-	header.UDP(u).Encode(&header.UDPFields{SrcPort: sport, DstPort: dport, Length: uint16(len(u))})
+	u := rxRawUDP(sport, dport, len(payload))
 	copy(u[header.UDPMinimumSize:], payload)
 	return rxL4Frame(v6, uint8(header.UDPProtocolNumber), u)
 }
 
-// rxICMP4 is an ICMPv4 message: type, code, the 4 bytes after the
-// checksum, and the body.
 func rxICMP4(typ header.ICMPv4Type, code header.ICMPv4Code, rest uint32, body []byte) []byte {
-	m := make([]byte, header.ICMPv4MinimumSize+len(body))
-	m[0], m[1] = byte(typ), byte(code)
-	binary.BigEndian.PutUint32(m[4:], rest)
-	copy(m[header.ICMPv4MinimumSize:], body)
-	return rxL4Frame(false, uint8(header.ICMPv4ProtocolNumber), m)
-}
-
-func rxICMP6Msg(typ header.ICMPv6Type, code header.ICMPv6Code, rest uint32, body []byte) []byte {
-	m := make([]byte, header.ICMPv6MinimumSize+len(body))
-	m[0], m[1] = byte(typ), byte(code)
-	binary.BigEndian.PutUint32(m[4:], rest)
-	copy(m[header.ICMPv6MinimumSize:], body)
-	return m
+	return rxL4Frame(false, uint8(header.ICMPv4ProtocolNumber), steerICMPMsg(typ, uint8(code), rest, body))
 }
 
 func rxICMP6(typ header.ICMPv6Type, code header.ICMPv6Code, rest uint32, body []byte) []byte {
-	return rxL4Frame(true, uint8(header.ICMPv6ProtocolNumber), rxICMP6Msg(typ, code, rest, body))
+	return rxL4Frame(true, uint8(header.ICMPv6ProtocolNumber), steerICMPMsg(typ, uint8(code), rest, body))
 }
 
 // rxIP6Frame is an IPv6 packet from src to dst in a frame to dstMAC, with
@@ -805,7 +790,7 @@ func rxSeeds() []fuzzcorpus.Seed {
 	igmpQuery[14+8] = 1 // RFC 2236: TTL 1
 	rxFixChecksums(igmpQuery)
 	mldQuery := rxIP6Frame(allNodesMAC, uint8(header.ICMPv6ProtocolNumber), llPeer, netip.MustParseAddr("ff02::1"),
-		rxICMP6Msg(header.ICMPv6MulticastListenerQuery, 0, 1000<<16, make([]byte, 16)))
+		steerICMPMsg(header.ICMPv6MulticastListenerQuery, 0, 1000<<16, make([]byte, 16)))
 	mldQuery[14+7] = 1 // RFC 2710: hop limit 1
 
 	badSum := seg(rxSegment{sport: 41001, dport: rxListenPort, seq: 1, flags: syn})
@@ -883,13 +868,13 @@ func rxSeeds() []fuzzcorpus.Seed {
 		{"icmp6_packet_too_big_tcp", fix, [][]byte{rxICMP6(header.ICMPv6PacketTooBig, 0, 1280, ourTCP6)}},
 		{"icmp6_unreachable_udp", fix, [][]byte{rxICMP6(header.ICMPv6DstUnreachable, header.ICMPv6PortUnreachable, 0, ourUDP6)}},
 		{"ndp_ns", fix, [][]byte{rxIP6Frame(solicitedMAC, uint8(header.ICMPv6ProtocolNumber), rxV6Peer, solicited,
-			rxICMP6Msg(header.ICMPv6NeighborSolicit, 0, 0, rxNDP(rxV6Us, 1)))}},
+			steerICMPMsg(header.ICMPv6NeighborSolicit, 0, 0, rxNDP(rxV6Us, 1)))}},
 		{"ndp_ns_dad", fix, [][]byte{rxIP6Frame(solicitedMAC, uint8(header.ICMPv6ProtocolNumber), netip.IPv6Unspecified(), solicited,
-			rxICMP6Msg(header.ICMPv6NeighborSolicit, 0, 0, rxV6Us.AsSlice()))}},
+			steerICMPMsg(header.ICMPv6NeighborSolicit, 0, 0, rxV6Us.AsSlice()))}},
 		{"ndp_na", fix, [][]byte{rxIP6Frame(us, uint8(header.ICMPv6ProtocolNumber), rxV6Peer, rxV6Us,
-			rxICMP6Msg(header.ICMPv6NeighborAdvert, 0, 0x60000000, rxNDP(rxV6Peer, 2)))}},
+			steerICMPMsg(header.ICMPv6NeighborAdvert, 0, 0x60000000, rxNDP(rxV6Peer, 2)))}},
 		{"ndp_ra", fix | rxOnLcore1, [][]byte{rxIP6Frame(allNodesMAC, uint8(header.ICMPv6ProtocolNumber), llPeer, netip.MustParseAddr("ff02::1"),
-			rxICMP6Msg(header.ICMPv6RouterAdvert, 0, 64<<24|1800, append(make([]byte, 8),
+			steerICMPMsg(header.ICMPv6RouterAdvert, 0, 64<<24|1800, append(make([]byte, 8),
 				3, 4, 64, 0xc0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0x20, 0x01, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)))}},
 		{"mld_query", fix, [][]byte{mldQuery}},
 		{"igmp_query", fix, [][]byte{igmpQuery}},

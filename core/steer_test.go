@@ -87,22 +87,21 @@ func steerUDP(sport, dport uint16) []byte {
 	return b
 }
 
-func steerICMP4(typ header.ICMPv4Type, ident uint16, body []byte) []byte {
+// steerICMPMsg is an ICMPv4 or ICMPv6 message: type, code, the 4 bytes
+// after the checksum, and the body. Both versions share that 8-byte header
+// (RFC 792, RFC 4443 section 2.1).
+func steerICMPMsg[T ~uint8](typ T, code uint8, rest uint32, body []byte) []byte {
 	b := make([]byte, header.ICMPv4MinimumSize+len(body))
-	m := header.ICMPv4(b)
-	m.SetType(typ)
-	m.SetIdent(ident)
+	b[0], b[1] = byte(typ), code
+	binary.BigEndian.PutUint32(b[4:], rest)
 	copy(b[header.ICMPv4MinimumSize:], body)
 	return b
 }
 
-func steerICMP6(typ header.ICMPv6Type, ident uint16, body []byte) []byte {
-	b := make([]byte, header.ICMPv6MinimumSize+len(body))
-	m := header.ICMPv6(b)
-	m.SetType(typ)
-	m.SetIdent(ident)
-	copy(b[header.ICMPv6MinimumSize:], body)
-	return b
+// steerICMP is an echo or error message with ident where echo messages
+// carry it (the upper half of the 4 bytes after the checksum).
+func steerICMP[T ~uint8](typ T, ident uint16, body []byte) []byte {
+	return steerICMPMsg(typ, 0, uint32(ident)<<16, body)
 }
 
 func steerARP(op header.ARPOp, spa, tpa tcpip.Address) []byte {
@@ -156,9 +155,9 @@ func steerCases() []steerCase {
 	// What we sent and an ICMP error quotes: from our port to the peer.
 	ourTCP4 := steerIP4Packet(tcp, steerIP4Opts{src: steerV4Us, dst: steerV4Peer}, steerTCP(12001, 80))
 	ourUDP4 := steerIP4Packet(udp, steerIP4Opts{src: steerV4Us, dst: steerV4Peer}, steerUDP(10001, 53))
-	ourPing4 := steerIP4Packet(icmp4, steerIP4Opts{src: steerV4Us, dst: steerV4Peer}, steerICMP4(header.ICMPv4Echo, 12002, nil))
+	ourPing4 := steerIP4Packet(icmp4, steerIP4Opts{src: steerV4Us, dst: steerV4Peer}, steerICMP(header.ICMPv4Echo, 12002, nil))
 	ourTCP6 := steerIP6Packet(tcp, steerV6Us, steerV6Peer, steerTCP(13002, 443))
-	ourPing6 := steerIP6Packet(icmp6, steerV6Us, steerV6Peer, steerICMP6(header.ICMPv6EchoRequest, 10003, nil))
+	ourPing6 := steerIP6Packet(icmp6, steerV6Us, steerV6Peer, steerICMP(header.ICMPv6EchoRequest, 10003, nil))
 	padded := steerIP4(udp, none, steerUDP(53, 12000)[:8])
 	padded = append(padded, make([]byte, 60-len(padded))...)
 	badTotal := steerIP4(tcp, none, steerTCP(80, 12000))
@@ -209,30 +208,30 @@ func steerCases() []steerCase {
 		{"arp unknown op", steerARP(3, steerV4Peer, steerV4Us), steerAny},
 		{"arp not ethernet", arpBadHType, steerAny},
 		{"arp short", arpShort, steerAny},
-		{"icmp4 echo request", steerIP4(icmp4, none, steerICMP4(header.ICMPv4Echo, 13001, nil)), steerAny},
-		{"icmp4 echo reply to lcore 3", steerIP4(icmp4, none, steerICMP4(header.ICMPv4EchoReply, 13001, nil)), 3},
-		{"icmp4 echo reply outside the ranges", steerIP4(icmp4, none, steerICMP4(header.ICMPv4EchoReply, 7, nil)), steerAny},
-		{"icmp4 frag needed quoting our tcp", steerIP4(icmp4, none, steerICMP4(header.ICMPv4DstUnreachable, 1400, ourTCP4[:28])), 2},
-		{"icmp4 port unreachable quoting our udp", steerIP4(icmp4, none, steerICMP4(header.ICMPv4DstUnreachable, 0, ourUDP4)), 0},
-		{"icmp4 time exceeded quoting our ping", steerIP4(icmp4, none, steerICMP4(header.ICMPv4TimeExceeded, 0, ourPing4)), 2},
-		{"icmp4 parameter problem quoting our tcp", steerIP4(icmp4, none, steerICMP4(header.ICMPv4ParamProblem, 0, ourTCP4)), 2},
-		{"icmp4 error quoting too little", steerIP4(icmp4, none, steerICMP4(header.ICMPv4DstUnreachable, 0, ourTCP4[:27])), steerAny},
-		{"icmp4 error quoting a fragment", steerIP4(icmp4, none, steerICMP4(header.ICMPv4DstUnreachable, 0,
+		{"icmp4 echo request", steerIP4(icmp4, none, steerICMP(header.ICMPv4Echo, 13001, nil)), steerAny},
+		{"icmp4 echo reply to lcore 3", steerIP4(icmp4, none, steerICMP(header.ICMPv4EchoReply, 13001, nil)), 3},
+		{"icmp4 echo reply outside the ranges", steerIP4(icmp4, none, steerICMP(header.ICMPv4EchoReply, 7, nil)), steerAny},
+		{"icmp4 frag needed quoting our tcp", steerIP4(icmp4, none, steerICMP(header.ICMPv4DstUnreachable, 1400, ourTCP4[:28])), 2},
+		{"icmp4 port unreachable quoting our udp", steerIP4(icmp4, none, steerICMP(header.ICMPv4DstUnreachable, 0, ourUDP4)), 0},
+		{"icmp4 time exceeded quoting our ping", steerIP4(icmp4, none, steerICMP(header.ICMPv4TimeExceeded, 0, ourPing4)), 2},
+		{"icmp4 parameter problem quoting our tcp", steerIP4(icmp4, none, steerICMP(header.ICMPv4ParamProblem, 0, ourTCP4)), 2},
+		{"icmp4 error quoting too little", steerIP4(icmp4, none, steerICMP(header.ICMPv4DstUnreachable, 0, ourTCP4[:27])), steerAny},
+		{"icmp4 error quoting a fragment", steerIP4(icmp4, none, steerICMP(header.ICMPv4DstUnreachable, 0,
 			steerIP4Packet(tcp, steerIP4Opts{fragOff: 8, src: steerV4Us, dst: steerV4Peer}, steerTCP(12001, 80)))), steerAny},
-		{"icmp4 error quoting ipv6", steerIP4(icmp4, none, steerICMP4(header.ICMPv4DstUnreachable, 0, ourTCP6)), steerAny},
-		{"icmp4 redirect", steerIP4(icmp4, none, steerICMP4(header.ICMPv4Redirect, 0, ourTCP4)), steerAny},
+		{"icmp4 error quoting ipv6", steerIP4(icmp4, none, steerICMP(header.ICMPv4DstUnreachable, 0, ourTCP6)), steerAny},
+		{"icmp4 redirect", steerIP4(icmp4, none, steerICMP(header.ICMPv4Redirect, 0, ourTCP4)), steerAny},
 		{"icmp4 short", steerIP4(icmp4, none, []byte{0, 0, 0, 0, 0x2e}), steerAny},
-		{"icmp6 neighbor solicitation", steerIP6(icmp6, steerICMP6(header.ICMPv6NeighborSolicit, 0, make([]byte, 16))), steerAll},
-		{"icmp6 neighbor advertisement", steerIP6(icmp6, steerICMP6(header.ICMPv6NeighborAdvert, 0, make([]byte, 16))), steerAll},
-		{"icmp6 router advertisement", steerIP6(icmp6, steerICMP6(header.ICMPv6RouterAdvert, 0, make([]byte, 8))), steerAll},
-		{"icmp6 router solicitation", steerIP6(icmp6, steerICMP6(header.ICMPv6RouterSolicit, 0, nil)), steerAny},
-		{"icmp6 redirect", steerIP6(icmp6, steerICMP6(header.ICMPv6RedirectMsg, 0, make([]byte, 32))), steerAny},
-		{"icmp6 echo request", steerIP6(icmp6, steerICMP6(header.ICMPv6EchoRequest, 12000, nil)), steerAny},
-		{"icmp6 echo reply to lcore 2", steerIP6(icmp6, steerICMP6(header.ICMPv6EchoReply, 12000, nil)), 2},
-		{"icmp6 echo reply to lcore 1", steerIP6(icmp6, steerICMP6(header.ICMPv6EchoReply, 11999, nil)), 1},
-		{"icmp6 packet too big quoting our tcp", steerIP6(icmp6, steerICMP6(header.ICMPv6PacketTooBig, 0, ourTCP6)), 3},
-		{"icmp6 unreachable quoting our ping", steerIP6(icmp6, steerICMP6(header.ICMPv6DstUnreachable, 0, ourPing6)), 0},
-		{"icmp6 error quoting too little", steerIP6(icmp6, steerICMP6(header.ICMPv6TimeExceeded, 0, ourTCP6[:47])), steerAny},
+		{"icmp6 neighbor solicitation", steerIP6(icmp6, steerICMP(header.ICMPv6NeighborSolicit, 0, make([]byte, 16))), steerAll},
+		{"icmp6 neighbor advertisement", steerIP6(icmp6, steerICMP(header.ICMPv6NeighborAdvert, 0, make([]byte, 16))), steerAll},
+		{"icmp6 router advertisement", steerIP6(icmp6, steerICMP(header.ICMPv6RouterAdvert, 0, make([]byte, 8))), steerAll},
+		{"icmp6 router solicitation", steerIP6(icmp6, steerICMP(header.ICMPv6RouterSolicit, 0, nil)), steerAny},
+		{"icmp6 redirect", steerIP6(icmp6, steerICMP(header.ICMPv6RedirectMsg, 0, make([]byte, 32))), steerAny},
+		{"icmp6 echo request", steerIP6(icmp6, steerICMP(header.ICMPv6EchoRequest, 12000, nil)), steerAny},
+		{"icmp6 echo reply to lcore 2", steerIP6(icmp6, steerICMP(header.ICMPv6EchoReply, 12000, nil)), 2},
+		{"icmp6 echo reply to lcore 1", steerIP6(icmp6, steerICMP(header.ICMPv6EchoReply, 11999, nil)), 1},
+		{"icmp6 packet too big quoting our tcp", steerIP6(icmp6, steerICMP(header.ICMPv6PacketTooBig, 0, ourTCP6)), 3},
+		{"icmp6 unreachable quoting our ping", steerIP6(icmp6, steerICMP(header.ICMPv6DstUnreachable, 0, ourPing6)), 0},
+		{"icmp6 error quoting too little", steerIP6(icmp6, steerICMP(header.ICMPv6TimeExceeded, 0, ourTCP6[:47])), steerAny},
 		{"icmp6 short", steerIP6(icmp6, []byte{136, 0, 0}), steerAny},
 		{"empty", nil, steerAny},
 		{"13 bytes", steerIP4(tcp, none, steerTCP(80, 12000))[:13], steerAny},
