@@ -16,19 +16,13 @@ import (
 	"github.com/xstack/xstack/tools/internal/neigh"
 )
 
-const usage = `
-usage: arp [-p proc-id] [--run-dir dir] [--json] -a
-       arp [flags] hostname
-       arp [flags] -d hostname
-       arp [flags] -s hostname ether_addr
-
-Shows or changes the ARP cache of running xstack processes (every process in
+const about = `Shows or changes the ARP cache of running xstack processes (every process in
 the run dir unless -p is given): -a lists it, -d deletes an entry (the next
 packet to the host resolves it again), -s adds a permanent entry. Hosts are
 IPv4 addresses; -n is accepted (output is numeric).`
 
 func main() {
-	neigh.Main(neigh.Table{Tool: "arp", Usage: usage, Noun: "hostname",
+	neigh.Main(neigh.Table{Tool: "arp", About: about, Noun: "hostname",
 		Line: func(n stackinfo.Neighbor, mac string) string {
 			return fmt.Sprintf("? (%s) at %s on %s %s [ethernet]", n.Addr, mac, n.Iface, expiry(n))
 		},

@@ -16,19 +16,13 @@ import (
 	"github.com/xstack/xstack/tools/internal/neigh"
 )
 
-const usage = `
-usage: ndp [-p proc-id] [--run-dir dir] [--json] -a
-       ndp [flags] address
-       ndp [flags] -d address
-       ndp [flags] -s address ether_addr
-
-Shows or changes the IPv6 neighbour cache of running xstack processes
+const about = `Shows or changes the IPv6 neighbour cache of running xstack processes
 (every process in the run dir unless -p is given): -a lists it, -d deletes
 an entry (the next packet to the neighbour solicits it again), -s adds a
 permanent entry. -n is accepted (output is numeric).`
 
 func main() {
-	neigh.Main(neigh.Table{Tool: "ndp", Usage: usage, IPv6: true, Noun: "address",
+	neigh.Main(neigh.Table{Tool: "ndp", About: about, IPv6: true, Noun: "address",
 		Header: fmt.Sprintf("%-39s %-17s %-6s %-10s %s", "Neighbor", "Linklayer Address", "Netif", "Expire", "S"),
 		Line: func(n stackinfo.Neighbor, mac string) string {
 			return fmt.Sprintf("%-39s %-17s %-6s %-10s %s", n.Addr, mac, n.Iface, expire(n), state(n.State))

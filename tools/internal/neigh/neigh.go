@@ -17,7 +17,7 @@ import (
 // Table is what differs between the two tools.
 type Table struct {
 	Tool  string // the tool's name
-	Usage string // its usage text
+	About string // what the tool does, printed after the synopsis
 	IPv6  bool   // the NDP table, else the ARP table
 	Noun  string // what an operand is called in flag help: "hostname", "address"
 	// Header, when set, is printed before the entries.
@@ -33,7 +33,16 @@ func Main(t Table) {
 	if t.IPv6 {
 		family = "IPv6"
 	}
-	tool := ctl.NewTool(t.Tool, t.Usage)
+	// Both tools take the same operands; only the tool and the operand's
+	// name differ in the synopsis.
+	usage := fmt.Sprintf(`
+usage: %[1]s [-p proc-id] [--run-dir dir] [--json] -a
+       %[1]s [flags] %[2]s
+       %[1]s [flags] -d %[2]s
+       %[1]s [flags] -s %[2]s ether_addr
+
+%[3]s`, t.Tool, t.Noun, t.About)
+	tool := ctl.NewTool(t.Tool, usage)
 	list := tool.FS.Bool("a", false, "list every entry")
 	del := tool.FS.Bool("d", false, "delete the entry of the "+t.Noun)
 	set := tool.FS.Bool("s", false, "add a permanent entry: "+t.Noun+" ether_addr")
