@@ -682,15 +682,21 @@ func rxRawUDP(sport, dport uint16, n int) []byte {
 	return b
 }
 
+// rxFragUDP is the UDP datagram from src to dst, checksum set, that the
+// rxFragments functions split.
+func rxFragUDP(src, dst tcpip.Address, payload []byte) []byte {
+	u := rxRawUDP(5353, rxUDPPort, len(payload))
+	copy(u[header.UDPMinimumSize:], payload)
+	rxFixL4(uint8(header.UDPProtocolNumber), src, dst, u)
+	return u
+}
+
 // rxFragments4 splits a UDP datagram from the peer to us into IPv4
 // fragments of the given payload sizes (multiples of 8 but the last), in
 // the order given by order.
 func rxFragments4(id uint16, payload []byte, sizes []int, order []int) [][]byte {
 	src, dst := rxAddr(rxV4Peer), rxAddr(rxV4Us)
-	u := make([]byte, header.UDPMinimumSize+len(payload))
-	header.UDP(u).Encode(&header.UDPFields{SrcPort: 5353, DstPort: rxUDPPort, Length: uint16(len(u))})
-	copy(u[header.UDPMinimumSize:], payload)
-	rxFixL4(uint8(header.UDPProtocolNumber), src, dst, u)
+	u := rxFragUDP(src, dst, payload)
 	var frags [][]byte
 	off := 0
 	for i, n := range sizes {
@@ -718,10 +724,7 @@ func rxFragments4(id uint16, payload []byte, sizes []int, order []int) [][]byte 
 // fragments (a Fragment header first) of the given sizes.
 func rxFragments6(id uint32, payload []byte, sizes []int) [][]byte {
 	src, dst := rxAddr(rxV6Peer), rxAddr(rxV6Us)
-	u := make([]byte, header.UDPMinimumSize+len(payload))
-	header.UDP(u).Encode(&header.UDPFields{SrcPort: 5353, DstPort: rxUDPPort, Length: uint16(len(u))})
-	copy(u[header.UDPMinimumSize:], payload)
-	rxFixL4(uint8(header.UDPProtocolNumber), src, dst, u)
+	u := rxFragUDP(src, dst, payload)
 	var frags [][]byte
 	off := 0
 	for i, n := range sizes {

@@ -3,7 +3,7 @@ package posix_test
 import (
 	"errors"
 	"fmt"
-	"runtime"
+	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
@@ -205,16 +205,11 @@ func eventually(tb testing.TB, what string, f func() bool) {
 // call, so that the call is known to have blocked rather than to have
 // found its answer at once.
 func parked(fn string) error {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
+	var dump strings.Builder
+	if err := pprof.Lookup("goroutine").WriteTo(&dump, 2); err != nil {
+		return fmt.Errorf("goroutine dump: %w", err)
 	}
-	for _, g := range strings.Split(string(buf), "\n\n") {
+	for _, g := range strings.Split(dump.String(), "\n\n") {
 		if strings.Contains(g, " [select") && strings.Contains(g, fn+"(") {
 			return nil
 		}

@@ -167,33 +167,28 @@ func addrPort(a tcpip.Address, port uint16, proto tcpip.NetworkProtocolNumber) n
 	return netip.AddrPortFrom(ip.Unmap(), port)
 }
 
-// tcpStateName spells gVisor's TCP states as Linux's netstat does.
+// tcpStateNames spells gVisor's TCP states as Linux's netstat does.
+var tcpStateNames = map[tcp.EndpointState]string{
+	tcp.StateEstablished: "ESTABLISHED",
+	tcp.StateSynSent:     "SYN_SENT",
+	tcp.StateConnecting:  "SYN_SENT",
+	tcp.StateSynRecv:     "SYN_RECV",
+	tcp.StateFinWait1:    "FIN_WAIT1",
+	tcp.StateFinWait2:    "FIN_WAIT2",
+	tcp.StateTimeWait:    "TIME_WAIT",
+	tcp.StateClose:       "CLOSE",
+	tcp.StateError:       "CLOSE",
+	tcp.StateCloseWait:   "CLOSE_WAIT",
+	tcp.StateLastAck:     "LAST_ACK",
+	tcp.StateListen:      "LISTEN",
+	tcp.StateClosing:     "CLOSING",
+	tcp.StateBound:       "BOUND",
+}
+
+// tcpStateName is s as netstat spells it, or UNKNOWN.
 func tcpStateName(s tcp.EndpointState) string {
-	switch s {
-	case tcp.StateEstablished:
-		return "ESTABLISHED"
-	case tcp.StateSynSent, tcp.StateConnecting:
-		return "SYN_SENT"
-	case tcp.StateSynRecv:
-		return "SYN_RECV"
-	case tcp.StateFinWait1:
-		return "FIN_WAIT1"
-	case tcp.StateFinWait2:
-		return "FIN_WAIT2"
-	case tcp.StateTimeWait:
-		return "TIME_WAIT"
-	case tcp.StateClose, tcp.StateError:
-		return "CLOSE"
-	case tcp.StateCloseWait:
-		return "CLOSE_WAIT"
-	case tcp.StateLastAck:
-		return "LAST_ACK"
-	case tcp.StateListen:
-		return "LISTEN"
-	case tcp.StateClosing:
-		return "CLOSING"
-	case tcp.StateBound:
-		return "BOUND"
+	if name, ok := tcpStateNames[s]; ok {
+		return name
 	}
 	return "UNKNOWN"
 }

@@ -1,7 +1,6 @@
 package stack_test
 
 import (
-	"context"
 	"errors"
 	"net"
 	"net/netip"
@@ -9,10 +8,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
-	"time"
 
-	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 
 	"github.com/xstack/xstack/stack"
@@ -138,28 +134,7 @@ func TestRoutesConcurrent(t *testing.T) {
 
 func TestSocketsNeighborsInterface(t *testing.T) {
 	p := newPair(t)
-	full := tcpip.FullAddress{NIC: stack.NICID, Addr: tcpip.AddrFromSlice(netip.MustParseAddr("198.18.0.1").AsSlice()), Port: 80}
-	ln, err := gonet.ListenTCP(p.a.Gvisor(), full, ipv4.ProtocolNumber)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err == nil {
-			accepted <- c
-		}
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := gonet.DialContextTCP(ctx, p.b.Gvisor(), full, ipv4.ProtocolNumber)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	sc := <-accepted
-	defer sc.Close()
+	c, _ := tcpConns(t, p, ipv4.ProtocolNumber, "198.18.0.1", 80)
 
 	local := netip.MustParseAddrPort("198.18.0.1:80")
 	remote := netip.MustParseAddrPort(c.LocalAddr().String())

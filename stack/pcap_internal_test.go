@@ -3,6 +3,7 @@ package stack
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/xstack/xstack/internal/rigtest"
+	"github.com/xstack/xstack/internal/xstest"
 )
 
 // readPcaps reads <dir>/<prefix>_<seq>.pcap for seq = 0, 1, ... until one
@@ -125,13 +127,12 @@ func TestPcapWriteErrorStopsCapture(t *testing.T) {
 		t.Fatal(err)
 	}
 	tap.rx(testFrame(1))
-	deadline := time.Now().Add(5 * time.Second)
-	for tap.w.Load() != nil && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if tap.w.Load() != nil {
-		t.Fatal("capture still on after its file could not be opened")
-	}
+	xstest.WaitFor(t, 5*time.Second, "capture stopped after its file could not be opened", func() error {
+		if tap.w.Load() != nil {
+			return errors.New("capture still on")
+		}
+		return nil
+	})
 	for i := 0; i < 100; i++ {
 		tap.rx(testFrame(i))
 	}

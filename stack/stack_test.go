@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 
+	"github.com/xstack/xstack/internal/xstest"
 	"github.com/xstack/xstack/nic/nictest"
 	"github.com/xstack/xstack/stack"
 	"github.com/xstack/xstack/stack/stacktest"
@@ -41,6 +44,41 @@ func newPairConfig(t *testing.T, cb stack.Config) *pair {
 	return &pair{p.A, p.B, p.QA, p.QB}
 }
 
+// tcpConns connects b to a listener of a on addr:port and returns the
+// connection's two ends, b's and a's. The listener and both ends are
+// closed when the test ends.
+func tcpConns(t *testing.T, p *pair, proto tcpip.NetworkProtocolNumber, addr string, port uint16) (*gonet.TCPConn, net.Conn) {
+	t.Helper()
+	full := tcpip.FullAddress{NIC: stack.NICID, Addr: tcpip.AddrFromSlice(netip.MustParseAddr(addr).AsSlice()), Port: port}
+	ln, err := gonet.ListenTCP(p.a.Gvisor(), full, proto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := gonet.DialContextTCP(ctx, p.b.Gvisor(), full, proto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	sc, ok := <-accepted
+	if !ok {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { sc.Close() })
+	return c, sc
+}
+
 func TestTCPOverInMemoryNIC(t *testing.T) {
 	p := newPair(t)
 	for _, tc := range []struct {
@@ -52,27 +90,8 @@ func TestTCPOverInMemoryNIC(t *testing.T) {
 		{"ipv6", ipv6.ProtocolNumber, "2001:2::1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			full := tcpip.FullAddress{NIC: stack.NICID, Addr: tcpip.AddrFromSlice(netip.MustParseAddr(tc.addr).AsSlice()), Port: 7}
-			ln, err := gonet.ListenTCP(p.a.Gvisor(), full, tc.proto)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			go func() {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				io.Copy(c, c)
-				c.Close()
-			}()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			c, err := gonet.DialContextTCP(ctx, p.b.Gvisor(), full, tc.proto)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			c, sc := tcpConns(t, p, tc.proto, tc.addr, 7)
+			go func() { io.Copy(sc, sc); sc.Close() }()
 			data := bytes.Repeat([]byte("xstack!"), 150000) // ~1 MiB
 			go func() { c.Write(data); c.CloseWrite() }()
 			h := sha256.New()
@@ -97,15 +116,12 @@ func TestMalformedFramesCounted(t *testing.T) {
 	other := make([]byte, 60)          // unicast to another MAC
 	copy(other, []byte{0x02, 0, 0, 0, 0, 9})
 	p.qb.Tx([][]byte{other})
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		s := p.a.LinkStats()
-		if s.RxMalformed > before.RxMalformed && s.RxNotForUs > before.RxNotForUs {
-			return
+	xstest.WaitFor(t, 5*time.Second, "malformed frames counted", func() error {
+		if s := p.a.LinkStats(); s.RxMalformed <= before.RxMalformed || s.RxNotForUs <= before.RxNotForUs {
+			return fmt.Errorf("link stats %+v", s)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("malformed frames not counted: %+v", p.a.LinkStats())
+		return nil
+	})
 }
 
 func TestSysctls(t *testing.T) {

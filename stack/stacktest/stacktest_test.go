@@ -2,6 +2,7 @@ package stacktest_test
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
 
+	"github.com/xstack/xstack/internal/xstest"
 	"github.com/xstack/xstack/stack"
 	"github.com/xstack/xstack/stack/stacktest"
 )
@@ -92,11 +94,13 @@ func TestNewStack(t *testing.T) {
 	}
 	// gVisor sends the request from a timer of its own.
 	var sent [][]byte
-	for deadline := time.Now().Add(5 * time.Second); len(sent) == 0 && time.Now().Before(deadline); {
+	xstest.Until(5*time.Second, func() error {
 		st.Flush()
-		sent = q.Sent()
-		time.Sleep(time.Millisecond)
-	}
+		if sent = q.Sent(); len(sent) == 0 {
+			return errors.New("nothing sent")
+		}
+		return nil
+	})
 	if len(sent) == 0 || header.Ethernet(sent[0]).Type() != header.ARPProtocolNumber {
 		t.Fatalf("sent %d frames, want an ARP request first", len(sent))
 	}
