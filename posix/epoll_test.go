@@ -90,21 +90,18 @@ func TestEpollOneshot(t *testing.T) {
 }
 
 func TestEpollRdHupOnPeerHalfClose(t *testing.T) {
-	for _, fam := range families {
-		t.Run(fam.name, func(t *testing.T) {
-			e := newEnv(t)
-			cfd, sfd := connected(t, e, fam)
-			ep := epollAdd(t, e.A, -1, cfd, unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLOUT)
-			must(t, e.B.Shutdown(sfd, unix.SHUT_WR))
-			ev := waitEvents(t, e.A, ep, cfd, unix.EPOLLRDHUP)
-			if want := uint32(unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP); ev != want {
-				t.Fatalf("events %s, want %s", evString(ev), evString(want))
-			}
-			// Our own SHUT_WR as well: both directions shut is HUP.
-			must(t, e.A.Shutdown(cfd, unix.SHUT_WR))
-			waitEvents(t, e.A, ep, cfd, unix.EPOLLHUP)
-		})
-	}
+	eachFamily(t, func(t *testing.T, e *env, fam family) {
+		cfd, sfd := connected(t, e, fam)
+		ep := epollAdd(t, e.A, -1, cfd, unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLOUT)
+		must(t, e.B.Shutdown(sfd, unix.SHUT_WR))
+		ev := waitEvents(t, e.A, ep, cfd, unix.EPOLLRDHUP)
+		if want := uint32(unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP); ev != want {
+			t.Fatalf("events %s, want %s", evString(ev), evString(want))
+		}
+		// Our own SHUT_WR as well: both directions shut is HUP.
+		must(t, e.A.Shutdown(cfd, unix.SHUT_WR))
+		waitEvents(t, e.A, ep, cfd, unix.EPOLLHUP)
+	})
 }
 
 func TestEpollCtlErrors(t *testing.T) {

@@ -66,47 +66,44 @@ func corkOpt(t *testing.T, tbl *posix.Sockets, fd int) int {
 
 func TestSendMoreCorks(t *testing.T) {
 	holdCorked(t)
-	for _, fam := range families {
-		t.Run(fam.name, func(t *testing.T) {
-			e := newEnv(t)
-			cfd, sfd := connected(t, e, fam)
+	eachFamily(t, func(t *testing.T, e *env, fam family) {
+		cfd, sfd := connected(t, e, fam)
 
-			// Uncorked sends go out at once.
-			sendMore(t, e.A, cfd, "x", 0)
-			arrives(t, e.B, sfd, "x")
+		// Uncorked sends go out at once.
+		sendMore(t, e.A, cfd, "x", 0)
+		arrives(t, e.B, sfd, "x")
 
-			sendMore(t, e.A, cfd, "ab", unix.MSG_MORE)
-			sendMore(t, e.A, cfd, "cd", unix.MSG_MORE)
-			nothingArrives(t, e.B, sfd)
-			if v := corkOpt(t, e.A, cfd); v != 0 {
-				t.Errorf("TCP_CORK after MSG_MORE = %d, want 0 (not set by the application)", v)
-			}
-			sendMore(t, e.A, cfd, "ef", 0)
-			arrives(t, e.B, sfd, "abcdef")
+		sendMore(t, e.A, cfd, "ab", unix.MSG_MORE)
+		sendMore(t, e.A, cfd, "cd", unix.MSG_MORE)
+		nothingArrives(t, e.B, sfd)
+		if v := corkOpt(t, e.A, cfd); v != 0 {
+			t.Errorf("TCP_CORK after MSG_MORE = %d, want 0 (not set by the application)", v)
+		}
+		sendMore(t, e.A, cfd, "ef", 0)
+		arrives(t, e.B, sfd, "abcdef")
 
-			// The cork that MSG_MORE set is over: the next send goes out.
-			sendMore(t, e.A, cfd, "g", 0)
-			arrives(t, e.B, sfd, "g")
+		// The cork that MSG_MORE set is over: the next send goes out.
+		sendMore(t, e.A, cfd, "g", 0)
+		arrives(t, e.B, sfd, "g")
 
-			// Write and SendMsg end it too.
-			sendMore(t, e.A, cfd, "h", unix.MSG_MORE)
-			nothingArrives(t, e.B, sfd)
-			must1[int](t)(e.A.Write(cfd, []byte("i")))
-			arrives(t, e.B, sfd, "hi")
-			sendMore(t, e.A, cfd, "j", unix.MSG_MORE)
-			nothingArrives(t, e.B, sfd)
-			must1[int](t)(e.A.SendMsg(cfd, [][]byte{[]byte("k"), []byte("l")}, nil, 0))
-			arrives(t, e.B, sfd, "jkl")
+		// Write and SendMsg end it too.
+		sendMore(t, e.A, cfd, "h", unix.MSG_MORE)
+		nothingArrives(t, e.B, sfd)
+		must1[int](t)(e.A.Write(cfd, []byte("i")))
+		arrives(t, e.B, sfd, "hi")
+		sendMore(t, e.A, cfd, "j", unix.MSG_MORE)
+		nothingArrives(t, e.B, sfd)
+		must1[int](t)(e.A.SendMsg(cfd, [][]byte{[]byte("k"), []byte("l")}, nil, 0))
+		arrives(t, e.B, sfd, "jkl")
 
-			// A send without MSG_MORE that queues nothing releases
-			// nothing, as on Linux.
-			sendMore(t, e.A, cfd, "m", unix.MSG_MORE)
-			sendMore(t, e.A, cfd, "", 0)
-			nothingArrives(t, e.B, sfd)
-			sendMore(t, e.A, cfd, "n", 0)
-			arrives(t, e.B, sfd, "mn")
-		})
-	}
+		// A send without MSG_MORE that queues nothing releases
+		// nothing, as on Linux.
+		sendMore(t, e.A, cfd, "m", unix.MSG_MORE)
+		sendMore(t, e.A, cfd, "", 0)
+		nothingArrives(t, e.B, sfd)
+		sendMore(t, e.A, cfd, "n", 0)
+		arrives(t, e.B, sfd, "mn")
+	})
 }
 
 func TestSendMoreFlushTimer(t *testing.T) {
@@ -309,34 +306,31 @@ func sendPieces(t *testing.T, tbl *posix.Sockets, fd int, after func(), pieces .
 }
 
 func TestRecvWaitAll(t *testing.T) {
-	for _, fam := range families {
-		t.Run(fam.name, func(t *testing.T) {
-			e := newEnv(t)
-			cfd, sfd := connected(t, e, fam)
+	eachFamily(t, func(t *testing.T, e *env, fam family) {
+		cfd, sfd := connected(t, e, fam)
 
-			sendPieces(t, e.A, cfd, nil, "ab", "cd", "ef")
-			b := make([]byte, 6)
-			n, err := e.B.Recv(sfd, b, unix.MSG_WAITALL)
-			must(t, err)
-			if string(b[:n]) != "abcdef" {
-				t.Fatalf("recv = %q, want abcdef", b[:n])
-			}
+		sendPieces(t, e.A, cfd, nil, "ab", "cd", "ef")
+		b := make([]byte, 6)
+		n, err := e.B.Recv(sfd, b, unix.MSG_WAITALL)
+		must(t, err)
+		if string(b[:n]) != "abcdef" {
+			t.Fatalf("recv = %q, want abcdef", b[:n])
+		}
 
-			// Into several buffers.
-			sendPieces(t, e.A, cfd, nil, "gh", "ijk", "l").Wait()
-			iovs := [][]byte{make([]byte, 1), {}, make([]byte, 4), make([]byte, 1)}
-			sendPieces(t, e.A, cfd, nil, "mn")
-			n, _, _, err = e.B.RecvMsg(sfd, iovs, unix.MSG_WAITALL)
-			must(t, err)
-			if n != 6 || string(iovs[0])+string(iovs[2])+string(iovs[3]) != "ghijkl" {
-				t.Fatalf("recvmsg = %d %q", n, iovs)
-			}
-			readFull(t, e.B, sfd, b[:2])
-			if string(b[:2]) != "mn" {
-				t.Fatalf("read %q", b[:2])
-			}
-		})
-	}
+		// Into several buffers.
+		sendPieces(t, e.A, cfd, nil, "gh", "ijk", "l").Wait()
+		iovs := [][]byte{make([]byte, 1), {}, make([]byte, 4), make([]byte, 1)}
+		sendPieces(t, e.A, cfd, nil, "mn")
+		n, _, _, err = e.B.RecvMsg(sfd, iovs, unix.MSG_WAITALL)
+		must(t, err)
+		if n != 6 || string(iovs[0])+string(iovs[2])+string(iovs[3]) != "ghijkl" {
+			t.Fatalf("recvmsg = %d %q", n, iovs)
+		}
+		readFull(t, e.B, sfd, b[:2])
+		if string(b[:2]) != "mn" {
+			t.Fatalf("read %q", b[:2])
+		}
+	})
 }
 
 func TestRecvWaitAllEOF(t *testing.T) {

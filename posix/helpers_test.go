@@ -50,6 +50,14 @@ var families = []family{
 	},
 }
 
+// eachFamily runs f as a subtest per address family, each on a fresh env.
+func eachFamily(t *testing.T, f func(t *testing.T, e *env, fam family)) {
+	t.Helper()
+	for _, fam := range families {
+		t.Run(fam.name, func(t *testing.T) { f(t, newEnv(t), fam) })
+	}
+}
+
 func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {

@@ -142,65 +142,62 @@ func TestMemLimitSocket(t *testing.T) {
 // connection queued; the connection carries data meanwhile, and is accepted
 // and works once an accepted socket is closed.
 func TestMemLimitAccept(t *testing.T) {
-	for _, fam := range families {
-		t.Run(fam.name, func(t *testing.T) {
-			e := newEnv(t)
-			per := perSocket(e.B.Stack())
-			posixtest.SetMemLimit(t, e.B, per) // one connection
+	eachFamily(t, func(t *testing.T, e *env, fam family) {
+		per := perSocket(e.B.Stack())
+		posixtest.SetMemLimit(t, e.B, per) // one connection
 
-			lfd, port := listen(t, e.B, fam, fam.b, 0)
-			wantReserved(t, "with a listener", e.B, 0)
-			c1 := must1[int](t)(e.A.Socket(fam.domain, unix.SOCK_STREAM, 0))
-			must(t, e.A.Connect(c1, fam.b(port)))
-			s1, _, err := e.B.Accept(lfd)
-			must(t, err)
-			wantReserved(t, "with one connection", e.B, per)
+		lfd, port := listen(t, e.B, fam, fam.b, 0)
+		wantReserved(t, "with a listener", e.B, 0)
+		c1 := must1[int](t)(e.A.Socket(fam.domain, unix.SOCK_STREAM, 0))
+		must(t, e.A.Connect(c1, fam.b(port)))
+		s1, _, err := e.B.Accept(lfd)
+		must(t, err)
+		wantReserved(t, "with one connection", e.B, per)
 
-			c2 := must1[int](t)(e.A.Socket(fam.domain, unix.SOCK_STREAM, 0))
-			must(t, e.A.Connect(c2, fam.b(port)))
-			_, _, err = e.B.Accept(lfd)
-			wantErrno(t, "Accept at the limit", err, unix.ENOBUFS)
-			_, _, err = e.B.Accept4(lfd, unix.SOCK_NONBLOCK)
-			wantErrno(t, "Accept4 at the limit", err, unix.ENOBUFS)
-			if n := e.B.MemRefused(); n != 2 {
-				t.Errorf("MemRefused() = %d, want 2", n)
-			}
-			wantReserved(t, "after the refusals", e.B, per)
+		c2 := must1[int](t)(e.A.Socket(fam.domain, unix.SOCK_STREAM, 0))
+		must(t, e.A.Connect(c2, fam.b(port)))
+		_, _, err = e.B.Accept(lfd)
+		wantErrno(t, "Accept at the limit", err, unix.ENOBUFS)
+		_, _, err = e.B.Accept4(lfd, unix.SOCK_NONBLOCK)
+		wantErrno(t, "Accept4 at the limit", err, unix.ENOBUFS)
+		if n := e.B.MemRefused(); n != 2 {
+			t.Errorf("MemRefused() = %d, want 2", n)
+		}
+		wantReserved(t, "after the refusals", e.B, per)
 
-			// The queued connection is established: its client can
-			// send, and the first connection keeps working.
-			must1[int](t)(e.A.Write(c2, []byte("queued")))
-			must1[int](t)(e.A.Write(c1, []byte("first")))
-			buf := make([]byte, 5)
-			readFull(t, e.B, s1, buf)
-			if string(buf) != "first" {
-				t.Fatalf("first connection read %q", buf)
-			}
+		// The queued connection is established: its client can
+		// send, and the first connection keeps working.
+		must1[int](t)(e.A.Write(c2, []byte("queued")))
+		must1[int](t)(e.A.Write(c1, []byte("first")))
+		buf := make([]byte, 5)
+		readFull(t, e.B, s1, buf)
+		if string(buf) != "first" {
+			t.Fatalf("first connection read %q", buf)
+		}
 
-			must(t, e.B.CloseFD(s1))
-			wantReserved(t, "after closing the first connection", e.B, 0)
-			s2, _, err := e.B.Accept(lfd)
-			if err != nil {
-				t.Fatalf("Accept after a close: %v; the connection that waited for memory is lost", err)
-			}
-			wantReserved(t, "with the second connection", e.B, per)
-			buf = make([]byte, 6)
-			readFull(t, e.B, s2, buf)
-			if string(buf) != "queued" {
-				t.Fatalf("queued connection read %q", buf)
-			}
-			must1[int](t)(e.B.Write(s2, []byte("reply")))
-			readFull(t, e.A, c2, buf[:5])
-			if string(buf[:5]) != "reply" {
-				t.Fatalf("client read %q", buf[:5])
-			}
+		must(t, e.B.CloseFD(s1))
+		wantReserved(t, "after closing the first connection", e.B, 0)
+		s2, _, err := e.B.Accept(lfd)
+		if err != nil {
+			t.Fatalf("Accept after a close: %v; the connection that waited for memory is lost", err)
+		}
+		wantReserved(t, "with the second connection", e.B, per)
+		buf = make([]byte, 6)
+		readFull(t, e.B, s2, buf)
+		if string(buf) != "queued" {
+			t.Fatalf("queued connection read %q", buf)
+		}
+		must1[int](t)(e.B.Write(s2, []byte("reply")))
+		readFull(t, e.A, c2, buf[:5])
+		if string(buf[:5]) != "reply" {
+			t.Fatalf("client read %q", buf[:5])
+		}
 
-			for _, fd := range []int{s2, lfd} {
-				must(t, e.B.CloseFD(fd))
-			}
-			wantReserved(t, "after closing everything", e.B, 0)
-		})
-	}
+		for _, fd := range []int{s2, lfd} {
+			must(t, e.B.CloseFD(fd))
+		}
+		wantReserved(t, "after closing everything", e.B, 0)
+	})
 }
 
 // TestMemLimitSockopt raises and cuts buffers under the limit: a raise

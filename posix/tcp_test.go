@@ -11,87 +11,81 @@ import (
 )
 
 func TestTCPConnectAcceptReadWriteClose(t *testing.T) {
-	for _, fam := range families {
-		t.Run(fam.name, func(t *testing.T) {
-			e := newEnv(t)
-			lfd, port := listen(t, e.B, fam, fam.b, 0)
-			cfd := must1[int](t)(e.A.Socket(fam.domain, unix.SOCK_STREAM, 0))
-			must(t, e.A.Connect(cfd, fam.b(port)))
-			sfd, peer, err := e.B.Accept(lfd)
-			must(t, err)
+	eachFamily(t, func(t *testing.T, e *env, fam family) {
+		lfd, port := listen(t, e.B, fam, fam.b, 0)
+		cfd := must1[int](t)(e.A.Socket(fam.domain, unix.SOCK_STREAM, 0))
+		must(t, e.A.Connect(cfd, fam.b(port)))
+		sfd, peer, err := e.B.Accept(lfd)
+		must(t, err)
 
-			local := must1[unix.Sockaddr](t)(e.A.Getsockname(cfd))
-			if got, want := sockPort(peer), sockPort(local); got != want {
-				t.Errorf("accept peer port %d, client local port %d", got, want)
+		local := must1[unix.Sockaddr](t)(e.A.Getsockname(cfd))
+		if got, want := sockPort(peer), sockPort(local); got != want {
+			t.Errorf("accept peer port %d, client local port %d", got, want)
+		}
+		remote := must1[unix.Sockaddr](t)(e.A.Getpeername(cfd))
+		if sockPort(remote) != port {
+			t.Errorf("getpeername port %d, want %d", sockPort(remote), port)
+		}
+		switch r := remote.(type) {
+		case *unix.SockaddrInet4:
+			if fam.domain != unix.AF_INET || r.Addr != fam.b(0).(*unix.SockaddrInet4).Addr {
+				t.Errorf("getpeername %+v", r)
 			}
-			remote := must1[unix.Sockaddr](t)(e.A.Getpeername(cfd))
-			if sockPort(remote) != port {
-				t.Errorf("getpeername port %d, want %d", sockPort(remote), port)
+		case *unix.SockaddrInet6:
+			if fam.domain != unix.AF_INET6 || r.Addr != fam.b(0).(*unix.SockaddrInet6).Addr {
+				t.Errorf("getpeername %+v", r)
 			}
-			switch r := remote.(type) {
-			case *unix.SockaddrInet4:
-				if fam.domain != unix.AF_INET || r.Addr != fam.b(0).(*unix.SockaddrInet4).Addr {
-					t.Errorf("getpeername %+v", r)
-				}
-			case *unix.SockaddrInet6:
-				if fam.domain != unix.AF_INET6 || r.Addr != fam.b(0).(*unix.SockaddrInet6).Addr {
-					t.Errorf("getpeername %+v", r)
-				}
-			}
+		}
 
-			msg := []byte("hello, xstack")
-			if n, err := e.A.Write(cfd, msg); err != nil || n != len(msg) {
-				t.Fatalf("write = %d, %v", n, err)
-			}
-			got := make([]byte, len(msg))
-			readFull(t, e.B, sfd, got)
-			if !bytes.Equal(got, msg) {
-				t.Fatalf("read %q, want %q", got, msg)
-			}
-			if n, err := e.B.Write(sfd, []byte("pong")); err != nil || n != 4 {
-				t.Fatalf("write back = %d, %v", n, err)
-			}
-			readFull(t, e.A, cfd, got[:4])
+		msg := []byte("hello, xstack")
+		if n, err := e.A.Write(cfd, msg); err != nil || n != len(msg) {
+			t.Fatalf("write = %d, %v", n, err)
+		}
+		got := make([]byte, len(msg))
+		readFull(t, e.B, sfd, got)
+		if !bytes.Equal(got, msg) {
+			t.Fatalf("read %q, want %q", got, msg)
+		}
+		if n, err := e.B.Write(sfd, []byte("pong")); err != nil || n != 4 {
+			t.Fatalf("write back = %d, %v", n, err)
+		}
+		readFull(t, e.A, cfd, got[:4])
 
-			must(t, e.A.CloseFD(cfd))
-			// The server sees EOF after the client's FIN.
-			n, err := e.B.Read(sfd, got)
-			if n != 0 || err != nil {
-				t.Fatalf("read after peer close = %d, %v; want 0, nil", n, err)
-			}
-			must(t, e.B.CloseFD(sfd))
-			must(t, e.B.CloseFD(lfd))
-			wantErrno(t, "close twice", e.B.CloseFD(lfd), unix.EBADF)
-		})
-	}
+		must(t, e.A.CloseFD(cfd))
+		// The server sees EOF after the client's FIN.
+		n, err := e.B.Read(sfd, got)
+		if n != 0 || err != nil {
+			t.Fatalf("read after peer close = %d, %v; want 0, nil", n, err)
+		}
+		must(t, e.B.CloseFD(sfd))
+		must(t, e.B.CloseFD(lfd))
+		wantErrno(t, "close twice", e.B.CloseFD(lfd), unix.EBADF)
+	})
 }
 
 func TestNonblockingConnect(t *testing.T) {
-	for _, fam := range families {
-		t.Run(fam.name, func(t *testing.T) {
-			e := newEnv(t)
-			lfd, port := listen(t, e.B, fam, fam.b, 0)
-			cfd := must1[int](t)(e.A.Socket(fam.domain, unix.SOCK_STREAM|unix.SOCK_NONBLOCK, 0))
-			wantErrno(t, "connect", e.A.Connect(cfd, fam.b(port)), unix.EINPROGRESS)
-			ep := epollAdd(t, e.A, -1, cfd, unix.EPOLLOUT)
-			ev := waitEvents(t, e.A, ep, cfd, unix.EPOLLOUT)
-			if ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
-				t.Errorf("events %s on a good connect", evString(ev))
-			}
-			soErr := must1[int](t)(e.A.GetsockoptInt(cfd, unix.SOL_SOCKET, unix.SO_ERROR))
-			if soErr != 0 {
-				t.Fatalf("SO_ERROR = %v, want 0", unix.Errno(soErr))
-			}
-			// Linux: the next connect reports success once, then EISCONN.
-			wantErrno(t, "second connect", e.A.Connect(cfd, fam.b(port)), 0)
-			wantErrno(t, "third connect", e.A.Connect(cfd, fam.b(port)), unix.EISCONN)
-			sfd, _, err := e.B.Accept(lfd)
-			must(t, err)
-			_, err = e.A.Write(cfd, []byte("x"))
-			must(t, err)
-			readFull(t, e.B, sfd, make([]byte, 1))
-		})
-	}
+	eachFamily(t, func(t *testing.T, e *env, fam family) {
+		lfd, port := listen(t, e.B, fam, fam.b, 0)
+		cfd := must1[int](t)(e.A.Socket(fam.domain, unix.SOCK_STREAM|unix.SOCK_NONBLOCK, 0))
+		wantErrno(t, "connect", e.A.Connect(cfd, fam.b(port)), unix.EINPROGRESS)
+		ep := epollAdd(t, e.A, -1, cfd, unix.EPOLLOUT)
+		ev := waitEvents(t, e.A, ep, cfd, unix.EPOLLOUT)
+		if ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+			t.Errorf("events %s on a good connect", evString(ev))
+		}
+		soErr := must1[int](t)(e.A.GetsockoptInt(cfd, unix.SOL_SOCKET, unix.SO_ERROR))
+		if soErr != 0 {
+			t.Fatalf("SO_ERROR = %v, want 0", unix.Errno(soErr))
+		}
+		// Linux: the next connect reports success once, then EISCONN.
+		wantErrno(t, "second connect", e.A.Connect(cfd, fam.b(port)), 0)
+		wantErrno(t, "third connect", e.A.Connect(cfd, fam.b(port)), unix.EISCONN)
+		sfd, _, err := e.B.Accept(lfd)
+		must(t, err)
+		_, err = e.A.Write(cfd, []byte("x"))
+		must(t, err)
+		readFull(t, e.B, sfd, make([]byte, 1))
+	})
 }
 
 func TestConnectWhileConnecting(t *testing.T) {
@@ -145,25 +139,22 @@ func TestConnectRefused(t *testing.T) {
 }
 
 func TestBindErrors(t *testing.T) {
-	for _, fam := range families {
-		t.Run(fam.name, func(t *testing.T) {
-			e := newEnv(t)
-			fd1 := must1[int](t)(e.B.Socket(fam.domain, unix.SOCK_STREAM, 0))
-			must(t, e.B.Bind(fd1, fam.b(8080)))
-			wantErrno(t, "bind same socket twice", e.B.Bind(fd1, fam.b(8081)), unix.EINVAL)
-			must(t, e.B.Listen(fd1, 8))
-			fd2 := must1[int](t)(e.B.Socket(fam.domain, unix.SOCK_STREAM, 0))
-			wantErrno(t, "bind in use", e.B.Bind(fd2, fam.b(8080)), unix.EADDRINUSE)
-			// Stack B does not own A's address.
-			wantErrno(t, "bind foreign", e.B.Bind(fd2, fam.a(8082)), unix.EADDRNOTAVAIL)
+	eachFamily(t, func(t *testing.T, e *env, fam family) {
+		fd1 := must1[int](t)(e.B.Socket(fam.domain, unix.SOCK_STREAM, 0))
+		must(t, e.B.Bind(fd1, fam.b(8080)))
+		wantErrno(t, "bind same socket twice", e.B.Bind(fd1, fam.b(8081)), unix.EINVAL)
+		must(t, e.B.Listen(fd1, 8))
+		fd2 := must1[int](t)(e.B.Socket(fam.domain, unix.SOCK_STREAM, 0))
+		wantErrno(t, "bind in use", e.B.Bind(fd2, fam.b(8080)), unix.EADDRINUSE)
+		// Stack B does not own A's address.
+		wantErrno(t, "bind foreign", e.B.Bind(fd2, fam.a(8082)), unix.EADDRNOTAVAIL)
 
-			u := must1[int](t)(e.B.Socket(fam.domain, unix.SOCK_DGRAM, 0))
-			must(t, e.B.Bind(u, fam.b(5353)))
-			u2 := must1[int](t)(e.B.Socket(fam.domain, unix.SOCK_DGRAM, 0))
-			wantErrno(t, "udp bind in use", e.B.Bind(u2, fam.b(5353)), unix.EADDRINUSE)
-			wantErrno(t, "udp listen", e.B.Listen(u2, 1), unix.EOPNOTSUPP)
-		})
-	}
+		u := must1[int](t)(e.B.Socket(fam.domain, unix.SOCK_DGRAM, 0))
+		must(t, e.B.Bind(u, fam.b(5353)))
+		u2 := must1[int](t)(e.B.Socket(fam.domain, unix.SOCK_DGRAM, 0))
+		wantErrno(t, "udp bind in use", e.B.Bind(u2, fam.b(5353)), unix.EADDRINUSE)
+		wantErrno(t, "udp listen", e.B.Listen(u2, 1), unix.EOPNOTSUPP)
+	})
 }
 
 func TestAddressFamilyErrors(t *testing.T) {
@@ -196,29 +187,26 @@ func TestAddressFamilyErrors(t *testing.T) {
 }
 
 func TestUnconnectedErrors(t *testing.T) {
-	for _, fam := range families {
-		t.Run(fam.name, func(t *testing.T) {
-			e := newEnv(t)
-			fd := must1[int](t)(e.A.Socket(fam.domain, unix.SOCK_STREAM, 0))
-			buf := make([]byte, 8)
-			_, err := e.A.Read(fd, buf)
-			wantErrno(t, "read unconnected", err, unix.ENOTCONN)
-			_, err = e.A.Write(fd, buf)
-			wantErrno(t, "write unconnected", err, unix.EPIPE)
-			_, err = e.A.Getpeername(fd)
-			wantErrno(t, "getpeername", err, unix.ENOTCONN)
-			lfd, _ := listen(t, e.A, fam, fam.a, 0)
-			_, err = e.A.Read(lfd, buf)
-			wantErrno(t, "read listener", err, unix.ENOTCONN)
-			_, _, err = e.A.Accept(fd)
-			wantErrno(t, "accept on non-listener", err, unix.EINVAL)
-			must(t, e.A.SetsockoptInt(lfd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1))
-			must(t, e.A.IoctlSetInt(lfd, 0x5421 /* FIONBIO */, 1))
-			_, _, err = e.A.Accept(lfd)
-			wantErrno(t, "accept empty non-blocking", err, unix.EAGAIN)
-			wantErrno(t, "shutdown bad how", e.A.Shutdown(fd, 7), unix.EINVAL)
-		})
-	}
+	eachFamily(t, func(t *testing.T, e *env, fam family) {
+		fd := must1[int](t)(e.A.Socket(fam.domain, unix.SOCK_STREAM, 0))
+		buf := make([]byte, 8)
+		_, err := e.A.Read(fd, buf)
+		wantErrno(t, "read unconnected", err, unix.ENOTCONN)
+		_, err = e.A.Write(fd, buf)
+		wantErrno(t, "write unconnected", err, unix.EPIPE)
+		_, err = e.A.Getpeername(fd)
+		wantErrno(t, "getpeername", err, unix.ENOTCONN)
+		lfd, _ := listen(t, e.A, fam, fam.a, 0)
+		_, err = e.A.Read(lfd, buf)
+		wantErrno(t, "read listener", err, unix.ENOTCONN)
+		_, _, err = e.A.Accept(fd)
+		wantErrno(t, "accept on non-listener", err, unix.EINVAL)
+		must(t, e.A.SetsockoptInt(lfd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1))
+		must(t, e.A.IoctlSetInt(lfd, 0x5421 /* FIONBIO */, 1))
+		_, _, err = e.A.Accept(lfd)
+		wantErrno(t, "accept empty non-blocking", err, unix.EAGAIN)
+		wantErrno(t, "shutdown bad how", e.A.Shutdown(fd, 7), unix.EINVAL)
+	})
 }
 
 func TestBadDescriptors(t *testing.T) {
@@ -269,112 +257,100 @@ func TestDescriptorNumbering(t *testing.T) {
 }
 
 func TestResetErrors(t *testing.T) {
-	for _, fam := range families {
-		t.Run(fam.name, func(t *testing.T) {
-			e := newEnv(t)
-			cfd, sfd := connected(t, e, fam)
-			ep := epollAdd(t, e.A, -1, cfd, unix.EPOLLIN|unix.EPOLLRDHUP)
-			// Linger 0: close sends RST instead of FIN.
-			must(t, e.B.SetsockoptLinger(sfd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0}))
-			l := must1[*unix.Linger](t)(e.B.GetsockoptLinger(sfd, unix.SOL_SOCKET, unix.SO_LINGER))
-			if l.Onoff != 1 || l.Linger != 0 {
-				t.Fatalf("linger %+v", l)
-			}
-			must(t, e.B.CloseFD(sfd))
-			ev := waitEvents(t, e.A, ep, cfd, unix.EPOLLHUP|unix.EPOLLERR)
-			if want := uint32(unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLERR | unix.EPOLLHUP); ev != want {
-				t.Errorf("events after RST %s, want %s", evString(ev), evString(want))
-			}
-			// The first call reports the reset, later writes EPIPE and
-			// reads EOF, as on Linux.
-			_, err := e.A.Write(cfd, []byte("x"))
-			wantErrno(t, "write after RST", err, unix.ECONNRESET)
-			_, err = e.A.Write(cfd, []byte("x"))
-			wantErrno(t, "write again", err, unix.EPIPE)
-			n, err := e.A.Read(cfd, make([]byte, 4))
-			if n != 0 || err != nil {
-				t.Fatalf("read after reported reset = %d, %v; want EOF", n, err)
-			}
-		})
-	}
+	eachFamily(t, func(t *testing.T, e *env, fam family) {
+		cfd, sfd := connected(t, e, fam)
+		ep := epollAdd(t, e.A, -1, cfd, unix.EPOLLIN|unix.EPOLLRDHUP)
+		// Linger 0: close sends RST instead of FIN.
+		must(t, e.B.SetsockoptLinger(sfd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0}))
+		l := must1[*unix.Linger](t)(e.B.GetsockoptLinger(sfd, unix.SOL_SOCKET, unix.SO_LINGER))
+		if l.Onoff != 1 || l.Linger != 0 {
+			t.Fatalf("linger %+v", l)
+		}
+		must(t, e.B.CloseFD(sfd))
+		ev := waitEvents(t, e.A, ep, cfd, unix.EPOLLHUP|unix.EPOLLERR)
+		if want := uint32(unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLERR | unix.EPOLLHUP); ev != want {
+			t.Errorf("events after RST %s, want %s", evString(ev), evString(want))
+		}
+		// The first call reports the reset, later writes EPIPE and
+		// reads EOF, as on Linux.
+		_, err := e.A.Write(cfd, []byte("x"))
+		wantErrno(t, "write after RST", err, unix.ECONNRESET)
+		_, err = e.A.Write(cfd, []byte("x"))
+		wantErrno(t, "write again", err, unix.EPIPE)
+		n, err := e.A.Read(cfd, make([]byte, 4))
+		if n != 0 || err != nil {
+			t.Fatalf("read after reported reset = %d, %v; want EOF", n, err)
+		}
+	})
 }
 
 func TestLingerZeroPeerReadsReset(t *testing.T) {
-	for _, fam := range families {
-		t.Run(fam.name, func(t *testing.T) {
-			e := newEnv(t)
-			cfd, sfd := connected(t, e, fam)
-			must(t, e.A.SetsockoptLinger(cfd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1}))
-			must(t, e.A.CloseFD(cfd))
-			_, err := e.B.Read(sfd, make([]byte, 4)) // blocks until the RST
-			wantErrno(t, "read", err, unix.ECONNRESET)
-		})
-	}
+	eachFamily(t, func(t *testing.T, e *env, fam family) {
+		cfd, sfd := connected(t, e, fam)
+		must(t, e.A.SetsockoptLinger(cfd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1}))
+		must(t, e.A.CloseFD(cfd))
+		_, err := e.B.Read(sfd, make([]byte, 4)) // blocks until the RST
+		wantErrno(t, "read", err, unix.ECONNRESET)
+	})
 }
 
 func TestShutdownWrite(t *testing.T) {
-	for _, fam := range families {
-		t.Run(fam.name, func(t *testing.T) {
-			e := newEnv(t)
-			cfd, sfd := connected(t, e, fam)
-			ep := epollAdd(t, e.B, -1, sfd, unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLET)
-			_, err := e.A.Write(cfd, []byte("req"))
-			must(t, err)
-			must(t, e.A.Shutdown(cfd, unix.SHUT_WR))
-			_, err = e.A.Write(cfd, []byte("more"))
-			wantErrno(t, "write after SHUT_WR", err, unix.EPIPE)
+	eachFamily(t, func(t *testing.T, e *env, fam family) {
+		cfd, sfd := connected(t, e, fam)
+		ep := epollAdd(t, e.B, -1, sfd, unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLET)
+		_, err := e.A.Write(cfd, []byte("req"))
+		must(t, err)
+		must(t, e.A.Shutdown(cfd, unix.SHUT_WR))
+		_, err = e.A.Write(cfd, []byte("more"))
+		wantErrno(t, "write after SHUT_WR", err, unix.EPIPE)
 
-			ev := waitEvents(t, e.B, ep, sfd, unix.EPOLLRDHUP)
-			if ev&unix.EPOLLHUP != 0 {
-				t.Errorf("half-close reported %s; HUP needs both directions shut", evString(ev))
-			}
-			buf := make([]byte, 16)
-			readFull(t, e.B, sfd, buf[:3])
-			if n, err := e.B.Read(sfd, buf); n != 0 || err != nil {
-				t.Fatalf("read at EOF = %d, %v", n, err)
-			}
-			// The half-closed peer can still answer.
-			_, err = e.B.Write(sfd, []byte("resp"))
-			must(t, err)
-			readFull(t, e.A, cfd, buf[:4])
-			if string(buf[:4]) != "resp" {
-				t.Fatalf("read %q", buf[:4])
-			}
-			must(t, e.B.Shutdown(sfd, unix.SHUT_WR))
-			if n, err := e.A.Read(cfd, buf); n != 0 || err != nil {
-				t.Fatalf("client read at EOF = %d, %v", n, err)
-			}
-		})
-	}
+		ev := waitEvents(t, e.B, ep, sfd, unix.EPOLLRDHUP)
+		if ev&unix.EPOLLHUP != 0 {
+			t.Errorf("half-close reported %s; HUP needs both directions shut", evString(ev))
+		}
+		buf := make([]byte, 16)
+		readFull(t, e.B, sfd, buf[:3])
+		if n, err := e.B.Read(sfd, buf); n != 0 || err != nil {
+			t.Fatalf("read at EOF = %d, %v", n, err)
+		}
+		// The half-closed peer can still answer.
+		_, err = e.B.Write(sfd, []byte("resp"))
+		must(t, err)
+		readFull(t, e.A, cfd, buf[:4])
+		if string(buf[:4]) != "resp" {
+			t.Fatalf("read %q", buf[:4])
+		}
+		must(t, e.B.Shutdown(sfd, unix.SHUT_WR))
+		if n, err := e.A.Read(cfd, buf); n != 0 || err != nil {
+			t.Fatalf("client read at EOF = %d, %v", n, err)
+		}
+	})
 }
 
 func TestBlockingAcceptWokenByConnect(t *testing.T) {
-	for _, fam := range families {
-		t.Run(fam.name, func(t *testing.T) {
-			e := newEnv(t)
-			lfd, port := listen(t, e.B, fam, fam.b, 0)
-			type result struct {
-				fd  int
-				err error
-			}
-			done := make(chan result)
-			go func() {
-				fd, _, err := e.B.Accept4(lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-				done <- result{fd, err}
-			}()
-			waitParked(t, "posix.(*Sockets).Accept4")
-			cfd := must1[int](t)(e.A.Socket(fam.domain, unix.SOCK_STREAM, 0))
-			must(t, e.A.Connect(cfd, fam.b(port)))
-			r := <-done
-			must(t, r.err)
-			if fl := must1[int](t)(e.B.Fcntl(r.fd, unix.F_GETFL, 0)); fl&unix.O_NONBLOCK == 0 {
-				t.Errorf("accept4 SOCK_NONBLOCK: F_GETFL %#x", fl)
-			}
-			if fl := must1[int](t)(e.B.Fcntl(r.fd, unix.F_GETFD, 0)); fl != unix.FD_CLOEXEC {
-				t.Errorf("accept4 SOCK_CLOEXEC: F_GETFD %#x", fl)
-			}
-		})
-	}
+	eachFamily(t, func(t *testing.T, e *env, fam family) {
+		lfd, port := listen(t, e.B, fam, fam.b, 0)
+		type result struct {
+			fd  int
+			err error
+		}
+		done := make(chan result)
+		go func() {
+			fd, _, err := e.B.Accept4(lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+			done <- result{fd, err}
+		}()
+		waitParked(t, "posix.(*Sockets).Accept4")
+		cfd := must1[int](t)(e.A.Socket(fam.domain, unix.SOCK_STREAM, 0))
+		must(t, e.A.Connect(cfd, fam.b(port)))
+		r := <-done
+		must(t, r.err)
+		if fl := must1[int](t)(e.B.Fcntl(r.fd, unix.F_GETFL, 0)); fl&unix.O_NONBLOCK == 0 {
+			t.Errorf("accept4 SOCK_NONBLOCK: F_GETFL %#x", fl)
+		}
+		if fl := must1[int](t)(e.B.Fcntl(r.fd, unix.F_GETFD, 0)); fl != unix.FD_CLOEXEC {
+			t.Errorf("accept4 SOCK_CLOEXEC: F_GETFD %#x", fl)
+		}
+	})
 }
 
 func TestCloseWakesBlockedRead(t *testing.T) {
@@ -396,50 +372,47 @@ func TestCloseWakesBlockedRead(t *testing.T) {
 }
 
 func TestTransfer10MiB(t *testing.T) {
-	for _, fam := range families {
-		t.Run(fam.name, func(t *testing.T) {
-			e := newEnv(t)
-			cfd, sfd := connected(t, e, fam)
-			const size = 10 << 20
-			data := make([]byte, size)
-			rng := rand.New(rand.NewPCG(1, 2))
-			for i := range data {
-				data[i] = byte(rng.Uint32())
-			}
-			want := sha256.Sum256(data)
-			errc := make(chan error, 1)
-			go func() {
-				// Blocking writes of uneven sizes.
-				for off := 0; off < size; {
-					n := min(size-off, 1+rng.IntN(200000))
-					w, err := e.A.Write(cfd, data[off:off+n])
-					if err != nil {
-						errc <- err
-						return
-					}
-					off += w
+	eachFamily(t, func(t *testing.T, e *env, fam family) {
+		cfd, sfd := connected(t, e, fam)
+		const size = 10 << 20
+		data := make([]byte, size)
+		rng := rand.New(rand.NewPCG(1, 2))
+		for i := range data {
+			data[i] = byte(rng.Uint32())
+		}
+		want := sha256.Sum256(data)
+		errc := make(chan error, 1)
+		go func() {
+			// Blocking writes of uneven sizes.
+			for off := 0; off < size; {
+				n := min(size-off, 1+rng.IntN(200000))
+				w, err := e.A.Write(cfd, data[off:off+n])
+				if err != nil {
+					errc <- err
+					return
 				}
-				errc <- e.A.CloseFD(cfd)
-			}()
-			h := sha256.New()
-			buf := make([]byte, 64<<10)
-			total := 0
-			for {
-				n, err := e.B.Read(sfd, buf)
-				must(t, err)
-				if n == 0 {
-					break
-				}
-				h.Write(buf[:n])
-				total += n
+				off += w
 			}
-			must(t, <-errc)
-			if total != size {
-				t.Fatalf("received %d bytes, want %d", total, size)
+			errc <- e.A.CloseFD(cfd)
+		}()
+		h := sha256.New()
+		buf := make([]byte, 64<<10)
+		total := 0
+		for {
+			n, err := e.B.Read(sfd, buf)
+			must(t, err)
+			if n == 0 {
+				break
 			}
-			if got := h.Sum(nil); !bytes.Equal(got, want[:]) {
-				t.Fatalf("sha256 %x, want %x", got, want)
-			}
-		})
-	}
+			h.Write(buf[:n])
+			total += n
+		}
+		must(t, <-errc)
+		if total != size {
+			t.Fatalf("received %d bytes, want %d", total, size)
+		}
+		if got := h.Sum(nil); !bytes.Equal(got, want[:]) {
+			t.Fatalf("sha256 %x, want %x", got, want)
+		}
+	})
 }

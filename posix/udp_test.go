@@ -9,67 +9,64 @@ import (
 )
 
 func TestUDPSendToRecvFrom(t *testing.T) {
-	for _, fam := range families {
-		t.Run(fam.name, func(t *testing.T) {
-			e := newEnv(t)
-			srv := must1[int](t)(e.B.Socket(fam.domain, unix.SOCK_DGRAM, 0))
-			must(t, e.B.Bind(srv, fam.b(5353)))
-			cli := must1[int](t)(e.A.Socket(fam.domain, unix.SOCK_DGRAM, 0))
-			must(t, e.A.Bind(cli, fam.a(0)))
-			cliPort := sockPort(must1[unix.Sockaddr](t)(e.A.Getsockname(cli)))
+	eachFamily(t, func(t *testing.T, e *env, fam family) {
+		srv := must1[int](t)(e.B.Socket(fam.domain, unix.SOCK_DGRAM, 0))
+		must(t, e.B.Bind(srv, fam.b(5353)))
+		cli := must1[int](t)(e.A.Socket(fam.domain, unix.SOCK_DGRAM, 0))
+		must(t, e.A.Bind(cli, fam.a(0)))
+		cliPort := sockPort(must1[unix.Sockaddr](t)(e.A.Getsockname(cli)))
 
-			_, _, err := e.B.RecvFrom(srv, make([]byte, 4), unix.MSG_DONTWAIT)
-			wantErrno(t, "recvfrom empty", err, unix.EAGAIN)
+		_, _, err := e.B.RecvFrom(srv, make([]byte, 4), unix.MSG_DONTWAIT)
+		wantErrno(t, "recvfrom empty", err, unix.EAGAIN)
 
-			n := must1[int](t)(e.A.SendTo(cli, []byte("query-1"), 0, fam.b(5353)))
-			if n != 7 {
-				t.Fatalf("sendto = %d", n)
-			}
-			must1[int](t)(e.A.SendTo(cli, []byte("q2"), 0, fam.b(5353)))
-			ep := epollAdd(t, e.B, -1, srv, unix.EPOLLIN)
-			waitEvents(t, e.B, ep, srv, unix.EPOLLIN)
-			// FIONREAD on UDP is the size of the next datagram.
-			if n := must1[int](t)(e.B.IoctlGetInt(srv, posix.FIONREAD)); n != 7 {
-				t.Errorf("FIONREAD = %d, want 7", n)
-			}
-			buf := make([]byte, 64)
-			n, from, err := e.B.RecvFrom(srv, buf, 0)
-			must(t, err)
-			if string(buf[:n]) != "query-1" || sockPort(from) != cliPort {
-				t.Fatalf("recvfrom = %q from %+v, want query-1 from port %d", buf[:n], from, cliPort)
-			}
-			// Truncation: recv returns the part that fits, MSG_TRUNC the
-			// whole length.
-			n, _, err = e.B.RecvFrom(srv, buf[:1], unix.MSG_PEEK|unix.MSG_TRUNC)
-			must(t, err)
-			if n != 2 {
-				t.Errorf("MSG_TRUNC length %d, want 2", n)
-			}
-			n, _, err = e.B.RecvFrom(srv, buf[:1], 0)
-			must(t, err)
-			if n != 1 {
-				t.Errorf("truncated recv %d, want 1", n)
-			}
-			// Reply to the sender's address; connected client reads it.
-			must1[int](t)(e.B.SendTo(srv, []byte("answer"), 0, from))
-			must(t, e.A.Connect(cli, fam.b(5353)))
-			n = must1[int](t)(e.A.Read(cli, buf))
-			if string(buf[:n]) != "answer" {
-				t.Fatalf("read %q", buf[:n])
-			}
-			n = must1[int](t)(e.A.Write(cli, []byte("via write")))
-			if n != 9 {
-				t.Fatalf("write = %d", n)
-			}
-			n = must1[int](t)(e.B.Read(srv, buf))
-			if string(buf[:n]) != "via write" {
-				t.Fatalf("read %q", buf[:n])
-			}
-			u := must1[int](t)(e.A.Socket(fam.domain, unix.SOCK_DGRAM, 0))
-			_, err = e.A.Write(u, buf[:1])
-			wantErrno(t, "write unconnected udp", err, unix.EDESTADDRREQ)
-		})
-	}
+		n := must1[int](t)(e.A.SendTo(cli, []byte("query-1"), 0, fam.b(5353)))
+		if n != 7 {
+			t.Fatalf("sendto = %d", n)
+		}
+		must1[int](t)(e.A.SendTo(cli, []byte("q2"), 0, fam.b(5353)))
+		ep := epollAdd(t, e.B, -1, srv, unix.EPOLLIN)
+		waitEvents(t, e.B, ep, srv, unix.EPOLLIN)
+		// FIONREAD on UDP is the size of the next datagram.
+		if n := must1[int](t)(e.B.IoctlGetInt(srv, posix.FIONREAD)); n != 7 {
+			t.Errorf("FIONREAD = %d, want 7", n)
+		}
+		buf := make([]byte, 64)
+		n, from, err := e.B.RecvFrom(srv, buf, 0)
+		must(t, err)
+		if string(buf[:n]) != "query-1" || sockPort(from) != cliPort {
+			t.Fatalf("recvfrom = %q from %+v, want query-1 from port %d", buf[:n], from, cliPort)
+		}
+		// Truncation: recv returns the part that fits, MSG_TRUNC the
+		// whole length.
+		n, _, err = e.B.RecvFrom(srv, buf[:1], unix.MSG_PEEK|unix.MSG_TRUNC)
+		must(t, err)
+		if n != 2 {
+			t.Errorf("MSG_TRUNC length %d, want 2", n)
+		}
+		n, _, err = e.B.RecvFrom(srv, buf[:1], 0)
+		must(t, err)
+		if n != 1 {
+			t.Errorf("truncated recv %d, want 1", n)
+		}
+		// Reply to the sender's address; connected client reads it.
+		must1[int](t)(e.B.SendTo(srv, []byte("answer"), 0, from))
+		must(t, e.A.Connect(cli, fam.b(5353)))
+		n = must1[int](t)(e.A.Read(cli, buf))
+		if string(buf[:n]) != "answer" {
+			t.Fatalf("read %q", buf[:n])
+		}
+		n = must1[int](t)(e.A.Write(cli, []byte("via write")))
+		if n != 9 {
+			t.Fatalf("write = %d", n)
+		}
+		n = must1[int](t)(e.B.Read(srv, buf))
+		if string(buf[:n]) != "via write" {
+			t.Fatalf("read %q", buf[:n])
+		}
+		u := must1[int](t)(e.A.Socket(fam.domain, unix.SOCK_DGRAM, 0))
+		_, err = e.A.Write(u, buf[:1])
+		wantErrno(t, "write unconnected udp", err, unix.EDESTADDRREQ)
+	})
 }
 
 func TestUDPOnDualStackSocket(t *testing.T) {
