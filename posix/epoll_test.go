@@ -187,17 +187,9 @@ func TestEpollWaitBlocksUntilReady(t *testing.T) {
 func TestEpollWaitWokenByClose(t *testing.T) {
 	e := newEnv(t)
 	ep := must1[int](t)(e.A.EpollCreate(0))
-	done := make(chan error)
-	go func() {
+	err := wokenBy(t, "posix.(*Sockets).EpollWait", func() error {
 		_, err := e.A.EpollWait(ep, make([]unix.EpollEvent, 1), -1)
-		done <- err
-	}()
-	waitParked(t, "posix.(*Sockets).EpollWait")
-	e.A.Close()
-	select {
-	case err := <-done:
-		wantErrno(t, "wait after Sockets.Close", err, unix.EBADF)
-	case <-time.After(5 * time.Second):
-		t.Fatal("EpollWait still blocked after Close")
-	}
+		return err
+	}, func() { e.A.Close() })
+	wantErrno(t, "wait after Sockets.Close", err, unix.EBADF)
 }

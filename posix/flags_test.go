@@ -268,9 +268,7 @@ func TestSendMoreConcurrent(t *testing.T) {
 func TestUDPSendMoreIgnored(t *testing.T) {
 	e := newEnv(t)
 	fam := families[0]
-	rfd := must1[int](t)(e.B.Socket(fam.domain, unix.SOCK_DGRAM, 0))
-	must(t, e.B.Bind(rfd, fam.b(9100)))
-	sfd := must1[int](t)(e.A.Socket(fam.domain, unix.SOCK_DGRAM, 0))
+	rfd, sfd := udpPair(t, e, fam, 9100)
 	must1[int](t)(e.A.SendTo(sfd, []byte("one"), unix.MSG_MORE, fam.b(9100)))
 	must1[int](t)(e.A.SendTo(sfd, []byte("two"), unix.MSG_MORE|unix.MSG_EOR, fam.b(9100)))
 	b := make([]byte, 64)
@@ -280,6 +278,16 @@ func TestUDPSendMoreIgnored(t *testing.T) {
 		if string(b[:n]) != want {
 			t.Fatalf("datagram %q, want %q", b[:n], want)
 		}
+	}
+}
+
+// wantRecv fails t unless Recv on fd into b with flags returns want.
+func wantRecv(t *testing.T, tbl *posix.Sockets, fd int, b []byte, flags int, want string) {
+	t.Helper()
+	n, err := tbl.Recv(fd, b, flags)
+	must(t, err)
+	if string(b[:n]) != want {
+		t.Fatalf("recv into %d bytes, flags %#x = %q, want %q", len(b), flags, b[:n], want)
 	}
 }
 
@@ -311,17 +319,13 @@ func TestRecvWaitAll(t *testing.T) {
 
 		sendPieces(t, e.A, cfd, nil, "ab", "cd", "ef")
 		b := make([]byte, 6)
-		n, err := e.B.Recv(sfd, b, unix.MSG_WAITALL)
-		must(t, err)
-		if string(b[:n]) != "abcdef" {
-			t.Fatalf("recv = %q, want abcdef", b[:n])
-		}
+		wantRecv(t, e.B, sfd, b, unix.MSG_WAITALL, "abcdef")
 
 		// Into several buffers.
 		sendPieces(t, e.A, cfd, nil, "gh", "ijk", "l").Wait()
 		iovs := [][]byte{make([]byte, 1), {}, make([]byte, 4), make([]byte, 1)}
 		sendPieces(t, e.A, cfd, nil, "mn")
-		n, _, _, err = e.B.RecvMsg(sfd, iovs, unix.MSG_WAITALL)
+		n, _, _, err := e.B.RecvMsg(sfd, iovs, unix.MSG_WAITALL)
 		must(t, err)
 		if n != 6 || string(iovs[0])+string(iovs[2])+string(iovs[3]) != "ghijkl" {
 			t.Fatalf("recvmsg = %d %q", n, iovs)
@@ -338,11 +342,7 @@ func TestRecvWaitAllEOF(t *testing.T) {
 	cfd, sfd := connected(t, e, families[0])
 	sendPieces(t, e.A, cfd, func() { e.A.Shutdown(cfd, unix.SHUT_WR) }, "ab", "c")
 	b := make([]byte, 10)
-	n, err := e.B.Recv(sfd, b, unix.MSG_WAITALL)
-	must(t, err)
-	if string(b[:n]) != "abc" {
-		t.Fatalf("recv = %q, want abc", b[:n])
-	}
+	wantRecv(t, e.B, sfd, b, unix.MSG_WAITALL, "abc")
 	if n, err := e.B.Recv(sfd, b, unix.MSG_WAITALL); n != 0 || err != nil {
 		t.Fatalf("recv at EOF = %d, %v", n, err)
 	}
@@ -358,13 +358,9 @@ func TestRecvWaitAllReset(t *testing.T) {
 	}
 	sendPieces(t, e.A, cfd, reset, "ab")
 	b := make([]byte, 10)
-	n, err := e.B.Recv(sfd, b, unix.MSG_WAITALL)
-	must(t, err)
-	if string(b[:n]) != "ab" {
-		t.Fatalf("recv = %q, want ab", b[:n])
-	}
+	wantRecv(t, e.B, sfd, b, unix.MSG_WAITALL, "ab")
 	// The reset is the next call's error, as on Linux.
-	_, err = e.B.Recv(sfd, b, unix.MSG_WAITALL)
+	_, err := e.B.Recv(sfd, b, unix.MSG_WAITALL)
 	wantErrno(t, "recv after reset", err, unix.ECONNRESET)
 }
 
@@ -397,11 +393,7 @@ func TestRecvWaitAllCloseFD(t *testing.T) {
 	queued(t, e.B, sfd, 2)
 	time.AfterFunc(30*time.Millisecond, func() { e.B.CloseFD(sfd) })
 	b := make([]byte, 10)
-	n, err := e.B.Recv(sfd, b, unix.MSG_WAITALL)
-	must(t, err)
-	if string(b[:n]) != "ab" {
-		t.Fatalf("recv = %q, want ab", b[:n])
-	}
+	wantRecv(t, e.B, sfd, b, unix.MSG_WAITALL, "ab")
 }
 
 func TestRecvWaitAllNonblocking(t *testing.T) {
@@ -412,11 +404,7 @@ func TestRecvWaitAllNonblocking(t *testing.T) {
 	wantErrno(t, "recv nothing", err, unix.EAGAIN)
 	sendMore(t, e.A, cfd, "ab", 0)
 	queued(t, e.B, sfd, 2)
-	n, err := e.B.Recv(sfd, b, unix.MSG_WAITALL|unix.MSG_DONTWAIT)
-	must(t, err)
-	if string(b[:n]) != "ab" {
-		t.Fatalf("recv = %q, want ab", b[:n])
-	}
+	wantRecv(t, e.B, sfd, b, unix.MSG_WAITALL|unix.MSG_DONTWAIT, "ab")
 
 	// O_NONBLOCK works as MSG_DONTWAIT does.
 	must(t, e.B.IoctlSetInt(sfd, posix.FIONBIO, 1))
@@ -424,7 +412,7 @@ func TestRecvWaitAllNonblocking(t *testing.T) {
 	wantErrno(t, "recv nothing on O_NONBLOCK", err, unix.EAGAIN)
 	sendMore(t, e.A, cfd, "cd", 0)
 	queued(t, e.B, sfd, 2)
-	n, _, err = e.B.RecvFrom(sfd, b, unix.MSG_WAITALL)
+	n, _, err := e.B.RecvFrom(sfd, b, unix.MSG_WAITALL)
 	must(t, err)
 	if string(b[:n]) != "cd" {
 		t.Fatalf("recv = %q, want cd", b[:n])
@@ -436,39 +424,21 @@ func TestRecvWaitAllPeek(t *testing.T) {
 	cfd, sfd := connected(t, e, families[0])
 	sendPieces(t, e.A, cfd, nil, "ab", "cd")
 	b := make([]byte, 4)
-	n, err := e.B.Recv(sfd, b, unix.MSG_WAITALL|unix.MSG_PEEK)
-	must(t, err)
-	if string(b[:n]) != "abcd" {
-		t.Fatalf("peek = %q, want abcd", b[:n])
-	}
+	wantRecv(t, e.B, sfd, b, unix.MSG_WAITALL|unix.MSG_PEEK, "abcd")
 	// The data is still there.
-	n, err = e.B.Recv(sfd, b, unix.MSG_WAITALL)
-	must(t, err)
-	if string(b[:n]) != "abcd" {
-		t.Fatalf("recv = %q, want abcd", b[:n])
-	}
+	wantRecv(t, e.B, sfd, b, unix.MSG_WAITALL, "abcd")
 
 	// End of file before the buffer is full: what is queued.
 	sendPieces(t, e.A, cfd, func() { e.A.Shutdown(cfd, unix.SHUT_WR) }, "ef")
 	b = make([]byte, 10)
-	n, err = e.B.Recv(sfd, b, unix.MSG_WAITALL|unix.MSG_PEEK)
-	must(t, err)
-	if string(b[:n]) != "ef" {
-		t.Fatalf("peek at EOF = %q, want ef", b[:n])
-	}
-	n, err = e.B.Recv(sfd, b, unix.MSG_WAITALL)
-	must(t, err)
-	if string(b[:n]) != "ef" {
-		t.Fatalf("recv at EOF = %q, want ef", b[:n])
-	}
+	wantRecv(t, e.B, sfd, b, unix.MSG_WAITALL|unix.MSG_PEEK, "ef")
+	wantRecv(t, e.B, sfd, b, unix.MSG_WAITALL, "ef")
 }
 
 func TestUDPRecvWaitAll(t *testing.T) {
 	e := newEnv(t)
 	fam := families[0]
-	rfd := must1[int](t)(e.B.Socket(fam.domain, unix.SOCK_DGRAM, 0))
-	must(t, e.B.Bind(rfd, fam.b(9101)))
-	sfd := must1[int](t)(e.A.Socket(fam.domain, unix.SOCK_DGRAM, 0))
+	rfd, sfd := udpPair(t, e, fam, 9101)
 	b := make([]byte, 64)
 	_, _, err := e.B.RecvFrom(rfd, b, unix.MSG_WAITALL|unix.MSG_DONTWAIT)
 	wantErrno(t, "recv nothing", err, unix.EAGAIN)

@@ -50,6 +50,15 @@ var families = []family{
 	},
 }
 
+// udpPair opens a UDP socket on B bound to port and an unbound one on A.
+func udpPair(t *testing.T, e *env, fam family, port int) (b, a int) {
+	t.Helper()
+	b = must1[int](t)(e.B.Socket(fam.domain, unix.SOCK_DGRAM, 0))
+	must(t, e.B.Bind(b, fam.b(port)))
+	a = must1[int](t)(e.A.Socket(fam.domain, unix.SOCK_DGRAM, 0))
+	return b, a
+}
+
 // eachFamily runs f as a subtest per address family, each on a fresh env.
 func eachFamily(t *testing.T, f func(t *testing.T, e *env, fam family)) {
 	t.Helper()
@@ -237,5 +246,23 @@ func waitParked(tb testing.TB, fn string) {
 	tb.Helper()
 	if err := untilParked(fn); err != nil {
 		tb.Fatal(err)
+	}
+}
+
+// wokenBy runs call on another goroutine, waits for it to park in fn (see
+// parked), runs wake and returns call's error: the test of a call that
+// blocks until wake (a close, say) ends it.
+func wokenBy(t *testing.T, fn string, call func() error, wake func()) error {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() { errc <- call() }()
+	waitParked(t, fn)
+	wake()
+	select {
+	case err := <-errc:
+		return err
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s still blocked after the wake-up", fn)
+		return nil
 	}
 }

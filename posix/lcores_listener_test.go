@@ -45,19 +45,11 @@ func TestLcoresListenerSteals(t *testing.T) {
 	}
 
 	// An Accept with nothing queued waits, and Close wakes it.
-	errc := make(chan error, 1)
-	go func() {
+	err = wokenBy(t, "posix.(*LcoresListener).Accept", func() error {
 		_, err := l.Accept()
-		errc <- err
-	}()
-	waitParked(t, "posix.(*LcoresListener).Accept")
-	l.Close()
-	select {
-	case err := <-errc:
-		if !errors.Is(err, net.ErrClosed) {
-			t.Errorf("Accept after Close: %v, want net.ErrClosed", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Close did not wake a blocked Accept")
+		return err
+	}, func() { l.Close() })
+	if !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Accept after Close: %v, want net.ErrClosed", err)
 	}
 }

@@ -149,20 +149,12 @@ func TestNetConnSemantics(t *testing.T) {
 func TestNetConnCloseWakesRead(t *testing.T) {
 	e := newEnv(t)
 	c, _ := dialPair(t, e)
-	errc := make(chan error, 1)
-	go func() {
+	err := wokenBy(t, "posix.(*sockConn).read", func() error {
 		_, err := c.Read(make([]byte, 1))
-		errc <- err
-	}()
-	waitParked(t, "posix.(*sockConn).read")
-	c.Close()
-	select {
-	case err := <-errc:
-		if !errors.Is(err, net.ErrClosed) {
-			t.Fatalf("blocked read after Close: %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Close did not wake Read")
+		return err
+	}, func() { c.Close() })
+	if !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("blocked read after Close: %v", err)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"math/rand/v2"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -356,19 +355,11 @@ func TestBlockingAcceptWokenByConnect(t *testing.T) {
 func TestCloseWakesBlockedRead(t *testing.T) {
 	e := newEnv(t)
 	cfd, _ := connected(t, e, families[0])
-	done := make(chan error)
-	go func() {
+	err := wokenBy(t, "posix.(*Sockets).Read", func() error {
 		_, err := e.A.Read(cfd, make([]byte, 4))
-		done <- err
-	}()
-	waitParked(t, "posix.(*Sockets).Read")
-	must(t, e.A.CloseFD(cfd))
-	select {
-	case err := <-done:
-		wantErrno(t, "blocked read after close", err, unix.EBADF)
-	case <-time.After(5 * time.Second):
-		t.Fatal("read still blocked after close")
-	}
+		return err
+	}, func() { must(t, e.A.CloseFD(cfd)) })
+	wantErrno(t, "blocked read after close", err, unix.EBADF)
 }
 
 func TestTransfer10MiB(t *testing.T) {

@@ -10,9 +10,7 @@ import (
 
 func TestUDPSendToRecvFrom(t *testing.T) {
 	eachFamily(t, func(t *testing.T, e *env, fam family) {
-		srv := must1[int](t)(e.B.Socket(fam.domain, unix.SOCK_DGRAM, 0))
-		must(t, e.B.Bind(srv, fam.b(5353)))
-		cli := must1[int](t)(e.A.Socket(fam.domain, unix.SOCK_DGRAM, 0))
+		srv, cli := udpPair(t, e, fam, 5353)
 		must(t, e.A.Bind(cli, fam.a(0)))
 		cliPort := sockPort(must1[unix.Sockaddr](t)(e.A.Getsockname(cli)))
 
