@@ -186,15 +186,10 @@ func (b *bench) connsRound(tg string, addr netip.Addr, srcs []netip.Addr, n, per
 	if !sleepCtx(b.ctx, 500*time.Millisecond) {
 		return s, b.ctx.Err()
 	}
-	rss0, err := sumRSS(procs)
+	mem0, err := snapMem(procs)
 	if err != nil {
 		return s, err
 	}
-	slab0, err := meminfo("Slab")
-	if err != nil {
-		return s, err
-	}
-	caches0, _ := readSlabinfo()
 
 	// The client: processes of at most perProc connections each, in the
 	// peer namespace on the client CPU (inherited from this process).
@@ -269,16 +264,12 @@ func (b *bench) connsRound(tg string, addr netip.Addr, srcs []netip.Addr, n, per
 			return s, fmt.Errorf("server exited while the client held %d connections:\n%s", s.held, p.Output())
 		}
 	}
-	rss1, err := sumRSS(procs)
+	mem1, err := snapMem(procs)
 	if err != nil {
 		return s, err
 	}
-	slab1, err := meminfo("Slab")
-	if err != nil {
-		return s, err
-	}
-	caches1, _ := readSlabinfo()
-	s.rssKiB, s.slabKiB = rss1-rss0, slab1-slab0
+	caches0, caches1 := mem0.caches, mem1.caches
+	s.rssKiB, s.slabKiB = mem1.rssKiB-mem0.rssKiB, mem1.slabKiB-mem0.slabKiB
 	pi0, pi1 := caches0["proc_inode_cache"], caches1["proc_inode_cache"]
 	s.procInodeKiB = (pi1.objects - pi0.objects) * pi1.size / 1024
 	s.caches = slabGrowth(caches0, caches1)
@@ -289,6 +280,29 @@ func (b *bench) connsRound(tg string, addr netip.Addr, srcs []netip.Addr, n, per
 	log.Printf("  conns %s: server reports %d established; VmRSS +%d KiB, Slab +%d KiB (proc_inode_cache %+d KiB), TCP slab objects %+d",
 		tg, s.server, s.rssKiB, s.slabKiB, s.procInodeKiB, s.tcpObjs)
 	return s, nil
+}
+
+// memSnap is what the conns scenario reads of memory before and after the
+// client holds its connections.
+type memSnap struct {
+	rssKiB  int64 // the servers' resident set
+	slabKiB int64 // the kernel's slab (Slab in /proc/meminfo)
+	caches  map[string]slabCache
+}
+
+// snapMem reads the memory figures of procs and the kernel. The slab
+// caches are nil where /proc/slabinfo cannot be read (it needs root).
+func snapMem(procs []*rigtest.Proc) (memSnap, error) {
+	rss, err := sumRSS(procs)
+	if err != nil {
+		return memSnap{}, err
+	}
+	slab, err := meminfo("Slab")
+	if err != nil {
+		return memSnap{}, err
+	}
+	caches, _ := readSlabinfo()
+	return memSnap{rss, slab, caches}, nil
 }
 
 func sumRSS(procs []*rigtest.Proc) (int64, error) {

@@ -101,8 +101,23 @@ import (
 	"github.com/xstack/xstack/internal/rigtest"
 )
 
-// scenarios in the order they run.
-var allScenarios = []string{"rps", "cps", "udp", "latency", "bulk", "conns", "loss", "ceiling"}
+// scenarios in the order they run, with the method that runs each.
+var scenarios = []struct {
+	name string
+	run  func(*bench) error
+}{
+	{"rps", (*bench).rps}, {"cps", (*bench).cps}, {"udp", (*bench).udp}, {"latency", (*bench).latency},
+	{"bulk", (*bench).bulk}, {"conns", (*bench).conns}, {"loss", (*bench).loss}, {"ceiling", (*bench).ceiling},
+}
+
+// allScenarios names the scenarios in the order they run.
+var allScenarios = func() []string {
+	names := make([]string, len(scenarios))
+	for i, s := range scenarios {
+		names[i] = s.name
+	}
+	return names
+}()
 
 type options struct {
 	scenarios  []string
@@ -443,23 +458,10 @@ func (b *bench) writeOutputs(w io.Writer) error {
 }
 
 func (b *bench) scenario(name string) error {
-	switch name {
-	case "rps":
-		return b.rps()
-	case "cps":
-		return b.cps()
-	case "udp":
-		return b.udp()
-	case "latency":
-		return b.latency()
-	case "bulk":
-		return b.bulk()
-	case "conns":
-		return b.conns()
-	case "loss":
-		return b.loss()
-	case "ceiling":
-		return b.ceiling()
+	for _, s := range scenarios {
+		if s.name == name {
+			return s.run(b)
+		}
 	}
 	return fmt.Errorf("unknown scenario %q", name)
 }
