@@ -682,66 +682,58 @@ func rxRawUDP(sport, dport uint16, n int) []byte {
 	return b
 }
 
-// rxFragUDP is the UDP datagram from src to dst, checksum set, that the
-// rxFragments functions split.
-func rxFragUDP(src, dst tcpip.Address, payload []byte) []byte {
+// rxFragments splits a UDP datagram from the peer to us into IPv4 or IPv6
+// fragments (in IPv6 a Fragment header first) of the given payload sizes,
+// multiples of 8 but the last.
+func rxFragments(v6 bool, id uint32, payload []byte, sizes []int) [][]byte {
+	src, dst := rxAddr(rxV4Peer), rxAddr(rxV4Us)
+	if v6 {
+		src, dst = rxAddr(rxV6Peer), rxAddr(rxV6Us)
+	}
 	u := rxRawUDP(5353, rxUDPPort, len(payload))
 	copy(u[header.UDPMinimumSize:], payload)
 	rxFixL4(uint8(header.UDPProtocolNumber), src, dst, u)
-	return u
-}
-
-// rxFragments4 splits a UDP datagram from the peer to us into IPv4
-// fragments of the given payload sizes (multiples of 8 but the last), in
-// the order given by order.
-func rxFragments4(id uint16, payload []byte, sizes []int, order []int) [][]byte {
-	src, dst := rxAddr(rxV4Peer), rxAddr(rxV4Us)
-	u := rxFragUDP(src, dst, payload)
 	var frags [][]byte
 	off := 0
 	for i, n := range sizes {
 		end := min(off+n, len(u))
-		var flags uint8
-		if i < len(sizes)-1 {
-			flags = header.IPv4FlagMoreFragments
+		more := i < len(sizes)-1
+		if v6 {
+			fh := make([]byte, 8+end-off)
+			fh[0] = uint8(header.UDPProtocolNumber)
+			fo := uint16(off)
+			if more {
+				fo |= 1
+			}
+			binary.BigEndian.PutUint16(fh[2:], fo)
+			binary.BigEndian.PutUint32(fh[4:], id)
+			copy(fh[8:], u[off:end])
+			frags = append(frags, steerEth(header.IPv6ProtocolNumber, steerIP6Packet(uint8(header.IPv6FragmentHeader), src, dst, fh)))
+		} else {
+			var flags uint8
+			if more {
+				flags = header.IPv4FlagMoreFragments
+			}
+			ip := make([]byte, header.IPv4MinimumSize+end-off)
+			header.IPv4(ip).Encode(&header.IPv4Fields{TotalLength: uint16(len(ip)), ID: uint16(id), Flags: flags,
+				FragmentOffset: uint16(off), TTL: 64, Protocol: uint8(header.UDPProtocolNumber), SrcAddr: src, DstAddr: dst})
+			header.IPv4(ip).SetChecksum(^header.IPv4(ip).CalculateChecksum())
+			copy(ip[header.IPv4MinimumSize:], u[off:end])
+			frags = append(frags, steerEth(header.IPv4ProtocolNumber, ip))
 		}
-		ip := make([]byte, header.IPv4MinimumSize+end-off)
-		header.IPv4(ip).Encode(&header.IPv4Fields{TotalLength: uint16(len(ip)), ID: id, Flags: flags,
-			FragmentOffset: uint16(off), TTL: 64, Protocol: uint8(header.UDPProtocolNumber), SrcAddr: src, DstAddr: dst})
-		header.IPv4(ip).SetChecksum(^header.IPv4(ip).CalculateChecksum())
-		copy(ip[header.IPv4MinimumSize:], u[off:end])
-		frags = append(frags, steerEth(header.IPv4ProtocolNumber, ip))
 		off = end
 	}
+	return frags
+}
+
+// rxFragments4 is rxFragments over IPv4, in the order given by order.
+func rxFragments4(id uint16, payload []byte, sizes []int, order []int) [][]byte {
+	frags := rxFragments(false, uint32(id), payload, sizes)
 	out := make([][]byte, len(order))
 	for i, j := range order {
 		out[i] = frags[j]
 	}
 	return out
-}
-
-// rxFragments6 splits a UDP datagram from the peer to us into IPv6
-// fragments (a Fragment header first) of the given sizes.
-func rxFragments6(id uint32, payload []byte, sizes []int) [][]byte {
-	src, dst := rxAddr(rxV6Peer), rxAddr(rxV6Us)
-	u := rxFragUDP(src, dst, payload)
-	var frags [][]byte
-	off := 0
-	for i, n := range sizes {
-		end := min(off+n, len(u))
-		fh := make([]byte, 8+end-off)
-		fh[0] = uint8(header.UDPProtocolNumber)
-		more := uint16(0)
-		if i < len(sizes)-1 {
-			more = 1
-		}
-		binary.BigEndian.PutUint16(fh[2:], uint16(off)|more)
-		binary.BigEndian.PutUint32(fh[4:], id)
-		copy(fh[8:], u[off:end])
-		frags = append(frags, steerEth(header.IPv6ProtocolNumber, steerIP6Packet(uint8(header.IPv6FragmentHeader), src, dst, fh)))
-		off = end
-	}
-	return frags
 }
 
 // rxNDP builds an NS or NA: the target, then one link-layer address
@@ -884,7 +876,7 @@ func rxSeeds() []fuzzcorpus.Seed {
 		{"ipv4_fragments", fix, rxFragments4(77, block, []int{64, 64}, []int{0, 1})},
 		{"ipv4_fragments_reversed_on_lcore1", fix | rxOnLcore1, rxFragments4(78, block, []int{32, 32, 64}, []int{2, 1, 0})},
 		{"ipv4_fragments_overlap", fix, append(rxFragments4(79, block, []int{64, 64}, []int{0, 1}), rxFragments4(79, block, []int{32, 96}, []int{1})...)},
-		{"ipv6_fragments", fix, rxFragments6(80, block, []int{64, 64})},
+		{"ipv6_fragments", fix, rxFragments(true, 80, block, []int{64, 64})},
 		{"ipv6_hop_by_hop_udp", fix, [][]byte{steerEth(header.IPv6ProtocolNumber, steerIP6Packet(0, rxAddr(rxV6Peer), rxAddr(rxV6Us), hbh))}},
 		{"malformed", 0, [][]byte{
 			nil, {1, 2, 3}, steerEth(header.IPv4ProtocolNumber, nil), badIHL, totalPast, v6PayloadPast,
