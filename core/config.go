@@ -552,21 +552,13 @@ var configXstackKeys = []configKey[Config]{
 		c.TxFlush = time.Duration(us) * time.Microsecond
 		return err
 	}},
-	{name: "mode", set: func(c *Config, v string) error {
-		switch m := RunMode(v); m {
-		case ModeProcess, ModeThread:
-			c.Mode = m
-			return nil
-		}
-		return fmt.Errorf("expected process or thread, got %q", v)
+	{name: "mode", set: func(c *Config, v string) (err error) {
+		c.Mode, err = configEnum(v, ModeProcess, ModeThread)
+		return err
 	}},
-	{name: "shutdown", set: func(c *Config, v string) error {
-		switch m := ShutdownMode(v); m {
-		case ShutdownFIN, ShutdownRST:
-			c.Shutdown = m
-			return nil
-		}
-		return fmt.Errorf("expected fin or rst, got %q", v)
+	{name: "shutdown", set: func(c *Config, v string) (err error) {
+		c.Shutdown, err = configEnum(v, ShutdownFIN, ShutdownRST)
+		return err
 	}},
 	{name: "shutdown_timeout_ms", set: func(c *Config, v string) error {
 		ms, err := configUint(v, 0, 60000, "milliseconds")
@@ -599,6 +591,28 @@ var configPcapKeys = []configKey[PcapConfig]{
 	}},
 }
 
+// configEnum returns v if it is one of allowed; the error lists them.
+func configEnum[T ~string](v string, allowed ...T) (T, error) {
+	if i := slices.Index(allowed, T(v)); i >= 0 {
+		return allowed[i], nil
+	}
+	names := make([]string, len(allowed))
+	for i, a := range allowed {
+		names[i] = string(a)
+	}
+	last := len(names) - 1
+	return "", fmt.Errorf("expected %s or %s, got %q", strings.Join(names[:last], ", "), names[last], v)
+}
+
+// configIPv4 parses an IPv4 address; the error says what was expected.
+func configIPv4(v, what string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(v)
+	if err != nil || !a.Is4() {
+		return netip.Addr{}, fmt.Errorf("expected %s, got %q", what, v)
+	}
+	return a, nil
+}
+
 var configPortKeys = []configKey[PortConfig]{
 	{name: "ifname", set: func(p *PortConfig, v string) error {
 		// IFNAMSIZ is 16 with the NUL; the kernel's dev_valid_name rules.
@@ -616,9 +630,9 @@ var configPortKeys = []configKey[PortConfig]{
 		return nil
 	}},
 	{name: "addr", optional: true, set: func(p *PortConfig, v string) error {
-		a, err := netip.ParseAddr(v)
-		if err != nil || !a.Is4() {
-			return fmt.Errorf("expected an IPv4 address such as 198.18.0.1, got %q", v)
+		a, err := configIPv4(v, "an IPv4 address such as 198.18.0.1")
+		if err != nil {
+			return err
 		}
 		if a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
 			return fmt.Errorf("expected a unicast IPv4 address, got %s", a)
@@ -635,20 +649,18 @@ var configPortKeys = []configKey[PortConfig]{
 		return nil
 	}},
 	{name: "broadcast", optional: true, set: func(p *PortConfig, v string) error {
-		a, err := netip.ParseAddr(v)
-		if err != nil || !a.Is4() {
-			return fmt.Errorf("expected an IPv4 broadcast address such as 198.18.255.255, got %q", v)
+		a, err := configIPv4(v, "an IPv4 broadcast address such as 198.18.255.255")
+		if err == nil {
+			p.Broadcast = a
 		}
-		p.Broadcast = a
-		return nil
+		return err
 	}},
 	{name: "gateway", optional: true, set: func(p *PortConfig, v string) error {
-		a, err := netip.ParseAddr(v)
-		if err != nil || !a.Is4() {
-			return fmt.Errorf("expected an IPv4 gateway address such as 198.18.0.254, got %q", v)
+		a, err := configIPv4(v, "an IPv4 gateway address such as 198.18.0.254")
+		if err == nil {
+			p.Gateway = a
 		}
-		p.Gateway = a
-		return nil
+		return err
 	}},
 	{name: "addr6", optional: true, set: func(p *PortConfig, v string) error {
 		pf, err := netip.ParsePrefix(v)
@@ -687,19 +699,13 @@ var configPortKeys = []configKey[PortConfig]{
 		p.LcoreList = ids
 		return nil
 	}},
-	{name: "xdp_mode", set: func(p *PortConfig, v string) error {
-		if m := nic.XDPMode(v); m.Valid() {
-			p.XDPMode = m
-			return nil
-		}
-		return fmt.Errorf("expected auto, native or generic, got %q", v)
+	{name: "xdp_mode", set: func(p *PortConfig, v string) (err error) {
+		p.XDPMode, err = configEnum(v, nic.XDPAuto, nic.XDPNative, nic.XDPGeneric)
+		return err
 	}},
-	{name: "zerocopy", set: func(p *PortConfig, v string) error {
-		if m := nic.ZeroCopyMode(v); m.Valid() {
-			p.ZeroCopy = m
-			return nil
-		}
-		return fmt.Errorf("expected auto, on or off, got %q", v)
+	{name: "zerocopy", set: func(p *PortConfig, v string) (err error) {
+		p.ZeroCopy, err = configEnum(v, nic.ZeroCopyAuto, nic.ZeroCopyOn, nic.ZeroCopyOff)
+		return err
 	}},
 	{name: "frames", set: func(p *PortConfig, v string) (err error) {
 		p.Frames, err = configPow2(v, 64, 1<<20)
