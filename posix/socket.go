@@ -972,26 +972,22 @@ func (s *socket) shutdown(how int) unix.Errno {
 
 // Getsockname is getsockname(2).
 func (t *Sockets) Getsockname(fd int) (unix.Sockaddr, error) {
-	s, errno := t.socket(fd)
-	if errno != 0 {
-		return nil, errno
-	}
-	defer s.f.put()
-	a, err := s.ep.GetLocalAddress()
-	if err != nil {
-		return nil, s.errno(err)
-	}
-	return s.sockaddr(a), nil
+	return t.sockName(fd, tcpip.Endpoint.GetLocalAddress)
 }
 
 // Getpeername is getpeername(2): ENOTCONN until connected.
 func (t *Sockets) Getpeername(fd int) (unix.Sockaddr, error) {
+	return t.sockName(fd, tcpip.Endpoint.GetRemoteAddress)
+}
+
+// sockName is the address get reads from fd's endpoint, as a sockaddr.
+func (t *Sockets) sockName(fd int, get func(tcpip.Endpoint) (tcpip.FullAddress, tcpip.Error)) (unix.Sockaddr, error) {
 	s, errno := t.socket(fd)
 	if errno != 0 {
 		return nil, errno
 	}
 	defer s.f.put()
-	a, err := s.ep.GetRemoteAddress()
+	a, err := get(s.ep)
 	if err != nil {
 		return nil, s.errno(err)
 	}
@@ -1000,20 +996,15 @@ func (t *Sockets) Getpeername(fd int) (unix.Sockaddr, error) {
 
 func (s *socket) ioctlGetInt(req uint) (int, error) {
 	switch req {
-	case unix.SIOCINQ: // == FIONREAD
+	case unix.SIOCINQ, unix.SIOCOUTQ: // == FIONREAD, TIOCOUTQ
 		if s.stype == unix.SOCK_STREAM && tcp.EndpointState(s.ep.State()) == tcp.StateListen {
 			return 0, unix.EINVAL
 		}
-		v, err := s.ep.GetSockOptInt(tcpip.ReceiveQueueSizeOption)
-		if err != nil {
-			return 0, errnoOf(err)
+		opt := tcpip.ReceiveQueueSizeOption
+		if req == unix.SIOCOUTQ {
+			opt = tcpip.SendQueueSizeOption
 		}
-		return v, nil
-	case unix.SIOCOUTQ: // == TIOCOUTQ
-		if s.stype == unix.SOCK_STREAM && tcp.EndpointState(s.ep.State()) == tcp.StateListen {
-			return 0, unix.EINVAL
-		}
-		v, err := s.ep.GetSockOptInt(tcpip.SendQueueSizeOption)
+		v, err := s.ep.GetSockOptInt(opt)
 		if err != nil {
 			return 0, errnoOf(err)
 		}

@@ -18,6 +18,18 @@ const (
 	maxKeepCnt   = 127
 )
 
+// socketFlagOpts are the SOL_SOCKET options that are one flag of gVisor's
+// SocketOptions, set and read back as 0 or 1.
+var socketFlagOpts = map[int]struct {
+	get func(*tcpip.SocketOptions) bool
+	set func(*tcpip.SocketOptions, bool)
+}{
+	unix.SO_REUSEADDR: {(*tcpip.SocketOptions).GetReuseAddress, (*tcpip.SocketOptions).SetReuseAddress},
+	unix.SO_REUSEPORT: {(*tcpip.SocketOptions).GetReusePort, (*tcpip.SocketOptions).SetReusePort},
+	unix.SO_KEEPALIVE: {(*tcpip.SocketOptions).GetKeepAlive, (*tcpip.SocketOptions).SetKeepAlive},
+	unix.SO_BROADCAST: {(*tcpip.SocketOptions).GetBroadcast, (*tcpip.SocketOptions).SetBroadcast},
+}
+
 // SetsockoptInt is setsockopt(2) for integer options:
 //
 //	SOL_SOCKET:   SO_REUSEADDR, SO_REUSEPORT, SO_KEEPALIVE, SO_BROADCAST,
@@ -52,15 +64,11 @@ func (s *socket) setsockoptInt(level, opt, v int) error {
 	ops := s.ep.SocketOptions()
 	switch level {
 	case unix.SOL_SOCKET:
+		if o, ok := socketFlagOpts[opt]; ok {
+			o.set(ops, v != 0)
+			return nil
+		}
 		switch opt {
-		case unix.SO_REUSEADDR:
-			ops.SetReuseAddress(v != 0)
-		case unix.SO_REUSEPORT:
-			ops.SetReusePort(v != 0)
-		case unix.SO_KEEPALIVE:
-			ops.SetKeepAlive(v != 0)
-		case unix.SO_BROADCAST:
-			ops.SetBroadcast(v != 0)
 		case unix.SO_RCVBUF:
 			lo, hi := ops.ReceiveBufferLimits()
 			return s.setBufferSize(false, bufSize(v, lo, hi))
@@ -251,14 +259,6 @@ func (s *socket) getsockoptInt(level, opt int) (int, error) {
 			return s.proto, nil
 		case unix.SO_ACCEPTCONN:
 			return b2i(s.stype == unix.SOCK_STREAM && tcp.EndpointState(s.ep.State()) == tcp.StateListen), nil
-		case unix.SO_REUSEADDR:
-			return b2i(ops.GetReuseAddress()), nil
-		case unix.SO_REUSEPORT:
-			return b2i(ops.GetReusePort()), nil
-		case unix.SO_KEEPALIVE:
-			return b2i(ops.GetKeepAlive()), nil
-		case unix.SO_BROADCAST:
-			return b2i(ops.GetBroadcast()), nil
 		case unix.SO_RCVBUF:
 			return int(ops.GetReceiveBufferSize()), nil
 		case unix.SO_SNDBUF:
@@ -267,6 +267,9 @@ func (s *socket) getsockoptInt(level, opt int) (int, error) {
 			return int(ops.GetRcvlowat()), nil
 		case unix.SO_LINGER:
 			return 0, unix.EINVAL
+		}
+		if o, ok := socketFlagOpts[opt]; ok {
+			return b2i(o.get(ops)), nil
 		}
 		return 0, unix.ENOPROTOOPT
 	case unix.IPPROTO_TCP:
@@ -327,17 +330,9 @@ func (s *socket) getsockoptTCP(opt int) (int, error) {
 	case unix.TCP_QUICKACK:
 		return b2i(ops.GetQuickAck()), nil
 	case unix.TCP_KEEPIDLE:
-		var o tcpip.KeepaliveIdleOption
-		if err := s.ep.GetSockOpt(&o); err != nil {
-			return 0, errnoOf(err)
-		}
-		return int(time.Duration(o) / time.Second), nil
+		return getDuration[tcpip.KeepaliveIdleOption](s, time.Second)
 	case unix.TCP_KEEPINTVL:
-		var o tcpip.KeepaliveIntervalOption
-		if err := s.ep.GetSockOpt(&o); err != nil {
-			return 0, errnoOf(err)
-		}
-		return int(time.Duration(o) / time.Second), nil
+		return getDuration[tcpip.KeepaliveIntervalOption](s, time.Second)
 	case unix.TCP_KEEPCNT:
 		return s.getInt(tcpip.KeepaliveCountOption)
 	case unix.TCP_MAXSEG:
@@ -346,17 +341,25 @@ func (s *socket) getsockoptTCP(opt int) (int, error) {
 		}
 		return s.getInt(tcpip.MaxSegOption)
 	case unix.TCP_USER_TIMEOUT:
-		var o tcpip.TCPUserTimeoutOption
-		if err := s.ep.GetSockOpt(&o); err != nil {
-			return 0, errnoOf(err)
-		}
-		return int(time.Duration(o) / time.Millisecond), nil
+		return getDuration[tcpip.TCPUserTimeoutOption](s, time.Millisecond)
 	case unix.TCP_SYNCNT:
 		return s.getInt(tcpip.TCPSynCountOption)
 	case unix.TCP_WINDOW_CLAMP:
 		return s.getInt(tcpip.TCPWindowClampOption)
 	}
 	return 0, unix.ENOPROTOOPT
+}
+
+// getDuration reads gVisor's duration option T in units of unit.
+func getDuration[T ~int64, P interface {
+	*T
+	tcpip.GettableSocketOption
+}](s *socket, unit time.Duration) (int, error) {
+	var o T
+	if err := s.ep.GetSockOpt(P(&o)); err != nil {
+		return 0, errnoOf(err)
+	}
+	return int(time.Duration(o) / unit), nil
 }
 
 func (s *socket) getInt(o tcpip.SockOptInt) (int, error) {
