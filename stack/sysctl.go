@@ -173,30 +173,20 @@ var sysctlTable = []sysctl{{
 	values:       sysctlValues{lo: 1, hi: 3600000, unit: "milliseconds"},
 	sysctlAccess: rto(false),
 }, {
-	name:   "net.inet.tcp.keepidle",
-	doc:    []string{"keepalive idle time in s, 1..32767"},
-	values: sysctlValues{lo: 1, hi: 32767, unit: "seconds"}, // Linux MAX_TCP_KEEPIDLE
-	sysctlAccess: socketDefault(
-		func(d *SocketDefaults) string {
-			return strconv.Itoa(orDefault(d.KeepIdle, int(tcp.DefaultKeepaliveIdle/time.Second)))
-		},
-		func(d *SocketDefaults, v string) { d.KeepIdle = int(sysctlInt(v)) }),
+	name:         "net.inet.tcp.keepidle",
+	doc:          []string{"keepalive idle time in s, 1..32767"},
+	values:       sysctlValues{lo: 1, hi: 32767, unit: "seconds"}, // Linux MAX_TCP_KEEPIDLE
+	sysctlAccess: socketDefaultInt(func(d *SocketDefaults) *int { return &d.KeepIdle }, int(tcp.DefaultKeepaliveIdle/time.Second)),
 }, {
-	name:   "net.inet.tcp.keepintvl",
-	doc:    []string{"keepalive probe interval in s, 1..32767"},
-	values: sysctlValues{lo: 1, hi: 32767, unit: "seconds"}, // Linux MAX_TCP_KEEPINTVL
-	sysctlAccess: socketDefault(
-		func(d *SocketDefaults) string {
-			return strconv.Itoa(orDefault(d.KeepIntvl, int(tcp.DefaultKeepaliveInterval/time.Second)))
-		},
-		func(d *SocketDefaults, v string) { d.KeepIntvl = int(sysctlInt(v)) }),
+	name:         "net.inet.tcp.keepintvl",
+	doc:          []string{"keepalive probe interval in s, 1..32767"},
+	values:       sysctlValues{lo: 1, hi: 32767, unit: "seconds"}, // Linux MAX_TCP_KEEPINTVL
+	sysctlAccess: socketDefaultInt(func(d *SocketDefaults) *int { return &d.KeepIntvl }, int(tcp.DefaultKeepaliveInterval/time.Second)),
 }, {
-	name:   "net.inet.tcp.keepcnt",
-	doc:    []string{"keepalive probes, 1..127"},
-	values: sysctlValues{lo: 1, hi: 127, unit: "probes"}, // Linux MAX_TCP_KEEPCNT
-	sysctlAccess: socketDefault(
-		func(d *SocketDefaults) string { return strconv.Itoa(orDefault(d.KeepCnt, tcp.DefaultKeepaliveCount)) },
-		func(d *SocketDefaults, v string) { d.KeepCnt = int(sysctlInt(v)) }),
+	name:         "net.inet.tcp.keepcnt",
+	doc:          []string{"keepalive probes, 1..127"},
+	values:       sysctlValues{lo: 1, hi: 127, unit: "probes"}, // Linux MAX_TCP_KEEPCNT
+	sysctlAccess: socketDefaultInt(func(d *SocketDefaults) *int { return &d.KeepCnt }, tcp.DefaultKeepaliveCount),
 }, {
 	name:   "net.inet.tcp.always_keepalive",
 	doc:    []string{"0|1 SO_KEEPALIVE on every TCP socket"},
@@ -637,10 +627,16 @@ func fixed(want, why string) sysctlAccess {
 	}
 }
 
-// orDefault is v, or def when v is 0 (gVisor's default applies).
-func orDefault(v, def int) int {
-	if v == 0 {
-		return def
-	}
-	return v
+// socketDefaultInt is socketDefault for the int field of SocketDefaults
+// that field points to, where 0 leaves gVisor's default def, which it
+// reads back as.
+func socketDefaultInt(field func(d *SocketDefaults) *int, def int) sysctlAccess {
+	return socketDefault(
+		func(d *SocketDefaults) string {
+			if v := *field(d); v != 0 {
+				return strconv.Itoa(v)
+			}
+			return strconv.Itoa(def)
+		},
+		func(d *SocketDefaults, v string) { *field(d) = int(sysctlInt(v)) })
 }
