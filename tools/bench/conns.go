@@ -506,6 +506,19 @@ const idleConnsCmd = "_idle-conns"
 //	idle conns: held <held> of <n> in <seconds>s, <failed> failed connects[, error: <text>]
 const idleConnsReady = "idle conns: held"
 
+// parseList parses each item of a comma-separated list.
+func parseList[T any](list string, parse func(string) (T, error)) ([]T, error) {
+	var out []T
+	for f := range strings.SplitSeq(list, ",") {
+		v, err := parse(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
 // idleConnsMain opens the connections, reports, and holds them until
 // SIGTERM or SIGINT, then closes them with a reset.
 func idleConnsMain(args []string) int {
@@ -515,23 +528,15 @@ func idleConnsMain(args []string) int {
 	n := fs.Int("n", 0, "connections")
 	first := fs.Int("first", 0, "index of the first connection (picks its server and source)")
 	fs.Parse(args)
-	var dsts []netip.AddrPort
-	var srcs []netip.Addr
-	for f := range strings.SplitSeq(*dst, ",") {
-		ap, err := netip.ParseAddrPort(f)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "idle conns: -dst:", err)
-			return 2
-		}
-		dsts = append(dsts, ap)
+	dsts, err := parseList(*dst, netip.ParseAddrPort)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "idle conns: -dst:", err)
+		return 2
 	}
-	for f := range strings.SplitSeq(*src, ",") {
-		a, err := netip.ParseAddr(f)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "idle conns: -src:", err)
-			return 2
-		}
-		srcs = append(srcs, a)
+	srcs, err := parseList(*src, netip.ParseAddr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "idle conns: -src:", err)
+		return 2
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
