@@ -1,12 +1,14 @@
 package core
 
 import (
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
+	"github.com/xstack/xstack/internal/xstest"
 	"github.com/xstack/xstack/stack/packet"
 )
 
@@ -53,7 +55,12 @@ func TestHandoffToAbsentRing(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.Remove() })
-	time.Sleep(2 * time.Millisecond)
+	xstest.WaitFor(t, 5*time.Second, "the retry time", func() error {
+		if left := time.Until(h.nextTry[1]); left > 0 {
+			return fmt.Errorf("%v left", left)
+		}
+		return nil
+	})
 	h.steerBurst([][]byte{reply})
 	if st := h.Stats(); st.HandedOut != 1 || st.Dropped != 1 {
 		t.Errorf("after the ring appeared: handed out %d, dropped %d; want 1, 1", st.HandedOut, st.Dropped)

@@ -3,11 +3,13 @@ package core
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/netip"
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,7 +21,9 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
+	"github.com/xstack/xstack/internal/xstest"
 	"github.com/xstack/xstack/stack"
+	"github.com/xstack/xstack/stack/stackinfo"
 	"github.com/xstack/xstack/stack/stacktest"
 )
 
@@ -157,6 +161,13 @@ func leakConn(t *testing.T, a, b *stack.Stack) *gonet.TCPConn {
 	// Unread data on both ends: segments the stacks still hold.
 	c.Write([]byte("unread by the server"))
 	s.Write([]byte("unread by the client"))
-	time.Sleep(50 * time.Millisecond)
+	xstest.WaitFor(t, 5*time.Second, "unread data queued on both ends", func() error {
+		for _, st := range []*stack.Stack{a, b} {
+			if !slices.ContainsFunc(st.Sockets(), func(s stackinfo.Socket) bool { return s.State == "ESTABLISHED" && s.RecvQ > 0 }) {
+				return fmt.Errorf("sockets %+v", st.Sockets())
+			}
+		}
+		return nil
+	})
 	return c
 }
