@@ -18,6 +18,7 @@ import (
 
 	"github.com/xstack/xstack/internal/ctl"
 	"github.com/xstack/xstack/stack/stackinfo"
+	"github.com/xstack/xstack/tools/internal/gather"
 )
 
 const usage = `
@@ -63,18 +64,11 @@ func main() {
 }
 
 func showSockets(t *ctl.Tool, all, tcpOnly, udpOnly bool) error {
-	var socks []stackinfo.Socket
-	err := t.Each(func(c *ctl.Client) error {
-		var s []stackinfo.Socket
-		if err := c.Call(ctl.OpSockets, nil, &s); err != nil {
-			return err
-		}
-		socks = append(socks, s...)
-		return nil
-	})
+	answers, err := gather.All[[]stackinfo.Socket](t, ctl.OpSockets, nil)
 	if err != nil {
 		return err
 	}
+	socks := slices.Concat(gather.Values(answers)...)
 	socks = slices.DeleteFunc(socks, func(s stackinfo.Socket) bool {
 		isTCP := strings.HasPrefix(s.Proto, "tcp")
 		return (!all && (s.State == "LISTEN" || s.Remote.Port() == 0)) ||
@@ -109,19 +103,15 @@ func endpoint(ap netip.AddrPort) string {
 }
 
 func showStats(t *ctl.Tool) error {
-	sum := map[string]uint64{}
-	err := t.Each(func(c *ctl.Client) error {
-		var m map[string]uint64
-		if err := c.Call(ctl.OpCounters, nil, &m); err != nil {
-			return err
-		}
-		for k, v := range m {
-			sum[k] += v
-		}
-		return nil
-	})
+	answers, err := gather.All[map[string]uint64](t, ctl.OpCounters, nil)
 	if err != nil {
 		return err
+	}
+	sum := map[string]uint64{}
+	for _, a := range answers {
+		for k, v := range a.Value {
+			sum[k] += v
+		}
 	}
 	if t.Opts.JSON {
 		return ctl.PrintJSON(os.Stdout, sum)
@@ -153,29 +143,18 @@ func printStats(w io.Writer, m map[string]uint64) {
 }
 
 func showInterfaces(t *ctl.Tool) error {
-	var (
-		ifcs []ctl.Interface
-		ids  []int
-	)
-	err := t.Each(func(c *ctl.Client) error {
-		var i ctl.Interface
-		if err := c.Call(ctl.OpIfconfig, nil, &i); err != nil {
-			return err
-		}
-		ifcs = append(ifcs, i)
-		ids = append(ids, c.ProcID)
-		return nil
-	})
+	answers, err := gather.All[ctl.Interface](t, ctl.OpIfconfig, nil)
 	if err != nil {
 		return err
 	}
 	if t.Opts.JSON {
-		return ctl.PrintJSON(os.Stdout, ifcs)
+		return ctl.PrintJSON(os.Stdout, gather.Values(answers))
 	}
 	fmt.Println("Kernel Interface table")
 	fmt.Printf("%-10s %5s %4s %8s %6s %6s %6s %8s %6s %6s %6s %s\n",
 		"Iface", "MTU", "Proc", "RX-OK", "RX-ERR", "RX-DRP", "RX-OVR", "TX-OK", "TX-ERR", "TX-DRP", "TX-OVR", "Flg")
-	for i, f := range ifcs {
+	for _, a := range answers {
+		f := a.Value
 		flg := "B"
 		if f.Up {
 			flg += "U"
@@ -185,27 +164,23 @@ func showInterfaces(t *ctl.Tool) error {
 		}
 		flg += "M"
 		fmt.Printf("%-10s %5d %4d %8d %6d %6d %6d %8d %6d %6d %6d %s\n",
-			f.Name, f.MTU, ids[i], f.RxPackets, f.RxErrors, f.RxDropped, 0, f.TxPackets, 0, f.TxDropped, 0, flg)
+			f.Name, f.MTU, a.ProcID, f.RxPackets, f.RxErrors, f.RxDropped, 0, f.TxPackets, 0, f.TxDropped, 0, flg)
 	}
 	return nil
 }
 
 func showRoutes(t *ctl.Tool) error {
+	answers, err := gather.All[[]stackinfo.Route](t, ctl.OpRoutes, nil)
+	if err != nil {
+		return err
+	}
 	var routes []stackinfo.Route
-	err := t.Each(func(c *ctl.Client) error {
-		var rs []stackinfo.Route
-		if err := c.Call(ctl.OpRoutes, nil, &rs); err != nil {
-			return err
-		}
-		for _, r := range rs {
+	for _, a := range answers {
+		for _, r := range a.Value {
 			if !slices.Contains(routes, r) {
 				routes = append(routes, r)
 			}
 		}
-		return nil
-	})
-	if err != nil {
-		return err
 	}
 	return ctl.OutputRoutes(os.Stdout, t.Opts.JSON, routes)
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/xstack/xstack/internal/ctl"
 	"github.com/xstack/xstack/stack/stackinfo"
+	"github.com/xstack/xstack/tools/internal/gather"
 )
 
 const usage = `
@@ -73,22 +74,14 @@ func main() {
 			if len(rest) != 1 {
 				return ctl.Usagef("get: expected one address")
 			}
-			var results []stackinfo.RouteLookup
-			err := t.Each(func(c *ctl.Client) error {
-				var r stackinfo.RouteLookup
-				if err := c.Call(ctl.OpRouteGet, ctl.RouteArgs{Dst: rest[0]}, &r); err != nil {
-					return err
-				}
-				results = append(results, r)
-				return nil
-			})
+			answers, err := gather.All[stackinfo.RouteLookup](t, ctl.OpRouteGet, ctl.RouteArgs{Dst: rest[0]})
 			if err != nil {
 				return err
 			}
 			if t.Opts.JSON {
-				return ctl.PrintJSON(os.Stdout, results)
+				return ctl.PrintJSON(os.Stdout, gather.Values(answers))
 			}
-			r := results[0]
+			r := answers[0].Value
 			fmt.Printf("   route to: %s\n", r.Dst)
 			fmt.Printf("destination: %s\n", ctl.RouteDst(r.Route.Dst))
 			if r.Gateway.IsValid() {
@@ -111,19 +104,15 @@ func main() {
 }
 
 func show(t *ctl.Tool) error {
-	var routes []stackinfo.Route
-	err := t.Each(func(c *ctl.Client) error {
-		var rs []stackinfo.Route
-		if err := c.Call(ctl.OpRoutes, nil, &rs); err != nil {
-			return err
-		}
-		if routes == nil {
-			routes = rs // the tables of the processes are the same unless changed with -p
-		}
-		return nil
-	})
+	answers, err := gather.All[[]stackinfo.Route](t, ctl.OpRoutes, nil)
 	if err != nil {
 		return err
+	}
+	var routes []stackinfo.Route
+	for _, a := range answers {
+		if routes == nil {
+			routes = a.Value // the tables of the processes are the same unless changed with -p
+		}
 	}
 	return ctl.OutputRoutes(os.Stdout, t.Opts.JSON, routes)
 }
