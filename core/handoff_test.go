@@ -50,10 +50,7 @@ func TestHandoffToAbsentRing(t *testing.T) {
 
 	// The other process makes its ring; the next burst after the retry
 	// time gets through.
-	r, err := CreateHandoffRing(h.outPath(1), 64, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := createRing(t, h.outPath(1), 64, 2048)
 	t.Cleanup(func() { r.Remove() })
 	xstest.WaitFor(t, 5*time.Second, "the retry time", func() error {
 		if left := time.Until(h.nextTry[1]); left > 0 {

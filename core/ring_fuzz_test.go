@@ -243,10 +243,7 @@ func openRingSeeds(tb testing.TB) []fuzzcorpus.Seed {
 	dir := tb.TempDir()
 	image := func(name string, fill func(r *HandoffRing)) []byte {
 		path := filepath.Join(dir, name)
-		r, err := CreateHandoffRing(path, 4, 64)
-		if err != nil {
-			tb.Fatal(err)
-		}
+		r := createRing(tb, path, 4, 64)
 		fill(r)
 		r.Close()
 		b, err := os.ReadFile(path)

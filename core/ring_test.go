@@ -372,13 +372,20 @@ func TestHandoffRingAllocs(t *testing.T) {
 // TestHandoffRingFile covers the shared-file constructors: a producer joins
 // the consumer's ring and both see the same frames and counters, a second
 // producer is refused, and damaged files are refused with clear errors.
-func TestHandoffRingFile(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "ring0")
-	cons, err := CreateHandoffRing(path, 8, 256)
+// createRing creates the ring file at path or fails t.
+func createRing(t testing.TB, path string, slots, slotSize int) *HandoffRing {
+	t.Helper()
+	r, err := CreateHandoffRing(path, slots, slotSize)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return r
+}
+
+func TestHandoffRingFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ring0")
+	cons := createRing(t, path, 8, 256)
 	defer cons.Close()
 	if m, _ := filepath.Glob(filepath.Join(dir, "*.tmp*")); len(m) != 0 {
 		t.Fatalf("temporary files left behind: %v", m)
@@ -472,10 +479,7 @@ func TestHandoffRingFileReplace(t *testing.T) {
 func TestHandoffRingFileBadHeader(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good")
-	r, err := CreateHandoffRing(good, 4, 64)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := createRing(t, good, 4, 64)
 	r.Close()
 	image, err := os.ReadFile(good)
 	if err != nil {
@@ -649,10 +653,7 @@ func TestHandoffRingCrossProcess(t *testing.T) {
 		return
 	}
 	path := filepath.Join(t.TempDir(), "ring")
-	r, err := CreateHandoffRing(path, 256, ringChildSize)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := createRing(t, path, 256, ringChildSize)
 	defer r.Remove()
 	defer r.Close()
 
