@@ -370,19 +370,30 @@ func (s *socket) getInt(o tcpip.SockOptInt) (int, error) {
 	return v, nil
 }
 
+// optSocket looks fd up for a call that takes the one option wantOpt at
+// wantLevel, and is ENOPROTOOPT for any other. The caller puts s.f.
+func (t *Sockets) optSocket(fd, level, opt, wantLevel, wantOpt int) (*socket, unix.Errno) {
+	s, errno := t.socket(fd)
+	if errno != 0 {
+		return nil, errno
+	}
+	if level != wantLevel || opt != wantOpt {
+		s.f.put()
+		return nil, unix.ENOPROTOOPT
+	}
+	return s, 0
+}
+
 // SetsockoptLinger is setsockopt(SOL_SOCKET, SO_LINGER). Linger on with a
 // zero timeout makes close reset the connection (RST) instead of sending
 // FIN. A non-zero timeout is recorded but close does not wait (see the
 // package doc).
 func (t *Sockets) SetsockoptLinger(fd, level, opt int, l *unix.Linger) error {
-	s, errno := t.socket(fd)
+	s, errno := t.optSocket(fd, level, opt, unix.SOL_SOCKET, unix.SO_LINGER)
 	if errno != 0 {
 		return errno
 	}
 	defer s.f.put()
-	if level != unix.SOL_SOCKET || opt != unix.SO_LINGER {
-		return unix.ENOPROTOOPT
-	}
 	if l == nil {
 		return unix.EFAULT
 	}
@@ -396,14 +407,11 @@ func (t *Sockets) SetsockoptLinger(fd, level, opt int, l *unix.Linger) error {
 
 // GetsockoptLinger is getsockopt(SOL_SOCKET, SO_LINGER).
 func (t *Sockets) GetsockoptLinger(fd, level, opt int) (*unix.Linger, error) {
-	s, errno := t.socket(fd)
+	s, errno := t.optSocket(fd, level, opt, unix.SOL_SOCKET, unix.SO_LINGER)
 	if errno != 0 {
 		return nil, errno
 	}
 	defer s.f.put()
-	if level != unix.SOL_SOCKET || opt != unix.SO_LINGER {
-		return nil, unix.ENOPROTOOPT
-	}
 	l := s.ep.SocketOptions().GetLinger()
 	return &unix.Linger{Onoff: int32(b2i(l.Enabled)), Linger: int32(l.Timeout / time.Second)}, nil
 }
@@ -413,14 +421,11 @@ func (t *Sockets) GetsockoptLinger(fd, level, opt int) (*unix.Linger, error) {
 // RTT and its variance (µs), the congestion window and slow-start threshold
 // (segments), the MSS and reordering; the other fields are zero.
 func (t *Sockets) GetsockoptTCPInfo(fd, level, opt int) (*unix.TCPInfo, error) {
-	s, errno := t.socket(fd)
+	s, errno := t.optSocket(fd, level, opt, unix.IPPROTO_TCP, unix.TCP_INFO)
 	if errno != 0 {
 		return nil, errno
 	}
 	defer s.f.put()
-	if level != unix.IPPROTO_TCP || opt != unix.TCP_INFO {
-		return nil, unix.ENOPROTOOPT
-	}
 	if s.stype != unix.SOCK_STREAM {
 		return nil, unix.EOPNOTSUPP
 	}
