@@ -24,14 +24,11 @@ const (
 	Broadcast
 )
 
+var verdictNames = [...]string{Local: "local", HandOff: "hand-off", Broadcast: "broadcast"}
+
 func (v Verdict) String() string {
-	switch v {
-	case Local:
-		return "local"
-	case HandOff:
-		return "hand-off"
-	case Broadcast:
-		return "broadcast"
+	if int(v) < len(verdictNames) {
+		return verdictNames[v]
 	}
 	return fmt.Sprintf("Verdict(%d)", uint8(v))
 }

@@ -18,14 +18,11 @@ const (
 	chargenService                // RFC 864: the pattern, as fast as the socket takes it
 )
 
+var serviceNames = [...]string{echoService: "echo", discardService: "discard", chargenService: "chargen"}
+
 func (s service) String() string {
-	switch s {
-	case echoService:
-		return "echo"
-	case discardService:
-		return "discard"
-	case chargenService:
-		return "chargen"
+	if int(s) < len(serviceNames) {
+		return serviceNames[s]
 	}
 	return fmt.Sprintf("service(%d)", uint8(s))
 }
