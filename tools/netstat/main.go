@@ -170,17 +170,9 @@ func showInterfaces(t *ctl.Tool) error {
 }
 
 func showRoutes(t *ctl.Tool) error {
-	answers, err := gather.All[[]stackinfo.Route](t, ctl.OpRoutes, nil)
+	routes, err := gather.Routes(t)
 	if err != nil {
 		return err
-	}
-	var routes []stackinfo.Route
-	for _, a := range answers {
-		for _, r := range a.Value {
-			if !slices.Contains(routes, r) {
-				routes = append(routes, r)
-			}
-		}
 	}
 	return ctl.OutputRoutes(os.Stdout, t.Opts.JSON, routes)
 }

@@ -104,15 +104,9 @@ func main() {
 }
 
 func show(t *ctl.Tool) error {
-	answers, err := gather.All[[]stackinfo.Route](t, ctl.OpRoutes, nil)
+	routes, err := gather.Routes(t)
 	if err != nil {
 		return err
-	}
-	var routes []stackinfo.Route
-	for _, a := range answers {
-		if routes == nil {
-			routes = a.Value // the tables of the processes are the same unless changed with -p
-		}
 	}
 	return ctl.OutputRoutes(os.Stdout, t.Opts.JSON, routes)
 }

@@ -3,7 +3,12 @@
 // control call per process and then merge or list the answers.
 package gather
 
-import "github.com/xstack/xstack/internal/ctl"
+import (
+	"slices"
+
+	"github.com/xstack/xstack/internal/ctl"
+	"github.com/xstack/xstack/stack/stackinfo"
+)
 
 // Answer is one process's reply.
 type Answer[T any] struct {
@@ -34,4 +39,23 @@ func Values[T any](answers []Answer[T]) []T {
 		vs[i] = a.Value
 	}
 	return vs
+}
+
+// Routes is the route table of the processes t reaches, as netstat -r and
+// route show print it: every process's routes, each once, in the order
+// first seen. The tables are the same unless one was changed with -p.
+func Routes(t *ctl.Tool) ([]stackinfo.Route, error) {
+	answers, err := All[[]stackinfo.Route](t, ctl.OpRoutes, nil)
+	if err != nil {
+		return nil, err
+	}
+	var routes []stackinfo.Route
+	for _, a := range answers {
+		for _, r := range a.Value {
+			if !slices.Contains(routes, r) {
+				routes = append(routes, r)
+			}
+		}
+	}
+	return routes, nil
 }
