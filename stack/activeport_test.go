@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
@@ -92,11 +91,7 @@ func TestConnectTCPPicksRSSPort(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			peer := netip.MustParseAddr(tc.peer)
 			full := tcpip.FullAddress{NIC: stack.NICID, Addr: tcpip.AddrFromSlice(peer.AsSlice()), Port: 80}
-			ln, err := gonet.ListenTCP(p.a.Gvisor(), full, tc.proto)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
+			ln := listenTCP(t, p, full, tc.proto)
 			go func() {
 				for {
 					c, err := ln.Accept()
@@ -164,11 +159,7 @@ func TestConnectTCPPickerFindsNone(t *testing.T) {
 	p := newPairConfig(t, stack.Config{
 		PickPort: func(netip.Addr, netip.AddrPort, uint16, uint16, uint16) (uint16, bool) { return 0, false }})
 	full := tcpip.FullAddress{NIC: stack.NICID, Addr: tcpip.AddrFrom4([4]byte{198, 18, 0, 1}), Port: 81}
-	ln, err := gonet.ListenTCP(p.a.Gvisor(), full, ipv4.ProtocolNumber)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	listenTCP(t, p, full, ipv4.ProtocolNumber)
 	ep, cerr := connectTCP(t, p.b, ipv4.ProtocolNumber, full)
 	if cerr != nil {
 		t.Fatal(cerr)

@@ -44,17 +44,24 @@ func newPairConfig(t *testing.T, cb stack.Config) *pair {
 	return &pair{p.A, p.B, p.QA, p.QB}
 }
 
+// listenTCP listens on a at full until the test ends.
+func listenTCP(t *testing.T, p *pair, full tcpip.FullAddress, proto tcpip.NetworkProtocolNumber) *gonet.TCPListener {
+	t.Helper()
+	ln, err := gonet.ListenTCP(p.a.Gvisor(), full, proto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
 // tcpConns connects b to a listener of a on addr:port and returns the
 // connection's two ends, b's and a's. The listener and both ends are
 // closed when the test ends.
 func tcpConns(t *testing.T, p *pair, proto tcpip.NetworkProtocolNumber, addr string, port uint16) (*gonet.TCPConn, net.Conn) {
 	t.Helper()
 	full := tcpip.FullAddress{NIC: stack.NICID, Addr: tcpip.AddrFromSlice(netip.MustParseAddr(addr).AsSlice()), Port: port}
-	ln, err := gonet.ListenTCP(p.a.Gvisor(), full, proto)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
+	ln := listenTCP(t, p, full, proto)
 	accepted := make(chan net.Conn, 1)
 	go func() {
 		c, err := ln.Accept()
