@@ -99,6 +99,8 @@ func (d *deadline) stop() {
 	d.mu.Unlock()
 }
 
+// expired reports whether ch, which fires by being closed (a deadline, a
+// table's done channel), has fired.
 func expired(ch <-chan struct{}) bool {
 	select {
 	case <-ch:

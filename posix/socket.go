@@ -150,14 +150,7 @@ func (t *Sockets) Socket(domain, typ, proto int) (int, error) {
 	return fd, nil
 }
 
-func (t *Sockets) isClosed() bool {
-	select {
-	case <-t.done:
-		return true
-	default:
-		return false
-	}
-}
+func (t *Sockets) isClosed() bool { return expired(t.done) }
 
 func (t *Sockets) newSocket(family, typ, proto int, ep tcpip.Endpoint, wq *waiter.Queue) *socket {
 	s := &socket{t: t, family: family, stype: typ, proto: proto, ep: ep, wq: wq}
