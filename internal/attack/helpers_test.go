@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -125,27 +124,7 @@ func (d dialer) dial(addr netip.AddrPort, timeout time.Duration) (*net.TCPConn, 
 
 // httpGet sends one keep-alive GET on c and reads the response.
 func httpGet(c net.Conn, br *bufio.Reader, timeout time.Duration) error {
-	c.SetDeadline(time.Now().Add(timeout))
-	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: xstack\r\n\r\n"); err != nil {
-		return err
-	}
-	length := -1
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			return fmt.Errorf("reading head: %w", err)
-		}
-		if line == "\r\n" {
-			break
-		}
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "Content-Length") {
-			length, _ = strconv.Atoi(strings.TrimSpace(v))
-		}
-	}
-	if length < 0 {
-		return fmt.Errorf("no Content-Length")
-	}
-	_, err := br.Discard(length)
+	_, err := rigtest.HTTPGet(c, br, "/", false, timeout)
 	return err
 }
 

@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -42,36 +41,7 @@ func startHelloworld(t *testing.T, r *rig.Rig, extra ...string) *rigtest.Proc {
 
 // fetch sends one request on c and reads one response, returning it whole.
 func fetch(c net.Conn, br *bufio.Reader, close bool) ([]byte, error) {
-	req := "GET / HTTP/1.1\r\nHost: xstack\r\n\r\n"
-	if close {
-		req = "GET / HTTP/1.1\r\nHost: xstack\r\nConnection: close\r\n\r\n"
-	}
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(c, req); err != nil {
-		return nil, err
-	}
-	var resp bytes.Buffer
-	length := -1
-	for {
-		line, err := br.ReadString('\n')
-		resp.WriteString(line)
-		if err != nil {
-			return resp.Bytes(), fmt.Errorf("reading head: %w", err)
-		}
-		if line == "\r\n" {
-			break
-		}
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "Content-Length") {
-			length, _ = strconv.Atoi(strings.TrimSpace(v))
-		}
-	}
-	if length < 0 {
-		return resp.Bytes(), fmt.Errorf("no Content-Length in %q", resp.String())
-	}
-	if _, err := io.CopyN(&resp, br, int64(length)); err != nil {
-		return resp.Bytes(), fmt.Errorf("reading body: %w", err)
-	}
-	return resp.Bytes(), nil
+	return rigtest.HTTPGet(c, br, "/", close, 10*time.Second)
 }
 
 // reference returns the response the kernel build of the same server gives,

@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -139,33 +138,8 @@ func dial(ns string, local netip.Addr, to netip.AddrPort, timeout time.Duration)
 // get sends a request for path on c and reads the response; it returns the
 // response's size.
 func get(c net.Conn, br *bufio.Reader, path string, close bool) (int, error) {
-	req := "GET " + path + " HTTP/1.1\r\nHost: xstack\r\n\r\n"
-	if close {
-		req = "GET " + path + " HTTP/1.1\r\nHost: xstack\r\nConnection: close\r\n\r\n"
-	}
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(c, req); err != nil {
-		return 0, err
-	}
-	n, length := 0, -1
-	for {
-		line, err := br.ReadString('\n')
-		n += len(line)
-		if err != nil {
-			return n, err
-		}
-		if line == "\r\n" {
-			break
-		}
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "Content-Length") {
-			length, _ = strconv.Atoi(strings.TrimSpace(v))
-		}
-	}
-	if length < 0 {
-		return n, fmt.Errorf("no Content-Length")
-	}
-	m, err := io.CopyN(io.Discard, br, int64(length))
-	return n + int(m), err
+	resp, err := rigtest.HTTPGet(c, br, path, close, 10*time.Second)
+	return len(resp), err
 }
 
 func (e *env) connect(t *testing.T, to netip.Addr) (*net.TCPConn, *bufio.Reader) {
