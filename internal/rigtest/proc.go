@@ -95,13 +95,7 @@ lcore_mask=%x
 mode=%s
 busy_poll=1
 idle_sleep=50
-[port0]
-ifname=%s
-netns=%s
-addr=%s
-netmask=255.255.0.0
-addr6=%s/%d
-`, mask, mode, r.StackIf, r.StackNS, r.StackAddr4, r.StackAddr6, r.Prefix6) + strings.Join(extra, "\n") + "\n"
+`, mask, mode) + r.PortConfig() + strings.Join(extra, "\n") + "\n"
 	p := filepath.Join(t.TempDir(), "config.ini")
 	if err := os.WriteFile(p, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
