@@ -549,22 +549,19 @@ func (r *run) close(fd int) {
 	r.note("close %s: %s", r.label(fd), errName(r.s.Close(fd)))
 }
 
-func (r *run) sockname(fd int) {
-	sa, err := r.s.Getsockname(fd)
-	if err != nil {
-		r.note("getsockname %s: %s", r.label(fd), errName(err))
-		return
-	}
-	r.note("getsockname %s: %s", r.label(fd), r.sym(sa))
-}
+func (r *run) sockname(fd int) { r.addr("getsockname", fd, r.s.Getsockname) }
 
-func (r *run) peername(fd int) {
-	sa, err := r.s.Getpeername(fd)
+func (r *run) peername(fd int) { r.addr("getpeername", fd, r.s.Getpeername) }
+
+// addr notes the address that get (Getsockname or Getpeername, called op)
+// returns for fd, in the symbols of the run, or its error.
+func (r *run) addr(op string, fd int, get func(int) (unix.Sockaddr, error)) {
+	sa, err := get(fd)
 	if err != nil {
-		r.note("getpeername %s: %s", r.label(fd), errName(err))
+		r.note("%s %s: %s", op, r.label(fd), errName(err))
 		return
 	}
-	r.note("getpeername %s: %s", r.label(fd), r.sym(sa))
+	r.note("%s %s: %s", op, r.label(fd), r.sym(sa))
 }
 
 func (r *run) setopt(fd, level, opt, v int) {
