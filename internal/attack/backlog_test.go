@@ -11,7 +11,6 @@ import (
 
 	"github.com/xstack/xstack/internal/xstest"
 	"github.com/xstack/xstack/posix/posixtest"
-	"github.com/xstack/xstack/stack/stacktest"
 )
 
 // TestAcceptBacklogFull makes more connections than a listener's backlog
@@ -24,17 +23,8 @@ func TestAcceptBacklogFull(t *testing.T) {
 	p := posixtest.NewPair(t)
 	cli, srv := p.A, p.B
 
-	lfd, err := srv.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Bind(lfd, &unix.SockaddrInet4{Addr: stacktest.AddrB4, Port: 80}); err != nil {
-		t.Fatal(err)
-	}
 	const backlog, clients = 2, 12
-	if err := srv.Listen(lfd, backlog); err != nil {
-		t.Fatal(err)
-	}
+	lfd := listenB(t, srv, unix.SOCK_NONBLOCK, backlog)
 
 	// The clients connect (blocking, as most do) and send their greeting;
 	// nothing is accepted yet.
@@ -44,10 +34,7 @@ func TestAcceptBacklogFull(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			fd, err := cli.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
-			if err == nil {
-				err = cli.Connect(fd, &unix.SockaddrInet4{Addr: stacktest.AddrB4, Port: 80})
-			}
+			fd, err := dialB(cli)
 			if err == nil {
 				_, err = cli.Write(fd, []byte(fmt.Sprintf("hello %02d", i)))
 			}

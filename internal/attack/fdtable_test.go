@@ -10,7 +10,6 @@ import (
 
 	"github.com/xstack/xstack/internal/xstest"
 	"github.com/xstack/xstack/posix/posixtest"
-	"github.com/xstack/xstack/stack/stacktest"
 )
 
 // TestFDTableFull fills a socket table to its limit (posix.Sockets.SetMaxFDs,
@@ -27,16 +26,7 @@ func TestFDTableFull(t *testing.T) {
 		t.Fatalf("MaxFDs() = %d after SetMaxFDs(%d)", got, limit)
 	}
 
-	lfd, err := srv.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Bind(lfd, &unix.SockaddrInet4{Addr: stacktest.AddrB4, Port: 80}); err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(lfd, 16); err != nil {
-		t.Fatal(err)
-	}
+	lfd := listenB(t, srv, 0, 16)
 	// Fill the table.
 	var fds []int
 	for {
@@ -61,11 +51,8 @@ func TestFDTableFull(t *testing.T) {
 
 	// A client connects: the handshake completes in the stack, but the
 	// server has no descriptor for it.
-	cfd, err := cli.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	cfd, err := dialB(cli)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cli.Connect(cfd, &unix.SockaddrInet4{Addr: stacktest.AddrB4, Port: 80}); err != nil {
 		t.Fatal(err)
 	}
 	// The handshake's last ACK lands: the listener turns readable.

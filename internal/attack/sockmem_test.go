@@ -12,7 +12,6 @@ import (
 	"github.com/xstack/xstack/internal/xstest"
 	"github.com/xstack/xstack/posix"
 	"github.com/xstack/xstack/posix/posixtest"
-	"github.com/xstack/xstack/stack/stacktest"
 )
 
 // TestSocketMemoryLimit runs a server whose socket-buffer memory
@@ -44,16 +43,7 @@ func TestSocketMemoryLimit(t *testing.T) {
 	}
 	posixtest.SetMemLimit(t, srv, room*per) // before any client connects
 
-	lfd, err := srv.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Bind(lfd, &unix.SockaddrInet4{Addr: stacktest.AddrB4, Port: 80}); err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(lfd, clients); err != nil {
-		t.Fatal(err)
-	}
+	lfd := listenB(t, srv, unix.SOCK_NONBLOCK, clients)
 	if got := srv.MemReserved(); got != 0 {
 		t.Fatalf("a listener holds %d bytes of reservation, want 0", got)
 	}
@@ -163,10 +153,9 @@ func payload(i, size int) []byte {
 // the server's accept queue or accepted), sends its payload, half-closes
 // and checks that the echo is the payload, whole.
 func echoClient(t *posix.Sockets, i, size int, connected chan<- error) error {
-	fd, err := t.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	fd, err := dialB(t)
 	if err == nil {
 		defer t.CloseFD(fd)
-		err = t.Connect(fd, &unix.SockaddrInet4{Addr: stacktest.AddrB4, Port: 80})
 	}
 	connected <- err
 	if err != nil {
