@@ -666,7 +666,17 @@ func (r *run) waitOut(fd int) {
 	r.s.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}, 3000)
 }
 
-// settle lets packets in flight arrive.
+// waitErr waits up to 3 s for an error or hang-up on fd, which poll
+// reports without being asked for: a reset on a connection that is
+// readable already (at EOF).
+func (r *run) waitErr(fd int) {
+	r.s.Poll([]unix.PollFd{{Fd: int32(fd)}}, 3000)
+}
+
+// settle lets packets in flight arrive, for the scenarios where nothing
+// observable marks their arrival (a datagram that must be filtered, an ACK
+// that releases corked data); the others wait for the event itself with
+// waitIn, waitOut or waitErr.
 func (r *run) settle() { time.Sleep(100 * time.Millisecond) }
 
 func evString(e uint32) string {
