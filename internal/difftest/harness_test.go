@@ -802,13 +802,9 @@ func (r *run) peerSend(fd int, s string) {
 // peerRecv waits up to 3 s and reads: the data, EOF (a FIN), ECONNRESET
 // (a RST) or timeout.
 func (r *run) peerRecv(fd int) {
-	if !peerWait(fd, unix.POLLIN, 3000) {
-		r.note("peer recv: timeout")
-		return
+	if r.peerWaitIn(fd, "peer recv") {
+		r.peerRead(fd, "peer recv")
 	}
-	b := make([]byte, 4096)
-	n, _, err := unix.Recvfrom(fd, b, unix.MSG_DONTWAIT)
-	r.noteData("peer recv", b, n, err)
 }
 
 // peerRecvNow reads, 50 ms after the call, what has arrived by then,
@@ -816,9 +812,25 @@ func (r *run) peerRecv(fd int) {
 // was held back: Linux sends corked data after 200 ms at the earliest.
 func (r *run) peerRecvNow(fd int) {
 	time.Sleep(50 * time.Millisecond)
+	r.peerRead(fd, "peer recv now")
+}
+
+// peerWaitIn waits up to 3 s for fd of the peer to turn readable, and
+// notes a timeout as op's when it does not.
+func (r *run) peerWaitIn(fd int, op string) bool {
+	if !peerWait(fd, unix.POLLIN, 3000) {
+		r.note("%s: timeout", op)
+		return false
+	}
+	return true
+}
+
+// peerRead notes, as op's, what a read on fd of the peer returns without
+// waiting: the data, EOF or the error.
+func (r *run) peerRead(fd int, op string) {
 	b := make([]byte, 4096)
 	n, _, err := unix.Recvfrom(fd, b, unix.MSG_DONTWAIT)
-	r.noteData("peer recv now", b, n, err)
+	r.noteData(op, b, n, err)
 }
 
 // peerSendPieces sends the pieces from the peer on another goroutine,
@@ -899,27 +911,25 @@ func (r *run) peerSendTo(fd int, s string, to unix.Sockaddr) {
 // peerRecvFromNow is peerRecvNow for datagrams.
 func (r *run) peerRecvFromNow(fd int) {
 	time.Sleep(50 * time.Millisecond)
-	b := make([]byte, 65536)
-	n, from, err := unix.Recvfrom(fd, b, unix.MSG_DONTWAIT)
-	if err != nil {
-		r.note("peer recvfrom now: %s", errName(err))
-		return
-	}
-	r.note("peer recvfrom now: %d %q from %s", n, b[:min(n, 32)], r.sym(from))
+	r.peerReadFrom(fd, "peer recvfrom now")
 }
 
 func (r *run) peerRecvFrom(fd int) {
-	if !peerWait(fd, unix.POLLIN, 3000) {
-		r.note("peer recvfrom: timeout")
-		return
+	if r.peerWaitIn(fd, "peer recvfrom") {
+		r.peerReadFrom(fd, "peer recvfrom")
 	}
+}
+
+// peerReadFrom notes, as op's, the datagram and its source, or the error,
+// that a read on fd of the peer returns without waiting.
+func (r *run) peerReadFrom(fd int, op string) {
 	b := make([]byte, 65536)
 	n, from, err := unix.Recvfrom(fd, b, unix.MSG_DONTWAIT)
 	if err != nil {
-		r.note("peer recvfrom: %s", errName(err))
+		r.note("%s: %s", op, errName(err))
 		return
 	}
-	r.note("peer recvfrom: %d %q from %s", n, b[:min(n, 32)], r.sym(from))
+	r.note("%s: %d %q from %s", op, n, b[:min(n, 32)], r.sym(from))
 }
 
 // vanish removes a from the peer, which then neither answers nor resets:
