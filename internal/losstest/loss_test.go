@@ -21,6 +21,7 @@ import (
 	"github.com/xstack/xstack/internal/netns"
 	"github.com/xstack/xstack/internal/rig"
 	"github.com/xstack/xstack/internal/rigtest"
+	"github.com/xstack/xstack/internal/xstest"
 )
 
 // lossRig is a rig with a dropper on the peer's end, examples/echo on
@@ -228,17 +229,9 @@ func (lr *lossRig) echoStream(addr netip.AddrPort, size int64, seed uint64) (tim
 // exchanges of 1 to 2048 pseudo-random bytes with the echo service, and
 // checks every byte of every response.
 func (lr *lossRig) exchanges(addr netip.AddrPort, conns, per int) error {
-	var wg sync.WaitGroup
-	errs := make([]error, conns)
-	for i := range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = lr.exchangeConn(addr, uint64(i), per)
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return errors.Join(xstest.Go(conns, func(i int) error {
+		return lr.exchangeConn(addr, uint64(i), per)
+	})()...)
 }
 
 func (lr *lossRig) exchangeConn(addr netip.AddrPort, seed uint64, per int) error {
