@@ -17,7 +17,6 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
-	"github.com/xstack/xstack/internal/netns"
 	"github.com/xstack/xstack/internal/rig"
 	"github.com/xstack/xstack/internal/rigtest"
 	"github.com/xstack/xstack/internal/xstest"
@@ -32,25 +31,12 @@ type rawCapture struct{ fd int }
 
 func newRawCapture(t *testing.T, r *rig.Rig) *rawCapture {
 	t.Helper()
-	c := &rawCapture{fd: -1}
-	err := netns.Do(r.PeerNS, func() error {
-		ifi, err := net.InterfaceByName(r.PeerIf)
-		if err != nil {
-			return err
-		}
-		proto := int(htons(unix.ETH_P_ALL))
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, proto)
-		if err != nil {
-			return err
-		}
-		c.fd = fd
-		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: uint16(proto), Ifindex: ifi.Index})
-	})
+	fd, _, err := rigtest.PeerPacketSocket(r, htons(unix.ETH_P_ALL))
 	if err != nil {
-		t.Fatalf("AF_PACKET capture in %s: %v", r.PeerNS, err)
+		t.Fatal(err)
 	}
-	t.Cleanup(func() { unix.Close(c.fd) })
-	return c
+	t.Cleanup(func() { unix.Close(fd) })
+	return &rawCapture{fd: fd}
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
