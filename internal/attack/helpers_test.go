@@ -278,6 +278,33 @@ func startPeer(t *testing.T, r *rig.Rig, cpu int, name string, args ...string) (
 	return cmd, &out
 }
 
+// synFlood is hping3 flooding a target's port 80 with SYNs from random
+// spoofed sources, from the peer namespace on the second CPU (the stack's
+// lcore is pinned to the first).
+type synFlood struct {
+	cmd *exec.Cmd
+	out *strings.Builder
+}
+
+func startSYNFlood(t *testing.T, r *rig.Rig, target string) *synFlood {
+	t.Helper()
+	cmd, out := startPeer(t, r, 1, "hping3", "--flood", "--rand-source", "-S", "-p", "80", target)
+	return &synFlood{cmd: cmd, out: out}
+}
+
+// stop ends the flood and returns how many SYNs it sent, from the
+// statistics hping3 prints on SIGINT (0 without them), and all it printed.
+func (f *synFlood) stop() (sent int, out string) {
+	f.cmd.Process.Signal(syscall.SIGINT)
+	f.cmd.Wait()
+	out = f.out.String()
+	if i := strings.Index(out, " packets transmitted"); i >= 0 {
+		fs := strings.Fields(out[:i])
+		sent, _ = strconv.Atoi(fs[len(fs)-1])
+	}
+	return sent, out
+}
+
 // diff returns b[k]-a[k] for counter k.
 func diff(a, b map[string]uint64, k string) uint64 { return b[k] - a[k] }
 
