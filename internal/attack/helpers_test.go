@@ -26,19 +26,26 @@ import (
 	"github.com/xstack/xstack/stack"
 )
 
-// startHelloworld builds helloworld and starts it on r with the config file
-// conf and the extra flags, writing a CPU profile when it stops if
-// XSTACK_ATTACK_CPUPROFILE names a file. It returns the process, the
-// address it serves on and a dialer from the peer's namespace.
-func startHelloworld(t *testing.T, r *rig.Rig, conf string, extra ...string) (*rigtest.Proc, netip.AddrPort, dialer) {
+// startHelloworld makes a rig for t, builds helloworld and starts it there
+// with the config lines that conf returns for the rig (after its port
+// section; conf may be nil) and the extra flags, writing a CPU profile when
+// it stops if XSTACK_ATTACK_CPUPROFILE names a file. It returns the rig,
+// the process, the address it serves on and a dialer from the peer's
+// namespace.
+func startHelloworld(t *testing.T, conf func(r *rig.Rig) []string, extra ...string) (*rig.Rig, *rigtest.Proc, netip.AddrPort, dialer) {
 	t.Helper()
+	r := rigtest.New(t, rig.Options{})
+	var lines []string
+	if conf != nil {
+		lines = conf(r)
+	}
 	bin := rigtest.Build(t, "./examples/helloworld")
-	args := append([]string{"-c", conf}, extra...)
+	args := append([]string{"-c", rigtest.Config(t, r, lines...)}, extra...)
 	if f := os.Getenv("XSTACK_ATTACK_CPUPROFILE"); f != "" {
 		args = append(args, "-cpuprofile", f)
 	}
 	p := rigtest.Start(t, "serving on port", bin, args...)
-	return p, netip.AddrPortFrom(r.StackAddr4, 80), dialer{ns: r.PeerNS}
+	return r, p, netip.AddrPortFrom(r.StackAddr4, 80), dialer{ns: r.PeerNS}
 }
 
 // heavy reports whether the long variants were asked for

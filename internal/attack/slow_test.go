@@ -31,9 +31,8 @@ const slowMinRatio = 0.80
 // timeout must close each within the configured time, and a normal
 // keep-alive client must keep its request rate.
 func TestSlowloris(t *testing.T) {
-	r := rigtest.New(t, rig.Options{})
 	const headerTimeout = 4 * time.Second
-	p, addr, d := startHelloworld(t, r, rigtest.Config(t, r), "-header-timeout", headerTimeout.String())
+	_, p, addr, d := startHelloworld(t, nil, "-header-timeout", headerTimeout.String())
 	pid := p.Cmd.Process.Pid
 	attackers, windows := 2000, 6
 	if heavy() {

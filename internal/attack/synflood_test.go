@@ -35,10 +35,10 @@ const synFloodMinRatio = 0.80
 // SYN-ACKs silently: no spoofed source ever answers, the worst case for
 // half-open connections.
 func TestSYNFlood(t *testing.T) {
-	r := rigtest.New(t, rig.Options{})
-	conf := rigtest.Config(t, r, "gateway="+r.PeerAddr4.String(), "[sysctl]", "net.inet.tcp.syncookies=1")
 	const backlog = 1024
-	p, addr, d := startHelloworld(t, r, conf, "-backlog", "1024")
+	r, p, addr, d := startHelloworld(t, func(r *rig.Rig) []string {
+		return []string{"gateway=" + r.PeerAddr4.String(), "[sysctl]", "net.inet.tcp.syncookies=1"}
+	}, "-backlog", "1024")
 	pid := p.Cmd.Process.Pid
 	windows, window := 8, time.Second
 	if heavy() {
