@@ -239,16 +239,21 @@ func TestStalledReaders(t *testing.T) {
 	// Wait until the send buffers are full: the stack's memory stops
 	// growing. (gVisor does not report a TCP socket's send queue, so
 	// netstat's Send-Q cannot tell.)
-	rssStalled := rssKB(t, pid)
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
-		time.Sleep(time.Second)
+	// Growth is judged over a second.
+	rssStalled, sampled := rssKB(t, pid), time.Now()
+	xstest.Until(10*time.Second, func() error {
+		if time.Since(sampled) < time.Second {
+			return errors.New("a second has not passed")
+		}
 		r := rssKB(t, pid)
+		sampled = time.Now()
 		if r < rssStalled+rssStalled/50 {
 			rssStalled = max(r, rssStalled)
-			break
+			return nil
 		}
 		rssStalled = r
-	}
+		return errors.New("still growing")
+	})
 	fillTime := time.Since(stallStart)
 	under := m.windows(windows, time.Second)
 	cancel()
