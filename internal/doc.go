@@ -21,6 +21,8 @@
 //   - lossy: BPF programs that drop a share of the frames on an interface,
 //     both ways.
 //   - blast: a sendmmsg(2) load generator on AF_PACKET.
+//   - servertest: checks that every example server must pass alike, on an
+//     in-memory stack pair.
 //   - fuzzcorpus: keeps the committed fuzz seed corpora in step with the
 //     code that builds them.
 //

@@ -87,27 +87,9 @@ func (r *testRig) peerSocket(tb testing.TB) *peerSocket {
 // options opts applies.
 func (r *testRig) packetSocket(tb testing.TB, protocol uint16, opts ...func(fd int) error) int {
 	tb.Helper()
-	fd := -1
-	err := netns.Do(r.PeerNS, func() error {
-		ifi, err := net.InterfaceByName(r.PeerIf)
-		if err != nil {
-			return err
-		}
-		if fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(protocol)); err != nil {
-			return err
-		}
-		for _, o := range opts {
-			if err := o(fd); err != nil {
-				return err
-			}
-		}
-		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: protocol, Ifindex: ifi.Index})
-	})
+	fd, _, err := rigtest.PeerPacketSocket(r.Rig, protocol, opts...)
 	if err != nil {
-		if fd >= 0 {
-			unix.Close(fd)
-		}
-		tb.Fatalf("AF_PACKET socket on %s: %v", r.PeerIf, err)
+		tb.Fatal(err)
 	}
 	return fd
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -27,19 +26,26 @@ import (
 	"github.com/xstack/xstack/stack"
 )
 
-// startHelloworld builds helloworld and starts it on r with the config file
-// conf and the extra flags, writing a CPU profile when it stops if
-// XSTACK_ATTACK_CPUPROFILE names a file. It returns the process, the
-// address it serves on and a dialer from the peer's namespace.
-func startHelloworld(t *testing.T, r *rig.Rig, conf string, extra ...string) (*rigtest.Proc, netip.AddrPort, dialer) {
+// startHelloworld makes a rig for t, builds helloworld and starts it there
+// with the config lines that conf returns for the rig (after its port
+// section; conf may be nil) and the extra flags, writing a CPU profile when
+// it stops if XSTACK_ATTACK_CPUPROFILE names a file. It returns the rig,
+// the process, the address it serves on and a dialer from the peer's
+// namespace.
+func startHelloworld(t *testing.T, conf func(r *rig.Rig) []string, extra ...string) (*rig.Rig, *rigtest.Proc, netip.AddrPort, dialer) {
 	t.Helper()
+	r := rigtest.New(t, rig.Options{})
+	var lines []string
+	if conf != nil {
+		lines = conf(r)
+	}
 	bin := rigtest.Build(t, "./examples/helloworld")
-	args := append([]string{"-c", conf}, extra...)
+	args := append([]string{"-c", rigtest.Config(t, r, lines...)}, extra...)
 	if f := os.Getenv("XSTACK_ATTACK_CPUPROFILE"); f != "" {
 		args = append(args, "-cpuprofile", f)
 	}
 	p := rigtest.Start(t, "serving on port", bin, args...)
-	return p, netip.AddrPortFrom(r.StackAddr4, 80), dialer{ns: r.PeerNS}
+	return r, p, netip.AddrPortFrom(r.StackAddr4, 80), dialer{ns: r.PeerNS}
 }
 
 // heavy reports whether the long variants were asked for
@@ -125,27 +131,7 @@ func (d dialer) dial(addr netip.AddrPort, timeout time.Duration) (*net.TCPConn, 
 
 // httpGet sends one keep-alive GET on c and reads the response.
 func httpGet(c net.Conn, br *bufio.Reader, timeout time.Duration) error {
-	c.SetDeadline(time.Now().Add(timeout))
-	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: xstack\r\n\r\n"); err != nil {
-		return err
-	}
-	length := -1
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			return fmt.Errorf("reading head: %w", err)
-		}
-		if line == "\r\n" {
-			break
-		}
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "Content-Length") {
-			length, _ = strconv.Atoi(strings.TrimSpace(v))
-		}
-	}
-	if length < 0 {
-		return fmt.Errorf("no Content-Length")
-	}
-	_, err := br.Discard(length)
+	_, err := rigtest.HTTPGet(c, br, "/", false, timeout)
 	return err
 }
 
@@ -297,6 +283,33 @@ func startPeer(t *testing.T, r *rig.Rig, cpu int, name string, args ...string) (
 		cmd.Wait()
 	})
 	return cmd, &out
+}
+
+// synFlood is hping3 flooding a target's port 80 with SYNs from random
+// spoofed sources, from the peer namespace on the second CPU (the stack's
+// lcore is pinned to the first).
+type synFlood struct {
+	cmd *exec.Cmd
+	out *strings.Builder
+}
+
+func startSYNFlood(t *testing.T, r *rig.Rig, target string) *synFlood {
+	t.Helper()
+	cmd, out := startPeer(t, r, 1, "hping3", "--flood", "--rand-source", "-S", "-p", "80", target)
+	return &synFlood{cmd: cmd, out: out}
+}
+
+// stop ends the flood and returns how many SYNs it sent, from the
+// statistics hping3 prints on SIGINT (0 without them), and all it printed.
+func (f *synFlood) stop() (sent int, out string) {
+	f.cmd.Process.Signal(syscall.SIGINT)
+	f.cmd.Wait()
+	out = f.out.String()
+	if i := strings.Index(out, " packets transmitted"); i >= 0 {
+		fs := strings.Fields(out[:i])
+		sent, _ = strconv.Atoi(fs[len(fs)-1])
+	}
+	return sent, out
 }
 
 // diff returns b[k]-a[k] for counter k.

@@ -31,9 +31,8 @@ const slowMinRatio = 0.80
 // timeout must close each within the configured time, and a normal
 // keep-alive client must keep its request rate.
 func TestSlowloris(t *testing.T) {
-	r := rigtest.New(t, rig.Options{})
 	const headerTimeout = 4 * time.Second
-	p, addr, d := startHelloworld(t, r, rigtest.Config(t, r), "-header-timeout", headerTimeout.String())
+	_, p, addr, d := startHelloworld(t, nil, "-header-timeout", headerTimeout.String())
 	pid := p.Cmd.Process.Pid
 	attackers, windows := 2000, 6
 	if heavy() {
@@ -240,16 +239,21 @@ func TestStalledReaders(t *testing.T) {
 	// Wait until the send buffers are full: the stack's memory stops
 	// growing. (gVisor does not report a TCP socket's send queue, so
 	// netstat's Send-Q cannot tell.)
-	rssStalled := rssKB(t, pid)
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
-		time.Sleep(time.Second)
+	// Growth is judged over a second.
+	rssStalled, sampled := rssKB(t, pid), time.Now()
+	xstest.Until(10*time.Second, func() error {
+		if time.Since(sampled) < time.Second {
+			return errors.New("a second has not passed")
+		}
 		r := rssKB(t, pid)
+		sampled = time.Now()
 		if r < rssStalled+rssStalled/50 {
 			rssStalled = max(r, rssStalled)
-			break
+			return nil
 		}
 		rssStalled = r
-	}
+		return errors.New("still growing")
+	})
 	fillTime := time.Since(stallStart)
 	under := m.windows(windows, time.Second)
 	cancel()

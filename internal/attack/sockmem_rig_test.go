@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/xstack/xstack/internal/rig"
-	"github.com/xstack/xstack/internal/rigtest"
 	"github.com/xstack/xstack/internal/xstest"
 )
 
@@ -23,15 +22,14 @@ import (
 // accepted and answered in turn, and once all have closed nothing is left
 // reserved.
 func TestSocketMemoryLimitRig(t *testing.T) {
-	r := rigtest.New(t, rig.Options{})
 	// Fixed 64 KiB buffers: every connection reserves 128 KiB.
 	const perConn, fit, clients = 128 << 10, 4, 10
-	conf := rigtest.Config(t, r, "[sysctl]",
+	conf := []string{"[sysctl]",
 		"net.inet.tcp.moderate_rcvbuf=0",
 		"net.inet.tcp.sendspace=65536",
 		"net.inet.tcp.recvspace=65536",
-		fmt.Sprintf("net.inet.tcp.mem_limit=%d", fit*perConn))
-	p, addr, d := startHelloworld(t, r, conf, "-backlog", "64")
+		fmt.Sprintf("net.inet.tcp.mem_limit=%d", fit*perConn)}
+	_, p, addr, d := startHelloworld(t, func(*rig.Rig) []string { return conf }, "-backlog", "64")
 
 	type client struct {
 		c        *net.TCPConn

@@ -6,11 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -38,10 +35,10 @@ const synFloodMinRatio = 0.80
 // SYN-ACKs silently: no spoofed source ever answers, the worst case for
 // half-open connections.
 func TestSYNFlood(t *testing.T) {
-	r := rigtest.New(t, rig.Options{})
-	conf := rigtest.Config(t, r, "gateway="+r.PeerAddr4.String(), "[sysctl]", "net.inet.tcp.syncookies=1")
 	const backlog = 1024
-	p, addr, d := startHelloworld(t, r, conf, "-backlog", "1024")
+	r, p, addr, d := startHelloworld(t, func(r *rig.Rig) []string {
+		return []string{"gateway=" + r.PeerAddr4.String(), "[sysctl]", "net.inet.tcp.syncookies=1"}
+	}, "-backlog", "1024")
 	pid := p.Cmd.Process.Pid
 	windows, window := 8, time.Second
 	if heavy() {
@@ -100,7 +97,7 @@ func TestSYNFlood(t *testing.T) {
 	txBefore := peerTxPackets(t, r)
 
 	// Flood, from the second CPU; the stack's lcore is pinned to the first.
-	flood, floodOut := startPeer(t, r, 1, "hping3", "--flood", "--rand-source", "-S", "-p", "80", r.StackAddr4.String())
+	flood := startSYNFlood(t, r, r.StackAddr4.String())
 	floodStart := time.Now()
 	time.Sleep(time.Second)
 	floodTally := new(tally)
@@ -119,8 +116,7 @@ func TestSYNFlood(t *testing.T) {
 	cDuring := p.Counters(t)
 	txDuring := peerTxPackets(t, r)
 	floodTime := time.Since(floodStart)
-	flood.Process.Signal(syscall.SIGINT)
-	flood.Wait()
+	_, floodOut := flood.stop()
 	floodEnd := time.Now()
 	cur.Store(new(tally))
 	time.Sleep(2 * time.Second)
@@ -137,7 +133,7 @@ func TestSYNFlood(t *testing.T) {
 	okF, failF := floodTally.ok.Load(), floodTally.failed.Load()
 	success := float64(okF) / float64(okF+failF)
 	t.Logf("flood: %.0f SYN/s sent by the peer (%s), stack took %.0f segments/s; kernel drops at the xsk: rx_ring_full +%d, rx_dropped +%d, fill_ring_empty +%d",
-		floodRate, floodOut.String(), stackRate,
+		floodRate, floodOut, stackRate,
 		diff(cBefore, cDuring, "nic.kernel.rx_ring_full"), diff(cBefore, cDuring, "nic.kernel.rx_dropped"), diff(cBefore, cDuring, "nic.kernel.rx_fill_ring_empty"))
 	t.Logf("SYN cookies sent %d, valid cookies back %d, SYN drops %d; half-open (SYN_RECV) mid-flood %d",
 		cookies, diff(cBefore, cDuring, "tcp.listen_overflow_syn_cookie_rcvd"), diff(cBefore, cDuring, "tcp.listen_overflow_syn_drop"), halfOpenMax)
@@ -242,11 +238,10 @@ func kernelFloodRatio(t *testing.T, r *rig.Rig, bin string, windows int) (base, 
 	time.Sleep(time.Second)
 	base = m.windows(windows, time.Second)
 	decoy = decoyWindows(t, r, &m, windows)
-	flood, _ := startPeer(t, r, 1, "hping3", "--flood", "--rand-source", "-S", "-p", "80", r.KernelAddr4.String())
+	flood := startSYNFlood(t, r, r.KernelAddr4.String())
 	time.Sleep(time.Second)
 	under = m.windows(windows, time.Second)
-	flood.Process.Signal(syscall.SIGINT)
-	flood.Wait()
+	flood.stop()
 	cancel()
 	waitKA()
 	return base, decoy, under
@@ -268,18 +263,12 @@ func decoyWindows(t *testing.T, r *rig.Rig, m *rateMeter, windows int) []float64
 	if out, err := r.Run(r.PeerNS, "ip", "route", "replace", "blackhole", decoyNet); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	flood, out := startPeer(t, r, 1, "hping3", "--flood", "--rand-source", "-S", "-p", "80", decoyAddr)
+	flood := startSYNFlood(t, r, decoyAddr)
 	time.Sleep(time.Second)
 	ws := m.windows(windows, time.Second)
-	flood.Process.Signal(syscall.SIGINT)
-	flood.Wait()
-	var sent int
-	if i := strings.Index(out.String(), " packets transmitted"); i >= 0 {
-		f := strings.Fields(out.String()[:i])
-		sent, _ = strconv.Atoi(f[len(f)-1])
-	}
+	sent, out := flood.stop()
 	if sent < 10000 {
-		t.Fatalf("the black-hole flood sent %d SYNs: it did not run\n%s", sent, out.String())
+		t.Fatalf("the black-hole flood sent %d SYNs: it did not run\n%s", sent, out)
 	}
 	t.Logf("black-hole flood: %.0f SYN/s", float64(sent)/(float64(windows)+1))
 	return ws

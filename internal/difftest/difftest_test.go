@@ -411,7 +411,7 @@ var scenarios = []scenario{
 	{name: "tcp/write-after-peer-reset", errPath: true, run: func(r *run) {
 		fd, pfd := r.connected(inet)
 		r.peerReset(pfd)
-		r.settle()
+		r.waitIn(fd) // the reset arrived
 		r.write(fd, "x")
 		r.write(fd, "x")
 	}},
@@ -427,7 +427,7 @@ var scenarios = []scenario{
 		r.peerClose(pfd)
 		r.read(fd, 10)
 		r.write(fd, "a") // the peer answers with a RST
-		r.settle()
+		r.waitErr(fd)
 		r.write(fd, "b")
 		r.write(fd, "c")
 	}},
@@ -647,7 +647,7 @@ var scenarios = []scenario{
 	{name: "close/listener-with-pending", errPath: true, run: func(r *run) {
 		l := r.listener(inet, r.Any4(0), 8)
 		pfd := r.peerConnect(inet, 0)
-		r.settle()
+		r.waitIn(l) // the handshake's last ACK arrived
 		r.close(l)
 		r.peerRecv(pfd)
 	}},
@@ -840,7 +840,7 @@ var scenarios = []scenario{
 		u := r.socket(inet, dgram)
 		r.connect(u, r.P4(12))
 		r.write(u, "anyone?")
-		r.settle()
+		r.waitIn(u) // the ICMP error arrived
 		r.recvfrom(u, 100, unix.MSG_DONTWAIT)
 	}},
 	{name: "udp/send-no-destination", errPath: true, run: func(r *run) {
@@ -975,7 +975,7 @@ var scenarios = []scenario{
 		fd, pfd, ep := r.watched(in | out | rdhup)
 		r.epollWait(ep, 0)
 		r.peerReset(pfd)
-		r.settle()
+		r.waitIn(fd) // the reset arrived
 		r.epollWait(ep, 3000)
 		r.soError(fd)
 		r.epollWait(ep, 0)
@@ -1053,7 +1053,7 @@ var scenarios = []scenario{
 		r.epollCtl(ep, ctlAdd, u, in|out)
 		r.epollWait(ep, 0)
 		r.peerSendTo(p, "x", r.L4(0))
-		r.settle()
+		r.waitIn(u)
 		r.epollWait(ep, 0)
 	}},
 	{name: "epoll/et-out-after-full", errPath: true, run: func(r *run) {

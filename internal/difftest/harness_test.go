@@ -549,22 +549,19 @@ func (r *run) close(fd int) {
 	r.note("close %s: %s", r.label(fd), errName(r.s.Close(fd)))
 }
 
-func (r *run) sockname(fd int) {
-	sa, err := r.s.Getsockname(fd)
-	if err != nil {
-		r.note("getsockname %s: %s", r.label(fd), errName(err))
-		return
-	}
-	r.note("getsockname %s: %s", r.label(fd), r.sym(sa))
-}
+func (r *run) sockname(fd int) { r.addr("getsockname", fd, r.s.Getsockname) }
 
-func (r *run) peername(fd int) {
-	sa, err := r.s.Getpeername(fd)
+func (r *run) peername(fd int) { r.addr("getpeername", fd, r.s.Getpeername) }
+
+// addr notes the address that get (Getsockname or Getpeername, called op)
+// returns for fd, in the symbols of the run, or its error.
+func (r *run) addr(op string, fd int, get func(int) (unix.Sockaddr, error)) {
+	sa, err := get(fd)
 	if err != nil {
-		r.note("getpeername %s: %s", r.label(fd), errName(err))
+		r.note("%s %s: %s", op, r.label(fd), errName(err))
 		return
 	}
-	r.note("getpeername %s: %s", r.label(fd), r.sym(sa))
+	r.note("%s %s: %s", op, r.label(fd), r.sym(sa))
 }
 
 func (r *run) setopt(fd, level, opt, v int) {
@@ -669,7 +666,17 @@ func (r *run) waitOut(fd int) {
 	r.s.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}, 3000)
 }
 
-// settle lets packets in flight arrive.
+// waitErr waits up to 3 s for an error or hang-up on fd, which poll
+// reports without being asked for: a reset on a connection that is
+// readable already (at EOF).
+func (r *run) waitErr(fd int) {
+	r.s.Poll([]unix.PollFd{{Fd: int32(fd)}}, 3000)
+}
+
+// settle lets packets in flight arrive, for the scenarios where nothing
+// observable marks their arrival (a datagram that must be filtered, an ACK
+// that releases corked data); the others wait for the event itself with
+// waitIn, waitOut or waitErr.
 func (r *run) settle() { time.Sleep(100 * time.Millisecond) }
 
 func evString(e uint32) string {
@@ -795,13 +802,9 @@ func (r *run) peerSend(fd int, s string) {
 // peerRecv waits up to 3 s and reads: the data, EOF (a FIN), ECONNRESET
 // (a RST) or timeout.
 func (r *run) peerRecv(fd int) {
-	if !peerWait(fd, unix.POLLIN, 3000) {
-		r.note("peer recv: timeout")
-		return
+	if r.peerWaitIn(fd, "peer recv") {
+		r.peerRead(fd, "peer recv")
 	}
-	b := make([]byte, 4096)
-	n, _, err := unix.Recvfrom(fd, b, unix.MSG_DONTWAIT)
-	r.noteData("peer recv", b, n, err)
 }
 
 // peerRecvNow reads, 50 ms after the call, what has arrived by then,
@@ -809,9 +812,25 @@ func (r *run) peerRecv(fd int) {
 // was held back: Linux sends corked data after 200 ms at the earliest.
 func (r *run) peerRecvNow(fd int) {
 	time.Sleep(50 * time.Millisecond)
+	r.peerRead(fd, "peer recv now")
+}
+
+// peerWaitIn waits up to 3 s for fd of the peer to turn readable, and
+// notes a timeout as op's when it does not.
+func (r *run) peerWaitIn(fd int, op string) bool {
+	if !peerWait(fd, unix.POLLIN, 3000) {
+		r.note("%s: timeout", op)
+		return false
+	}
+	return true
+}
+
+// peerRead notes, as op's, what a read on fd of the peer returns without
+// waiting: the data, EOF or the error.
+func (r *run) peerRead(fd int, op string) {
 	b := make([]byte, 4096)
 	n, _, err := unix.Recvfrom(fd, b, unix.MSG_DONTWAIT)
-	r.noteData("peer recv now", b, n, err)
+	r.noteData(op, b, n, err)
 }
 
 // peerSendPieces sends the pieces from the peer on another goroutine,
@@ -892,27 +911,25 @@ func (r *run) peerSendTo(fd int, s string, to unix.Sockaddr) {
 // peerRecvFromNow is peerRecvNow for datagrams.
 func (r *run) peerRecvFromNow(fd int) {
 	time.Sleep(50 * time.Millisecond)
-	b := make([]byte, 65536)
-	n, from, err := unix.Recvfrom(fd, b, unix.MSG_DONTWAIT)
-	if err != nil {
-		r.note("peer recvfrom now: %s", errName(err))
-		return
-	}
-	r.note("peer recvfrom now: %d %q from %s", n, b[:min(n, 32)], r.sym(from))
+	r.peerReadFrom(fd, "peer recvfrom now")
 }
 
 func (r *run) peerRecvFrom(fd int) {
-	if !peerWait(fd, unix.POLLIN, 3000) {
-		r.note("peer recvfrom: timeout")
-		return
+	if r.peerWaitIn(fd, "peer recvfrom") {
+		r.peerReadFrom(fd, "peer recvfrom")
 	}
+}
+
+// peerReadFrom notes, as op's, the datagram and its source, or the error,
+// that a read on fd of the peer returns without waiting.
+func (r *run) peerReadFrom(fd int, op string) {
 	b := make([]byte, 65536)
 	n, from, err := unix.Recvfrom(fd, b, unix.MSG_DONTWAIT)
 	if err != nil {
-		r.note("peer recvfrom: %s", errName(err))
+		r.note("%s: %s", op, errName(err))
 		return
 	}
-	r.note("peer recvfrom: %d %q from %s", n, b[:min(n, 32)], r.sym(from))
+	r.note("%s: %d %q from %s", op, n, b[:min(n, 32)], r.sym(from))
 }
 
 // vanish removes a from the peer, which then neither answers nor resets:

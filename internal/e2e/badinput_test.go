@@ -17,7 +17,6 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
-	"github.com/xstack/xstack/internal/netns"
 	"github.com/xstack/xstack/internal/rig"
 	"github.com/xstack/xstack/internal/rigtest"
 	"github.com/xstack/xstack/internal/xstest"
@@ -32,25 +31,12 @@ type rawCapture struct{ fd int }
 
 func newRawCapture(t *testing.T, r *rig.Rig) *rawCapture {
 	t.Helper()
-	c := &rawCapture{fd: -1}
-	err := netns.Do(r.PeerNS, func() error {
-		ifi, err := net.InterfaceByName(r.PeerIf)
-		if err != nil {
-			return err
-		}
-		proto := int(htons(unix.ETH_P_ALL))
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, proto)
-		if err != nil {
-			return err
-		}
-		c.fd = fd
-		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: uint16(proto), Ifindex: ifi.Index})
-	})
+	fd, _, err := rigtest.PeerPacketSocket(r, htons(unix.ETH_P_ALL))
 	if err != nil {
-		t.Fatalf("AF_PACKET capture in %s: %v", r.PeerNS, err)
+		t.Fatal(err)
 	}
-	t.Cleanup(func() { unix.Close(c.fd) })
-	return c
+	t.Cleanup(func() { unix.Close(fd) })
+	return &rawCapture{fd: fd}
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
@@ -602,21 +588,27 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
-// settle waits until the stack has stopped receiving and sending segments
-// (the last ones of a closed connection, a delayed ACK) and returns the
-// counters.
+// settle waits, for up to 5 s, until the stack has neither received nor
+// sent a frame for 150 ms (the last segments of a closed connection, a
+// delayed ACK), and returns the counters. Nothing marks the last of them,
+// so a quiet spell is what there is to wait for.
 func settle(t *testing.T, p *rigtest.Proc) map[string]uint64 {
 	t.Helper()
-	prev := p.Counters(t)
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
-		time.Sleep(150 * time.Millisecond)
-		cs := p.Counters(t)
-		if cs["link.rx_frames"] == prev["link.rx_frames"] && cs["link.tx_frames"] == prev["link.tx_frames"] {
-			return cs
+	const quiet = 150 * time.Millisecond
+	cs := p.Counters(t)
+	since := time.Now()
+	xstest.Until(5*time.Second, func() error {
+		now := p.Counters(t)
+		if now["link.rx_frames"] != cs["link.rx_frames"] || now["link.tx_frames"] != cs["link.tx_frames"] {
+			since = time.Now()
 		}
-		prev = cs
-	}
-	return prev
+		cs = now
+		if time.Since(since) < quiet {
+			return errors.New("frames moved within the quiet spell")
+		}
+		return nil
+	})
+	return cs
 }
 
 // errNotReached is what a wait for counters to reach their amounts sees
@@ -645,9 +637,8 @@ func waitCounters(t *testing.T, p *rigtest.Proc, what string, before, want map[s
 		}
 		return nil
 	})
-	// Late arrivals would show as an excess.
-	time.Sleep(100 * time.Millisecond)
-	after := p.Counters(t)
+	// Late arrivals would show as an excess: wait until the link is quiet.
+	after := settle(t, p)
 	for name, v := range want {
 		if d := after[name] - before[name]; d != v {
 			t.Errorf("%s: %s +%d, want +%d; counters that moved:\n%s", what, name, d, v, moved(before, after))

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"sort"
 	"strings"
@@ -17,7 +16,6 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
-	"github.com/xstack/xstack/internal/netns"
 	"github.com/xstack/xstack/internal/rig"
 	"github.com/xstack/xstack/internal/rigtest"
 	"github.com/xstack/xstack/internal/xstest"
@@ -32,25 +30,12 @@ type rawSender struct {
 
 func newRawSender(t *testing.T, r *rig.Rig) *rawSender {
 	t.Helper()
-	s := &rawSender{fd: -1}
-	err := netns.Do(r.PeerNS, func() error {
-		ifi, err := net.InterfaceByName(r.PeerIf)
-		if err != nil {
-			return err
-		}
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
-		if err != nil {
-			return err
-		}
-		s.fd = fd
-		s.sa = unix.SockaddrLinklayer{Ifindex: ifi.Index, Halen: 6}
-		return nil
-	})
+	fd, ifindex, err := rigtest.PeerPacketSocket(r, 0)
 	if err != nil {
-		t.Fatalf("AF_PACKET socket in %s: %v", r.PeerNS, err)
+		t.Fatal(err)
 	}
-	t.Cleanup(func() { unix.Close(s.fd) })
-	return s
+	t.Cleanup(func() { unix.Close(fd) })
+	return &rawSender{fd: fd, sa: unix.SockaddrLinklayer{Ifindex: ifindex, Halen: 6}}
 }
 
 func (s *rawSender) send(t *testing.T, frame []byte) {

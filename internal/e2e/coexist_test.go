@@ -2,11 +2,7 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
-	"crypto/sha256"
-	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -143,37 +139,7 @@ func echoBulk(ns string, addr netip.AddrPort, size int64, seed uint64) error {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(120 * time.Second))
-	sent := sha256.New()
-	werr := make(chan error, 1)
-	go func() {
-		rng := rand.New(rand.NewPCG(seed, 7))
-		buf := make([]byte, 64<<10)
-		for left := size; left > 0; {
-			n := min(int64(len(buf)), left)
-			for i := range buf[:n] {
-				buf[i] = byte(rng.Uint32())
-			}
-			sent.Write(buf[:n])
-			if _, err := c.Write(buf[:n]); err != nil {
-				werr <- err
-				return
-			}
-			left -= n
-		}
-		werr <- c.(*net.TCPConn).CloseWrite()
-	}()
-	got := sha256.New()
-	n, err := io.Copy(got, c)
-	if err != nil {
-		return fmt.Errorf("read after %d bytes: %w", n, err)
-	}
-	if err := <-werr; err != nil {
-		return fmt.Errorf("write: %w", err)
-	}
-	if n != size || !bytes.Equal(got.Sum(nil), sent.Sum(nil)) {
-		return fmt.Errorf("echoed %d bytes with sha256 %x; sent %d with %x", n, got.Sum(nil), size, sent.Sum(nil))
-	}
-	return nil
+	return rigtest.EchoBulk(c.(*net.TCPConn), size, seed, 0, nil)
 }
 
 // TestCrashLeavesNICWorking: SIGKILL leaves no XDP program behind (the

@@ -4,13 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -42,36 +39,7 @@ func startHelloworld(t *testing.T, r *rig.Rig, extra ...string) *rigtest.Proc {
 
 // fetch sends one request on c and reads one response, returning it whole.
 func fetch(c net.Conn, br *bufio.Reader, close bool) ([]byte, error) {
-	req := "GET / HTTP/1.1\r\nHost: xstack\r\n\r\n"
-	if close {
-		req = "GET / HTTP/1.1\r\nHost: xstack\r\nConnection: close\r\n\r\n"
-	}
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(c, req); err != nil {
-		return nil, err
-	}
-	var resp bytes.Buffer
-	length := -1
-	for {
-		line, err := br.ReadString('\n')
-		resp.WriteString(line)
-		if err != nil {
-			return resp.Bytes(), fmt.Errorf("reading head: %w", err)
-		}
-		if line == "\r\n" {
-			break
-		}
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "Content-Length") {
-			length, _ = strconv.Atoi(strings.TrimSpace(v))
-		}
-	}
-	if length < 0 {
-		return resp.Bytes(), fmt.Errorf("no Content-Length in %q", resp.String())
-	}
-	if _, err := io.CopyN(&resp, br, int64(length)); err != nil {
-		return resp.Bytes(), fmt.Errorf("reading body: %w", err)
-	}
-	return resp.Bytes(), nil
+	return rigtest.HTTPGet(c, br, "/", close, 10*time.Second)
 }
 
 // reference returns the response the kernel build of the same server gives,
@@ -211,37 +179,8 @@ func TestEchoStream(t *testing.T) {
 	rigtest.Start(t, "echoing", bin, "-c", rigtest.Config(t, r))
 	for _, addr := range []netip.Addr{r.StackAddr4, r.StackAddr6} {
 		t.Run(addr.String(), func(t *testing.T) {
-			c, err := dial(r.PeerNS, netip.AddrPortFrom(addr, 7))
-			if err != nil {
+			if err := echoBulk(r.PeerNS, netip.AddrPortFrom(addr, 7), 10<<20, 1); err != nil {
 				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(60 * time.Second))
-			const size = 10 << 20
-			data := make([]byte, size)
-			rng := rand.New(rand.NewPCG(1, 2))
-			for i := range data {
-				data[i] = byte(rng.Uint32())
-			}
-			werr := make(chan error, 1)
-			go func() {
-				_, err := c.Write(data)
-				if err == nil {
-					err = c.(*net.TCPConn).CloseWrite()
-				}
-				werr <- err
-			}()
-			h := sha256.New()
-			n, err := io.Copy(h, c)
-			if err != nil {
-				t.Fatalf("read after %d bytes: %v", n, err)
-			}
-			if err := <-werr; err != nil {
-				t.Fatal(err)
-			}
-			want := sha256.Sum256(data)
-			if n != size || !bytes.Equal(h.Sum(nil), want[:]) {
-				t.Fatalf("echoed %d bytes with sha256 %x; sent %d with %x", n, h.Sum(nil), size, want)
 			}
 		})
 	}

@@ -3,7 +3,6 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -186,8 +185,8 @@ func TestMultiCore(t *testing.T) {
 			}
 			var opened, handed, dropped, resets uint64
 			for _, line := range lines {
-				var c rigtest.LcoreCounters
-				if err := json.Unmarshal([]byte(line[strings.Index(line, "{"):]), &c); err != nil {
+				c, err := rigtest.ParseCounters(line)
+				if err != nil {
 					t.Fatal(err)
 				}
 				t.Logf("client lcore %d: %d active connections, steer local %d, handed out %d, handed in %d, dropped %d, broadcast copies dropped %d",

@@ -2,7 +2,6 @@ package losstest
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +20,7 @@ import (
 	"github.com/xstack/xstack/internal/netns"
 	"github.com/xstack/xstack/internal/rig"
 	"github.com/xstack/xstack/internal/rigtest"
+	"github.com/xstack/xstack/internal/xstest"
 )
 
 // lossRig is a rig with a dropper on the peer's end, examples/echo on
@@ -169,57 +169,8 @@ func (lr *lossRig) echoStream(addr netip.AddrPort, size int64, seed uint64) (tim
 		return 0, fmt.Errorf("dial %v: %w", addr, err)
 	}
 	defer c.Close()
-	sent := sha256.New()
-	var wrote int64
-	werr := make(chan error, 1)
-	go func() {
-		rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-		buf := make([]byte, 64<<10)
-		for wrote < size {
-			n := min(int64(len(buf)), size-wrote)
-			for i := 0; i < int(n); i += 8 {
-				v := rng.Uint64()
-				for j := 0; j < 8 && i+j < int(n); j++ {
-					buf[i+j] = byte(v >> (8 * j))
-				}
-			}
-			sent.Write(buf[:n])
-			c.SetWriteDeadline(time.Now().Add(lr.stall))
-			k, err := c.Write(buf[:n])
-			wrote += int64(k)
-			if err != nil {
-				werr <- fmt.Errorf("write after %d bytes: %w", wrote, err)
-				return
-			}
-		}
-		werr <- c.CloseWrite()
-	}()
-	got := sha256.New()
-	buf := make([]byte, 64<<10)
-	var read int64
-	for {
-		c.SetReadDeadline(time.Now().Add(lr.stall))
-		n, err := c.Read(buf)
-		got.Write(buf[:n])
-		read += int64(n)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			snap := lr.stalled()
-			c.Close()
-			if werr := <-werr; werr != nil && !errors.Is(werr, net.ErrClosed) {
-				// The writer stopped first: its error says why.
-				err = fmt.Errorf("%w (the writer had stopped: %v)", err, werr)
-			}
-			return 0, fmt.Errorf("read after %d of %d bytes (%d written): %w%s", read, size, wrote, err, snap)
-		}
-	}
-	if err := <-werr; err != nil {
+	if err := rigtest.EchoBulk(c, size, seed, lr.stall, lr.stalled); err != nil {
 		return 0, err
-	}
-	if read != size || !bytes.Equal(got.Sum(nil), sent.Sum(nil)) {
-		return 0, fmt.Errorf("echoed %d bytes with sha256 %x; sent %d with %x", read, got.Sum(nil), size, sent.Sum(nil))
 	}
 	return time.Since(start), nil
 }
@@ -228,17 +179,9 @@ func (lr *lossRig) echoStream(addr netip.AddrPort, size int64, seed uint64) (tim
 // exchanges of 1 to 2048 pseudo-random bytes with the echo service, and
 // checks every byte of every response.
 func (lr *lossRig) exchanges(addr netip.AddrPort, conns, per int) error {
-	var wg sync.WaitGroup
-	errs := make([]error, conns)
-	for i := range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = lr.exchangeConn(addr, uint64(i), per)
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return errors.Join(xstest.Go(conns, func(i int) error {
+		return lr.exchangeConn(addr, uint64(i), per)
+	})()...)
 }
 
 func (lr *lossRig) exchangeConn(addr netip.AddrPort, seed uint64, per int) error {

@@ -265,6 +265,20 @@ func (r *Rig) XDPAttached() (bool, error) {
 	return strings.Contains(out, "prog/xdp"), nil
 }
 
+// PortConfig returns the [port0] section of a config.ini that puts an
+// xstack process on the stack-side interface, with the stack's addresses.
+// The tests' config and tools/bench's both use it, so that a change of the
+// rig's addressing reaches both.
+func (r *Rig) PortConfig() string {
+	return fmt.Sprintf(`[port0]
+ifname=%s
+netns=%s
+addr=%s
+netmask=255.255.0.0
+addr6=%s/%d
+`, r.StackIf, r.StackNS, r.StackAddr4, r.StackAddr6, r.Prefix6)
+}
+
 func run(args ...string) error {
 	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/xstack/xstack/internal/netns"
 	"github.com/xstack/xstack/internal/rig"
 	"github.com/xstack/xstack/internal/rigtest"
+	"github.com/xstack/xstack/internal/xstest"
 )
 
 func TestUpDown(t *testing.T) {
@@ -124,16 +125,14 @@ func TestReceiverRx(t *testing.T) {
 	}
 	// Namespaces are freed asynchronously: wait for the kthreads to go.
 	for _, th := range ts {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			if _, err := os.Stat(fmt.Sprintf("/proc/%d", th.PID)); errors.Is(err, os.ErrNotExist) {
-				break
+		err := xstest.Until(10*time.Second, func() error {
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", th.PID)); !errors.Is(err, os.ErrNotExist) {
+				return errors.New("still runs")
 			}
-			if time.Now().After(deadline) {
-				t.Errorf("NAPI kthread %d of %s still runs after Down", th.PID, th.Ifname)
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
+			return nil
+		})
+		if err != nil {
+			t.Errorf("NAPI kthread %d of %s still runs after Down", th.PID, th.Ifname)
 		}
 	}
 }

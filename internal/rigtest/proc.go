@@ -2,7 +2,6 @@ package rigtest
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -95,13 +94,7 @@ lcore_mask=%x
 mode=%s
 busy_poll=1
 idle_sleep=50
-[port0]
-ifname=%s
-netns=%s
-addr=%s
-netmask=255.255.0.0
-addr6=%s/%d
-`, mask, mode, r.StackIf, r.StackNS, r.StackAddr4, r.StackAddr6, r.Prefix6) + strings.Join(extra, "\n") + "\n"
+`, mask, mode) + r.PortConfig() + strings.Join(extra, "\n") + "\n"
 	p := filepath.Join(t.TempDir(), "config.ini")
 	if err := os.WriteFile(p, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
@@ -308,14 +301,27 @@ func (p *Proc) countersN(n int) ([]LcoreCounters, error) {
 			return nil, fmt.Errorf("counters: %w", err)
 		}
 		from = next
-		var v LcoreCounters
-		line = line[strings.Index(line, "{"):]
-		if err := json.NewDecoder(bytes.NewReader([]byte(line))).Decode(&v); err != nil {
-			return nil, fmt.Errorf("counters line %q: %w", line, err)
+		v, err := ParseCounters(line)
+		if err != nil {
+			return nil, err
 		}
 		all = append(all, v)
 	}
 	return all, nil
+}
+
+// ParseCounters reads an "xstack-counters {...}" line, which a process
+// prints on SIGUSR1 and, for each lcore, as it exits.
+func ParseCounters(line string) (LcoreCounters, error) {
+	var v LcoreCounters
+	i := strings.Index(line, "{")
+	if i < 0 {
+		return v, fmt.Errorf("counters line %q: no JSON object", line)
+	}
+	if err := json.Unmarshal([]byte(line[i:]), &v); err != nil {
+		return v, fmt.Errorf("counters line %q: %w", line, err)
+	}
+	return v, nil
 }
 
 // Exited reports whether the process has exited.

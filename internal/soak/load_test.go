@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xstack/xstack/internal/netns"
+	"github.com/xstack/xstack/internal/rigtest"
 )
 
 // page is what every helloworld response carries.
@@ -28,42 +29,15 @@ const page = "Hello from xstack"
 // get sends one HTTP request on c and reads the whole response (by its
 // Content-Length, or to EOF with Connection: close).
 func get(c net.Conn, br *bufio.Reader, close bool) error {
-	req := "GET / HTTP/1.1\r\nHost: xstack\r\n\r\n"
-	if close {
-		req = "GET / HTTP/1.1\r\nHost: xstack\r\nConnection: close\r\n\r\n"
-	}
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(c, req); err != nil {
+	resp, err := rigtest.HTTPGet(c, br, "/", close, 10*time.Second)
+	if err != nil {
 		return err
 	}
-	status, err := br.ReadString('\n')
-	if err != nil {
-		return fmt.Errorf("status line: %w", err)
-	}
-	if !strings.HasPrefix(status, "HTTP/1.1 200 ") {
+	if !bytes.HasPrefix(resp, []byte("HTTP/1.1 200 ")) {
+		status, _, _ := bytes.Cut(resp, []byte("\r\n"))
 		return fmt.Errorf("status %q", status)
 	}
-	length := -1
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			return fmt.Errorf("header: %w", err)
-		}
-		if line == "\r\n" {
-			break
-		}
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "Content-Length") {
-			length, _ = strconv.Atoi(strings.TrimSpace(v))
-		}
-	}
-	if length < 0 {
-		return errors.New("no Content-Length")
-	}
-	body := make([]byte, length)
-	if _, err := io.ReadFull(br, body); err != nil {
-		return fmt.Errorf("body: %w", err)
-	}
-	if !bytes.Contains(body, []byte(page)) {
+	if _, body, _ := bytes.Cut(resp, []byte("\r\n\r\n")); !bytes.Contains(body, []byte(page)) {
 		return fmt.Errorf("body %q lacks the page", body)
 	}
 	if close {

@@ -46,7 +46,7 @@ func TestPcap(t *testing.T) {
 		}
 	}
 	c.Close()
-	time.Sleep(200 * time.Millisecond) // the FIN exchange
+	e.waitServerClosed(t, c)
 	out := e.ok(t, "pcap", "off")
 	if !strings.Contains(out, "proc 0: capture off") {
 		t.Fatalf("pcap off: %q", out)
@@ -135,7 +135,7 @@ func TestPcap(t *testing.T) {
 		t.Fatal(err)
 	}
 	c2.Close()
-	time.Sleep(100 * time.Millisecond)
+	e.waitServerClosed(t, c2)
 	e.ok(t, "pcap", "off")
 	frames, _ = readCapture(t, dir2, 200)
 	found := false

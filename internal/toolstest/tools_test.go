@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -25,6 +24,7 @@ import (
 	"github.com/xstack/xstack/internal/netns"
 	"github.com/xstack/xstack/internal/rig"
 	"github.com/xstack/xstack/internal/rigtest"
+	"github.com/xstack/xstack/internal/xstest"
 	"github.com/xstack/xstack/stack"
 )
 
@@ -139,33 +139,8 @@ func dial(ns string, local netip.Addr, to netip.AddrPort, timeout time.Duration)
 // get sends a request for path on c and reads the response; it returns the
 // response's size.
 func get(c net.Conn, br *bufio.Reader, path string, close bool) (int, error) {
-	req := "GET " + path + " HTTP/1.1\r\nHost: xstack\r\n\r\n"
-	if close {
-		req = "GET " + path + " HTTP/1.1\r\nHost: xstack\r\nConnection: close\r\n\r\n"
-	}
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(c, req); err != nil {
-		return 0, err
-	}
-	n, length := 0, -1
-	for {
-		line, err := br.ReadString('\n')
-		n += len(line)
-		if err != nil {
-			return n, err
-		}
-		if line == "\r\n" {
-			break
-		}
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "Content-Length") {
-			length, _ = strconv.Atoi(strings.TrimSpace(v))
-		}
-	}
-	if length < 0 {
-		return n, fmt.Errorf("no Content-Length")
-	}
-	m, err := io.CopyN(io.Discard, br, int64(length))
-	return n + int(m), err
+	resp, err := rigtest.HTTPGet(c, br, path, close, 10*time.Second)
+	return len(resp), err
 }
 
 func (e *env) connect(t *testing.T, to netip.Addr) (*net.TCPConn, *bufio.Reader) {
@@ -185,6 +160,22 @@ func findSocket(socks []stack.Socket, local, remote netip.AddrPort) *stack.Socke
 		}
 	}
 	return nil
+}
+
+// waitServerClosed waits until the stack's end of c, a connection the
+// server closed first, is in TIME_WAIT or gone: the FIN exchange is over.
+func (e *env) waitServerClosed(t *testing.T, c *net.TCPConn) {
+	t.Helper()
+	local := netip.MustParseAddrPort(c.RemoteAddr().String())
+	remote := netip.MustParseAddrPort(c.LocalAddr().String())
+	xstest.WaitFor(t, 10*time.Second, "the connection to end after the server closed it", func() error {
+		var socks []stack.Socket
+		e.json(t, &socks, "netstat", "-a")
+		if s := findSocket(socks, local, remote); s != nil && s.State != "TIME_WAIT" && s.State != "CLOSE" {
+			return fmt.Errorf("still %s", s.State)
+		}
+		return nil
+	})
 }
 
 func TestNetstatConnections(t *testing.T) {
@@ -244,18 +235,7 @@ func TestNetstatConnections(t *testing.T) {
 				t.Fatal(err)
 			}
 			c.Close()
-			deadline := time.Now().Add(10 * time.Second)
-			for {
-				e.json(t, &socks, "netstat", "-a")
-				s := findSocket(socks, local, remote)
-				if s == nil || s.State == "TIME_WAIT" || s.State == "CLOSE" {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("connection still %s after the server closed it", s.State)
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
+			e.waitServerClosed(t, c)
 		})
 	}
 }
@@ -388,13 +368,12 @@ func TestSysctlRecvspace(t *testing.T) {
 	}
 	from := len(strings.Split(e.p.Output(), "\n"))
 	e.p.Cmd.Process.Signal(syscall.SIGHUP)
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(strings.Join(strings.Split(e.p.Output(), "\n")[from-1:], "\n"), "listening on port 81") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no listener on port 81:\n%s", e.p.Output())
+	xstest.WaitFor(t, 10*time.Second, "a listener on port 81 after SIGHUP", func() error {
+		if !strings.Contains(strings.Join(strings.Split(e.p.Output(), "\n")[from-1:], "\n"), "listening on port 81") {
+			return fmt.Errorf("not in the output:\n%s", e.p.Output())
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	after := window(81)
 	if after > space || after >= before {
 		t.Fatalf("the peer sees a window of %d before and %d after recvspace=%d; want at most %d and less than before", before, after, space, space)

@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -51,6 +52,26 @@ func WaitFor(tb testing.TB, timeout time.Duration, what string, cond func() erro
 	tb.Helper()
 	if err := Until(timeout, cond); err != nil {
 		tb.Fatalf("%s: not within %v: %v", what, timeout, err)
+	}
+}
+
+// Go runs f(0) to f(n-1) at once, each on a goroutine of its own, and
+// returns a function that waits for all of them and returns their errors,
+// f(i)'s at index i. Tests start a crowd of clients with it and go on
+// with other work before they wait.
+func Go(n int, f func(i int) error) (wait func() []error) {
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = f(i)
+		}()
+	}
+	return func() []error {
+		wg.Wait()
+		return errs
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,6 +24,32 @@ func TestUntilReturnsOnceCondHolds(t *testing.T) {
 	})
 	if err != nil || calls != 5 {
 		t.Fatalf("Until = %v after %d calls, want nil after 5", err, calls)
+	}
+}
+
+func TestGoRunsAllAndKeepsEachError(t *testing.T) {
+	const n = 8
+	release := make(chan struct{})
+	var started sync.WaitGroup
+	started.Add(n)
+	wait := Go(n, func(i int) error {
+		started.Done()
+		<-release // every call runs at once: none returns before all started
+		if i%2 == 1 {
+			return fmt.Errorf("call %d", i)
+		}
+		return nil
+	})
+	started.Wait()
+	close(release)
+	errs := wait()
+	if len(errs) != n {
+		t.Fatalf("%d errors, want %d", len(errs), n)
+	}
+	for i, err := range errs {
+		if want := i%2 == 1; (err != nil) != want || (want && err.Error() != fmt.Sprintf("call %d", i)) {
+			t.Errorf("error %d = %v", i, err)
+		}
 	}
 }
 

@@ -176,22 +176,19 @@ func TestBarPlots(t *testing.T) {
 	}
 }
 
-// TestQuick runs the harness end to end in quick mode (rps, cps, bulk and
-// conns, both targets, both rig modes) on rigs of its own, and checks that
-// it printed a table with numbers for both targets in both modes, the cost
-// rows, wrote the JSON (with the raw CPU figures) and plots, and removed
-// its rig. It asserts nothing about speed.
-func TestQuick(t *testing.T) {
-	rigtest.RequireRoot(t)
-	if _, err := exec.LookPath("wrk"); err != nil {
-		t.Log("wrk is missing: the bench installs it with apt-get")
-	}
+// runQuick runs the bench binary in quick mode with args, on rigs named
+// after prefix and a random suffix and with its JSON going to a temporary
+// file, logs what it printed, and fails t if it fails or leaves a rig's
+// namespace behind. It returns its standard output and the JSON's path.
+func runQuick(t *testing.T, prefix string, args ...string) (stdout []byte, out string) {
+	t.Helper()
 	bin := rigtest.Build(t, "./tools/bench")
 	var rb [3]byte
 	rand.Read(rb[:])
-	name := "xbt" + hex.EncodeToString(rb[:])
-	out := filepath.Join(t.TempDir(), "results.json")
-	cmd := exec.Command(bin, "-quick", "-scenario", "rps,cps,bulk,conns", "-rig", "veth,nic", "-name", name, "-out", out)
+	name := prefix + hex.EncodeToString(rb[:])
+	out = filepath.Join(t.TempDir(), "results.json")
+	args = append([]string{"-quick"}, args...)
+	cmd := exec.Command(bin, append(args, "-name", name, "-out", out)...)
 	cmd.Dir = "."
 	t.Cleanup(func() {
 		for _, ns := range []string{name + "-s", name + "-p"} {
@@ -207,10 +204,25 @@ func TestQuick(t *testing.T) {
 	if ee, ok := err.(*exec.ExitError); ok {
 		stderr = ee.Stderr
 	}
-	t.Logf("bench -quick took %v\n%s\n%s", time.Since(start).Round(time.Millisecond), stdout, stderr)
+	line := "bench " + strings.Join(args, " ")
+	t.Logf("%s took %v\n%s\n%s", line, time.Since(start).Round(time.Millisecond), stdout, stderr)
 	if err != nil {
-		t.Fatalf("bench -quick: %v", err)
+		t.Fatalf("%s: %v", line, err)
 	}
+	return stdout, out
+}
+
+// TestQuick runs the harness end to end in quick mode (rps, cps, bulk and
+// conns, both targets, both rig modes) on rigs of its own, and checks that
+// it printed a table with numbers for both targets in both modes, the cost
+// rows, wrote the JSON (with the raw CPU figures) and plots, and removed
+// its rig. It asserts nothing about speed.
+func TestQuick(t *testing.T) {
+	rigtest.RequireRoot(t)
+	if _, err := exec.LookPath("wrk"); err != nil {
+		t.Log("wrk is missing: the bench installs it with apt-get")
+	}
+	stdout, out := runQuick(t, "xbt", "-scenario", "rps,cps,bulk,conns", "-rig", "veth,nic")
 
 	// Rows: | scenario | rig | client | point | metric | kernel median |
 	// kernel min–max | xstack median | xstack min–max | ratio |

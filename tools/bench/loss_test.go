@@ -1,15 +1,9 @@
 package main
 
 import (
-	"crypto/rand"
-	"encoding/hex"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"testing"
-	"time"
 
-	"github.com/xstack/xstack/internal/netns"
 	"github.com/xstack/xstack/internal/rigtest"
 )
 
@@ -19,29 +13,7 @@ import (
 // its dropper are gone afterwards. It asserts nothing about speed.
 func TestQuickLoss(t *testing.T) {
 	rigtest.RequireRoot(t)
-	bin := rigtest.Build(t, "./tools/bench")
-	var rb [3]byte
-	rand.Read(rb[:])
-	name := "xbl" + hex.EncodeToString(rb[:])
-	out := filepath.Join(t.TempDir(), "results.json")
-	t.Cleanup(func() {
-		for _, ns := range []string{name + "-s", name + "-p"} {
-			if netns.Exists(ns) {
-				t.Errorf("namespace %s left behind", ns)
-				exec.Command("ip", "netns", "del", ns).Run()
-			}
-		}
-	})
-	start := time.Now()
-	stdout, err := exec.Command(bin, "-quick", "-scenario", "loss", "-rig", "veth", "-name", name, "-out", out).Output()
-	var stderr []byte
-	if ee, ok := err.(*exec.ExitError); ok {
-		stderr = ee.Stderr
-	}
-	t.Logf("bench -quick -scenario loss took %v\n%s\n%s", time.Since(start).Round(time.Millisecond), stdout, stderr)
-	if err != nil {
-		t.Fatalf("bench: %v", err)
-	}
+	stdout, _ := runQuick(t, "xbl", "-scenario", "loss", "-rig", "veth")
 	num := `-?[0-9.]+[kM]?`
 	for _, dir := range []string{upload, download} {
 		for _, rate := range []string{"0", "1", "5", "20"} {

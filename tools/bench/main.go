@@ -496,18 +496,11 @@ func (b *bench) setupRig() error {
 // writeConfig writes xstack's config.ini for the rig: one lcore on the
 // server CPU, busy polling without sleeps.
 func (b *bench) writeConfig(dir string) (string, error) {
-	r := b.r
 	conf := fmt.Sprintf(`[xstack]
 lcore_mask=%x
 busy_poll=1
 idle_sleep=0
-[port0]
-ifname=%s
-netns=%s
-addr=%s
-netmask=255.255.0.0
-addr6=%s/%d
-`, 1<<b.o.serverCPU, r.StackIf, r.StackNS, r.StackAddr4, r.StackAddr6, r.Prefix6)
+`, 1<<b.o.serverCPU) + b.r.PortConfig()
 	p := filepath.Join(dir, "config.ini")
 	return p, os.WriteFile(p, []byte(conf), 0o644)
 }
