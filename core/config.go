@@ -49,6 +49,12 @@ import (
 //	shutdown_timeout_ms
 //	                2000           ms a fin shutdown waits for the peers, 0..60000; the
 //	                               connections still open then are reset
+//	gc_percent      100            10..10000: the Go GC's heap growth between collections,
+//	                               in % of the live heap (GOGC), at least
+//	gc_headroom_mb  256            MiB, 0..1048576: the heap may grow by at least this much
+//	                               between collections, whatever gc_percent gives
+//	memory_limit_mb 0              MiB, 0 (none)..1048576: a soft limit on the process's
+//	                               memory (GOMEMLIMIT); the GC works harder near it
 //	[portN]                        one per NIC; N = 0..63, numbered from 0 without gaps
 //	ifname          (required)     interface name
 //	netns           (unset)        network namespace (`ip netns`) of the interface
@@ -120,6 +126,8 @@ type Config struct {
 
 	Shutdown        ShutdownMode  // shutdown
 	ShutdownTimeout time.Duration // shutdown_timeout_ms
+
+	GC GCPolicy // gc_percent, gc_headroom_mb, memory_limit_mb
 
 	// Ports holds [port0], [port1], ... in order: Ports[i].Index == i.
 	// There is at least one.
@@ -407,6 +415,7 @@ func newDefaultConfig(name string) *Config {
 
 		Shutdown:        ShutdownFIN,
 		ShutdownTimeout: 2 * time.Second,
+		GC:              GCPolicy{Percent: 100, Headroom: 256 << 20},
 		Pcap: PcapConfig{
 			Snaplen:  96,
 			Savelen:  16 << 20,
@@ -563,6 +572,21 @@ var configXstackKeys = []configKey[Config]{
 	{name: "shutdown_timeout_ms", set: func(c *Config, v string) error {
 		ms, err := configUint(v, 0, 60000, "milliseconds")
 		c.ShutdownTimeout = time.Duration(ms) * time.Millisecond
+		return err
+	}},
+	{name: "gc_percent", set: func(c *Config, v string) error {
+		n, err := configUint(v, 10, 10000, "a percentage")
+		c.GC.Percent = int(n)
+		return err
+	}},
+	{name: "gc_headroom_mb", set: func(c *Config, v string) error {
+		n, err := configUint(v, 0, 1<<20, "MiB")
+		c.GC.Headroom = n << 20
+		return err
+	}},
+	{name: "memory_limit_mb", set: func(c *Config, v string) error {
+		n, err := configUint(v, 0, 1<<20, "MiB")
+		c.GC.MemoryLimit = n << 20
 		return err
 	}},
 }

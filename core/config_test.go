@@ -99,6 +99,7 @@ func TestConfigDefaults(t *testing.T) {
 
 		Shutdown:        ShutdownFIN,
 		ShutdownTimeout: 2 * time.Second,
+		GC:              GCPolicy{Percent: 100, Headroom: 256 << 20},
 		Ports: []PortConfig{{
 			Index:        0,
 			Line:         1,
@@ -135,6 +136,9 @@ tx_flush_us=0
 mode=thread
 shutdown=rst
 shutdown_timeout_ms=0
+gc_percent=200
+gc_headroom_mb=0
+memory_limit_mb=2048
 [port1]
 ifname=xs1
 addr6=2001:2::11/64
@@ -168,7 +172,7 @@ net.inet.tcp.syncookies=2
 net.inet.ip.ttl=255
 `)
 	if c.LcoreMask != 6 || c.BusyPoll || c.IdleSleep != 50*time.Microsecond || c.TxFlush != 0 || c.Mode != ModeThread ||
-		c.Shutdown != ShutdownRST || c.ShutdownTimeout != 0 {
+		c.Shutdown != ShutdownRST || c.ShutdownTimeout != 0 || c.GC != (GCPolicy{Percent: 200, MemoryLimit: 2 << 30}) {
 		t.Errorf("[xstack]: got %+v", c)
 	}
 	if len(c.Ports) != 2 || c.Ports[0].Index != 0 || c.Ports[1].Index != 1 {
@@ -189,9 +193,9 @@ net.inet.ip.ttl=255
 		t.Errorf("[pcap]: got %+v, want %+v", c.Pcap, want)
 	}
 	wantSys := []Sysctl{
-		{Name: "net.inet.tcp.cc", Value: "reno", Line: 38},
-		{Name: "net.inet.tcp.syncookies", Value: "2", Line: 39},
-		{Name: "net.inet.ip.ttl", Value: "255", Line: 40},
+		{Name: "net.inet.tcp.cc", Value: "reno", Line: 41},
+		{Name: "net.inet.tcp.syncookies", Value: "2", Line: 42},
+		{Name: "net.inet.ip.ttl", Value: "255", Line: 43},
 	}
 	if !slices.Equal(c.Sysctls, wantSys) {
 		t.Errorf("[sysctl]: got %+v, want %+v", c.Sysctls, wantSys)
@@ -269,6 +273,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"mode", "[xstack]\nmode=primary\n" + port0, "test.ini:2: mode: ", `expected process or thread, got "primary"`},
 		{"shutdown", "[xstack]\nshutdown=linger\n" + port0, "test.ini:2: shutdown: ", `expected fin or rst, got "linger"`},
 		{"shutdown empty", "[xstack]\nshutdown=\n" + port0, "test.ini:2: shutdown: ", `expected fin or rst, got ""`},
+		{"gc_percent too small", "[xstack]\ngc_percent=5\n" + port0, "test.ini:2: gc_percent: ", `expected a percentage 10..10000, got "5"`},
+		{"gc_headroom_mb negative", "[xstack]\ngc_headroom_mb=-1\n" + port0, "test.ini:2: gc_headroom_mb: ", `expected MiB 0..1048576, got "-1"`},
+		{"memory_limit_mb too large", "[xstack]\nmemory_limit_mb=1048577\n" + port0, "test.ini:2: memory_limit_mb: ", `expected MiB 0..1048576, got "1048577"`},
 		{"shutdown_timeout_ms too long", "[xstack]\nshutdown_timeout_ms=60001\n" + port0, "test.ini:2: shutdown_timeout_ms: ", `expected milliseconds 0..60000, got "60001"`},
 		{"shutdown_timeout_ms unit", "[xstack]\nshutdown_timeout_ms=2s\n" + port0, "test.ini:2: shutdown_timeout_ms: ", "expected milliseconds 0..60000"},
 

@@ -128,6 +128,9 @@ func startGroup(conf *Config, ids []int, logger *log.Logger) (_ []*Lcore, err er
 	primary := ids[0] == 0
 
 	runtime.GOMAXPROCS(len(ids))
+	for _, note := range applyGCPolicy(conf.GC) {
+		logger.Printf("gc: %s", note)
+	}
 	if len(ids) == 1 {
 		if err := PinProcess(lcores[ids[0]]); err != nil {
 			return nil, err
