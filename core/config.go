@@ -551,16 +551,8 @@ var configXstackKeys = []configKey[Config]{
 		c.BusyPoll, err = configBool(v)
 		return err
 	}},
-	{name: "idle_sleep", set: func(c *Config, v string) error {
-		us, err := configUint(v, 0, 1000000, "microseconds")
-		c.IdleSleep = time.Duration(us) * time.Microsecond
-		return err
-	}},
-	{name: "tx_flush_us", set: func(c *Config, v string) error {
-		us, err := configUint(v, 0, 1000000, "microseconds")
-		c.TxFlush = time.Duration(us) * time.Microsecond
-		return err
-	}},
+	configDuration("idle_sleep", 1000000, time.Microsecond, "microseconds", func(c *Config) *time.Duration { return &c.IdleSleep }),
+	configDuration("tx_flush_us", 1000000, time.Microsecond, "microseconds", func(c *Config) *time.Duration { return &c.TxFlush }),
 	{name: "mode", set: func(c *Config, v string) (err error) {
 		c.Mode, err = configEnum(v, ModeProcess, ModeThread)
 		return err
@@ -569,26 +561,32 @@ var configXstackKeys = []configKey[Config]{
 		c.Shutdown, err = configEnum(v, ShutdownFIN, ShutdownRST)
 		return err
 	}},
-	{name: "shutdown_timeout_ms", set: func(c *Config, v string) error {
-		ms, err := configUint(v, 0, 60000, "milliseconds")
-		c.ShutdownTimeout = time.Duration(ms) * time.Millisecond
-		return err
-	}},
+	configDuration("shutdown_timeout_ms", 60000, time.Millisecond, "milliseconds", func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
 	{name: "gc_percent", set: func(c *Config, v string) error {
 		n, err := configUint(v, 10, 10000, "a percentage")
 		c.GC.Percent = int(n)
 		return err
 	}},
-	{name: "gc_headroom_mb", set: func(c *Config, v string) error {
-		n, err := configUint(v, 0, 1<<20, "MiB")
-		c.GC.Headroom = n << 20
+	configMiB("gc_headroom_mb", func(c *Config) *uint64 { return &c.GC.Headroom }),
+	configMiB("memory_limit_mb", func(c *Config) *uint64 { return &c.GC.MemoryLimit }),
+}
+
+// configDuration is a key that takes a whole number of units, 0..hi.
+func configDuration(name string, hi uint64, unit time.Duration, unitName string, field func(*Config) *time.Duration) configKey[Config] {
+	return configKey[Config]{name: name, set: func(c *Config, v string) error {
+		n, err := configUint(v, 0, hi, unitName)
+		*field(c) = time.Duration(n) * unit
 		return err
-	}},
-	{name: "memory_limit_mb", set: func(c *Config, v string) error {
+	}}
+}
+
+// configMiB is a key that takes MiB, 0..1048576, stored in bytes.
+func configMiB(name string, field func(*Config) *uint64) configKey[Config] {
+	return configKey[Config]{name: name, set: func(c *Config, v string) error {
 		n, err := configUint(v, 0, 1<<20, "MiB")
-		c.GC.MemoryLimit = n << 20
+		*field(c) = n << 20
 		return err
-	}},
+	}}
 }
 
 var configPcapKeys = []configKey[PcapConfig]{

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xstack/xstack/internal/xstest"
 )
 
 // pollOnce returns the events EpollWait(msec 0) reports for fd (0 if none).
@@ -34,7 +36,7 @@ func TestEpollLevelVersusEdge(t *testing.T) {
 			}
 			ep := epollAdd(t, e.A, -1, cfd, events)
 			if ev := pollOnce(t, e, ep, cfd); ev != 0 {
-				t.Fatalf("idle socket reported %s", evString(ev))
+				t.Fatalf("idle socket reported %s", xstest.Events(ev))
 			}
 			_, err := e.B.Write(sfd, []byte("0123456789"))
 			must(t, err)
@@ -42,16 +44,16 @@ func TestEpollLevelVersusEdge(t *testing.T) {
 			// Data remains unread.
 			got := pollOnce(t, e, ep, cfd)
 			if tc.et && got != 0 {
-				t.Fatalf("edge-triggered: reported again (%s) without new data", evString(got))
+				t.Fatalf("edge-triggered: reported again (%s) without new data", xstest.Events(got))
 			}
 			if !tc.et && got != unix.EPOLLIN {
-				t.Fatalf("level-triggered: got %s while data is pending, want IN", evString(got))
+				t.Fatalf("level-triggered: got %s while data is pending, want IN", xstest.Events(got))
 			}
 			// Drain partially: level keeps reporting, edge stays quiet.
 			readFull(t, e.A, cfd, make([]byte, 4))
 			got = pollOnce(t, e, ep, cfd)
 			if (got != 0) == tc.et {
-				t.Fatalf("after partial read: %s", evString(got))
+				t.Fatalf("after partial read: %s", xstest.Events(got))
 			}
 			// New data is a new edge.
 			_, err = e.B.Write(sfd, []byte("x"))
@@ -60,7 +62,7 @@ func TestEpollLevelVersusEdge(t *testing.T) {
 			// Drained: nobody reports.
 			readFull(t, e.A, cfd, make([]byte, 7))
 			if got := pollOnce(t, e, ep, cfd); got != 0 {
-				t.Fatalf("drained socket reported %s", evString(got))
+				t.Fatalf("drained socket reported %s", xstest.Events(got))
 			}
 		})
 	}
@@ -78,14 +80,14 @@ func TestEpollOneshot(t *testing.T) {
 	// Once "b" is queued too, a oneshot that still reported would say IN.
 	eventually(t, "both bytes queued", func() bool { n, _ := e.A.IoctlGetInt(cfd, unix.SIOCINQ); return n == 2 })
 	if got := pollOnce(t, e, ep, cfd); got != 0 {
-		t.Fatalf("oneshot reported %s before re-arm", evString(got))
+		t.Fatalf("oneshot reported %s before re-arm", xstest.Events(got))
 	}
 	must(t, e.A.EpollCtl(ep, unix.EPOLL_CTL_MOD, cfd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLONESHOT, Fd: int32(cfd)}))
 	if got := pollOnce(t, e, ep, cfd); got != unix.EPOLLIN {
-		t.Fatalf("after MOD: %s, want IN", evString(got))
+		t.Fatalf("after MOD: %s, want IN", xstest.Events(got))
 	}
 	if got := pollOnce(t, e, ep, cfd); got != 0 {
-		t.Fatalf("oneshot reported twice: %s", evString(got))
+		t.Fatalf("oneshot reported twice: %s", xstest.Events(got))
 	}
 }
 
@@ -96,7 +98,7 @@ func TestEpollRdHupOnPeerHalfClose(t *testing.T) {
 		must(t, e.B.Shutdown(sfd, unix.SHUT_WR))
 		ev := waitEvents(t, e.A, ep, cfd, unix.EPOLLRDHUP)
 		if want := uint32(unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP); ev != want {
-			t.Fatalf("events %s, want %s", evString(ev), evString(want))
+			t.Fatalf("events %s, want %s", xstest.Events(ev), xstest.Events(want))
 		}
 		// Our own SHUT_WR as well: both directions shut is HUP.
 		must(t, e.A.Shutdown(cfd, unix.SHUT_WR))
@@ -152,7 +154,7 @@ func TestEpollClosedSocketLeavesSet(t *testing.T) {
 	waitEvents(t, e.A, ep, cfd, unix.EPOLLIN)
 	must(t, e.A.CloseFD(cfd))
 	if got := pollOnce(t, e, ep, cfd); got != 0 {
-		t.Fatalf("closed socket still reported: %s", evString(got))
+		t.Fatalf("closed socket still reported: %s", xstest.Events(got))
 	}
 	// The number can be reused and registered afresh.
 	nfd := must1[int](t)(e.A.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0))
@@ -180,7 +182,7 @@ func TestEpollWaitBlocksUntilReady(t *testing.T) {
 	evs := make([]unix.EpollEvent, 1)
 	n = must1[int](t)(e.A.EpollWait(ep, evs, -1))
 	if n != 1 || evs[0].Events != unix.EPOLLIN {
-		t.Fatalf("blocking wait: n=%d %s", n, evString(evs[0].Events))
+		t.Fatalf("blocking wait: n=%d %s", n, xstest.Events(evs[0].Events))
 	}
 }
 

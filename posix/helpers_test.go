@@ -171,28 +171,8 @@ func waitEvents(tb testing.TB, t *posix.Sockets, epfd, fd int, want uint32) uint
 			}
 		}
 	}
-	tb.Fatalf("fd %d: events %s, want %s", fd, evString(last), evString(want))
+	tb.Fatalf("fd %d: events %s, want %s", fd, xstest.Events(last), xstest.Events(want))
 	return 0
-}
-
-func evString(e uint32) string {
-	names := []struct {
-		bit  uint32
-		name string
-	}{
-		{unix.EPOLLIN, "IN"}, {unix.EPOLLOUT, "OUT"}, {unix.EPOLLERR, "ERR"}, {unix.EPOLLHUP, "HUP"},
-		{unix.EPOLLRDHUP, "RDHUP"}, {unix.EPOLLRDNORM, "RDNORM"}, {unix.EPOLLWRNORM, "WRNORM"}, {unix.EPOLLPRI, "PRI"},
-	}
-	var s []string
-	for _, n := range names {
-		if e&n.bit != 0 {
-			s = append(s, n.name)
-		}
-	}
-	if len(s) == 0 {
-		return "0"
-	}
-	return strings.Join(s, "|")
 }
 
 // epollAdd creates an epoll instance (if epfd < 0) and registers fd.

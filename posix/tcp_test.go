@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xstack/xstack/internal/xstest"
 )
 
 func TestTCPConnectAcceptReadWriteClose(t *testing.T) {
@@ -70,7 +72,7 @@ func TestNonblockingConnect(t *testing.T) {
 		ep := epollAdd(t, e.A, -1, cfd, unix.EPOLLOUT)
 		ev := waitEvents(t, e.A, ep, cfd, unix.EPOLLOUT)
 		if ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
-			t.Errorf("events %s on a good connect", evString(ev))
+			t.Errorf("events %s on a good connect", xstest.Events(ev))
 		}
 		soErr := must1[int](t)(e.A.GetsockoptInt(cfd, unix.SOL_SOCKET, unix.SO_ERROR))
 		if soErr != 0 {
@@ -121,7 +123,7 @@ func TestConnectRefused(t *testing.T) {
 			ep := epollAdd(t, e.A, -1, fd, unix.EPOLLOUT|unix.EPOLLIN)
 			ev := waitEvents(t, e.A, ep, fd, unix.EPOLLERR|unix.EPOLLHUP)
 			if ev&unix.EPOLLOUT == 0 {
-				t.Errorf("events %s, want OUT too (Linux reports a failed connect as writable)", evString(ev))
+				t.Errorf("events %s, want OUT too (Linux reports a failed connect as writable)", xstest.Events(ev))
 			}
 			v := must1[int](t)(e.A.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR))
 			wantErrno(t, "SO_ERROR", unix.Errno(v), unix.ECONNREFUSED)
@@ -131,7 +133,7 @@ func TestConnectRefused(t *testing.T) {
 			evs := make([]unix.EpollEvent, 4)
 			n := must1[int](t)(e.A.EpollWait(ep, evs, 0))
 			if n != 1 || evs[0].Events&unix.EPOLLERR != 0 || evs[0].Events&unix.EPOLLHUP == 0 {
-				t.Errorf("after SO_ERROR: %d events %s, want HUP without ERR", n, evString(evs[0].Events))
+				t.Errorf("after SO_ERROR: %d events %s, want HUP without ERR", n, xstest.Events(evs[0].Events))
 			}
 		})
 	}
@@ -268,7 +270,7 @@ func TestResetErrors(t *testing.T) {
 		must(t, e.B.CloseFD(sfd))
 		ev := waitEvents(t, e.A, ep, cfd, unix.EPOLLHUP|unix.EPOLLERR)
 		if want := uint32(unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLERR | unix.EPOLLHUP); ev != want {
-			t.Errorf("events after RST %s, want %s", evString(ev), evString(want))
+			t.Errorf("events after RST %s, want %s", xstest.Events(ev), xstest.Events(want))
 		}
 		// The first call reports the reset, later writes EPIPE and
 		// reads EOF, as on Linux.
@@ -305,7 +307,7 @@ func TestShutdownWrite(t *testing.T) {
 
 		ev := waitEvents(t, e.B, ep, sfd, unix.EPOLLRDHUP)
 		if ev&unix.EPOLLHUP != 0 {
-			t.Errorf("half-close reported %s; HUP needs both directions shut", evString(ev))
+			t.Errorf("half-close reported %s; HUP needs both directions shut", xstest.Events(ev))
 		}
 		buf := make([]byte, 16)
 		readFull(t, e.B, sfd, buf[:3])

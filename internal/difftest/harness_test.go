@@ -18,6 +18,7 @@ import (
 	"github.com/xstack/xstack/internal/netns"
 	"github.com/xstack/xstack/internal/rig"
 	"github.com/xstack/xstack/internal/rigtest"
+	"github.com/xstack/xstack/internal/xstest"
 	"github.com/xstack/xstack/posix"
 )
 
@@ -629,7 +630,7 @@ func (r *run) epollCtl(ep, op, fd int, events uint32) {
 		ev = &unix.EpollEvent{Events: events, Fd: int32(fd)}
 	}
 	err := r.s.EpollCtl(ep, op, fd, ev)
-	r.note("epoll_ctl %s %d %s %s: %s", r.label(ep), op, r.label(fd), evString(events), errName(err))
+	r.note("epoll_ctl %s %d %s %s: %s", r.label(ep), op, r.label(fd), xstest.Events(events), errName(err))
 }
 
 func (r *run) epollWait(ep, msec int) {
@@ -641,7 +642,7 @@ func (r *run) epollWait(ep, msec int) {
 	}
 	var out []string
 	for _, ev := range evs[:n] {
-		out = append(out, r.label(int(ev.Fd))+"="+evString(ev.Events))
+		out = append(out, r.label(int(ev.Fd))+"="+xstest.Events(ev.Events))
 	}
 	sort.Strings(out)
 	r.note("epoll_wait %s %d: [%s]", r.label(ep), msec, strings.Join(out, " "))
@@ -654,7 +655,7 @@ func (r *run) poll(fd int, events int16, msec int) {
 		r.note("poll %s: %s", r.label(fd), errName(err))
 		return
 	}
-	r.note("poll %s %s %d: %d %s", r.label(fd), evString(uint32(uint16(events))), msec, n, evString(uint32(uint16(fds[0].Revents))))
+	r.note("poll %s %s %d: %d %s", r.label(fd), xstest.Events(uint32(uint16(events))), msec, n, xstest.Events(uint32(uint16(fds[0].Revents))))
 }
 
 // waitIn waits up to 3 s for fd to be readable (or hung up), unrecorded.
@@ -678,32 +679,6 @@ func (r *run) waitErr(fd int) {
 // that releases corked data); the others wait for the event itself with
 // waitIn, waitOut or waitErr.
 func (r *run) settle() { time.Sleep(100 * time.Millisecond) }
-
-func evString(e uint32) string {
-	names := []struct {
-		bit  uint32
-		name string
-	}{
-		{unix.EPOLLIN, "IN"}, {unix.EPOLLPRI, "PRI"}, {unix.EPOLLOUT, "OUT"}, {unix.EPOLLERR, "ERR"},
-		{unix.EPOLLHUP, "HUP"}, {unix.POLLNVAL, "NVAL"}, {unix.EPOLLRDNORM, "RDNORM"}, {unix.EPOLLRDBAND, "RDBAND"},
-		{unix.EPOLLWRNORM, "WRNORM"}, {unix.EPOLLWRBAND, "WRBAND"}, {unix.EPOLLRDHUP, "RDHUP"},
-		{unix.EPOLLET, "ET"}, {unix.EPOLLONESHOT, "ONESHOT"},
-	}
-	var s []string
-	for _, n := range names {
-		if e&n.bit != 0 {
-			s = append(s, n.name)
-			e &^= n.bit
-		}
-	}
-	if e != 0 {
-		s = append(s, fmt.Sprintf("%#x", e))
-	}
-	if len(s) == 0 {
-		return "0"
-	}
-	return strings.Join(s, "|")
-}
 
 // ---- the kernel peer (the same for both sides) ----
 

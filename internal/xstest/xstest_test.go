@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestMain(m *testing.M) { Main(m) }
@@ -126,5 +128,20 @@ func TestCountGoroutinesLeavesOutPermanentOnes(t *testing.T) {
 		return nil
 	}); err != nil {
 		t.Error(err)
+	}
+}
+
+func TestEvents(t *testing.T) {
+	for _, tc := range []struct {
+		e    uint32
+		want string
+	}{
+		{0, "0"},
+		{unix.EPOLLIN | unix.EPOLLOUT, "IN|OUT"},
+		{unix.EPOLLRDHUP | unix.EPOLLET | 1<<20, "RDHUP|ET|0x100000"},
+	} {
+		if got := Events(tc.e); got != tc.want {
+			t.Errorf("Events(%#x) = %q, want %q", tc.e, got, tc.want)
+		}
 	}
 }
