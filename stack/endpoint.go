@@ -285,16 +285,15 @@ func (e *endpoint) flushLocked() int {
 		if sent < len(out) {
 			e.txDropped.Add(uint64(len(out) - sent))
 		}
-		clear(frames)
-		clear(out)
 		e.txN = 0
 	}
 	back = append(back, e.txSpare[e.txSpareAt:e.txSpareN]...)
 	if len(back) > 0 {
 		_ = e.q.TxRelease(back) // only a closed queue refuses, and then owns nothing
-		clear(back)
 	}
-	clear(e.txSpare[:e.txSpareN])
+	// The slices left in txBatch, txOut, txBack and txSpare point into
+	// the queue's memory, not the Go heap, and are overwritten before
+	// they are read again: clearing them would cost a write barrier each.
 	e.txSpareAt, e.txSpareN = 0, 0
 	return sent
 }
@@ -308,7 +307,6 @@ func (e *endpoint) closeTx() {
 	e.txClosed = true
 	if e.txSpareAt < e.txSpareN {
 		_ = e.q.TxRelease(e.txSpare[e.txSpareAt:e.txSpareN])
-		clear(e.txSpare[:e.txSpareN])
 		e.txSpareAt, e.txSpareN = 0, 0
 	}
 }

@@ -52,10 +52,10 @@ type Queue struct {
 	sent slotRing // +checklocks:mu; captured Tx frames (no peer)
 
 	// Transmit buffers: txBufs[i] is buffer i, empty with capacity
-	// slotSize; txIndex maps the first byte of each to i (both fixed at
-	// creation). txMu is taken before mu.
+	// slotSize, at txMem[i*slotSize:] (fixed at creation). txMu is taken
+	// before mu.
+	txMem   []byte
 	txBufs  [][]byte
-	txIndex map[*byte]int
 	txMu    sync.Mutex
 	txFree  []int  // +checklocks:txMu; indexes of free buffers
 	txLent  []bool // +checklocks:txMu; txLent[i]: buffer i is lent by TxReserve
@@ -101,15 +101,12 @@ func newQueue(mtu, slots int) *Queue {
 		done:   make(chan struct{}),
 	}
 	q.sent = newSlotRing(slots, q.slotSize)
-	mem := make([]byte, TxBuffers*q.slotSize)
+	q.txMem = make([]byte, TxBuffers*q.slotSize)
 	q.txBufs = make([][]byte, TxBuffers)
-	q.txIndex = make(map[*byte]int, TxBuffers)
 	q.txFree = make([]int, TxBuffers)
 	q.txLent = make([]bool, TxBuffers)
 	for i := range q.txBufs {
-		b := mem[i*q.slotSize : (i+1)*q.slotSize : (i+1)*q.slotSize]
-		q.txBufs[i] = b[:0]
-		q.txIndex[&b[0]] = i
+		q.txBufs[i] = q.txMem[i*q.slotSize : i*q.slotSize : (i+1)*q.slotSize]
 		q.txFree[i] = TxBuffers - 1 - i
 	}
 	return q
@@ -221,10 +218,7 @@ func (q *Queue) TxRelease(bufs [][]byte) error {
 // list, and reports false if it is not one. The caller holds txMu; the
 // bytes of b stay as they are until a TxReserve lends it again.
 func (q *Queue) takeBackLocked(b []byte) bool {
-	if cap(b) == 0 {
-		return false
-	}
-	k, ok := q.txIndex[&b[:1][0]]
+	k, ok := bufIndex(q.txMem, b, q.slotSize)
 	if !ok || !q.txLent[k] {
 		return false
 	}
