@@ -184,7 +184,13 @@ func (e *endpoint) WritePackets(pkts gvstack.PacketBufferList) (int, tcpip.Error
 		if e.txN == len(e.txBatch) {
 			e.flushLocked()
 		}
-		buf := e.txBufferLocked(len(list) - i)
+		var buf []byte
+		if e.txSpareAt < e.txSpareN {
+			buf = e.txSpare[e.txSpareAt]
+			e.txSpareAt++
+		} else {
+			buf = e.txReserveLocked(len(list) - i)
+		}
 		if buf == nil || size > cap(buf) {
 			// No buffer free even after a flush (every frame is out
 			// with the kernel), or the queue's frames are smaller
@@ -209,31 +215,28 @@ func (e *endpoint) WritePackets(pkts gvstack.PacketBufferList) (int, tcpip.Error
 // several of them saves taking the queue's lock per packet.
 const txReserveMin = 8
 
-// txBufferLocked returns a buffer lent by the queue, taking more from the
-// queue when the spare ones are used up (enough for the next want
-// packets, within the batch); nil if the queue has none free even after
-// the batch is flushed to make room. +checklocks:txMu
-func (e *endpoint) txBufferLocked(want int) []byte {
-	if e.txSpareAt == e.txSpareN {
-		if e.txClosed {
-			return nil
-		}
-		e.txSpareAt = 0
-		e.txSpareN = e.q.TxReserve(e.txSpare[:min(len(e.txBatch)-e.txN, max(want, txReserveMin))])
-		if e.txSpareN == 0 && e.txN > 0 {
-			// Every free frame is in this batch or out with the
-			// kernel: send the batch, which gives the kernel work
-			// and lets the queue reap what it has finished.
-			e.flushLocked()
-			e.txSpareN = e.q.TxReserve(e.txSpare[:min(len(e.txBatch), max(want, txReserveMin))])
-		}
-		if e.txSpareN == 0 {
-			return nil
-		}
+// txReserveLocked takes spare buffers from the queue, once those it had
+// are used up: enough for the next want packets, within the batch. It
+// returns the first, or nil if the queue has none free even after the
+// batch is flushed to make room. +checklocks:txMu
+func (e *endpoint) txReserveLocked(want int) []byte {
+	if e.txClosed {
+		return nil
 	}
-	buf := e.txSpare[e.txSpareAt]
-	e.txSpareAt++
-	return buf
+	e.txSpareAt = 0
+	e.txSpareN = e.q.TxReserve(e.txSpare[:min(len(e.txBatch)-e.txN, max(want, txReserveMin))])
+	if e.txSpareN == 0 && e.txN > 0 {
+		// Every free frame is in this batch or out with the kernel:
+		// send the batch, which gives the kernel work and lets the
+		// queue reap what it has finished.
+		e.flushLocked()
+		e.txSpareN = e.q.TxReserve(e.txSpare[:min(len(e.txBatch), max(want, txReserveMin))])
+	}
+	if e.txSpareN == 0 {
+		return nil
+	}
+	e.txSpareAt = 1
+	return e.txSpare[0]
 }
 
 // copyPacket copies pkt's bytes into dst without allocating.
