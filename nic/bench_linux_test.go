@@ -1,6 +1,7 @@
 package nic
 
 import (
+	"fmt"
 	"runtime"
 	"sync"
 	"testing"
@@ -83,26 +84,59 @@ func BenchmarkXSKReceiveRate(b *testing.B) {
 	b.Logf("peer sent %d frames; stats before %+v after %+v", sent, before, after)
 }
 
-// BenchmarkXSKTx measures Tx of 32-frame batches of 60 bytes to the peer
-// (copy mode: the sendto kick runs the transmit).
+// BenchmarkXSKTx measures sending batches of 60-byte frames to the peer
+// (copy mode: the sendto kick runs the transmit), copied by Tx or built in
+// UMEM frames (TxReserve, TxSubmit), with the kernel's fixed per-sendto
+// budget of 32 frames and with XDP_MAX_TX_SKB_BUDGET raising it to the TX
+// ring: kicks/frame is sendto calls per frame sent.
 func BenchmarkXSKTx(b *testing.B) {
 	r := newRig(b)
 	_, q := r.openPort(b, "auto")
-	batch := make([][]byte, 32)
-	for i := range batch {
-		batch[i] = udp4Frame(r.PeerMAC, r.StackMAC, r.StackAddr4, r.PeerAddr4, make([]byte, 18))
-	}
-	b.ReportAllocs()
-	start := time.Now()
-	var sent int
-	for b.Loop() {
-		n, err := q.Tx(batch)
-		if err != nil {
-			b.Fatal(err)
+	frame := udp4Frame(r.PeerMAC, r.StackMAC, r.StackAddr4, r.PeerAddr4, make([]byte, 18))
+	ringBudget := q.txBudget
+	for _, batch := range []int{32, 64} {
+		for _, budget := range []int{kernelTxBatch, ringBudget} {
+			for _, inPlace := range []bool{false, true} {
+				name := fmt.Sprintf("batch=%d/budget=%d/copy", batch, budget)
+				if inPlace {
+					name = fmt.Sprintf("batch=%d/budget=%d/in-umem", batch, budget)
+				}
+				b.Run(name, func(b *testing.B) {
+					if err := unix.SetsockoptInt(q.fd, unix.SOL_XDP, unix.XDP_MAX_TX_SKB_BUDGET, budget); err != nil {
+						b.Skipf("set XDP_MAX_TX_SKB_BUDGET %d: %v", budget, err)
+					}
+					frames := make([][]byte, batch)
+					for i := range frames {
+						frames[i] = frame
+					}
+					bufs := make([][]byte, batch)
+					before := q.Stats()
+					b.ReportAllocs()
+					start := time.Now()
+					for b.Loop() {
+						if !inPlace {
+							if _, err := q.Tx(frames); err != nil {
+								b.Fatal(err)
+							}
+							continue
+						}
+						n := q.TxReserve(bufs)
+						for i := range n {
+							bufs[i] = append(bufs[i], frame...)
+						}
+						if _, err := q.TxSubmit(bufs[:n]); err != nil {
+							b.Fatal(err)
+						}
+					}
+					elapsed := time.Since(start)
+					after := q.Stats()
+					sent := float64(after.TxFrames - before.TxFrames)
+					b.ReportMetric(sent/elapsed.Seconds(), "frames/s")
+					b.ReportMetric(float64(after.TxWakeups-before.TxWakeups)/sent, "kicks/frame")
+				})
+			}
 		}
-		sent += n
 	}
-	b.ReportMetric(float64(sent)/time.Since(start).Seconds(), "frames/s")
 }
 
 // BenchmarkXSKRxEmpty measures an Rx that finds nothing: the cost of a

@@ -83,3 +83,18 @@ func ringBytes[D any](off unix.XDPRingOffset, size uint32) int {
 	var d D
 	return int(off.Desc + uint64(size)*uint64(unsafe.Sizeof(d)))
 }
+
+// umemOffset returns the offset in umem at which b's memory starts, and
+// false if b does not start inside umem: it maps a buffer that TxReserve
+// lent, however the caller resliced it, back to its UMEM address.
+func umemOffset(umem, b []byte) (uint64, bool) {
+	if cap(b) == 0 || len(umem) == 0 {
+		return 0, false
+	}
+	base := uintptr(unsafe.Pointer(unsafe.SliceData(umem)))
+	p := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	if p < base || p-base >= uintptr(len(umem)) {
+		return 0, false
+	}
+	return uint64(p - base), true
+}

@@ -14,7 +14,8 @@
 //	port, err := nic.OpenPort(nic.PortConfig{Ifname: "xs0", XDPMode: "auto",
 //		PassToKernel: true, Addrs: addrs, Logf: log.Printf})
 //	q, err := port.OpenQueue(nic.QueueConfig{Queue: 0, ZeroCopy: "auto"})
-//	// lcore loop: q.Rx(batch) ... q.Tx(frames) ... q.Wait(d) when idle
+//	// lcore loop: q.Rx(batch) ... q.TxReserve(bufs), build frames in
+//	// them, q.TxSubmit(frames) ... q.Wait(d) when idle
 //	q.Close(); port.Close()
 //
 // Port owns the XDP program (built in Go with cilium/ebpf's asm package, no
@@ -30,11 +31,17 @@
 // An XSKQueue (Port.OpenQueue, or Open for a socket without a Port) owns one
 // AF_XDP socket bound to one queue with XDP_USE_NEED_WAKEUP, its UMEM and its
 // four rings. Half of the UMEM frames circulate fill ring → kernel → RX ring
-// → caller of Rx → fill ring on the next Rx; the other half free stack → TX
-// ring → kernel → completion ring → free stack. Zero-copy is used when the
-// driver has it (ZeroCopy "auto"), else copy mode (XSKQueue.ZeroCopy says
-// which). Syscalls happen only when the kernel asks for them (the rings'
-// need_wakeup flags) and in Wait.
+// → caller of Rx → fill ring on the next Rx; the other half free stack →
+// caller of TxReserve → TX ring (TxSubmit) → kernel → completion ring → free
+// stack. The caller builds each frame in the UMEM frame it is sent from, so
+// transmitting copies it once, from the stack's packet into UMEM (Tx, for
+// frames built elsewhere, copies them in). Zero-copy is used when the driver
+// has it (ZeroCopy "auto"), else copy mode (XSKQueue.ZeroCopy says which).
+// Syscalls happen only when the kernel asks for them (the rings'
+// need_wakeup flags) and in Wait; in copy mode, where each sendto runs the
+// transmit, the socket asks the kernel to send a whole TX ring per sendto
+// rather than its default 32 frames (XDP_MAX_TX_SKB_BUDGET, Linux 6.17;
+// Stats.TxBudget says what the kernel took).
 //
 // OpenPort, OpenQueue and Open must run on a thread inside the interface's
 // network namespace (internal/netns.Do); the file descriptors they make work
@@ -42,10 +49,13 @@
 //
 // # Ownership
 //
-// One goroutine (the lcore loop) calls Rx and Wait. Tx may be called from
-// any goroutine: gVisor writes packets from its own processor and timer
-// goroutines; it takes an uncontended mutex. Stats and Close may be called
-// from any goroutine; Close waits for a running Rx, Tx or Wait to return.
+// One goroutine (the lcore loop) calls Rx and Wait. The TX calls (Tx,
+// TxReserve, TxSubmit, TxRelease) may be made from any goroutine: gVisor
+// writes packets from its own processor and timer goroutines; each takes an
+// uncontended mutex. A buffer TxReserve lent belongs to the caller until it
+// hands it back, and every lent buffer must be back before Close. Stats and
+// Close may be called from any goroutine; Close waits for a running Rx, TX
+// call or Wait to return.
 // Errors name the interface and queue; a missing kernel or driver feature
 // matches ErrNotSupported. nic knows nothing about TCP or sockets.
 package nic
@@ -69,9 +79,36 @@ type Queue interface {
 	// previous batch back to the device. Rx never blocks.
 	Rx(frames [][]byte) (int, error)
 
-	// Tx copies frames into device memory and queues them for transmission,
-	// in order, returning how many it accepted. Frames it did not accept
-	// (TX ring or UMEM full) are counted as TxDropped unless the caller
+	// TxReserve lends the caller up to len(bufs) free transmit buffers
+	// in device memory (UMEM frames on an XSKQueue), so that a frame is
+	// built where the device sends it from, and returns how many it lent:
+	// bufs[:n] are set, each empty with the capacity of the largest frame
+	// the queue sends. When none is free it first takes back the frames
+	// the device has finished sending. The caller writes one frame into
+	// each buffer (as buf[:n]: its start must not move) and hands every lent
+	// buffer back exactly once: to TxSubmit to send it, or to TxRelease.
+	// TxReserve never blocks; it is safe for concurrent use.
+	TxReserve(bufs [][]byte) int
+
+	// TxSubmit queues frames for transmission, in order; each is a buffer
+	// lent by TxReserve holding one frame. It takes every buffer back,
+	// sent or not, and returns n: frames[:n] were sent, the rest (TX ring
+	// full, an empty frame) are counted as TxDropped. A sent frame's bytes
+	// stay as they are until the next TxReserve of the queue hands its
+	// buffer out again, so the caller may still read frames[:n] (for a
+	// capture) before then. A buffer the queue did not lend, or one given
+	// back twice, is an error and is not sent.
+	TxSubmit(frames [][]byte) (int, error)
+
+	// TxRelease takes back buffers lent by TxReserve that are not to be
+	// sent. A buffer the queue did not lend is an error.
+	TxRelease(bufs [][]byte) error
+
+	// Tx copies frames from the caller's own memory into device memory
+	// and queues them for transmission, in order, returning how many it
+	// accepted: TxReserve, a copy and TxSubmit in one, for frames that
+	// were not built in the queue's buffers. Frames it did not accept (TX
+	// ring or UMEM full) are counted as TxDropped unless the caller
 	// retries them. Tx never blocks; it is safe for concurrent use.
 	Tx(frames [][]byte) (int, error)
 
@@ -122,13 +159,21 @@ type Stats struct {
 	RxFillRingEmpty  uint64 // times the kernel found the fill ring empty
 	TxRingEmptyDescs uint64 // times the kernel found the TX ring empty
 
+	// TxBudget is how many frames one sendto may send in copy mode: the
+	// TX ring size where the kernel took XDP_MAX_TX_SKB_BUDGET, else its
+	// fixed 32. Zero for in-memory queues.
+	TxBudget uint64
+
 	// UMEM accounting, a snapshot rather than totals: where the queue's
 	// frames are. UMEMRxUser+UMEMRxKernel+UMEMTxFree+UMEMTxKernel ==
-	// UMEMFrames always; at rest UMEMTxKernel is 0 (every sent frame has
-	// come back through the completion ring). Zero for in-memory queues.
+	// UMEMFrames always; at rest UMEMTxKernel and UMEMTxLent are 0 (every
+	// sent frame has come back through the completion ring, every lent
+	// buffer was submitted or released). In-memory queues report their
+	// transmit buffers as TX-side frames, none of them with a kernel.
 	UMEMFrames   uint64 // frames in the UMEM
 	UMEMRxUser   uint64 // RX-side frames in user space: free, or lent to the caller by the last Rx
 	UMEMRxKernel uint64 // RX-side frames the kernel holds: fill ring, driver, RX ring
-	UMEMTxFree   uint64 // TX-side frames free in user space
+	UMEMTxFree   uint64 // TX-side frames in user space: free, or lent by TxReserve
 	UMEMTxKernel uint64 // TX-side frames in the TX ring, the driver or the completion ring
+	UMEMTxLent   uint64 // of UMEMTxFree, the buffers lent by TxReserve and not yet given back
 }

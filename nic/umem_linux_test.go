@@ -17,11 +17,11 @@ func checkUMEM(t *testing.T, st Stats) {
 	}
 }
 
-// TestUMEMAccounting moves thousands of frames through a queue both ways,
-// checking that every UMEM frame is accounted for at every step, then goes
-// idle and checks that every TX frame comes back from the kernel: a queue
-// that stops sending must not leave frames parked in the TX or completion
-// ring.
+// TestUMEMAccounting moves thousands of frames through a queue both ways
+// (sending copied frames and frames built in UMEM in turn), checking that
+// every UMEM frame is accounted for at every step, then goes idle and
+// checks that every TX frame comes back from the kernel: a queue that
+// stops sending must not leave frames parked in the TX or completion ring.
 func TestUMEMAccounting(t *testing.T) {
 	r := newRig(t)
 	const frames, ring = 4096, 1024
@@ -43,6 +43,41 @@ func TestUMEMAccounting(t *testing.T) {
 	for i := range txBatch {
 		txBatch[i] = out
 	}
+	// send sends up to n frames, alternately copied (Tx) and built in
+	// UMEM frames (TxReserve, TxSubmit, and one buffer given back unused),
+	// checking the accounting while buffers are lent.
+	lent := make([][]byte, len(txBatch)+1)
+	var calls int
+	send := func(n int) int {
+		calls++
+		if calls%2 == 0 {
+			m, err := q.Tx(txBatch[:n])
+			if err != nil {
+				t.Fatal(err)
+			}
+			return m
+		}
+		k := q.TxReserve(lent[:n+1])
+		st := q.Stats()
+		checkUMEM(t, st)
+		if st.UMEMTxLent != uint64(k) {
+			t.Fatalf("%d buffers lent, UMEMTxLent %d", k, st.UMEMTxLent)
+		}
+		if k == 0 {
+			return 0
+		}
+		for i := range k - 1 {
+			lent[i] = append(lent[i], out...)
+		}
+		m, err := q.TxSubmit(lent[:k-1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := q.TxRelease(lent[k-1 : k]); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
 	var sent, received int
 	for round := 0; round < total/32; round++ {
 		// The peer sends a burst the RX side can hold; the queue takes it
@@ -59,11 +94,7 @@ func TestUMEMAccounting(t *testing.T) {
 			got += n
 			received += n
 			if sent < total {
-				m, err := q.Tx(txBatch[:min(len(txBatch), total-sent)])
-				if err != nil {
-					t.Fatal(err)
-				}
-				sent += m
+				sent += send(min(len(txBatch), total-sent))
 			}
 			st := q.Stats()
 			checkUMEM(t, st)
@@ -77,11 +108,7 @@ func TestUMEMAccounting(t *testing.T) {
 		})
 	}
 	for sent < total {
-		m, err := q.Tx(txBatch[:min(len(txBatch), total-sent)])
-		if err != nil {
-			t.Fatal(err)
-		}
-		sent += m
+		sent += send(min(len(txBatch), total-sent))
 		checkUMEM(t, q.Stats())
 	}
 	busy := q.Stats()
@@ -103,8 +130,8 @@ func TestUMEMAccounting(t *testing.T) {
 		}
 		return fmt.Errorf("%+v", idle)
 	})
-	if idle.UMEMTxFree != frames/2 || idle.UMEMRxUser != frames/2-ring {
-		t.Errorf("at rest: tx_free %d rx_user %d; want %d and %d", idle.UMEMTxFree, idle.UMEMRxUser, frames/2, frames/2-ring)
+	if idle.UMEMTxFree != frames/2 || idle.UMEMTxLent != 0 || idle.UMEMRxUser != frames/2-ring {
+		t.Errorf("at rest: tx_free %d tx_lent %d rx_user %d; want %d, 0 and %d", idle.UMEMTxFree, idle.UMEMTxLent, idle.UMEMRxUser, frames/2, frames/2-ring)
 	}
 	if idle.TxFrames != total || received < total {
 		t.Errorf("TxFrames %d, received %d; want %d and at least %d", idle.TxFrames, received, total, total)

@@ -78,12 +78,16 @@ func (c *QueueConfig) validate() error {
 //
 // The UMEM's first half of frames circulates on the receive side: fill ring →
 // kernel → RX ring → the caller of Rx → back to the fill ring on the next Rx.
-// The second half circulates on the transmit side: free stack → TX ring →
-// kernel → completion ring → free stack. The two sides never trade frames, so
-// Rx and Tx need no common lock.
+// The second half circulates on the transmit side: free stack → the caller
+// of TxReserve, who builds a frame in it → TX ring (TxSubmit) → kernel →
+// completion ring → free stack; a buffer the caller does not send goes
+// straight back (TxRelease). The two sides never trade frames, so Rx and
+// the TX calls need no common lock.
 //
-// One goroutine (the lcore loop) calls Rx and Wait; Tx is safe for concurrent
-// use. Close may be called from any goroutine.
+// One goroutine (the lcore loop) calls Rx and Wait; Tx, TxReserve,
+// TxSubmit and TxRelease are safe for concurrent use. Close may be called
+// from any goroutine; the buffers TxReserve lent must have come back
+// before it (the UMEM is unmapped).
 type XSKQueue struct {
 	ifname    string
 	ifindex   int
@@ -104,10 +108,17 @@ type XSKQueue struct {
 	rxFree frameStack // +checklocks:rxMu; RX-side frames in user space
 	held   []uint64   // +checklocks:rxMu; frames lent to the caller by the last Rx
 
-	txMu   sync.Mutex // taken by Tx
+	txMu   sync.Mutex // taken by Tx, TxReserve, TxSubmit and TxRelease
 	tx     producerRing[xdpDesc]
 	comp   consumerRing[uint64]
 	txFree frameStack // +checklocks:txMu
+	// txLent[i] says that TX-side frame i (the i-th after the RX side) is
+	// lent by TxReserve; txLentN counts them. +checklocks:txMu
+	txLent  []bool
+	txLentN int
+	// txBudget is how many frames one copy-mode sendto sends (see
+	// setTxBudget). Set at Open.
+	txBudget int
 
 	// UMEM accounting (Stats). Each side's frames are either in user
 	// space (rxFree and held; txFree) or with the kernel, and the indexes
@@ -319,7 +330,9 @@ func openXSK(ifi *net.Interface, cfg QueueConfig, modeFlag uint16) (_ *XSKQueue,
 	for i := cfg.Frames - 1; i >= rxFrames; i-- {
 		q.txFree.push(uint64(i) * q.frameSize)
 	}
+	q.txLent = make([]bool, cfg.Frames-rxFrames)
 	q.refillLocked()
+	q.txBudget = setTxBudget(q.fd, cfg.TxRing)
 
 	sa := &unix.SockaddrXDP{
 		Flags:   unix.XDP_USE_NEED_WAKEUP | modeFlag,
@@ -330,6 +343,29 @@ func openXSK(ifi *net.Interface, cfg QueueConfig, modeFlag uint16) (_ *XSKQueue,
 		return nil, wrap("bind", &bindError{err})
 	}
 	return q, nil
+}
+
+// kernelTxBatch is the kernel's TX_BATCH_SIZE (net/xdp/xsk.c): how many
+// frames one sendto sends in copy mode unless XDP_MAX_TX_SKB_BUDGET raised
+// it; a sendto that leaves frames in the TX ring answers EAGAIN.
+const kernelTxBatch = 32
+
+// setTxBudget raises the number of frames one copy-mode sendto sends from
+// the kernel's 32 to the TX ring size, so that one kick sends a whole
+// batch, and returns the budget in force. The option is
+// XDP_MAX_TX_SKB_BUDGET (include/uapi/linux/if_xdp.h, Linux 6.17): xsk.c
+// takes a value from 32 to the TX ring's entries once the TX ring exists,
+// and answers EACCES outside that range; older kernels answer ENOPROTOOPT.
+// Either way the queue keeps the kernel's 32 and Tx kicks more often
+// (Stats.TxBudget says which).
+func setTxBudget(fd, txRing int) int {
+	if txRing <= kernelTxBatch {
+		return kernelTxBatch
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_XDP, unix.XDP_MAX_TX_SKB_BUDGET, txRing); err != nil {
+		return kernelTxBatch
+	}
+	return txRing
 }
 
 // mapRings maps the four rings and builds their views.
@@ -544,28 +580,146 @@ func (q *XSKQueue) Tx(frames [][]byte) (int, error) {
 		bytes += uint64(len(f))
 	}
 	q.tx.submit(n)
-	if dropped := len(frames) - int(n); dropped > 0 {
+	q.countTxLocked(n, bytes, len(frames)-int(n))
+	return int(n), q.kickTxLocked()
+}
+
+// TxReserve implements Queue: it lends free TX-side UMEM frames, each a
+// slice of the UMEM of length 0 and capacity FrameSize, reaping the
+// completion ring first when the free stack is short.
+func (q *XSKQueue) TxReserve(bufs [][]byte) int {
+	q.txMu.Lock()
+	defer q.txMu.Unlock()
+	if q.closed.Load() {
+		return 0
+	}
+	if q.txFree.len() < len(bufs) {
+		q.reapLocked()
+	}
+	n := min(len(bufs), q.txFree.len())
+	for i := range n {
+		addr := q.txFree.pop()
+		q.txLent[addr/q.frameSize-uint64(q.rxSideFrames)] = true
+		bufs[i] = q.umem[addr : addr : addr+q.frameSize]
+	}
+	q.txLentN += n
+	return n
+}
+
+// TxSubmit implements Queue: the frames go on the TX ring where they are,
+// without a copy.
+func (q *XSKQueue) TxSubmit(frames [][]byte) (int, error) {
+	q.txMu.Lock()
+	defer q.txMu.Unlock()
+	if q.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	// Reap as Tx does: the kernel completes a frame only where the
+	// completion ring has room, so a sender that never reaped (its free
+	// stack still long) would stall the transmit.
+	q.reapLocked()
+	pos, got := q.tx.reserve(uint32(len(frames)))
+	if got < uint32(len(frames)) {
+		q.c.txRingFull.Add(1)
+	}
+	var n uint32
+	var bytes uint64
+	foreign := 0
+	// Once one frame is not sent, none after it is: the sent ones stay a
+	// prefix, in order.
+	sending := true
+	for _, f := range frames {
+		addr, ok := q.takeBackLocked(f)
+		if !ok {
+			foreign++
+			sending = false
+			continue
+		}
+		if sending && n < got && len(f) > 0 {
+			q.tx.set(pos+n, xdpDesc{Addr: addr, Len: uint32(len(f))})
+			bytes += uint64(len(f))
+			n++
+			continue
+		}
+		sending = false
+		q.txFree.push(addr)
+	}
+	q.tx.submit(n)
+	q.countTxLocked(n, bytes, len(frames)-int(n))
+	err := q.kickTxLocked()
+	if foreign > 0 {
+		return int(n), fmt.Errorf("submit TX frames on %s queue %d: %d buffers not lent by TxReserve, or given back twice", q.ifname, q.queue, foreign)
+	}
+	return int(n), err
+}
+
+// TxRelease implements Queue.
+func (q *XSKQueue) TxRelease(bufs [][]byte) error {
+	q.txMu.Lock()
+	defer q.txMu.Unlock()
+	if q.closed.Load() {
+		return net.ErrClosed
+	}
+	foreign := 0
+	for _, b := range bufs {
+		addr, ok := q.takeBackLocked(b)
+		if !ok {
+			foreign++
+			continue
+		}
+		q.txFree.push(addr)
+	}
+	if foreign > 0 {
+		return fmt.Errorf("release TX buffers on %s queue %d: %d buffers not lent by TxReserve, or given back twice", q.ifname, q.queue, foreign)
+	}
+	return nil
+}
+
+// takeBackLocked returns the UMEM address of b, a buffer lent by
+// TxReserve, and marks it no longer lent; false if b is not such a buffer.
+// The caller holds txMu.
+func (q *XSKQueue) takeBackLocked(b []byte) (uint64, bool) {
+	addr, ok := umemOffset(q.umem, b)
+	if !ok || addr&(q.frameSize-1) != 0 || addr/q.frameSize < uint64(q.rxSideFrames) {
+		return 0, false
+	}
+	i := addr/q.frameSize - uint64(q.rxSideFrames)
+	if !q.txLent[i] {
+		return 0, false
+	}
+	q.txLent[i] = false
+	q.txLentN--
+	return addr, true
+}
+
+// countTxLocked counts n frames of bytes bytes sent and dropped frames not.
+func (q *XSKQueue) countTxLocked(n uint32, bytes uint64, dropped int) {
+	if dropped > 0 {
 		q.c.txDropped.Add(uint64(dropped))
 	}
 	if n > 0 {
 		q.c.txFrames.Add(uint64(n))
 		q.c.txBytes.Add(bytes)
 	}
+}
 
-	// The kernel sets need_wakeup on the TX ring when it will not look at
-	// the ring again without a sendto (always in copy mode, where sendto
-	// runs the transmit). A kick that found the kernel busy left frames
-	// behind; they go with this one.
-	//
-	// In copy mode one sendto sends at most 32 frames (the kernel's
-	// TX_BATCH_SIZE) and answers EAGAIN when more are waiting: kick until
-	// the ring is drained or a kick makes no progress, so that no frame
-	// waits in the ring for the next batch (a stalled ACK costs a spurious
-	// retransmission timeout).
+// kickTxLocked makes the kernel send what waits in the TX ring. The caller
+// holds txMu.
+//
+// The kernel sets need_wakeup on the TX ring when it will not look at the
+// ring again without a sendto (always in copy mode, where sendto runs the
+// transmit). A kick that found the kernel busy left frames behind; they go
+// with this one.
+//
+// In copy mode one sendto sends at most txBudget frames and answers EAGAIN
+// when more are waiting: kick until the ring is drained or a kick makes no
+// progress, so that no frame waits in the ring for the next batch (a
+// stalled ACK costs a spurious retransmission timeout).
+func (q *XSKQueue) kickTxLocked() error {
 	for pending := q.tx.pending(); pending > 0 && q.tx.needWakeup(); {
 		q.c.txWakeups.Add(1)
 		if err := q.wakeupLocked(unix.SYS_SENDTO); err != nil {
-			return int(n), fmt.Errorf("wake up TX of %s queue %d: %w", q.ifname, q.queue, err)
+			return fmt.Errorf("wake up TX of %s queue %d: %w", q.ifname, q.queue, err)
 		}
 		left := q.tx.pending()
 		if left >= pending {
@@ -573,7 +727,7 @@ func (q *XSKQueue) Tx(frames [][]byte) (int, error) {
 		}
 		pending = left
 	}
-	return int(n), nil
+	return nil
 }
 
 // settleTxLocked reaps completions and kicks frames left in the TX ring,
@@ -643,7 +797,8 @@ func (q *XSKQueue) Stats() Stats {
 	rxKernel := q.fill.cachedProd - q.rx.cachedCons - q.rxBase
 	q.rxMu.Unlock()
 	q.txMu.Lock()
-	txFree := q.txFree.len()
+	txFree := q.txFree.len() + q.txLentN
+	txLent := q.txLentN
 	txKernel := q.tx.cachedProd - q.comp.cachedCons - q.txBase
 	q.txMu.Unlock()
 	return Stats{
@@ -652,6 +807,8 @@ func (q *XSKQueue) Stats() Stats {
 		UMEMRxKernel:     uint64(rxKernel),
 		UMEMTxFree:       uint64(txFree),
 		UMEMTxKernel:     uint64(txKernel),
+		UMEMTxLent:       uint64(txLent),
+		TxBudget:         uint64(q.txBudget),
 		RxFrames:         q.c.rxFrames.Load(),
 		RxBytes:          q.c.rxBytes.Load(),
 		TxFrames:         q.c.txFrames.Load(),

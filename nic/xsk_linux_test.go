@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/xstack/xstack/internal/netns"
 	"github.com/xstack/xstack/internal/rigtest"
@@ -168,6 +170,64 @@ func TestXSKVeth(t *testing.T) {
 		}
 	})
 
+	t.Run("tx built in UMEM reaches the peer", func(t *testing.T) {
+		marker := []byte("xstack-tx-in-umem")
+		frame := ethFrame(r.PeerMAC, r.StackMAC, 0x88b5, append(marker, make([]byte, 40)...))
+		bufs := make([][]byte, 3)
+		if n := q.TxReserve(bufs); n != 3 {
+			t.Fatalf("TxReserve lent %d, want 3", n)
+		}
+		if st := q.Stats(); st.UMEMTxLent != 3 {
+			t.Errorf("UMEMTxLent %d with 3 buffers lent", st.UMEMTxLent)
+		}
+		for i, b := range bufs {
+			if len(b) != 0 || cap(b) != 2048 {
+				t.Fatalf("buffer %d: len %d cap %d, want 0 and the frame size", i, len(b), cap(b))
+			}
+		}
+		bufs[0] = append(bufs[0], frame...)
+		if n, err := q.TxSubmit(bufs[:1]); n != 1 || err != nil {
+			t.Fatalf("TxSubmit = %d, %v", n, err)
+		}
+		if err := q.TxRelease(bufs[1:]); err != nil {
+			t.Fatal(err)
+		}
+		got := peer.recvMatching(t, 2*time.Second, hasPayload(marker))
+		if !bytes.Equal(got, frame) {
+			t.Fatalf("peer received %x, want %x", got, frame)
+		}
+		st := q.Stats()
+		checkUMEM(t, st)
+		if st.UMEMTxLent != 0 {
+			t.Errorf("UMEMTxLent %d after every buffer came back", st.UMEMTxLent)
+		}
+		// Given back twice, or not the queue's: refused, not sent.
+		if err := q.TxRelease(bufs[1:2]); err == nil {
+			t.Error("TxRelease of a buffer given back already: no error")
+		}
+		if n, err := q.TxSubmit([][]byte{frame}); n != 0 || err == nil {
+			t.Errorf("TxSubmit of the caller's own buffer = %d, %v; want 0 and an error", n, err)
+		}
+		checkUMEM(t, q.Stats())
+	})
+
+	t.Run("tx budget", func(t *testing.T) {
+		// XDP_MAX_TX_SKB_BUDGET is in Linux 6.17 and later.
+		var u unix.Utsname
+		if err := unix.Uname(&u); err != nil {
+			t.Fatal(err)
+		}
+		var major, minor int
+		fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &major, &minor)
+		want := uint64(kernelTxBatch)
+		if major > 6 || major == 6 && minor >= 17 {
+			want = 1024 // the TX ring of openPort
+		}
+		if st := q.Stats(); st.TxBudget != want {
+			t.Errorf("TxBudget %d on Linux %d.%d, want %d", st.TxBudget, major, minor, want)
+		}
+	})
+
 	t.Run("other traffic reaches the kernel", func(t *testing.T) {
 		out, err := exec.Command("ip", "netns", "exec", r.PeerNS, "ping", "-c", "1", "-W", "2", r.KernelAddr4.String()).CombinedOutput()
 		if err != nil {
@@ -183,6 +243,17 @@ func TestXSKVeth(t *testing.T) {
 		}
 		if a := testing.AllocsPerRun(1000, func() { q.Tx(tx) }); a != 0 {
 			t.Errorf("Tx allocates %v times per call", a)
+		}
+		bufs := make([][]byte, 2)
+		if a := testing.AllocsPerRun(1000, func() {
+			n := q.TxReserve(bufs)
+			for i := range n {
+				bufs[i] = append(bufs[i], tx[0]...)
+			}
+			q.TxSubmit(bufs[:n-1])
+			q.TxRelease(bufs[n-1 : n])
+		}); a != 0 {
+			t.Errorf("TxReserve+TxSubmit+TxRelease allocate %v times per call", a)
 		}
 	})
 

@@ -68,10 +68,11 @@ func (a *ackElider) init(batch int) {
 	a.joined = make([]bool, batch)
 }
 
-// filter appends to out the frames that must be sent, in order, and
-// rewrites in place a data frame that takes over the FIN after it. Every
-// frame's segMeta is left in meta[:len(frames)].
-func (a *ackElider) filter(frames [][]byte, out [][]byte) [][]byte {
+// filter appends to out the frames that must be sent, in order, and to
+// skip the others (superseded pure ACKs, joined FINs), and rewrites in
+// place a data frame that takes over the FIN after it. Every frame's
+// segMeta is left in meta[:len(frames)].
+func (a *ackElider) filter(frames, out, skip [][]byte) ([][]byte, [][]byte) {
 	acks, fins := 0, 0
 	for i, f := range frames {
 		m := &a.meta[i]
@@ -88,19 +89,21 @@ func (a *ackElider) filter(frames [][]byte, out [][]byte) [][]byte {
 		fins = a.joinFins(frames)
 	}
 	if (acks == 0 || a.disabled) && fins == 0 {
-		return append(out, frames...)
+		return append(out, frames...), skip
 	}
 	for i, f := range frames {
 		if a.joined[i] {
 			a.joined[i] = false
+			skip = append(skip, f)
 			continue
 		}
 		if acks > 0 && !a.disabled && a.superseded(i, len(frames)) {
+			skip = append(skip, f)
 			continue
 		}
 		out = append(out, f)
 	}
-	return out
+	return out, skip
 }
 
 // joinFins sets the FIN flag on each data frame whose flow's next frame in

@@ -37,6 +37,13 @@ type LinkStats struct {
 //
 // RX runs only on the lcore loop (deliver). TX (WritePackets) is called by
 // the loop and by gVisor's goroutines; txMu serialises it with flush.
+//
+// TX builds each frame once, in a buffer the queue lends (a UMEM frame on
+// AF_XDP): WritePackets copies gVisor's packet into it, and flush edits
+// the batch in place (FIN joining), submits the frames to send and gives
+// the elided ones back. Between a WritePackets and the next flush the
+// endpoint holds the batch's buffers and a few spare ones, never more
+// than the batch size; after a flush it holds none.
 type endpoint struct {
 	q   nic.Queue
 	mtu atomic.Uint32
@@ -47,16 +54,26 @@ type endpoint struct {
 
 	dispatcher gvstack.NetworkDispatcher // set by Attach before any deliver
 
+	// maxFrame is the largest frame sent: the MTU the stack started
+	// with plus the Ethernet header.
+	maxFrame int
+
 	txMu sync.Mutex
-	// txBufs are the batch's frame buffers, each MTU+header bytes; the
-	// first txN hold frames waiting for flush. +checklocks:txMu
-	txBufs [][]byte
-	txN    int      // +checklocks:txMu
-	txOut  [][]byte // frames passed to the queue; scratch of flush. +checklocks:txMu
-	elide  ackElider
-	pcap   pcapTap // capture of RX and TX frames; see pcap.go
-	guard  synGuard
-	zw     zeroWindow // ACKs beyond a zero window; see zerowindow.go
+	// txBatch[:txN] are the frames waiting for flush, each in a buffer
+	// lent by the queue; len(txBatch) is the batch size. +checklocks:txMu
+	txBatch [][]byte
+	txN     int // +checklocks:txMu
+	// txSpare[txSpareAt:txSpareN] are buffers lent by the queue and not
+	// used yet; flush gives them back. +checklocks:txMu
+	txSpare             [][]byte
+	txSpareAt, txSpareN int
+	txOut               [][]byte // frames passed to TxSubmit; scratch of flush. +checklocks:txMu
+	txBack              [][]byte // buffers given back unsent; scratch of flush. +checklocks:txMu
+	txClosed            bool     // +checklocks:txMu; set by closeTx
+	elide               ackElider
+	pcap                pcapTap // capture of RX and TX frames; see pcap.go
+	guard               synGuard
+	zw                  zeroWindow // ACKs beyond a zero window; see zerowindow.go
 
 	rxFrames, rxMalformed, rxNotForUs, rxUnknown, rxSynFin atomic.Uint64
 	txFrames, txDropped, acksElided, finsJoined            atomic.Uint64
@@ -68,13 +85,11 @@ func newEndpoint(q nic.Queue, mtu, batch int) *endpoint {
 	e := &endpoint{q: q, mac: tcpip.LinkAddress(q.HardwareAddr())}
 	copy(e.mac6[:], e.mac)
 	e.mtu.Store(uint32(mtu))
-	size := mtu + header.EthernetMinimumSize
-	backing := make([]byte, size*batch)
-	e.txBufs = make([][]byte, batch)
-	for i := range e.txBufs {
-		e.txBufs[i] = backing[i*size : (i+1)*size : (i+1)*size]
-	}
+	e.maxFrame = mtu + header.EthernetMinimumSize
+	e.txBatch = make([][]byte, batch)
+	e.txSpare = make([][]byte, batch)
 	e.txOut = make([][]byte, 0, batch)
+	e.txBack = make([][]byte, 0, 2*batch)
 	e.elide.init(batch)
 	return e
 }
@@ -152,28 +167,76 @@ const (
 	synAckFlags = uint8(header.TCPFlagSyn | header.TCPFlagAck)
 )
 
-// WritePackets implements gvstack.LinkEndpoint. Packets are copied into the
-// TX batch; a full batch is written to the queue at once.
+// WritePackets implements gvstack.LinkEndpoint. Each packet is copied into
+// a buffer the queue lent, where it is sent from; a full batch is flushed
+// at once.
 func (e *endpoint) WritePackets(pkts gvstack.PacketBufferList) (int, tcpip.Error) {
 	e.txMu.Lock()
 	defer e.txMu.Unlock()
 	n := 0
-	for _, pkt := range pkts.AsSlice() {
-		if e.txN == len(e.txBufs) {
-			e.flushLocked()
-		}
-		buf := e.txBufs[e.txN]
+	list := pkts.AsSlice()
+	for i, pkt := range list {
 		size := pkt.Size()
-		if size > len(buf) {
+		if size > e.maxFrame {
 			e.txDropped.Add(1)
 			continue
 		}
+		if e.txN == len(e.txBatch) {
+			e.flushLocked()
+		}
+		var buf []byte
+		if e.txSpareAt < e.txSpareN {
+			buf = e.txSpare[e.txSpareAt]
+			e.txSpareAt++
+		} else {
+			buf = e.txReserveLocked(len(list) - i)
+		}
+		if buf == nil || size > cap(buf) {
+			// No buffer free even after a flush (every frame is out
+			// with the kernel), or the queue's frames are smaller
+			// than the MTU: gVisor retransmits what it lost.
+			if buf != nil {
+				e.txSpareAt--
+			}
+			e.txDropped.Add(1)
+			continue
+		}
+		buf = buf[:size]
 		copyPacket(buf, pkt)
-		e.txBufs[e.txN] = buf[:size]
+		e.txBatch[e.txN] = buf
 		e.txN++
 		n++
 	}
 	return n, nil
+}
+
+// txReserveMin is the fewest buffers the endpoint asks the queue for at a
+// time: gVisor often writes one packet per call, and one TxReserve for
+// several of them saves taking the queue's lock per packet.
+const txReserveMin = 8
+
+// txReserveLocked takes spare buffers from the queue, once those it had
+// are used up: enough for the next want packets, within the batch. It
+// returns the first, or nil if the queue has none free even after the
+// batch is flushed to make room. +checklocks:txMu
+func (e *endpoint) txReserveLocked(want int) []byte {
+	if e.txClosed {
+		return nil
+	}
+	e.txSpareAt = 0
+	e.txSpareN = e.q.TxReserve(e.txSpare[:min(len(e.txBatch)-e.txN, max(want, txReserveMin))])
+	if e.txSpareN == 0 && e.txN > 0 {
+		// Every free frame is in this batch or out with the kernel:
+		// send the batch, which gives the kernel work and lets the
+		// queue reap what it has finished.
+		e.flushLocked()
+		e.txSpareN = e.q.TxReserve(e.txSpare[:min(len(e.txBatch), max(want, txReserveMin))])
+	}
+	if e.txSpareN == 0 {
+		return nil
+	}
+	e.txSpareAt = 1
+	return e.txSpare[0]
 }
 
 // copyPacket copies pkt's bytes into dst without allocating.
@@ -197,33 +260,58 @@ func (e *endpoint) flush() int {
 	return e.flushLocked()
 }
 
-// flushLocked writes the batch to the queue. Pure ACKs that a later frame of
-// the same flow in the batch supersedes are left out. +checklocks:txMu
+// flushLocked submits the batch to the queue and gives back every other
+// buffer it holds. Pure ACKs that a later frame of the same flow in the
+// batch supersedes, and FINs joined to the data before them, are not sent.
+// +checklocks:txMu
 func (e *endpoint) flushLocked() int {
-	if e.txN == 0 {
-		return 0
+	back := e.txBack[:0]
+	sent := 0
+	if e.txN > 0 {
+		frames := e.txBatch[:e.txN]
+		var out [][]byte
+		out, back = e.elide.filter(frames, e.txOut[:0], back)
+		e.zw.sent(e.elide.meta[:len(frames)])
+		if d := len(frames) - len(out) - e.elide.fins; d > 0 {
+			e.acksElided.Add(uint64(d))
+		}
+		if e.elide.fins > 0 {
+			e.finsJoined.Add(uint64(e.elide.fins))
+		}
+		// TxSubmit takes every buffer back; an error (a closed
+		// queue) leaves nothing to send.
+		sent, _ = e.q.TxSubmit(out)
+		// The sent frames are unchanged until the queue lends their
+		// buffers again, which needs txMu.
+		e.pcap.tx(out[:sent])
+		e.txFrames.Add(uint64(sent))
+		if sent < len(out) {
+			e.txDropped.Add(uint64(len(out) - sent))
+		}
+		e.txN = 0
 	}
-	frames := e.txBufs[:e.txN]
-	out := e.elide.filter(frames, e.txOut[:0])
-	e.zw.sent(e.elide.meta[:len(frames)])
-	if d := len(frames) - len(out) - e.elide.fins; d > 0 {
-		e.acksElided.Add(uint64(d))
+	back = append(back, e.txSpare[e.txSpareAt:e.txSpareN]...)
+	if len(back) > 0 {
+		_ = e.q.TxRelease(back) // only a closed queue refuses, and then owns nothing
 	}
-	if e.elide.fins > 0 {
-		e.finsJoined.Add(uint64(e.elide.fins))
-	}
-	sent, _ := e.q.Tx(out)
-	e.pcap.tx(out[:sent])
-	e.txFrames.Add(uint64(sent))
-	if sent < len(out) {
-		e.txDropped.Add(uint64(len(out) - sent))
-	}
-	// Give every buffer its full capacity back.
-	for i := range frames {
-		frames[i] = frames[i][:cap(frames[i])]
-	}
-	e.txN = 0
+	// The slices left in txBatch, txOut, txBack and txSpare point into
+	// the queue's memory, not the Go heap, and are overwritten before
+	// they are read again: clearing them would cost a write barrier each.
+	e.txSpareAt, e.txSpareN = 0, 0
 	return sent
+}
+
+// closeTx makes the endpoint stop taking buffers from the queue, so that
+// the queue can be closed (its UMEM unmapped) once the frames still in the
+// batch are flushed. gVisor's writes after it are dropped.
+func (e *endpoint) closeTx() {
+	e.txMu.Lock()
+	defer e.txMu.Unlock()
+	e.txClosed = true
+	if e.txSpareAt < e.txSpareN {
+		_ = e.q.TxRelease(e.txSpare[e.txSpareAt:e.txSpareN])
+		e.txSpareAt, e.txSpareN = 0, 0
+	}
 }
 
 func (e *endpoint) stats() LinkStats {
@@ -248,10 +336,10 @@ func (e *endpoint) stats() LinkStats {
 // MTU implements gvstack.LinkEndpoint.
 func (e *endpoint) MTU() uint32 { return e.mtu.Load() }
 
-// SetMTU implements gvstack.LinkEndpoint. The TX buffers were sized for the
-// configured MTU, so it can only shrink.
+// SetMTU implements gvstack.LinkEndpoint. The stack's frames are bounded by
+// the MTU it started with, so the MTU can only shrink.
 func (e *endpoint) SetMTU(mtu uint32) {
-	if int(mtu)+header.EthernetMinimumSize <= cap(e.txBufs[0]) {
+	if int(mtu)+header.EthernetMinimumSize <= e.maxFrame {
 		e.mtu.Store(mtu)
 	}
 }

@@ -36,7 +36,7 @@ func (st *Stack) Interface() Interface {
 		Name:      st.cfg.Name,
 		MAC:       st.HardwareAddr().String(),
 		MTU:       int(st.ep.MTU()),
-		MaxMTU:    cap(st.ep.txBufs[0]) - header.EthernetMinimumSize,
+		MaxMTU:    st.ep.maxFrame - header.EthernetMinimumSize,
 		RxErrors:  ls.RxMalformed,
 		RxDropped: ls.RxNotForUs + ls.RxUnknown,
 		TxDropped: ls.TxDropped,
@@ -68,7 +68,7 @@ func (st *Stack) RemoveAddress(a netip.Addr) error {
 // stack started with, so it can be lowered and raised back to that, not
 // beyond.
 func (st *Stack) SetMTU(mtu int) error {
-	maxMTU := cap(st.ep.txBufs[0]) - header.EthernetMinimumSize
+	maxMTU := st.ep.maxFrame - header.EthernetMinimumSize
 	if mtu < 576 || mtu > maxMTU {
 		return fmt.Errorf("mtu %d out of range 576..%d (the MTU the stack started with)", mtu, maxMTU)
 	}

@@ -18,8 +18,10 @@ import (
 // Packet capture (the [pcap] section and tools/pcap).
 //
 // The link endpoint taps every frame it receives (in deliver, before any
-// check, like tcpdump on the interface) and every frame it actually hands
-// to the queue (in flushLocked, after pure-ACK elision). When capture is
+// check, like tcpdump on the interface) and every frame the queue actually
+// took (in flushLocked, after pure-ACK elision and FIN joining, read where
+// it was built in the queue's memory, which stays as it is until the
+// endpoint reserves that frame again). When capture is
 // off a tap is one atomic load. When it is on, a frame is appended to a
 // preallocated buffer under an uncontended mutex; a writer goroutine owned
 // by the capture writes full buffers to disk and flushes a partial one

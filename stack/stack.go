@@ -6,8 +6,10 @@
 // they reach the link endpoint's TX batch through WritePackets, which is
 // safe for concurrent use, and leave with the next Flush. Frames are copied
 // once on receive (out of NIC memory into gVisor buffers) and once on
-// transmit (into NIC memory), and no allocation is made per frame by this
-// package.
+// transmit: WritePackets copies gVisor's packet straight into a NIC memory
+// frame lent by the queue (nic.Queue.TxReserve), where ACK elision and FIN
+// joining edit the batch before Flush submits it and gives the frames it
+// leaves out back. No allocation is made per frame by this package.
 //
 // tcpip.Error values stay inside this package and posix: what Stack returns
 // are plain Go errors.
@@ -325,8 +327,11 @@ func (st *Stack) Stats() tcpip.Stats { return st.s.Stats() }
 
 // Close closes every endpoint and the stack, and waits for gVisor's
 // goroutines to finish. Closing TCP endpoints sends their RSTs or FINs; the
-// caller flushes once more after Close if it wants them on the wire.
+// caller flushes once more after Close if it wants them on the wire, and
+// may close the queue after that flush: from Close on, the stack takes no
+// more buffers from the queue.
 func (st *Stack) Close() {
 	st.s.Close()
 	st.s.Wait()
+	st.ep.closeTx()
 }

@@ -7,15 +7,21 @@
 // Inject puts a frame on any queue's receive side as if it came off the wire.
 //
 // The queues keep the nic.Queue contract: a frame returned by Rx aliases the
-// queue's own buffer and stays valid until the next Rx; Tx copies, never
-// blocks and is safe for concurrent use; after Close, Rx and Tx return
-// net.ErrClosed. Buffers are allocated once, so Rx and Tx do not allocate.
+// queue's own buffer and stays valid until the next Rx; TxReserve lends
+// transmit buffers of the queue's own (TxBuffers of them, standing in for
+// UMEM frames) that TxSubmit sends and TxRelease takes back, and Stats
+// accounts for them as the UMEM fields do; Tx copies; none of them blocks
+// and all are safe for concurrent use; after Close, Rx and the TX calls
+// return net.ErrClosed (TxReserve lends nothing). Sending copies a frame
+// once, onto the peer's receive side, as a wire would. Buffers are
+// allocated once, so Rx and the TX calls do not allocate.
 //
-// Rx and Wait are called by one goroutine (the lcore under test); Tx,
-// Inject, Sent and ReadSent by any.
+// Rx and Wait are called by one goroutine (the lcore under test); the TX
+// calls, Inject, Sent and ReadSent by any.
 package nictest
 
 import (
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -27,6 +33,9 @@ import (
 // DefaultSlots is how many frames a queue holds before transmitting to it
 // drops frames (the size of its receive ring).
 const DefaultSlots = 1024
+
+// TxBuffers is how many transmit buffers a queue has to lend (TxReserve).
+const TxBuffers = 256
 
 const ethHdrLen = 14
 
@@ -41,6 +50,16 @@ type Queue struct {
 	in   slotRing // +checklocks:mu; frames waiting for Rx, the lent ones first
 	lent int      // +checklocks:mu; frames at the head of in lent by the last Rx
 	sent slotRing // +checklocks:mu; captured Tx frames (no peer)
+
+	// Transmit buffers: txBufs[i] is buffer i, empty with capacity
+	// slotSize, at txMem[i*slotSize:] (fixed at creation). txMu is taken
+	// before mu.
+	txMem   []byte
+	txBufs  [][]byte
+	txMu    sync.Mutex
+	txFree  []int  // +checklocks:txMu; indexes of free buffers
+	txLent  []bool // +checklocks:txMu; txLent[i]: buffer i is lent by TxReserve
+	txLentN int    // +checklocks:txMu
 
 	notify    chan struct{} // one token: frames arrived
 	done      chan struct{} // closed by Close
@@ -82,6 +101,14 @@ func newQueue(mtu, slots int) *Queue {
 		done:   make(chan struct{}),
 	}
 	q.sent = newSlotRing(slots, q.slotSize)
+	q.txMem = make([]byte, TxBuffers*q.slotSize)
+	q.txBufs = make([][]byte, TxBuffers)
+	q.txFree = make([]int, TxBuffers)
+	q.txLent = make([]bool, TxBuffers)
+	for i := range q.txBufs {
+		q.txBufs[i] = q.txMem[i*q.slotSize : i*q.slotSize : (i+1)*q.slotSize]
+		q.txFree[i] = TxBuffers - 1 - i
+	}
 	return q
 }
 
@@ -123,6 +150,88 @@ func (q *Queue) Tx(frames [][]byte) (int, error) {
 	if q.closed.Load() {
 		return 0, net.ErrClosed
 	}
+	return q.send(frames, len(frames)), nil
+}
+
+// TxReserve implements nic.Queue.
+func (q *Queue) TxReserve(bufs [][]byte) int {
+	if q.closed.Load() {
+		return 0
+	}
+	q.txMu.Lock()
+	defer q.txMu.Unlock()
+	n := min(len(bufs), len(q.txFree))
+	for i := range n {
+		k := q.txFree[len(q.txFree)-1]
+		q.txFree = q.txFree[:len(q.txFree)-1]
+		q.txLent[k] = true
+		bufs[i] = q.txBufs[k]
+	}
+	q.txLentN += n
+	return n
+}
+
+// TxSubmit implements nic.Queue. Frames are sent as by Tx, from the
+// queue's buffers.
+func (q *Queue) TxSubmit(frames [][]byte) (int, error) {
+	if q.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	q.txMu.Lock()
+	defer q.txMu.Unlock()
+	// The sent frames are a prefix: sending stops at the first buffer
+	// that is not the queue's.
+	ours, foreign := len(frames), 0
+	for i, f := range frames {
+		if !q.takeBackLocked(f) {
+			ours = min(ours, i)
+			foreign++
+		}
+	}
+	n := q.send(frames[:ours], len(frames))
+	if foreign > 0 {
+		return n, fmt.Errorf("nictest: submit: %d buffers not lent by TxReserve, or given back twice", foreign)
+	}
+	return n, nil
+}
+
+// TxRelease implements nic.Queue.
+func (q *Queue) TxRelease(bufs [][]byte) error {
+	if q.closed.Load() {
+		return net.ErrClosed
+	}
+	q.txMu.Lock()
+	defer q.txMu.Unlock()
+	foreign := 0
+	for _, b := range bufs {
+		if !q.takeBackLocked(b) {
+			foreign++
+		}
+	}
+	if foreign > 0 {
+		return fmt.Errorf("nictest: release: %d buffers not lent by TxReserve, or given back twice", foreign)
+	}
+	return nil
+}
+
+// takeBackLocked puts b, a buffer lent by TxReserve, back on the free
+// list, and reports false if it is not one. The caller holds txMu; the
+// bytes of b stay as they are until a TxReserve lends it again.
+func (q *Queue) takeBackLocked(b []byte) bool {
+	k, ok := bufIndex(q.txMem, b, q.slotSize)
+	if !ok || !q.txLent[k] {
+		return false
+	}
+	q.txLent[k] = false
+	q.txLentN--
+	q.txFree = append(q.txFree, k)
+	return true
+}
+
+// send transmits frames, the first of total, and counts the total-n that
+// it did not send as dropped. It stops at the first frame that is empty or
+// too large.
+func (q *Queue) send(frames [][]byte, total int) int {
 	n := 0
 	var bytes uint64
 	for _, f := range frames {
@@ -143,7 +252,7 @@ func (q *Queue) Tx(frames [][]byte) (int, error) {
 	if took < n {
 		q.c.txRingFull.Add(1)
 	}
-	if d := len(frames) - took; d > 0 {
+	if d := total - took; d > 0 {
 		q.c.txDropped.Add(uint64(d))
 	}
 	for _, f := range frames[took:n] {
@@ -151,7 +260,7 @@ func (q *Queue) Tx(frames [][]byte) (int, error) {
 	}
 	q.c.txFrames.Add(uint64(took))
 	q.c.txBytes.Add(bytes)
-	return took, nil
+	return took
 }
 
 // deliver queues frames for Rx and returns how many fit.
@@ -238,9 +347,18 @@ func (q *Queue) Wait(timeout time.Duration) error {
 	return nil
 }
 
-// Stats implements nic.Queue. The kernel counters are zero.
+// Stats implements nic.Queue. The kernel counters are zero; the transmit
+// buffers are the UMEM's TX-side frames.
 func (q *Queue) Stats() nic.Stats {
+	q.txMu.Lock()
+	lent := q.txLentN
+	free := len(q.txFree) + lent
+	q.txMu.Unlock()
 	return nic.Stats{
+		UMEMFrames: TxBuffers,
+		UMEMTxFree: uint64(free),
+		UMEMTxLent: uint64(lent),
+
 		RxFrames:   q.c.rxFrames.Load(),
 		RxBytes:    q.c.rxBytes.Load(),
 		TxFrames:   q.c.txFrames.Load(),

@@ -213,3 +213,95 @@ func BenchmarkPairTxRx(b *testing.B) {
 		})
 	}
 }
+
+// checkTxAccounting fails t unless q's transmit buffers add up, with lent
+// of them lent.
+func checkTxAccounting(t *testing.T, q *Queue, lent int) {
+	t.Helper()
+	st := q.Stats()
+	if st.UMEMFrames != TxBuffers || st.UMEMTxFree != TxBuffers || st.UMEMTxLent != uint64(lent) {
+		t.Fatalf("frames %d, tx_free %d, tx_lent %d; want %d, %d, %d", st.UMEMFrames, st.UMEMTxFree, st.UMEMTxLent, TxBuffers, TxBuffers, lent)
+	}
+}
+
+// TestTxReserve builds frames in the queue's own buffers, sends some and
+// gives the others back, and checks that every buffer is accounted for,
+// that the peer gets the frames sent and no others, and that buffers the
+// queue did not lend are refused.
+func TestTxReserve(t *testing.T) {
+	a, b := Pair(1500)
+	defer a.Close()
+	defer b.Close()
+
+	bufs := make([][]byte, TxBuffers+1)
+	if n := a.TxReserve(bufs); n != TxBuffers {
+		t.Fatalf("TxReserve lent %d, want all %d", n, TxBuffers)
+	}
+	checkTxAccounting(t, a, TxBuffers)
+	if n := a.TxReserve(make([][]byte, 1)); n != 0 {
+		t.Fatalf("TxReserve with none free lent %d", n)
+	}
+	for i, buf := range bufs[:TxBuffers] {
+		if len(buf) != 0 || cap(buf) != 1514 {
+			t.Fatalf("buffer %d: len %d cap %d, want 0 and 1514", i, len(buf), cap(buf))
+		}
+		bufs[i] = append(buf, frame(byte(i), 60+i)...)
+	}
+	// An empty frame is not sent, and nothing after it: the sent frames
+	// are a prefix.
+	bufs[3] = bufs[3][:0]
+	if n, err := a.TxSubmit(bufs[:5]); n != 3 || err != nil {
+		t.Fatalf("TxSubmit = %d, %v; want 3, nil", n, err)
+	}
+	if err := a.TxRelease(bufs[5:TxBuffers]); err != nil {
+		t.Fatal(err)
+	}
+	checkTxAccounting(t, a, 0)
+	got := make([][]byte, 8)
+	if n, _ := b.Rx(got); n != 3 || !bytes.Equal(got[2], frame(2, 62)) {
+		t.Fatalf("peer received %d frames, want the first 3", n)
+	}
+	if st := a.Stats(); st.TxFrames != 3 || st.TxDropped != 2 {
+		t.Errorf("TxFrames %d TxDropped %d, want 3 and 2", st.TxFrames, st.TxDropped)
+	}
+
+	// Given back twice, or never lent: refused, and nothing changes.
+	if err := a.TxRelease(bufs[:1]); err == nil {
+		t.Error("TxRelease of a buffer given back already: no error")
+	}
+	if n, err := a.TxSubmit([][]byte{frame(1, 60)}); n != 0 || err == nil {
+		t.Errorf("TxSubmit of the caller's own buffer = %d, %v; want 0 and an error", n, err)
+	}
+	if err := a.TxRelease([][]byte{nil}); err == nil {
+		t.Error("TxRelease of nil: no error")
+	}
+	checkTxAccounting(t, a, 0)
+
+	a.Close()
+	if n := a.TxReserve(bufs); n != 0 {
+		t.Errorf("TxReserve after Close lent %d", n)
+	}
+	if _, err := a.TxSubmit(nil); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("TxSubmit after Close = %v, want net.ErrClosed", err)
+	}
+}
+
+func TestTxReserveAllocs(t *testing.T) {
+	a, b := Pair(1500)
+	defer a.Close()
+	defer b.Close()
+	bufs := make([][]byte, 4)
+	rx := make([][]byte, 8)
+	if n := testing.AllocsPerRun(1000, func() {
+		n := a.TxReserve(bufs)
+		for i := range n {
+			bufs[i] = append(bufs[i], 1, 2, 3, 4)
+		}
+		a.TxSubmit(bufs[:n-1])
+		a.TxRelease(bufs[n-1 : n])
+		b.Rx(rx)
+	}); n != 0 {
+		t.Fatalf("TxReserve+TxSubmit+TxRelease allocate %v times per call", n)
+	}
+	checkTxAccounting(t, a, 0)
+}

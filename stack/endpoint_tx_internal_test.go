@@ -1,0 +1,241 @@
+package stack
+
+import (
+	"bytes"
+	"testing"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/xstack/xstack/nic"
+	"github.com/xstack/xstack/nic/nictest"
+)
+
+// txPackets returns a PacketBufferList of the given frames and a function
+// that releases it.
+func txPackets(frames ...[]byte) (gvstack.PacketBufferList, func()) {
+	var l gvstack.PacketBufferList
+	for _, f := range frames {
+		l.PushBack(gvstack.NewPacketBuffer(gvstack.PacketBufferOptions{Payload: buffer.MakeWithData(f)}))
+	}
+	return l, l.DecRef
+}
+
+// rawFrame is an Ethernet frame of an EtherType the TX path leaves alone,
+// carrying n bytes that start with tag.
+func rawFrame(tag byte, n int) []byte {
+	f := make([]byte, header.EthernetMinimumSize+n)
+	header.Ethernet(f).Encode(&header.EthernetFields{Type: 0x88b5})
+	for i := header.EthernetMinimumSize; i < len(f); i++ {
+		f[i] = tag
+	}
+	return f
+}
+
+// received reads every frame waiting on q, copied.
+func received(t *testing.T, q *nictest.Queue) [][]byte {
+	t.Helper()
+	var out [][]byte
+	batch := make([][]byte, 64)
+	for {
+		n, err := q.Rx(batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return out
+		}
+		for _, f := range batch[:n] {
+			out = append(out, bytes.Clone(f))
+		}
+	}
+}
+
+// checkTxBuffers fails t unless every transmit buffer of q is back with it.
+func checkTxBuffers(t *testing.T, q nic.Queue, when string) {
+	t.Helper()
+	if st := q.Stats(); st.UMEMTxLent != 0 || st.UMEMTxFree != st.UMEMFrames {
+		t.Fatalf("%s: %d buffers lent, %d of %d free; want all back", when, st.UMEMTxLent, st.UMEMTxFree, st.UMEMFrames)
+	}
+}
+
+// TestEndpointTx writes packets through the endpoint and checks that what
+// the peer receives is what gVisor wrote, in order, built in the queue's
+// buffers and all of them given back by each flush, including those of
+// the frames ACK elision and FIN joining leave out.
+func TestEndpointTx(t *testing.T) {
+	qa, qb := nictest.Pair(1500)
+	t.Cleanup(func() { qa.Close(); qb.Close() })
+	e := newEndpoint(qa, 1500, 4)
+
+	// Six frames through a batch of four: WritePackets flushes the
+	// first four itself.
+	var want [][]byte
+	for i := range 6 {
+		want = append(want, rawFrame(byte(i), 100+i))
+	}
+	pkts, release := txPackets(want...)
+	if n, err := e.WritePackets(pkts); n != 6 || err != nil {
+		t.Fatalf("WritePackets = %d, %v; want 6, nil", n, err)
+	}
+	release()
+	if st := qa.Stats(); st.UMEMTxLent == 0 {
+		t.Fatalf("no buffer lent with two frames waiting in the batch: %+v", st)
+	}
+	e.flush()
+	checkTxBuffers(t, qa, "after flush")
+	got := received(t, qb)
+	if len(got) != len(want) {
+		t.Fatalf("peer received %d frames, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("frame %d: got %x, want %x", i, got[i], want[i])
+		}
+	}
+
+	// A pure ACK superseded by the data after it is not sent, and its
+	// buffer comes back all the same.
+	ack := header.TCPFlagAck
+	pkts, release = txPackets(
+		buildSeg(seg{80, 1000, ack, 100, 500, 0, false, false}),
+		buildSeg(seg{80, 1000, ack | header.TCPFlagPsh, 100, 500, 10, false, false}),
+	)
+	e.WritePackets(pkts)
+	release()
+	if sent := e.flush(); sent != 1 {
+		t.Fatalf("flush sent %d frames, want 1 (the pure ACK elided)", sent)
+	}
+	checkTxBuffers(t, qa, "after a flush with an elided ACK")
+	if got := received(t, qb); len(got) != 1 {
+		t.Fatalf("peer received %d frames, want 1", len(got))
+	}
+	if ls := e.stats(); ls.AcksElided != 1 || ls.TxFrames != 7 || ls.TxDropped != 0 {
+		t.Errorf("link stats %+v; want 1 ACK elided, 7 frames sent, none dropped", ls)
+	}
+
+	// An empty flush with nothing lent costs nothing and returns nothing.
+	if sent := e.flush(); sent != 0 {
+		t.Errorf("empty flush sent %d", sent)
+	}
+	checkTxBuffers(t, qa, "after an empty flush")
+}
+
+// TestEndpointTxNoBuffer takes the queue's buffers away from the endpoint:
+// with a batch waiting, the endpoint flushes it to make room and loses
+// nothing; with no buffer to be had at all, it drops the packet and counts
+// it, as a full ring does.
+func TestEndpointTxNoBuffer(t *testing.T) {
+	qa, qb := nictest.Pair(1500)
+	t.Cleanup(func() { qa.Close(); qb.Close() })
+	e := newEndpoint(qa, 1500, 8)
+
+	held := make([][]byte, nictest.TxBuffers)
+	if n := qa.TxReserve(held[:nictest.TxBuffers-2]); n != nictest.TxBuffers-2 {
+		t.Fatalf("TxReserve lent %d, want %d", n, nictest.TxBuffers-2)
+	}
+	var frames [][]byte
+	for i := range 5 {
+		frames = append(frames, rawFrame(byte(i), 60))
+	}
+	pkts, release := txPackets(frames...)
+	if n, _ := e.WritePackets(pkts); n != 5 {
+		t.Fatalf("WritePackets with two buffers free = %d, want 5 (flushing to make room)", n)
+	}
+	release()
+	e.flush()
+	if got := received(t, qb); len(got) != 5 {
+		t.Fatalf("peer received %d frames, want 5", len(got))
+	}
+	if ls := e.stats(); ls.TxDropped != 0 || ls.TxFrames != 5 {
+		t.Errorf("link stats %+v; want 5 sent, none dropped", ls)
+	}
+
+	if n := qa.TxReserve(held[nictest.TxBuffers-2:]); n != 2 {
+		t.Fatalf("TxReserve lent %d, want the last 2", n)
+	}
+	pkts, release = txPackets(rawFrame(9, 60))
+	if n, _ := e.WritePackets(pkts); n != 0 {
+		t.Errorf("WritePackets with no buffer free = %d, want 0", n)
+	}
+	release()
+	if ls := e.stats(); ls.TxDropped != 1 {
+		t.Errorf("TxDropped = %d, want 1", ls.TxDropped)
+	}
+	if err := qa.TxRelease(held); err != nil {
+		t.Fatal(err)
+	}
+	e.flush()
+	checkTxBuffers(t, qa, "after the test gave its buffers back")
+}
+
+// TestEndpointTxCloseTx checks that after closeTx the endpoint takes no
+// buffer from the queue (which may then be closed), while the frames
+// already in the batch still leave with the next flush.
+func TestEndpointTxCloseTx(t *testing.T) {
+	qa, qb := nictest.Pair(1500)
+	t.Cleanup(func() { qa.Close(); qb.Close() })
+	e := newEndpoint(qa, 1500, 8)
+	pkts, release := txPackets(rawFrame(1, 60))
+	e.WritePackets(pkts)
+	release()
+	e.closeTx()
+	pkts, release = txPackets(rawFrame(2, 60), rawFrame(3, 60))
+	e.WritePackets(pkts)
+	release()
+	if sent := e.flush(); sent != 1 {
+		t.Fatalf("flush after closeTx sent %d, want the 1 frame written before", sent)
+	}
+	checkTxBuffers(t, qa, "after closeTx and flush")
+	if got := received(t, qb); len(got) != 1 || got[0][header.EthernetMinimumSize] != 1 {
+		t.Fatalf("peer received %d frames, want frame 1 alone", len(got))
+	}
+}
+
+// TestEndpointTxAllocs checks that writing packets and flushing them
+// allocates nothing: the frames are built in the queue's buffers.
+func TestEndpointTxAllocs(t *testing.T) {
+	qa, qb := nictest.Pair(1500)
+	t.Cleanup(func() { qa.Close(); qb.Close() })
+	e := newEndpoint(qa, 1500, 64)
+	ack := header.TCPFlagAck
+	pkts, release := txPackets(
+		buildSeg(seg{80, 1000, ack, 100, 500, 0, false, false}),
+		buildSeg(seg{80, 1000, ack | header.TCPFlagPsh, 100, 500, 1400, false, false}),
+		rawFrame(1, 1000),
+	)
+	defer release()
+	batch := make([][]byte, 64)
+	if n := testing.AllocsPerRun(1000, func() {
+		e.WritePackets(pkts)
+		e.flush()
+		qb.Rx(batch)
+	}); n != 0 {
+		t.Errorf("WritePackets and flush allocate %.1f times per batch, want 0", n)
+	}
+	checkTxBuffers(t, qa, "after the runs")
+}
+
+// BenchmarkEndpointTx measures the TX path from gVisor's packets to the
+// queue: WritePackets of 32 MTU-sized frames and a flush, per frame.
+func BenchmarkEndpointTx(b *testing.B) {
+	qa, qb := nictest.Pair(1500)
+	b.Cleanup(func() { qa.Close(); qb.Close() })
+	e := newEndpoint(qa, 1500, 64)
+	frames := make([][]byte, 32)
+	for i := range frames {
+		frames[i] = rawFrame(byte(i), 1500)
+	}
+	pkts, release := txPackets(frames...)
+	defer release()
+	batch := make([][]byte, 64)
+	b.SetBytes(int64(len(frames) * len(frames[0])))
+	b.ReportAllocs()
+	for b.Loop() {
+		e.WritePackets(pkts)
+		e.flush()
+		qb.Rx(batch)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(frames)), "ns/frame")
+}
