@@ -31,15 +31,18 @@ var (
 	V6Peer  = tcpip.AddrFrom16([16]byte{0x20, 0x01, 0, 2, 15: 2})
 )
 
-// Eth is an Ethernet header. The zero value is from MACPeer to MACUs.
+// Eth is an Ethernet header. Src and Dst default to MACPeer and MACUs.
 type Eth struct {
 	Src, Dst tcpip.LinkAddress
 }
 
 // Frame returns payload behind an Ethernet header of type typ.
 func (e Eth) Frame(typ tcpip.NetworkProtocolNumber, payload []byte) []byte {
-	if e.Src == "" && e.Dst == "" {
-		e.Src, e.Dst = MACPeer, MACUs
+	if e.Src == "" {
+		e.Src = MACPeer
+	}
+	if e.Dst == "" {
+		e.Dst = MACUs
 	}
 	b := make([]byte, header.EthernetMinimumSize+len(payload))
 	header.Ethernet(b).Encode(&header.EthernetFields{SrcAddr: e.Src, DstAddr: e.Dst, Type: typ})
@@ -67,7 +70,10 @@ type IPv4 struct {
 // header length it makes.
 func (h IPv4) Packet(payload []byte) []byte {
 	if h.Src.Len() == 0 {
-		h.Src, h.Dst = V4Peer, V4Us
+		h.Src = V4Peer
+	}
+	if h.Dst.Len() == 0 {
+		h.Dst = V4Us
 	}
 	if h.TTL == 0 {
 		h.TTL = 64
@@ -102,7 +108,10 @@ type IPv6 struct {
 // header, with the payload length it makes.
 func (h IPv6) Packet(payload []byte) []byte {
 	if h.Src.Len() == 0 {
-		h.Src, h.Dst = V6Peer, V6Us
+		h.Src = V6Peer
+	}
+	if h.Dst.Len() == 0 {
+		h.Dst = V6Us
 	}
 	if h.HopLimit == 0 {
 		h.HopLimit = 64

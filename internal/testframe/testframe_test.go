@@ -109,14 +109,16 @@ func TestChecksums(t *testing.T) {
 	}
 }
 
+// TestARP also checks that a header given only its destination takes the
+// default source.
 func TestARP(t *testing.T) {
-	f := Eth{Src: MACPeer, Dst: header.EthernetBroadcastAddress}.Frame(header.ARPProtocolNumber, ARP(header.ARPRequest, MACPeer, V4Peer, V4Us))
+	f := Eth{Dst: header.EthernetBroadcastAddress}.Frame(header.ARPProtocolNumber, ARP(header.ARPRequest, MACPeer, V4Peer, V4Us))
 	a := header.ARP(f[header.EthernetMinimumSize:])
 	if !a.IsValid() || a.Op() != header.ARPRequest || tcpip.LinkAddress(a.HardwareAddressSender()) != MACPeer ||
 		tcpip.AddrFromSlice(a.ProtocolAddressSender()) != V4Peer || tcpip.AddrFromSlice(a.ProtocolAddressTarget()) != V4Us {
 		t.Fatalf("ARP % x", a)
 	}
-	if header.Ethernet(f).DestinationAddress() != header.EthernetBroadcastAddress {
-		t.Errorf("destination %v", header.Ethernet(f).DestinationAddress())
+	if e := header.Ethernet(f); e.SourceAddress() != MACPeer || e.DestinationAddress() != header.EthernetBroadcastAddress {
+		t.Errorf("ethernet %v > %v, want %v > broadcast", e.SourceAddress(), e.DestinationAddress(), MACPeer)
 	}
 }
