@@ -13,6 +13,7 @@
 package testframe
 
 import (
+	"cmp"
 	"encoding/binary"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -38,12 +39,7 @@ type Eth struct {
 
 // Frame returns payload behind an Ethernet header of type typ.
 func (e Eth) Frame(typ tcpip.NetworkProtocolNumber, payload []byte) []byte {
-	if e.Src == "" {
-		e.Src = MACPeer
-	}
-	if e.Dst == "" {
-		e.Dst = MACUs
-	}
+	e.Src, e.Dst = cmp.Or(e.Src, MACPeer), cmp.Or(e.Dst, MACUs)
 	b := make([]byte, header.EthernetMinimumSize+len(payload))
 	header.Ethernet(b).Encode(&header.EthernetFields{SrcAddr: e.Src, DstAddr: e.Dst, Type: typ})
 	copy(b[header.EthernetMinimumSize:], payload)
@@ -69,15 +65,7 @@ type IPv4 struct {
 // Packet returns payload behind the IPv4 header, with the total length and
 // header length it makes.
 func (h IPv4) Packet(payload []byte) []byte {
-	if h.Src.Len() == 0 {
-		h.Src = V4Peer
-	}
-	if h.Dst.Len() == 0 {
-		h.Dst = V4Us
-	}
-	if h.TTL == 0 {
-		h.TTL = 64
-	}
+	h.Src, h.Dst, h.TTL = cmp.Or(h.Src, V4Peer), cmp.Or(h.Dst, V4Us), cmp.Or(h.TTL, 64)
 	hl := header.IPv4MinimumSize + len(h.Options)
 	b := make([]byte, hl+len(payload))
 	ip := header.IPv4(b)
@@ -107,15 +95,7 @@ type IPv6 struct {
 // Packet returns payload (extension headers included) behind the IPv6
 // header, with the payload length it makes.
 func (h IPv6) Packet(payload []byte) []byte {
-	if h.Src.Len() == 0 {
-		h.Src = V6Peer
-	}
-	if h.Dst.Len() == 0 {
-		h.Dst = V6Us
-	}
-	if h.HopLimit == 0 {
-		h.HopLimit = 64
-	}
+	h.Src, h.Dst, h.HopLimit = cmp.Or(h.Src, V6Peer), cmp.Or(h.Dst, V6Us), cmp.Or(h.HopLimit, 64)
 	b := make([]byte, header.IPv6MinimumSize+len(payload))
 	header.IPv6(b).Encode(&header.IPv6Fields{
 		PayloadLength: uint16(len(payload)), TransportProtocol: h.Next,
