@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
@@ -22,6 +21,7 @@ import (
 	"gvisor.dev/gvisor/pkg/waiter"
 
 	"github.com/xstack/xstack/internal/fuzzcorpus"
+	"github.com/xstack/xstack/internal/testframe"
 	"github.com/xstack/xstack/nic/nictest"
 	"github.com/xstack/xstack/stack"
 )
@@ -70,8 +70,8 @@ const (
 )
 
 var (
-	rxMAC     = net.HardwareAddr(steerMACUs)
-	rxPeerMAC = net.HardwareAddr(steerMACPeer)
+	rxMAC     = net.HardwareAddr(testframe.MACUs)
+	rxPeerMAC = net.HardwareAddr(testframe.MACPeer)
 	rxV4Us    = netip.MustParseAddr("198.18.0.1")
 	rxV4Peer  = netip.MustParseAddr("198.18.0.2")
 	rxV6Us    = netip.MustParseAddr("2001:2::1")
@@ -100,83 +100,6 @@ func rxJoinFrames(frames ...[]byte) []byte {
 		b = append(b, f...)
 	}
 	return b
-}
-
-// rxFixChecksums recomputes the checksums of f in place where the headers
-// say where they are: the IPv4 header's, and the transport checksum of an
-// unfragmented IPv4 datagram or an IPv6 packet with no extension header.
-func rxFixChecksums(f []byte) {
-	if len(f) < header.EthernetMinimumSize {
-		return
-	}
-	p := f[header.EthernetMinimumSize:]
-	switch binary.BigEndian.Uint16(f[12:]) {
-	case uint16(header.IPv4ProtocolNumber):
-		if len(p) < header.IPv4MinimumSize || p[0]>>4 != 4 {
-			return
-		}
-		ihl := int(p[0]&0xf) * 4
-		if ihl < header.IPv4MinimumSize || ihl > len(p) {
-			return
-		}
-		h := header.IPv4(p)
-		h.SetChecksum(0)
-		h.SetChecksum(^h.CalculateChecksum())
-		total := int(h.TotalLength())
-		if total < ihl || total > len(p) || h.More() || h.FragmentOffset() != 0 {
-			return
-		}
-		rxFixL4(p[9], h.SourceAddress(), h.DestinationAddress(), p[ihl:total])
-	case uint16(header.IPv6ProtocolNumber):
-		if len(p) < header.IPv6MinimumSize || p[0]>>4 != 6 {
-			return
-		}
-		h := header.IPv6(p)
-		end := header.IPv6MinimumSize + int(h.PayloadLength())
-		if end > len(p) {
-			return
-		}
-		rxFixL4(p[6], h.SourceAddress(), h.DestinationAddress(), p[header.IPv6MinimumSize:end])
-	}
-}
-
-func rxFixL4(proto uint8, src, dst tcpip.Address, l4 []byte) {
-	var off int
-	pseudo := true
-	switch tcpip.TransportProtocolNumber(proto) {
-	case header.TCPProtocolNumber:
-		if len(l4) < header.TCPMinimumSize {
-			return
-		}
-		off = header.TCPChecksumOffset
-	case header.UDPProtocolNumber:
-		if len(l4) < header.UDPMinimumSize {
-			return
-		}
-		off = 6
-	case header.ICMPv4ProtocolNumber, header.IGMPProtocolNumber:
-		if len(l4) < header.IGMPMinimumSize {
-			return
-		}
-		off, pseudo = 2, false
-	case header.ICMPv6ProtocolNumber:
-		if len(l4) < header.ICMPv6MinimumSize {
-			return
-		}
-		off = 2
-	default:
-		return
-	}
-	l4[off], l4[off+1] = 0, 0
-	var init uint16
-	if pseudo {
-		init = header.PseudoHeaderChecksum(tcpip.TransportProtocolNumber(proto), src, dst, uint16(len(l4)))
-	}
-	sum := ^checksum.Checksum(l4, init)
-	if sum == 0 && proto == uint8(header.UDPProtocolNumber) {
-		sum = 0xffff // 0 means "no checksum" in UDP
-	}
-	binary.BigEndian.PutUint16(l4[off:], sum)
 }
 
 // rxLcore is one lcore of the world.
@@ -352,19 +275,12 @@ type rxSegment struct {
 }
 
 func (s rxSegment) frame() []byte {
-	hl := header.TCPMinimumSize + len(s.opts)
-	b := make([]byte, hl+len(s.data))
 	win := s.win
 	if win == 0 && s.flags&header.TCPFlagRst == 0 {
 		win = 65535
 	}
-	header.TCP(b).Encode(&header.TCPFields{
-		SrcPort: s.sport, DstPort: s.dport, SeqNum: s.seq, AckNum: s.ack,
-		DataOffset: uint8(hl), Flags: s.flags, WindowSize: win,
-	})
-	copy(b[header.TCPMinimumSize:], s.opts)
-	copy(b[hl:], s.data)
-	return rxL4Frame(s.v6, uint8(header.TCPProtocolNumber), b)
+	seg := testframe.TCP{SrcPort: s.sport, DstPort: s.dport, Seq: s.seq, Ack: s.ack, Flags: s.flags, Window: win, Options: s.opts}
+	return rxL4Frame(s.v6, uint8(header.TCPProtocolNumber), seg.Segment(s.data))
 }
 
 // rxL4Frame wraps a transport payload from the peer to us in IPv4 or IPv6
@@ -372,12 +288,18 @@ func (s rxSegment) frame() []byte {
 func rxL4Frame(v6 bool, proto uint8, l4 []byte) []byte {
 	var f []byte
 	if v6 {
-		f = steerEth(header.IPv6ProtocolNumber, steerIP6Packet(proto, rxAddr(rxV6Peer), rxAddr(rxV6Us), l4))
+		f = rxIP6(proto, rxAddr(rxV6Peer), rxAddr(rxV6Us)).Frame(l4)
 	} else {
-		f = steerIP4(proto, steerIP4Opts{src: rxAddr(rxV4Peer), dst: rxAddr(rxV4Us)}, l4)
+		f = testframe.IPv4{Proto: tcpip.TransportProtocolNumber(proto)}.Frame(l4)
 	}
-	rxFixChecksums(f)
+	testframe.Checksums(f)
 	return f
+}
+
+// rxIP6 is the IPv6 header of the seeds, with hop limit 255 as neighbour
+// discovery requires (RFC 4861 section 7.1).
+func rxIP6(next uint8, src, dst tcpip.Address) testframe.IPv6 {
+	return testframe.IPv6{Src: src, Dst: dst, Next: tcpip.TransportProtocolNumber(next), HopLimit: 255}
 }
 
 // rxSynOpts are the options of a Linux SYN: MSS 1460, SACK permitted,
@@ -611,7 +533,7 @@ func FuzzRxPath(f *testing.F) {
 				w.rewriteConnSegment(frame)
 			}
 			if flags&rxFixSums != 0 {
-				rxFixChecksums(frame)
+				testframe.Checksums(frame)
 			}
 			before := [2]rxCounts{w.lc[0].counts(), w.lc[1].counts()}
 			if !w.lc[recv].q.Inject(frame) {
@@ -634,52 +556,41 @@ func TestRxPathSeeds(t *testing.T) {
 // right under mutation.
 
 func rxUDP(v6 bool, sport, dport uint16, payload []byte) []byte {
-	u := rxRawUDP(sport, dport, len(payload))
-	copy(u[header.UDPMinimumSize:], payload)
-	return rxL4Frame(v6, uint8(header.UDPProtocolNumber), u)
+	return rxL4Frame(v6, uint8(header.UDPProtocolNumber), testframe.UDP{SrcPort: sport, DstPort: dport}.Datagram(payload))
 }
 
 func rxICMP4(typ header.ICMPv4Type, code header.ICMPv4Code, rest uint32, body []byte) []byte {
-	return rxL4Frame(false, uint8(header.ICMPv4ProtocolNumber), steerICMPMsg(typ, uint8(code), rest, body))
+	return rxL4Frame(false, uint8(header.ICMPv4ProtocolNumber), testframe.ICMP(typ, uint8(code), rest, body))
 }
 
 func rxICMP6(typ header.ICMPv6Type, code header.ICMPv6Code, rest uint32, body []byte) []byte {
-	return rxL4Frame(true, uint8(header.ICMPv6ProtocolNumber), steerICMPMsg(typ, uint8(code), rest, body))
+	return rxL4Frame(true, uint8(header.ICMPv6ProtocolNumber), testframe.ICMP(typ, uint8(code), rest, body))
 }
 
 // rxIP6Frame is an IPv6 packet from src to dst in a frame to dstMAC, with
 // the checksum of a transport header that directly follows set.
 func rxIP6Frame(dstMAC tcpip.LinkAddress, nh uint8, src, dst netip.Addr, payload []byte) []byte {
-	ip := steerIP6Packet(nh, rxAddr(src), rxAddr(dst), payload)
-	f := make([]byte, header.EthernetMinimumSize+len(ip))
-	header.Ethernet(f).Encode(&header.EthernetFields{SrcAddr: steerMACPeer, DstAddr: dstMAC, Type: header.IPv6ProtocolNumber})
-	copy(f[header.EthernetMinimumSize:], ip)
-	rxFixChecksums(f)
+	f := testframe.Eth{Src: testframe.MACPeer, Dst: dstMAC}.Frame(header.IPv6ProtocolNumber, rxIP6(nh, rxAddr(src), rxAddr(dst)).Packet(payload))
+	testframe.Checksums(f)
 	return f
 }
 
 func rxARP(dstMAC tcpip.LinkAddress, op header.ARPOp, spa, tpa netip.Addr) []byte {
-	f := steerARP(op, rxAddr(spa), rxAddr(tpa))
-	copy(f, dstMAC)
-	return f
+	return testframe.Eth{Src: testframe.MACPeer, Dst: dstMAC}.Frame(header.ARPProtocolNumber,
+		testframe.ARP(op, testframe.MACPeer, rxAddr(spa), rxAddr(tpa)))
 }
 
 // rxOurIP4 is a datagram we sent to the peer, as an ICMP error quotes it.
 func rxOurIP4(proto uint8, l4 []byte) []byte {
-	return steerIP4Packet(proto, steerIP4Opts{src: rxAddr(rxV4Us), dst: rxAddr(rxV4Peer), flags: header.IPv4FlagDontFragment}, l4)
+	return testframe.IPv4{Src: rxAddr(rxV4Us), Dst: rxAddr(rxV4Peer), Proto: tcpip.TransportProtocolNumber(proto), Flags: header.IPv4FlagDontFragment}.Packet(l4)
 }
 
 func rxRawTCP(sport, dport uint16, seq, ack uint32, flags header.TCPFlags) []byte {
-	b := make([]byte, header.TCPMinimumSize)
-	header.TCP(b).Encode(&header.TCPFields{SrcPort: sport, DstPort: dport, SeqNum: seq, AckNum: ack,
-		DataOffset: header.TCPMinimumSize, Flags: flags, WindowSize: 65535})
-	return b
+	return testframe.TCP{SrcPort: sport, DstPort: dport, Seq: seq, Ack: ack, Flags: flags, Window: 65535}.Segment(nil)
 }
 
 func rxRawUDP(sport, dport uint16, n int) []byte {
-	b := make([]byte, header.UDPMinimumSize+n)
-	header.UDP(b).Encode(&header.UDPFields{SrcPort: sport, DstPort: dport, Length: uint16(len(b))})
-	return b
+	return testframe.UDP{SrcPort: sport, DstPort: dport}.Datagram(make([]byte, n))
 }
 
 // rxFragments splits a UDP datagram from the peer to us into IPv4 or IPv6
@@ -690,36 +601,24 @@ func rxFragments(v6 bool, id uint32, payload []byte, sizes []int) [][]byte {
 	if v6 {
 		src, dst = rxAddr(rxV6Peer), rxAddr(rxV6Us)
 	}
-	u := rxRawUDP(5353, rxUDPPort, len(payload))
-	copy(u[header.UDPMinimumSize:], payload)
-	rxFixL4(uint8(header.UDPProtocolNumber), src, dst, u)
+	u := testframe.UDP{SrcPort: 5353, DstPort: rxUDPPort}.Datagram(payload)
+	testframe.L4Checksum(header.UDPProtocolNumber, src, dst, u)
 	var frags [][]byte
 	off := 0
 	for i, n := range sizes {
 		end := min(off+n, len(u))
 		more := i < len(sizes)-1
 		if v6 {
-			fh := make([]byte, 8+end-off)
-			fh[0] = uint8(header.UDPProtocolNumber)
-			fo := uint16(off)
-			if more {
-				fo |= 1
-			}
-			binary.BigEndian.PutUint16(fh[2:], fo)
-			binary.BigEndian.PutUint32(fh[4:], id)
-			copy(fh[8:], u[off:end])
-			frags = append(frags, steerEth(header.IPv6ProtocolNumber, steerIP6Packet(uint8(header.IPv6FragmentHeader), src, dst, fh)))
+			fh := testframe.FragmentHeader(header.UDPProtocolNumber, id, off, more, u[off:end])
+			frags = append(frags, rxIP6(uint8(header.IPv6FragmentHeader), src, dst).Frame(fh))
 		} else {
 			var flags uint8
 			if more {
 				flags = header.IPv4FlagMoreFragments
 			}
-			ip := make([]byte, header.IPv4MinimumSize+end-off)
-			header.IPv4(ip).Encode(&header.IPv4Fields{TotalLength: uint16(len(ip)), ID: uint16(id), Flags: flags,
-				FragmentOffset: uint16(off), TTL: 64, Protocol: uint8(header.UDPProtocolNumber), SrcAddr: src, DstAddr: dst})
-			header.IPv4(ip).SetChecksum(^header.IPv4(ip).CalculateChecksum())
-			copy(ip[header.IPv4MinimumSize:], u[off:end])
-			frags = append(frags, steerEth(header.IPv4ProtocolNumber, ip))
+			f := testframe.IPv4{Src: src, Dst: dst, Proto: header.UDPProtocolNumber, ID: uint16(id), Flags: flags, FragOff: uint16(off)}.Frame(u[off:end])
+			testframe.Checksums(f) // the header's: a fragment carries the datagram's UDP checksum
+			frags = append(frags, f)
 		}
 		off = end
 	}
@@ -757,7 +656,7 @@ func rxSeeds() []fuzzcorpus.Seed {
 		rst   = header.TCPFlagRst
 	)
 	bcast := header.EthernetBroadcastAddress
-	us := steerMACUs
+	us := testframe.MACUs
 	llPeer := netip.MustParseAddr("fe80::2")
 	solicited := netip.MustParseAddr("ff02::1:ff00:1")
 	solicitedMAC := tcpip.LinkAddress("\x33\x33\xff\x00\x00\x01")
@@ -770,22 +669,20 @@ func rxSeeds() []fuzzcorpus.Seed {
 	ourTCP4 := rxOurIP4(tcpP, rxRawTCP(rxListenPort, rxPassivePort, 1, 1, psh))
 	ourUDP4 := rxOurIP4(udpP, rxRawUDP(rxUDPPort, 1234, 12))
 	ourPing4 := rxOurIP4(icmpP, []byte{8, 0, 0, 0, 0xb0, 0x01, 0, 1})
-	ourTCP6 := steerIP6Packet(tcpP, rxAddr(rxV6Us), rxAddr(rxV6Peer), rxRawTCP(rxListenPort, rxPassivePort, 1, 1, psh))
-	ourUDP6 := steerIP6Packet(udpP, rxAddr(rxV6Us), rxAddr(rxV6Peer), rxRawUDP(rxUDPPort, 1234, 12))
+	ourTCP6 := rxIP6(tcpP, rxAddr(rxV6Us), rxAddr(rxV6Peer)).Packet(rxRawTCP(rxListenPort, rxPassivePort, 1, 1, psh))
+	ourUDP6 := rxIP6(udpP, rxAddr(rxV6Us), rxAddr(rxV6Peer)).Packet(rxRawUDP(rxUDPPort, 1234, 12))
 
 	hbhUDP := rxRawUDP(5353, rxUDPPort, 8)
-	rxFixL4(udpP, rxAddr(rxV6Peer), rxAddr(rxV6Us), hbhUDP)
-	hbh := append([]byte{udpP, 0, 1, 4, 0, 0, 0, 0}, hbhUDP...) // Hop-by-Hop with PadN
-	withOpts := steerIP4(tcpP, steerIP4Opts{src: rxAddr(rxV4Peer), dst: rxAddr(rxV4Us), options: 8},
-		rxRawTCP(41000, rxListenPort, 7, 0, syn))
-	rxFixChecksums(withOpts)
-	igmpQuery := steerIP4(2, steerIP4Opts{src: rxAddr(rxV4Peer), dst: tcpip.AddrFrom4([4]byte{224, 0, 0, 1})},
-		[]byte{0x11, 100, 0, 0, 0, 0, 0, 0})
-	copy(igmpQuery, []byte{1, 0, 0x5e, 0, 0, 1})
-	igmpQuery[14+8] = 1 // RFC 2236: TTL 1
-	rxFixChecksums(igmpQuery)
+	testframe.L4Checksum(header.UDPProtocolNumber, rxAddr(rxV6Peer), rxAddr(rxV6Us), hbhUDP)
+	hbh := testframe.OptionsHeader(header.UDPProtocolNumber, 0, hbhUDP)
+	withOpts := testframe.IPv4{Proto: header.TCPProtocolNumber, Options: testframe.NOPs(8)}.Frame(rxRawTCP(41000, rxListenPort, 7, 0, syn))
+	testframe.Checksums(withOpts)
+	allHosts := testframe.IPv4{Src: rxAddr(rxV4Peer), Dst: tcpip.AddrFrom4([4]byte{224, 0, 0, 1}), Proto: header.IGMPProtocolNumber, TTL: 1} // RFC 2236: TTL 1
+	igmpQuery := testframe.Eth{Src: testframe.MACPeer, Dst: "\x01\x00\x5e\x00\x00\x01"}.Frame(header.IPv4ProtocolNumber,
+		allHosts.Packet([]byte{0x11, 100, 0, 0, 0, 0, 0, 0}))
+	testframe.Checksums(igmpQuery)
 	mldQuery := rxIP6Frame(allNodesMAC, uint8(header.ICMPv6ProtocolNumber), llPeer, netip.MustParseAddr("ff02::1"),
-		steerICMPMsg(header.ICMPv6MulticastListenerQuery, 0, 1000<<16, make([]byte, 16)))
+		testframe.ICMP(header.ICMPv6MulticastListenerQuery, 0, 1000<<16, make([]byte, 16)))
 	mldQuery[14+7] = 1 // RFC 2710: hop limit 1
 
 	badSum := seg(rxSegment{sport: 41001, dport: rxListenPort, seq: 1, flags: syn})
@@ -863,13 +760,13 @@ func rxSeeds() []fuzzcorpus.Seed {
 		{"icmp6_packet_too_big_tcp", fix, [][]byte{rxICMP6(header.ICMPv6PacketTooBig, 0, 1280, ourTCP6)}},
 		{"icmp6_unreachable_udp", fix, [][]byte{rxICMP6(header.ICMPv6DstUnreachable, header.ICMPv6PortUnreachable, 0, ourUDP6)}},
 		{"ndp_ns", fix, [][]byte{rxIP6Frame(solicitedMAC, uint8(header.ICMPv6ProtocolNumber), rxV6Peer, solicited,
-			steerICMPMsg(header.ICMPv6NeighborSolicit, 0, 0, rxNDP(rxV6Us, 1)))}},
+			testframe.ICMP(header.ICMPv6NeighborSolicit, 0, 0, rxNDP(rxV6Us, 1)))}},
 		{"ndp_ns_dad", fix, [][]byte{rxIP6Frame(solicitedMAC, uint8(header.ICMPv6ProtocolNumber), netip.IPv6Unspecified(), solicited,
-			steerICMPMsg(header.ICMPv6NeighborSolicit, 0, 0, rxV6Us.AsSlice()))}},
+			testframe.ICMP(header.ICMPv6NeighborSolicit, 0, 0, rxV6Us.AsSlice()))}},
 		{"ndp_na", fix, [][]byte{rxIP6Frame(us, uint8(header.ICMPv6ProtocolNumber), rxV6Peer, rxV6Us,
-			steerICMPMsg(header.ICMPv6NeighborAdvert, 0, 0x60000000, rxNDP(rxV6Peer, 2)))}},
+			testframe.ICMP(header.ICMPv6NeighborAdvert, 0, 0x60000000, rxNDP(rxV6Peer, 2)))}},
 		{"ndp_ra", fix | rxOnLcore1, [][]byte{rxIP6Frame(allNodesMAC, uint8(header.ICMPv6ProtocolNumber), llPeer, netip.MustParseAddr("ff02::1"),
-			steerICMPMsg(header.ICMPv6RouterAdvert, 0, 64<<24|1800, append(make([]byte, 8),
+			testframe.ICMP(header.ICMPv6RouterAdvert, 0, 64<<24|1800, append(make([]byte, 8),
 				3, 4, 64, 0xc0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0x20, 0x01, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)))}},
 		{"mld_query", fix, [][]byte{mldQuery}},
 		{"igmp_query", fix, [][]byte{igmpQuery}},
@@ -877,10 +774,10 @@ func rxSeeds() []fuzzcorpus.Seed {
 		{"ipv4_fragments_reversed_on_lcore1", fix | rxOnLcore1, rxFragments4(78, block, []int{32, 32, 64}, []int{2, 1, 0})},
 		{"ipv4_fragments_overlap", fix, append(rxFragments4(79, block, []int{64, 64}, []int{0, 1}), rxFragments4(79, block, []int{32, 96}, []int{1})...)},
 		{"ipv6_fragments", fix, rxFragments(true, 80, block, []int{64, 64})},
-		{"ipv6_hop_by_hop_udp", fix, [][]byte{steerEth(header.IPv6ProtocolNumber, steerIP6Packet(0, rxAddr(rxV6Peer), rxAddr(rxV6Us), hbh))}},
+		{"ipv6_hop_by_hop_udp", fix, [][]byte{rxIP6(0, rxAddr(rxV6Peer), rxAddr(rxV6Us)).Frame(hbh)}},
 		{"malformed", 0, [][]byte{
-			nil, {1, 2, 3}, steerEth(header.IPv4ProtocolNumber, nil), badIHL, totalPast, v6PayloadPast,
-			steerEth(0x8100, make([]byte, 64)), steerEth(0x88cc, make([]byte, 64)), notForUs, badSum,
+			nil, {1, 2, 3}, testframe.Frame(header.IPv4ProtocolNumber, nil), badIHL, totalPast, v6PayloadPast,
+			testframe.Frame(0x8100, make([]byte, 64)), testframe.Frame(0x88cc, make([]byte, 64)), notForUs, badSum,
 			seg(rxSegment{sport: 41006, dport: rxListenPort, seq: 1, flags: syn})[:14+20+10],
 		}},
 	}

@@ -10,117 +10,37 @@ import (
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/xstack/xstack/internal/testframe"
 )
 
-// Frame builders over gVisor's header package, so the offsets Classify
-// reads are checked against an independent encoder.
-var (
-	steerMACUs   = tcpip.LinkAddress("\x02\x00\x00\x00\x00\x01")
-	steerMACPeer = tcpip.LinkAddress("\x02\x00\x00\x00\x00\x02")
-	steerV4Us    = tcpip.AddrFrom4([4]byte{198, 18, 0, 1})
-	steerV4Peer  = tcpip.AddrFrom4([4]byte{198, 18, 0, 2})
-	steerV6Us    = tcpip.AddrFrom16([16]byte{0x20, 0x01, 0, 2, 15: 1})
-	steerV6Peer  = tcpip.AddrFrom16([16]byte{0x20, 0x01, 0, 2, 15: 2})
-)
-
-func steerEth(proto tcpip.NetworkProtocolNumber, payload []byte) []byte {
-	b := make([]byte, header.EthernetMinimumSize+len(payload))
-	header.Ethernet(b).Encode(&header.EthernetFields{SrcAddr: steerMACPeer, DstAddr: steerMACUs, Type: proto})
-	copy(b[header.EthernetMinimumSize:], payload)
-	return b
-}
-
-type steerIP4Opts struct {
-	flags   uint8
-	fragOff uint16
-	options int // bytes of IP options (a multiple of 4)
-	src     tcpip.Address
-	dst     tcpip.Address
-}
-
-func steerIP4Packet(proto uint8, o steerIP4Opts, l4 []byte) []byte {
-	hl := header.IPv4MinimumSize + o.options
-	b := make([]byte, hl+len(l4))
-	if o.src.Len() == 0 {
-		o.src, o.dst = steerV4Peer, steerV4Us
-	}
-	header.IPv4(b).Encode(&header.IPv4Fields{
-		TotalLength: uint16(len(b)), TTL: 64, Protocol: proto,
-		Flags: o.flags, FragmentOffset: o.fragOff,
-		SrcAddr: o.src, DstAddr: o.dst,
-	})
-	b[0] = 0x40 | byte(hl/4)
-	for i := header.IPv4MinimumSize; i < hl; i++ {
-		b[i] = 1 // NOP
-	}
-	copy(b[hl:], l4)
-	return b
-}
-
-func steerIP4(proto uint8, o steerIP4Opts, l4 []byte) []byte {
-	return steerEth(header.IPv4ProtocolNumber, steerIP4Packet(proto, o, l4))
-}
-
-func steerIP6Packet(nh uint8, src, dst tcpip.Address, payload []byte) []byte {
-	b := make([]byte, header.IPv6MinimumSize+len(payload))
-	header.IPv6(b).Encode(&header.IPv6Fields{
-		PayloadLength: uint16(len(payload)), TransportProtocol: tcpip.TransportProtocolNumber(nh),
-		HopLimit: 255, SrcAddr: src, DstAddr: dst,
-	})
-	copy(b[header.IPv6MinimumSize:], payload)
-	return b
-}
-
-func steerIP6(nh uint8, payload []byte) []byte {
-	return steerEth(header.IPv6ProtocolNumber, steerIP6Packet(nh, steerV6Peer, steerV6Us, payload))
-}
+// Frames are built with testframe over gVisor's encoders, so the offsets
+// Classify reads are checked against an independent writer.
 
 func steerTCP(sport, dport uint16) []byte {
-	b := make([]byte, header.TCPMinimumSize)
-	header.TCP(b).Encode(&header.TCPFields{SrcPort: sport, DstPort: dport, DataOffset: header.TCPMinimumSize, Flags: header.TCPFlagAck, WindowSize: 1024})
-	return b
+	return testframe.TCP{SrcPort: sport, DstPort: dport, Flags: header.TCPFlagAck, Window: 1024}.Segment(nil)
 }
 
 func steerUDP(sport, dport uint16) []byte {
-	b := make([]byte, header.UDPMinimumSize+4)
-	header.UDP(b).Encode(&header.UDPFields{SrcPort: sport, DstPort: dport, Length: uint16(len(b))})
-	return b
-}
-
-// steerICMPMsg is an ICMPv4 or ICMPv6 message: type, code, the 4 bytes
-// after the checksum, and the body. Both versions share that 8-byte header
-// (RFC 792, RFC 4443 section 2.1).
-func steerICMPMsg[T ~uint8](typ T, code uint8, rest uint32, body []byte) []byte {
-	b := make([]byte, header.ICMPv4MinimumSize+len(body))
-	b[0], b[1] = byte(typ), code
-	binary.BigEndian.PutUint32(b[4:], rest)
-	copy(b[header.ICMPv4MinimumSize:], body)
-	return b
+	return testframe.UDP{SrcPort: sport, DstPort: dport}.Datagram(make([]byte, 4))
 }
 
 // steerICMP is an echo or error message with ident where echo messages
 // carry it (the upper half of the 4 bytes after the checksum).
 func steerICMP[T ~uint8](typ T, ident uint16, body []byte) []byte {
-	return steerICMPMsg(typ, 0, uint32(ident)<<16, body)
+	return testframe.ICMP(typ, 0, uint32(ident)<<16, body)
 }
 
 func steerARP(op header.ARPOp, spa, tpa tcpip.Address) []byte {
-	b := make([]byte, header.ARPSize)
-	a := header.ARP(b)
-	a.SetIPv4OverEthernet()
-	a.SetOp(op)
-	copy(a.HardwareAddressSender(), steerMACPeer)
-	copy(a.ProtocolAddressSender(), spa.AsSlice())
-	copy(a.ProtocolAddressTarget(), tpa.AsSlice())
-	return steerEth(header.ARPProtocolNumber, b)
+	return testframe.Frame(header.ARPProtocolNumber, testframe.ARP(op, testframe.MACPeer, spa, tpa))
 }
 
 // steerIP6Ext is an IPv6 packet whose first header is an 8-byte extension
 // header (Hop-by-Hop or Fragment) followed by TCP.
-func steerIP6Ext(nh uint8, dport uint16) []byte {
+func steerIP6Ext(nh tcpip.TransportProtocolNumber, dport uint16) []byte {
 	ext := make([]byte, 8)
 	ext[0] = uint8(header.TCPProtocolNumber)
-	return steerIP6(nh, append(ext, steerTCP(40000, dport)...))
+	return testframe.IPv6{Next: nh}.Frame(append(ext, steerTCP(40000, dport)...))
 }
 
 // A steerCase is a frame and the lcore that owns it, or steerAny (whoever
@@ -150,103 +70,105 @@ func (c steerCase) want(self int) (Verdict, int) {
 // steerCases are for 4 lcores with ranges of 1000 from 10000: lcore 0
 // 10000-10999, 1 11000-11999, 2 12000-12999, 3 13000-13999.
 func steerCases() []steerCase {
-	const tcp, udp, icmp4, icmp6 = uint8(header.TCPProtocolNumber), uint8(header.UDPProtocolNumber), uint8(header.ICMPv4ProtocolNumber), uint8(header.ICMPv6ProtocolNumber)
-	none := steerIP4Opts{}
+	tcp, udp := header.TCPProtocolNumber, header.UDPProtocolNumber
+	ip4TCP, ip4UDP, ip4ICMP := testframe.IPv4{Proto: tcp}, testframe.IPv4{Proto: udp}, testframe.IPv4{Proto: header.ICMPv4ProtocolNumber}
+	ip6TCP, ip6UDP, ip6ICMP := testframe.IPv6{Next: tcp}, testframe.IPv6{Next: udp}, testframe.IPv6{Next: header.ICMPv6ProtocolNumber}
 	// What we sent and an ICMP error quotes: from our port to the peer.
-	ourTCP4 := steerIP4Packet(tcp, steerIP4Opts{src: steerV4Us, dst: steerV4Peer}, steerTCP(12001, 80))
-	ourUDP4 := steerIP4Packet(udp, steerIP4Opts{src: steerV4Us, dst: steerV4Peer}, steerUDP(10001, 53))
-	ourPing4 := steerIP4Packet(icmp4, steerIP4Opts{src: steerV4Us, dst: steerV4Peer}, steerICMP(header.ICMPv4Echo, 12002, nil))
-	ourTCP6 := steerIP6Packet(tcp, steerV6Us, steerV6Peer, steerTCP(13002, 443))
-	ourPing6 := steerIP6Packet(icmp6, steerV6Us, steerV6Peer, steerICMP(header.ICMPv6EchoRequest, 10003, nil))
-	padded := steerIP4(udp, none, steerUDP(53, 12000)[:8])
+	us4, peer4, us6, peer6 := testframe.V4Us, testframe.V4Peer, testframe.V6Us, testframe.V6Peer
+	ourTCP4 := testframe.IPv4{Src: us4, Dst: peer4, Proto: tcp}.Packet(steerTCP(12001, 80))
+	ourUDP4 := testframe.IPv4{Src: us4, Dst: peer4, Proto: udp}.Packet(steerUDP(10001, 53))
+	ourPing4 := testframe.IPv4{Src: us4, Dst: peer4, Proto: ip4ICMP.Proto}.Packet(steerICMP(header.ICMPv4Echo, 12002, nil))
+	ourTCP6 := testframe.IPv6{Src: us6, Dst: peer6, Next: tcp}.Packet(steerTCP(13002, 443))
+	ourPing6 := testframe.IPv6{Src: us6, Dst: peer6, Next: ip6ICMP.Next}.Packet(steerICMP(header.ICMPv6EchoRequest, 10003, nil))
+	padded := ip4UDP.Frame(steerUDP(53, 12000)[:8])
 	padded = append(padded, make([]byte, 60-len(padded))...)
-	badTotal := steerIP4(tcp, none, steerTCP(80, 12000))
+	badTotal := ip4TCP.Frame(steerTCP(80, 12000))
 	binary.BigEndian.PutUint16(badTotal[14+2:], 200)
-	shortTotal := steerIP4(tcp, none, steerTCP(80, 12000))
+	shortTotal := ip4TCP.Frame(steerTCP(80, 12000))
 	binary.BigEndian.PutUint16(shortTotal[14+2:], 22) // 2 bytes of TCP in the datagram
-	badIHL := steerIP4(tcp, none, steerTCP(80, 12000))
+	badIHL := ip4TCP.Frame(steerTCP(80, 12000))
 	badIHL[14] = 0x44
-	v6InV4 := steerIP4(tcp, none, steerTCP(80, 12000))
+	v6InV4 := ip4TCP.Frame(steerTCP(80, 12000))
 	v6InV4[14] = 0x65
-	badPayloadLen := steerIP6(tcp, steerTCP(80, 12000))
+	badPayloadLen := ip6TCP.Frame(steerTCP(80, 12000))
 	binary.BigEndian.PutUint16(badPayloadLen[14+4:], 100)
-	arpBadHType := steerARP(header.ARPReply, steerV4Peer, steerV4Us)
+	arpBadHType := steerARP(header.ARPReply, testframe.V4Peer, testframe.V4Us)
 	arpBadHType[15] = 6 // IEEE 802
-	arpShort := steerARP(header.ARPReply, steerV4Peer, steerV4Us)[:14+27]
+	arpShort := steerARP(header.ARPReply, testframe.V4Peer, testframe.V4Us)[:14+27]
 
 	return []steerCase{
-		{"tcp4 to lcore 2", steerIP4(tcp, none, steerTCP(80, 12345)), 2},
-		{"tcp4 to lcore 1", steerIP4(tcp, none, steerTCP(80, 11500)), 1},
-		{"tcp4 to first port of lcore 0", steerIP4(tcp, none, steerTCP(80, 10000)), 0},
-		{"tcp4 to last port of lcore 0", steerIP4(tcp, none, steerTCP(80, 10999)), 0},
-		{"tcp4 to first port of lcore 1", steerIP4(tcp, none, steerTCP(80, 11000)), 1},
-		{"tcp4 to last port of lcore 3", steerIP4(tcp, none, steerTCP(80, 13999)), 3},
-		{"tcp4 past the ranges", steerIP4(tcp, none, steerTCP(80, 14000)), steerAny},
-		{"tcp4 below the ranges", steerIP4(tcp, none, steerTCP(80, 9999)), steerAny},
-		{"tcp4 to a listening port", steerIP4(tcp, none, steerTCP(12345, 80)), steerAny},
-		{"tcp4 with IP options", steerIP4(tcp, steerIP4Opts{options: 8}, steerTCP(80, 12000)), 2},
-		{"tcp4 with DF", steerIP4(tcp, steerIP4Opts{flags: header.IPv4FlagDontFragment}, steerTCP(80, 13000)), 3},
-		{"udp4 to lcore 3", steerIP4(udp, none, steerUDP(53, 13000)), 3},
+		{"tcp4 to lcore 2", ip4TCP.Frame(steerTCP(80, 12345)), 2},
+		{"tcp4 to lcore 1", ip4TCP.Frame(steerTCP(80, 11500)), 1},
+		{"tcp4 to first port of lcore 0", ip4TCP.Frame(steerTCP(80, 10000)), 0},
+		{"tcp4 to last port of lcore 0", ip4TCP.Frame(steerTCP(80, 10999)), 0},
+		{"tcp4 to first port of lcore 1", ip4TCP.Frame(steerTCP(80, 11000)), 1},
+		{"tcp4 to last port of lcore 3", ip4TCP.Frame(steerTCP(80, 13999)), 3},
+		{"tcp4 past the ranges", ip4TCP.Frame(steerTCP(80, 14000)), steerAny},
+		{"tcp4 below the ranges", ip4TCP.Frame(steerTCP(80, 9999)), steerAny},
+		{"tcp4 to a listening port", ip4TCP.Frame(steerTCP(12345, 80)), steerAny},
+		{"tcp4 with IP options", testframe.IPv4{Proto: tcp, Options: testframe.NOPs(8)}.Frame(steerTCP(80, 12000)), 2},
+		{"tcp4 with DF", testframe.IPv4{Proto: tcp, Flags: header.IPv4FlagDontFragment}.Frame(steerTCP(80, 13000)), 3},
+		{"udp4 to lcore 3", ip4UDP.Frame(steerUDP(53, 13000)), 3},
 		{"udp4 with ethernet padding", padded, 2},
-		{"udp4 to a listening port", steerIP4(udp, none, steerUDP(13000, 53)), steerAny},
-		{"ipv4 first fragment", steerIP4(udp, steerIP4Opts{flags: header.IPv4FlagMoreFragments}, steerUDP(53, 11000)), 0},
-		{"ipv4 middle fragment", steerIP4(udp, steerIP4Opts{flags: header.IPv4FlagMoreFragments, fragOff: 1480}, make([]byte, 16)), 0},
-		{"ipv4 last fragment", steerIP4(udp, steerIP4Opts{fragOff: 1480}, make([]byte, 16)), 0},
-		{"sctp4", steerIP4(132, none, steerTCP(80, 12000)), steerAny},
-		{"tcp6 to lcore 2", steerIP6(tcp, steerTCP(80, 12999)), 2},
-		{"tcp6 to lcore 1", steerIP6(tcp, steerTCP(80, 11001)), 1},
-		{"tcp6 to a listening port", steerIP6(tcp, steerTCP(11001, 443)), steerAny},
-		{"udp6 to lcore 0", steerIP6(udp, steerUDP(53, 10500)), 0},
+		{"udp4 to a listening port", ip4UDP.Frame(steerUDP(13000, 53)), steerAny},
+		{"ipv4 first fragment", testframe.IPv4{Proto: udp, Flags: header.IPv4FlagMoreFragments}.Frame(steerUDP(53, 11000)), 0},
+		{"ipv4 middle fragment", testframe.IPv4{Proto: udp, Flags: header.IPv4FlagMoreFragments, FragOff: 1480}.Frame(make([]byte, 16)), 0},
+		{"ipv4 last fragment", testframe.IPv4{Proto: udp, FragOff: 1480}.Frame(make([]byte, 16)), 0},
+		{"sctp4", testframe.IPv4{Proto: 132}.Frame(steerTCP(80, 12000)), steerAny},
+		{"tcp6 to lcore 2", ip6TCP.Frame(steerTCP(80, 12999)), 2},
+		{"tcp6 to lcore 1", ip6TCP.Frame(steerTCP(80, 11001)), 1},
+		{"tcp6 to a listening port", ip6TCP.Frame(steerTCP(11001, 443)), steerAny},
+		{"udp6 to lcore 0", ip6UDP.Frame(steerUDP(53, 10500)), 0},
 		{"tcp6 after hop-by-hop", steerIP6Ext(0, 12000), steerAny},
 		{"tcp6 after a routing header", steerIP6Ext(43, 12000), steerAny},
 		{"ipv6 fragment", steerIP6Ext(header.IPv6FragmentHeader, 12000), 0},
-		{"arp request", steerARP(header.ARPRequest, steerV4Peer, steerV4Us), steerAll},
-		{"arp reply", steerARP(header.ARPReply, steerV4Peer, steerV4Us), steerAll},
-		{"gratuitous arp request", steerARP(header.ARPRequest, steerV4Peer, steerV4Peer), steerAll},
-		{"gratuitous arp reply", steerARP(header.ARPReply, steerV4Peer, steerV4Peer), steerAll},
-		{"arp probe", steerARP(header.ARPRequest, tcpip.AddrFrom4([4]byte{}), steerV4Us), steerAll},
-		{"arp unknown op", steerARP(3, steerV4Peer, steerV4Us), steerAny},
+		{"arp request", steerARP(header.ARPRequest, testframe.V4Peer, testframe.V4Us), steerAll},
+		{"arp reply", steerARP(header.ARPReply, testframe.V4Peer, testframe.V4Us), steerAll},
+		{"gratuitous arp request", steerARP(header.ARPRequest, testframe.V4Peer, testframe.V4Peer), steerAll},
+		{"gratuitous arp reply", steerARP(header.ARPReply, testframe.V4Peer, testframe.V4Peer), steerAll},
+		{"arp probe", steerARP(header.ARPRequest, tcpip.AddrFrom4([4]byte{}), testframe.V4Us), steerAll},
+		{"arp unknown op", steerARP(3, testframe.V4Peer, testframe.V4Us), steerAny},
 		{"arp not ethernet", arpBadHType, steerAny},
 		{"arp short", arpShort, steerAny},
-		{"icmp4 echo request", steerIP4(icmp4, none, steerICMP(header.ICMPv4Echo, 13001, nil)), steerAny},
-		{"icmp4 echo reply to lcore 3", steerIP4(icmp4, none, steerICMP(header.ICMPv4EchoReply, 13001, nil)), 3},
-		{"icmp4 echo reply outside the ranges", steerIP4(icmp4, none, steerICMP(header.ICMPv4EchoReply, 7, nil)), steerAny},
-		{"icmp4 frag needed quoting our tcp", steerIP4(icmp4, none, steerICMP(header.ICMPv4DstUnreachable, 1400, ourTCP4[:28])), 2},
-		{"icmp4 port unreachable quoting our udp", steerIP4(icmp4, none, steerICMP(header.ICMPv4DstUnreachable, 0, ourUDP4)), 0},
-		{"icmp4 time exceeded quoting our ping", steerIP4(icmp4, none, steerICMP(header.ICMPv4TimeExceeded, 0, ourPing4)), 2},
-		{"icmp4 parameter problem quoting our tcp", steerIP4(icmp4, none, steerICMP(header.ICMPv4ParamProblem, 0, ourTCP4)), 2},
-		{"icmp4 error quoting too little", steerIP4(icmp4, none, steerICMP(header.ICMPv4DstUnreachable, 0, ourTCP4[:27])), steerAny},
-		{"icmp4 error quoting a fragment", steerIP4(icmp4, none, steerICMP(header.ICMPv4DstUnreachable, 0,
-			steerIP4Packet(tcp, steerIP4Opts{fragOff: 8, src: steerV4Us, dst: steerV4Peer}, steerTCP(12001, 80)))), steerAny},
-		{"icmp4 error quoting ipv6", steerIP4(icmp4, none, steerICMP(header.ICMPv4DstUnreachable, 0, ourTCP6)), steerAny},
-		{"icmp4 redirect", steerIP4(icmp4, none, steerICMP(header.ICMPv4Redirect, 0, ourTCP4)), steerAny},
-		{"icmp4 short", steerIP4(icmp4, none, []byte{0, 0, 0, 0, 0x2e}), steerAny},
-		{"icmp6 neighbor solicitation", steerIP6(icmp6, steerICMP(header.ICMPv6NeighborSolicit, 0, make([]byte, 16))), steerAll},
-		{"icmp6 neighbor advertisement", steerIP6(icmp6, steerICMP(header.ICMPv6NeighborAdvert, 0, make([]byte, 16))), steerAll},
-		{"icmp6 router advertisement", steerIP6(icmp6, steerICMP(header.ICMPv6RouterAdvert, 0, make([]byte, 8))), steerAll},
-		{"icmp6 router solicitation", steerIP6(icmp6, steerICMP(header.ICMPv6RouterSolicit, 0, nil)), steerAny},
-		{"icmp6 redirect", steerIP6(icmp6, steerICMP(header.ICMPv6RedirectMsg, 0, make([]byte, 32))), steerAny},
-		{"icmp6 echo request", steerIP6(icmp6, steerICMP(header.ICMPv6EchoRequest, 12000, nil)), steerAny},
-		{"icmp6 echo reply to lcore 2", steerIP6(icmp6, steerICMP(header.ICMPv6EchoReply, 12000, nil)), 2},
-		{"icmp6 echo reply to lcore 1", steerIP6(icmp6, steerICMP(header.ICMPv6EchoReply, 11999, nil)), 1},
-		{"icmp6 packet too big quoting our tcp", steerIP6(icmp6, steerICMP(header.ICMPv6PacketTooBig, 0, ourTCP6)), 3},
-		{"icmp6 unreachable quoting our ping", steerIP6(icmp6, steerICMP(header.ICMPv6DstUnreachable, 0, ourPing6)), 0},
-		{"icmp6 error quoting too little", steerIP6(icmp6, steerICMP(header.ICMPv6TimeExceeded, 0, ourTCP6[:47])), steerAny},
-		{"icmp6 short", steerIP6(icmp6, []byte{136, 0, 0}), steerAny},
+		{"icmp4 echo request", ip4ICMP.Frame(steerICMP(header.ICMPv4Echo, 13001, nil)), steerAny},
+		{"icmp4 echo reply to lcore 3", ip4ICMP.Frame(steerICMP(header.ICMPv4EchoReply, 13001, nil)), 3},
+		{"icmp4 echo reply outside the ranges", ip4ICMP.Frame(steerICMP(header.ICMPv4EchoReply, 7, nil)), steerAny},
+		{"icmp4 frag needed quoting our tcp", ip4ICMP.Frame(steerICMP(header.ICMPv4DstUnreachable, 1400, ourTCP4[:28])), 2},
+		{"icmp4 port unreachable quoting our udp", ip4ICMP.Frame(steerICMP(header.ICMPv4DstUnreachable, 0, ourUDP4)), 0},
+		{"icmp4 time exceeded quoting our ping", ip4ICMP.Frame(steerICMP(header.ICMPv4TimeExceeded, 0, ourPing4)), 2},
+		{"icmp4 parameter problem quoting our tcp", ip4ICMP.Frame(steerICMP(header.ICMPv4ParamProblem, 0, ourTCP4)), 2},
+		{"icmp4 error quoting too little", ip4ICMP.Frame(steerICMP(header.ICMPv4DstUnreachable, 0, ourTCP4[:27])), steerAny},
+		{"icmp4 error quoting a fragment", ip4ICMP.Frame(steerICMP(header.ICMPv4DstUnreachable, 0,
+			testframe.IPv4{Src: us4, Dst: peer4, Proto: tcp, FragOff: 8}.Packet(steerTCP(12001, 80)))), steerAny},
+		{"icmp4 error quoting ipv6", ip4ICMP.Frame(steerICMP(header.ICMPv4DstUnreachable, 0, ourTCP6)), steerAny},
+		{"icmp4 redirect", ip4ICMP.Frame(steerICMP(header.ICMPv4Redirect, 0, ourTCP4)), steerAny},
+		{"icmp4 short", ip4ICMP.Frame([]byte{0, 0, 0, 0, 0x2e}), steerAny},
+		{"icmp6 neighbor solicitation", ip6ICMP.Frame(steerICMP(header.ICMPv6NeighborSolicit, 0, make([]byte, 16))), steerAll},
+		{"icmp6 neighbor advertisement", ip6ICMP.Frame(steerICMP(header.ICMPv6NeighborAdvert, 0, make([]byte, 16))), steerAll},
+		{"icmp6 router advertisement", ip6ICMP.Frame(steerICMP(header.ICMPv6RouterAdvert, 0, make([]byte, 8))), steerAll},
+		{"icmp6 router solicitation", ip6ICMP.Frame(steerICMP(header.ICMPv6RouterSolicit, 0, nil)), steerAny},
+		{"icmp6 redirect", ip6ICMP.Frame(steerICMP(header.ICMPv6RedirectMsg, 0, make([]byte, 32))), steerAny},
+		{"icmp6 echo request", ip6ICMP.Frame(steerICMP(header.ICMPv6EchoRequest, 12000, nil)), steerAny},
+		{"icmp6 echo reply to lcore 2", ip6ICMP.Frame(steerICMP(header.ICMPv6EchoReply, 12000, nil)), 2},
+		{"icmp6 echo reply to lcore 1", ip6ICMP.Frame(steerICMP(header.ICMPv6EchoReply, 11999, nil)), 1},
+		{"icmp6 packet too big quoting our tcp", ip6ICMP.Frame(steerICMP(header.ICMPv6PacketTooBig, 0, ourTCP6)), 3},
+		{"icmp6 unreachable quoting our ping", ip6ICMP.Frame(steerICMP(header.ICMPv6DstUnreachable, 0, ourPing6)), 0},
+		{"icmp6 error quoting too little", ip6ICMP.Frame(steerICMP(header.ICMPv6TimeExceeded, 0, ourTCP6[:47])), steerAny},
+		{"icmp6 short", ip6ICMP.Frame([]byte{136, 0, 0}), steerAny},
 		{"empty", nil, steerAny},
-		{"13 bytes", steerIP4(tcp, none, steerTCP(80, 12000))[:13], steerAny},
-		{"ethernet header only", steerEth(header.IPv4ProtocolNumber, nil), steerAny},
-		{"ipv4 header cut", steerIP4(tcp, none, steerTCP(80, 12000))[:14+19], steerAny},
+		{"13 bytes", ip4TCP.Frame(steerTCP(80, 12000))[:13], steerAny},
+		{"ethernet header only", testframe.Frame(header.IPv4ProtocolNumber, nil), steerAny},
+		{"ipv4 header cut", ip4TCP.Frame(steerTCP(80, 12000))[:14+19], steerAny},
 		{"ipv4 total length past the frame", badTotal, steerAny},
 		{"ipv4 total length cuts the ports", shortTotal, steerAny},
 		{"ipv4 header length past the frame", badIHL, steerAny},
 		{"ipv4 ethertype, version 6", v6InV4, steerAny},
-		{"tcp4 ports cut", steerIP4(tcp, none, []byte{0, 80, 0x2e}), steerAny},
-		{"ipv6 header cut", steerIP6(tcp, steerTCP(80, 12000))[:14+39], steerAny},
+		{"tcp4 ports cut", ip4TCP.Frame([]byte{0, 80, 0x2e}), steerAny},
+		{"ipv6 header cut", ip6TCP.Frame(steerTCP(80, 12000))[:14+39], steerAny},
 		{"ipv6 payload length past the frame", badPayloadLen, steerAny},
-		{"udp6 ports cut", steerIP6(udp, []byte{0, 53, 0x2e}), steerAny},
-		{"vlan tagged", steerEth(0x8100, make([]byte, 64)), steerAny},
-		{"unknown ethertype", steerEth(0x88cc, make([]byte, 64)), steerAny},
+		{"udp6 ports cut", ip6UDP.Frame([]byte{0, 53, 0x2e}), steerAny},
+		{"vlan tagged", testframe.Frame(0x8100, make([]byte, 64)), steerAny},
+		{"unknown ethertype", testframe.Frame(0x88cc, make([]byte, 64)), steerAny},
 	}
 }
 
@@ -279,7 +201,7 @@ func TestSteerEveryPort(t *testing.T) {
 	const n = 3
 	for self := range n {
 		s := NewSteer(n, self, 65536-3*5000, 5000)
-		frame := steerIP4(uint8(header.TCPProtocolNumber), steerIP4Opts{}, steerTCP(80, 0))
+		frame := testframe.IPv4{Proto: header.TCPProtocolNumber}.Frame(steerTCP(80, 0))
 		dport := frame[14+20+2:]
 		for port := range 1 << 16 {
 			want, wantOwner := Local, self
@@ -500,15 +422,15 @@ func FuzzClassify(f *testing.F) {
 
 func BenchmarkSteerClassify(b *testing.B) {
 	s := NewSteer(4, 1, 10000, 1000)
-	const tcp = uint8(header.TCPProtocolNumber)
+	tcp4, tcp6 := testframe.IPv4{Proto: header.TCPProtocolNumber}, testframe.IPv6{Next: header.TCPProtocolNumber}
 	for _, bc := range []struct {
 		name  string
 		frame []byte
 	}{
-		{"tcp4-handoff", steerIP4(tcp, steerIP4Opts{}, steerTCP(80, 12345))},
-		{"tcp4-listen", steerIP4(tcp, steerIP4Opts{}, steerTCP(40000, 80))},
-		{"tcp6-handoff", steerIP6(tcp, steerTCP(80, 12345))},
-		{"arp-reply", steerARP(header.ARPReply, steerV4Peer, steerV4Us)},
+		{"tcp4-handoff", tcp4.Frame(steerTCP(80, 12345))},
+		{"tcp4-listen", tcp4.Frame(steerTCP(40000, 80))},
+		{"tcp6-handoff", tcp6.Frame(steerTCP(80, 12345))},
+		{"arp-reply", steerARP(header.ARPReply, testframe.V4Peer, testframe.V4Us)},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()

@@ -23,6 +23,9 @@
 //   - blast: a sendmmsg(2) load generator on AF_PACKET.
 //   - servertest: checks that every example server must pass alike, on an
 //     in-memory stack pair.
+//   - testframe: Ethernet, IPv4, IPv6, TCP, UDP, ICMP and ARP frames built
+//     with gVisor's encoders, for the tests of the parsers, the classifier
+//     and the receive path.
 //   - fuzzcorpus: keeps the committed fuzz seed corpora in step with the
 //     code that builds them.
 //

@@ -8,6 +8,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
+	"github.com/xstack/xstack/internal/testframe"
 	"github.com/xstack/xstack/nic/nictest"
 	"github.com/xstack/xstack/stack/packet"
 )
@@ -34,33 +35,21 @@ func TestSynFin(t *testing.T) {
 	e.Attach(&d)
 
 	tcpSeg := func(flags header.TCPFlags) []byte {
-		b := make([]byte, header.TCPMinimumSize)
-		header.TCP(b).Encode(&header.TCPFields{SrcPort: 1, DstPort: 80, DataOffset: header.TCPMinimumSize, Flags: flags})
-		return b
+		return testframe.TCP{SrcPort: 1, DstPort: 80, Flags: flags}.Segment(nil)
 	}
 	frame := func(proto tcpip.NetworkProtocolNumber, ip []byte) []byte {
-		b := make([]byte, header.EthernetMinimumSize+len(ip))
-		header.Ethernet(b).Encode(&header.EthernetFields{DstAddr: e.mac, Type: proto})
-		copy(b[header.EthernetMinimumSize:], ip)
-		return b
+		return testframe.Eth{Dst: e.mac}.Frame(proto, ip)
 	}
-	v4 := func(ihl int, fragOff uint16, l4 []byte) []byte {
-		b := make([]byte, ihl+len(l4))
-		b[0] = 0x40 | byte(ihl/4)
-		b[2], b[3] = byte(len(b)>>8), byte(len(b))
-		b[6], b[7] = byte(fragOff>>8), byte(fragOff)
-		b[9] = uint8(header.TCPProtocolNumber)
-		copy(b[ihl:], l4)
-		return frame(header.IPv4ProtocolNumber, b)
+	v4 := func(h testframe.IPv4, l4 []byte) []byte {
+		h.Proto = header.TCPProtocolNumber
+		return frame(header.IPv4ProtocolNumber, h.Packet(l4))
 	}
-	v6 := func(next uint8, l4 []byte) []byte {
-		b := make([]byte, header.IPv6MinimumSize+len(l4))
-		b[0] = 0x60
-		b[4], b[5] = byte(len(l4)>>8), byte(len(l4))
-		b[6] = next
-		copy(b[header.IPv6MinimumSize:], l4)
-		return frame(header.IPv6ProtocolNumber, b)
+	v6 := func(next tcpip.TransportProtocolNumber, l4 []byte) []byte {
+		return frame(header.IPv6ProtocolNumber, testframe.IPv6{Next: next}.Packet(l4))
 	}
+	plain, withOpts := testframe.IPv4{}, testframe.IPv4{Options: make([]byte, 4)}
+	df, mf := testframe.IPv4{Flags: header.IPv4FlagDontFragment}, testframe.IPv4{Flags: header.IPv4FlagMoreFragments}
+	later := testframe.IPv4{FragOff: 24}
 	with := func(f []byte, off int, v ...byte) []byte {
 		copy(f[header.EthernetMinimumSize+off:], v)
 		return f
@@ -71,28 +60,28 @@ func TestSynFin(t *testing.T) {
 		frame []byte
 		want  bool
 	}{
-		{"v4 syn+fin", v4(20, 0, synFinSeg), true},
-		{"v4 syn+fin+ack", v4(20, 0, tcpSeg(header.TCPFlagSyn|header.TCPFlagFin|header.TCPFlagAck)), true},
-		{"v4 with options", v4(24, 0, synFinSeg), true},
-		{"v4 syn", v4(20, 0, tcpSeg(header.TCPFlagSyn)), false},
-		{"v4 fin+ack", v4(20, 0, tcpSeg(header.TCPFlagFin|header.TCPFlagAck)), false},
-		{"v4 DF set", v4(20, 0x4000, synFinSeg), true},
-		{"v4 first fragment", v4(20, 0x2000, synFinSeg), true},
-		{"v4 later fragment", v4(20, 3, synFinSeg), false},
-		{"v4 header length past the packet", v4(20, 0, nil), false},
-		{"v4 ihl 60 in 20 bytes", with(v4(20, 0, nil), 0, 0x4f), false},
-		{"v4 ihl below 20", with(v4(20, 0, synFinSeg), 0, 0x41), false},
-		{"v4 truncated tcp", v4(20, 0, synFinSeg[:13]), false},
-		{"v4 version 6", with(v4(20, 0, synFinSeg), 0, 0x65), false},
-		{"v4 total length past the frame", with(v4(20, 0, synFinSeg), 2, 0, 41), false},
-		{"v4 total length cuts the tcp header", with(v4(20, 0, synFinSeg), 2, 0, 39), false},
-		{"v4 data offset past the segment", with(v4(20, 0, synFinSeg), 20+12, 0x60), false},
+		{"v4 syn+fin", v4(plain, synFinSeg), true},
+		{"v4 syn+fin+ack", v4(plain, tcpSeg(header.TCPFlagSyn|header.TCPFlagFin|header.TCPFlagAck)), true},
+		{"v4 with options", v4(withOpts, synFinSeg), true},
+		{"v4 syn", v4(plain, tcpSeg(header.TCPFlagSyn)), false},
+		{"v4 fin+ack", v4(plain, tcpSeg(header.TCPFlagFin|header.TCPFlagAck)), false},
+		{"v4 DF set", v4(df, synFinSeg), true},
+		{"v4 first fragment", v4(mf, synFinSeg), true},
+		{"v4 later fragment", v4(later, synFinSeg), false},
+		{"v4 header length past the packet", v4(plain, nil), false},
+		{"v4 ihl 60 in 20 bytes", with(v4(plain, nil), 0, 0x4f), false},
+		{"v4 ihl below 20", with(v4(plain, synFinSeg), 0, 0x41), false},
+		{"v4 truncated tcp", v4(plain, synFinSeg[:13]), false},
+		{"v4 version 6", with(v4(plain, synFinSeg), 0, 0x65), false},
+		{"v4 total length past the frame", with(v4(plain, synFinSeg), 2, 0, 41), false},
+		{"v4 total length cuts the tcp header", with(v4(plain, synFinSeg), 2, 0, 39), false},
+		{"v4 data offset past the segment", with(v4(plain, synFinSeg), 20+12, 0x60), false},
 		{"v4 short", frame(header.IPv4ProtocolNumber, make([]byte, 10)), false},
-		{"v6 syn+fin", v6(uint8(header.TCPProtocolNumber), synFinSeg), true},
-		{"v6 syn", v6(uint8(header.TCPProtocolNumber), tcpSeg(header.TCPFlagSyn)), false},
-		{"v6 udp", v6(uint8(header.UDPProtocolNumber), synFinSeg), false},
-		{"v6 version 4", with(v6(uint8(header.TCPProtocolNumber), synFinSeg), 0, 0x40), false},
-		{"v6 payload length past the frame", with(v6(uint8(header.TCPProtocolNumber), synFinSeg), 4, 0, 21), false},
+		{"v6 syn+fin", v6(header.TCPProtocolNumber, synFinSeg), true},
+		{"v6 syn", v6(header.TCPProtocolNumber, tcpSeg(header.TCPFlagSyn)), false},
+		{"v6 udp", v6(header.UDPProtocolNumber, synFinSeg), false},
+		{"v6 version 4", with(v6(header.TCPProtocolNumber, synFinSeg), 0, 0x40), false},
+		{"v6 payload length past the frame", with(v6(header.TCPProtocolNumber, synFinSeg), 4, 0, 21), false},
 		{"v6 short", frame(header.IPv6ProtocolNumber, make([]byte, 30)), false},
 		{"arp", frame(header.ARPProtocolNumber, make([]byte, 60)), false},
 	} {

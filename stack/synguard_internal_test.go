@@ -5,22 +5,20 @@ import (
 	"testing"
 	"time"
 
+	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
+	"github.com/xstack/xstack/internal/testframe"
 	"github.com/xstack/xstack/stack/packet"
 )
 
 // guardSYN returns an Ethernet frame of a TCP SYN from src:port to the
 // stack's port 80, and its parsed headers.
 func guardSYN(src uint32, port uint16) ([]byte, *packet.Parsed) {
-	const ipOff = header.EthernetMinimumSize
-	b := make([]byte, ipOff+header.IPv4MinimumSize+header.TCPMinimumSize)
-	header.Ethernet(b).Encode(&header.EthernetFields{Type: header.IPv4ProtocolNumber})
-	ip := header.IPv4(b[ipOff:])
-	ip.Encode(&header.IPv4Fields{TotalLength: uint16(len(ip)), TTL: 64, Protocol: uint8(header.TCPProtocolNumber)})
-	binary.BigEndian.PutUint32(ip[12:], src)
-	binary.BigEndian.PutUint32(ip[16:], 0xc6120001)
-	header.TCP(ip[header.IPv4MinimumSize:]).Encode(&header.TCPFields{SrcPort: port, DstPort: 80, DataOffset: header.TCPMinimumSize, Flags: header.TCPFlagSyn})
+	var a [4]byte
+	binary.BigEndian.PutUint32(a[:], src)
+	syn := testframe.TCP{SrcPort: port, DstPort: 80, Flags: header.TCPFlagSyn}.Segment(nil)
+	b := testframe.IPv4{Src: tcpip.AddrFrom4(a), Dst: testframe.V4Us, Proto: header.TCPProtocolNumber}.Frame(syn)
 	var p packet.Parsed
 	packet.Parse(b, &p)
 	if !p.Has(packet.TCP) {

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"encoding/binary"
 	"errors"
 	"net"
 	"net/netip"
@@ -14,11 +13,11 @@ import (
 
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
 	"github.com/xstack/xstack/internal/rig"
 	"github.com/xstack/xstack/internal/rigtest"
+	"github.com/xstack/xstack/internal/testframe"
 	"github.com/xstack/xstack/internal/xstest"
 )
 
@@ -89,90 +88,36 @@ func tcpOf(f []byte, a, b netip.AddrPort) header.TCP {
 // tcpFull is a TCP segment with every field chosen by the caller and a
 // correct checksum.
 func tcpFull(src, dst netip.AddrPort, seq, ack uint32, flags header.TCPFlags, opts, payload []byte) []byte {
-	hl := header.TCPMinimumSize + (len(opts)+3)&^3
-	b := make([]byte, hl+len(payload))
-	t := header.TCP(b)
-	t.Encode(&header.TCPFields{SrcPort: src.Port(), DstPort: dst.Port(), SeqNum: seq, AckNum: ack, Flags: flags,
-		WindowSize: 65535, DataOffset: uint8(hl)})
-	copy(b[header.TCPMinimumSize:], opts)
-	copy(b[hl:], payload)
-	xsum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, addr(src.Addr()), addr(dst.Addr()), uint16(len(b)))
-	t.SetChecksum(^checksum.Checksum(b, xsum))
-	return b
+	seg := testframe.TCP{SrcPort: src.Port(), DstPort: dst.Port(), Seq: seq, Ack: ack, Flags: flags, Window: 65535, Options: opts}
+	return withSum(header.TCPProtocolNumber, src.Addr(), dst.Addr(), seg.Segment(payload))
 }
 
 // icmp4 is an ICMPv4 message with a correct checksum.
 func icmp4(typ, code uint8, rest uint32, body []byte) []byte {
-	b := make([]byte, header.ICMPv4MinimumSize+len(body))
-	b[0], b[1] = typ, code
-	binary.BigEndian.PutUint32(b[4:], rest)
-	copy(b[8:], body)
-	header.ICMPv4(b).SetChecksum(^checksum.Checksum(b, 0))
+	b := testframe.ICMP(typ, code, rest, body)
+	testframe.L4Checksum(header.ICMPv4ProtocolNumber, tcpip.Address{}, tcpip.Address{}, b)
 	return b
 }
 
 // icmp6 is an ICMPv6 message from src to dst with a correct checksum.
 func icmp6(src, dst netip.Addr, typ, code uint8, rest uint32, body []byte) []byte {
-	b := make([]byte, header.ICMPv6MinimumSize+len(body))
-	b[0], b[1] = typ, code
-	binary.BigEndian.PutUint32(b[4:], rest)
-	copy(b[8:], body)
-	xsum := header.PseudoHeaderChecksum(header.ICMPv6ProtocolNumber, addr(src), addr(dst), uint16(len(b)))
-	header.ICMPv6(b).SetChecksum(^checksum.Checksum(b, xsum))
-	return b
-}
-
-// ipv4From is f.ipv4 with another source and destination.
-func (f frames) ipv4From(src, dst netip.Addr, proto tcpip.TransportProtocolNumber, payload []byte, edit func(header.IPv4)) []byte {
-	return f.ipv4(proto, nil, payload, func(ip header.IPv4) {
-		ip.SetSourceAddress(addr(src))
-		ip.SetDestinationAddress(addr(dst))
-		if edit != nil {
-			edit(ip)
-		}
-		ip.SetChecksum(0)
-		ip.SetChecksum(^ip.CalculateChecksum())
-	})
+	return withSum(header.ICMPv6ProtocolNumber, src, dst, testframe.ICMP(typ, code, rest, body))
 }
 
 // frag4 is an IPv4 fragment of datagram id carrying payload at offset off
 // (bytes, a multiple of 8).
 func (f frames) frag4(id uint16, off int, more bool, payload []byte) []byte {
-	return f.ipv4(header.UDPProtocolNumber, nil, payload, func(ip header.IPv4) {
-		flags := uint8(0)
-		if more {
-			flags = header.IPv4FlagMoreFragments
-		}
-		ip.SetID(id)
-		ip.SetFlagsFragmentOffset(flags, uint16(off))
-		ip.SetChecksum(0)
-		ip.SetChecksum(^ip.CalculateChecksum())
-	})
+	flags := uint8(0)
+	if more {
+		flags = header.IPv4FlagMoreFragments
+	}
+	return f.ip4(testframe.IPv4{Proto: header.UDPProtocolNumber, ID: id, Flags: flags, FragOff: uint16(off)}, payload, nil)
 }
 
 // frag6 is an IPv6 fragment (fragment header, next header UDP) of datagram
 // id carrying payload at offset off (bytes, a multiple of 8).
 func (f frames) frag6(id uint32, off int, more bool, payload []byte) []byte {
-	fh := make([]byte, 8+len(payload))
-	fh[0] = uint8(header.UDPProtocolNumber)
-	v := uint16(off)
-	if more {
-		v |= 1
-	}
-	binary.BigEndian.PutUint16(fh[2:], v)
-	binary.BigEndian.PutUint32(fh[4:], id)
-	copy(fh[8:], payload)
-	return f.ipv6(44, fh, nil)
-}
-
-// ext6 is an IPv6 extension header of the options kind (hop-by-hop or
-// destination options): next header, length in 8-octet units beyond the
-// first, then PadN to fill it.
-func ext6(next uint8, units int) []byte {
-	b := make([]byte, 8*(units+1))
-	b[0], b[1] = next, uint8(units)
-	b[2], b[3] = 1, uint8(len(b)-4) // PadN
-	return b
+	return f.ipv6(header.IPv6FragmentHeader, testframe.FragmentHeader(header.UDPProtocolNumber, id, off, more, payload), nil)
 }
 
 // snmp reads the kernel's IP counters ("Ip: InHdrErrors", "Ip6InHdrErrors")
@@ -286,26 +231,23 @@ func TestBadInput(t *testing.T) {
 	// The UDP datagram that tiny fragments carry, 8 bytes at a time.
 	tinyUDP := func(src, dst netip.Addr) []byte { return udpDgram(src, dst, []byte("12345678")) }
 	quote4 := func(proto tcpip.TransportProtocolNumber, l4 []byte) []byte {
-		return f.ipv4From(s4, p4, proto, l4, nil)[header.EthernetMinimumSize:]
+		return f.ip4(testframe.IPv4{Src: addr(s4), Dst: addr(p4), Proto: proto, ID: 7}, l4, nil)[header.EthernetMinimumSize:]
 	}
 	quote6 := func(l4 []byte) []byte {
-		return f.ipv6(header.TCPProtocolNumber, l4, func(ip header.IPv6) {
-			ip.SetSourceAddress(addr(s6))
-			ip.SetDestinationAddress(addr(p6))
-		})[header.EthernetMinimumSize:]
+		return f.ip6(testframe.IPv6{Src: addr(s6), Dst: addr(p6), Next: header.TCPProtocolNumber}, l4, nil)[header.EthernetMinimumSize:]
 	}
 	ack4 := func(i int) []byte { return tcpFull(d4, sp4(i), 5, 0, header.TCPFlagAck, nil, nil) }
 	ack6 := func(i int) []byte { return tcpFull(d6, sp6(i), 5, 0, header.TCPFlagAck, nil, nil) }
 
 	classes := []class{
 		{"ipv6 hop-by-hop after a destination options header", func(i int) [][]byte {
-			return one(f.ipv6(60, append(ext6(0, 0), udp6...), nil))
+			return one(f.ipv6(60, testframe.OptionsHeader(0, 0, udp6), nil))
 		}, map[string]uint64{"ip.malformed_packets_received": rounds}},
 		{"ipv6 hop-by-hop twice", func(i int) [][]byte {
-			return one(f.ipv6(0, append(append(ext6(0, 0), ext6(17, 0)...), udp6...), nil))
+			return one(f.ipv6(0, testframe.OptionsHeader(0, 0, testframe.OptionsHeader(17, 0, udp6)), nil))
 		}, map[string]uint64{"icmp.v6.packets_sent.param_problem": rounds}},
 		{"ipv6 truncated destination options", func(i int) [][]byte {
-			return one(f.ipv6(60, ext6(17, 4)[:12], nil))
+			return one(f.ipv6(60, testframe.OptionsHeader(17, 4, nil)[:12], nil))
 		}, map[string]uint64{"ip.malformed_packets_received": rounds}},
 		{"ipv6 unknown next header", func(i int) [][]byte {
 			return one(f.ipv6(253, make([]byte, 16), nil))
@@ -313,7 +255,7 @@ func TestBadInput(t *testing.T) {
 		{"ipv6 chain of 100 destination options headers", func(i int) [][]byte {
 			var b []byte
 			for k := 0; k < 100; k++ {
-				b = append(b, ext6(60, 0)...)
+				b = append(b, testframe.OptionsHeader(60, 0, nil)...)
 			}
 			b[len(b)-8] = uint8(header.UDPProtocolNumber)
 			return one(f.ipv6(60, append(b, udp6...), nil))

@@ -13,11 +13,11 @@ import (
 
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
 	"github.com/xstack/xstack/internal/rig"
 	"github.com/xstack/xstack/internal/rigtest"
+	"github.com/xstack/xstack/internal/testframe"
 	"github.com/xstack/xstack/internal/xstest"
 )
 
@@ -45,73 +45,68 @@ func (s *rawSender) send(t *testing.T, frame []byte) {
 	}
 }
 
-// frames builds frames from the peer to the stack.
+// frames builds frames from the peer to the stack, on the rig's addresses,
+// with testframe.
 type frames struct{ r *rig.Rig }
 
 func (f frames) eth(typ tcpip.NetworkProtocolNumber, payload []byte) []byte {
-	b := make([]byte, header.EthernetMinimumSize+len(payload))
-	header.Ethernet(b).Encode(&header.EthernetFields{
-		SrcAddr: tcpip.LinkAddress(f.r.PeerMAC), DstAddr: tcpip.LinkAddress(f.r.StackMAC), Type: typ,
-	})
-	copy(b[header.EthernetMinimumSize:], payload)
-	return b
+	return testframe.Eth{Src: tcpip.LinkAddress(f.r.PeerMAC), Dst: tcpip.LinkAddress(f.r.StackMAC)}.Frame(typ, payload)
 }
 
 func addr(a netip.Addr) tcpip.Address { return tcpip.AddrFromSlice(a.AsSlice()) }
 
+// withSum returns l4, a message of proto from src to dst, with its
+// checksum set.
+func withSum(proto tcpip.TransportProtocolNumber, src, dst netip.Addr, l4 []byte) []byte {
+	testframe.L4Checksum(proto, addr(src), addr(dst), l4)
+	return l4
+}
+
 // tcpSeg is a TCP segment from the peer's port 40000 to port 80, with a
 // correct checksum for the given addresses.
 func tcpSeg(src, dst netip.Addr, flags header.TCPFlags, payload []byte) []byte {
-	b := make([]byte, header.TCPMinimumSize+len(payload))
-	t := header.TCP(b)
-	t.Encode(&header.TCPFields{SrcPort: 40000, DstPort: 80, SeqNum: 1000, Flags: flags,
-		WindowSize: 65535, DataOffset: header.TCPMinimumSize})
-	copy(b[header.TCPMinimumSize:], payload)
-	xsum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, addr(src), addr(dst), uint16(len(b)))
-	xsum = checksum.Checksum(b, xsum)
-	t.SetChecksum(^xsum)
-	return b
+	return tcpFull(netip.AddrPortFrom(src, 40000), netip.AddrPortFrom(dst, 80), 1000, 0, flags, nil, payload)
 }
 
 func udpDgram(src, dst netip.Addr, payload []byte) []byte {
-	b := make([]byte, header.UDPMinimumSize+len(payload))
-	u := header.UDP(b)
-	u.Encode(&header.UDPFields{SrcPort: 40000, DstPort: 7, Length: uint16(len(b))})
-	copy(b[header.UDPMinimumSize:], payload)
-	xsum := header.PseudoHeaderChecksum(header.UDPProtocolNumber, addr(src), addr(dst), uint16(len(b)))
-	u.SetChecksum(^checksum.Checksum(b, xsum))
-	return b
+	return withSum(header.UDPProtocolNumber, src, dst, testframe.UDP{SrcPort: 40000, DstPort: 7}.Datagram(payload))
 }
 
-// ipv4 wraps payload in an IPv4 header with options opts and a correct
-// header checksum; edit may then spoil it.
-func (f frames) ipv4(proto tcpip.TransportProtocolNumber, opts []byte, payload []byte, edit func(header.IPv4)) []byte {
-	hl := header.IPv4MinimumSize + len(opts)
-	b := make([]byte, hl+len(payload))
-	ip := header.IPv4(b)
-	ip.Encode(&header.IPv4Fields{TotalLength: uint16(len(b)), TTL: 64, Protocol: uint8(proto),
-		SrcAddr: addr(f.r.PeerAddr4), DstAddr: addr(f.r.StackAddr4), ID: 7})
-	b[0] = 0x40 | byte(hl/4)
-	copy(b[header.IPv4MinimumSize:], opts)
-	copy(b[hl:], payload)
-	ip.SetChecksum(0)
+// ip4 wraps payload in the IPv4 header h, from the peer to the stack
+// unless h says otherwise, with a correct header checksum; edit may then
+// spoil it.
+func (f frames) ip4(h testframe.IPv4, payload []byte, edit func(header.IPv4)) []byte {
+	if h.Src.Len() == 0 {
+		h.Src, h.Dst = addr(f.r.PeerAddr4), addr(f.r.StackAddr4)
+	}
+	ip := header.IPv4(h.Packet(payload))
 	ip.SetChecksum(^ip.CalculateChecksum())
 	if edit != nil {
 		edit(ip)
 	}
-	return f.eth(header.IPv4ProtocolNumber, b)
+	return f.eth(header.IPv4ProtocolNumber, ip)
 }
 
-func (f frames) ipv6(next tcpip.TransportProtocolNumber, payload []byte, edit func(header.IPv6)) []byte {
-	b := make([]byte, header.IPv6MinimumSize+len(payload))
-	ip := header.IPv6(b)
-	ip.Encode(&header.IPv6Fields{PayloadLength: uint16(len(payload)), TransportProtocol: next, HopLimit: 64,
-		SrcAddr: addr(f.r.PeerAddr6), DstAddr: addr(f.r.StackAddr6)})
-	copy(b[header.IPv6MinimumSize:], payload)
+// ipv4 is f.ip4 of a datagram of proto with options opts.
+func (f frames) ipv4(proto tcpip.TransportProtocolNumber, opts []byte, payload []byte, edit func(header.IPv4)) []byte {
+	return f.ip4(testframe.IPv4{Proto: proto, ID: 7, Options: opts}, payload, edit)
+}
+
+// ip6 wraps payload in the IPv6 header h, from the peer to the stack
+// unless h says otherwise; edit may then spoil it.
+func (f frames) ip6(h testframe.IPv6, payload []byte, edit func(header.IPv6)) []byte {
+	if h.Src.Len() == 0 {
+		h.Src, h.Dst = addr(f.r.PeerAddr6), addr(f.r.StackAddr6)
+	}
+	ip := header.IPv6(h.Packet(payload))
 	if edit != nil {
 		edit(ip)
 	}
-	return f.eth(header.IPv6ProtocolNumber, b)
+	return f.eth(header.IPv6ProtocolNumber, ip)
+}
+
+func (f frames) ipv6(next tcpip.TransportProtocolNumber, payload []byte, edit func(header.IPv6)) []byte {
+	return f.ip6(testframe.IPv6{Next: next}, payload, edit)
 }
 
 // TestBadPackets sends classes of malformed frames from the peer with an
@@ -161,11 +156,8 @@ func TestBadPackets(t *testing.T) {
 		{"ipv4 udp bad checksum", f.ipv4(header.UDPProtocolNumber, nil, badSum(udpDgram(p4, s4, []byte("x")), 6), nil),
 			[]string{"udp.checksum_errors"}},
 		{"ipv4 overlapping fragments", nil, []string{"ip.malformed_fragments_received", "ip.malformed_packets_received"}},
-		{"ipv4 fragment beyond 64 KiB", f.ipv4(header.UDPProtocolNumber, nil, make([]byte, 64), func(ip header.IPv4) {
-			ip.SetFlagsFragmentOffset(header.IPv4FlagMoreFragments, 65528)
-			ip.SetChecksum(0)
-			ip.SetChecksum(^ip.CalculateChecksum())
-		}), []string{"ip.malformed_fragments_received", "ip.malformed_packets_received"}},
+		{"ipv4 fragment beyond 64 KiB", f.ip4(testframe.IPv4{Proto: header.UDPProtocolNumber, ID: 7, Flags: header.IPv4FlagMoreFragments, FragOff: 65528},
+			make([]byte, 64), nil), []string{"ip.malformed_fragments_received", "ip.malformed_packets_received"}},
 		{"ipv6 payload length beyond the frame", f.ipv6(header.TCPProtocolNumber, syn6, func(ip header.IPv6) { ip.SetPayloadLength(1400) }),
 			[]string{"ip.malformed_packets_received"}},
 		{"ipv6 truncated tcp header", f.ipv6(header.TCPProtocolNumber, syn6[:10], nil),
@@ -177,18 +169,7 @@ func TestBadPackets(t *testing.T) {
 	}
 	// Overlapping fragments: two first fragments of the same datagram with
 	// different lengths, then a last one overlapping both.
-	over := func(off uint16, mf bool, n int) []byte {
-		return f.ipv4(header.UDPProtocolNumber, nil, make([]byte, n), func(ip header.IPv4) {
-			flags := uint8(0)
-			if mf {
-				flags = header.IPv4FlagMoreFragments
-			}
-			ip.SetID(4242)
-			ip.SetFlagsFragmentOffset(flags, off)
-			ip.SetChecksum(0)
-			ip.SetChecksum(^ip.CalculateChecksum())
-		})
-	}
+	over := func(off int, mf bool, n int) []byte { return f.frag4(4242, off, mf, make([]byte, n)) }
 
 	before := p.Counters(t)
 	for _, c := range classes {

@@ -7,84 +7,49 @@ import (
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/xstack/xstack/internal/testframe"
 )
 
-// Frames are built with gVisor's encoders, so Parse's reading is checked
-// against an independent writer.
+// Frames are built with testframe over gVisor's encoders, so Parse's
+// reading is checked against an independent writer. They go from the peer
+// (v4A, v6A) to us (v4B, v6B).
 var (
-	v4A = tcpip.AddrFrom4([4]byte{198, 18, 0, 2})
-	v4B = tcpip.AddrFrom4([4]byte{198, 18, 0, 1})
-	v6A = tcpip.AddrFrom16([16]byte{0x20, 0x01, 0, 2, 15: 2})
-	v6B = tcpip.AddrFrom16([16]byte{0x20, 0x01, 0, 2, 15: 1})
+	v4A, v4B = testframe.V4Peer, testframe.V4Us
+	v6A, v6B = testframe.V6Peer, testframe.V6Us
 )
-
-func eth(proto tcpip.NetworkProtocolNumber, payload []byte) []byte {
-	b := make([]byte, header.EthernetMinimumSize+len(payload))
-	header.Ethernet(b).Encode(&header.EthernetFields{
-		SrcAddr: "\x02\x00\x00\x00\x00\x02", DstAddr: "\x02\x00\x00\x00\x00\x01", Type: proto})
-	copy(b[header.EthernetMinimumSize:], payload)
-	return b
-}
 
 func ip4(proto tcpip.TransportProtocolNumber, flags uint8, fragOff uint16, l4 []byte) []byte {
-	b := make([]byte, header.IPv4MinimumSize+len(l4))
-	header.IPv4(b).Encode(&header.IPv4Fields{TotalLength: uint16(len(b)), TTL: 64, Protocol: uint8(proto),
-		Flags: flags, FragmentOffset: fragOff, SrcAddr: v4A, DstAddr: v4B})
-	copy(b[header.IPv4MinimumSize:], l4)
-	return eth(header.IPv4ProtocolNumber, b)
+	return testframe.IPv4{Proto: proto, Flags: flags, FragOff: fragOff}.Frame(l4)
 }
 
 func ip6(next tcpip.TransportProtocolNumber, l4 []byte) []byte {
-	b := make([]byte, header.IPv6MinimumSize+len(l4))
-	header.IPv6(b).Encode(&header.IPv6Fields{PayloadLength: uint16(len(l4)), TransportProtocol: next,
-		HopLimit: 64, SrcAddr: v6A, DstAddr: v6B})
-	copy(b[header.IPv6MinimumSize:], l4)
-	return eth(header.IPv6ProtocolNumber, b)
+	return testframe.IPv6{Next: next}.Frame(l4)
 }
 
 // tcpSeg is a TCP segment with optLen bytes of NOP options and n bytes
 // of data.
 func tcpSeg(flags header.TCPFlags, optLen, n int) []byte {
-	b := make([]byte, header.TCPMinimumSize+optLen+n)
-	header.TCP(b).Encode(&header.TCPFields{SrcPort: 40000, DstPort: 80, SeqNum: 1000, AckNum: 2000,
-		DataOffset: uint8(header.TCPMinimumSize + optLen), Flags: flags, WindowSize: 512})
-	for i := range optLen {
-		b[header.TCPMinimumSize+i] = 1
-	}
-	return b
+	return testframe.TCP{SrcPort: 40000, DstPort: 80, Seq: 1000, Ack: 2000, Flags: flags, Window: 512,
+		Options: testframe.NOPs(optLen)}.Segment(make([]byte, n))
 }
 
 func udpDgram() []byte {
-	b := make([]byte, header.UDPMinimumSize+4)
-	header.UDP(b).Encode(&header.UDPFields{SrcPort: 53, DstPort: 12345, Length: uint16(len(b))})
-	return b
+	return testframe.UDP{SrcPort: 53, DstPort: 12345}.Datagram(make([]byte, 4))
 }
 
-// icmpMsg is an ICMPv4 or ICMPv6 message of type typ: both versions put
-// the type and an echo identifier in the same places.
-func icmpMsg(typ uint8, ident uint16, body []byte) []byte {
-	b := make([]byte, header.ICMPv4MinimumSize+len(body))
-	m := header.ICMPv4(b)
-	m.SetType(header.ICMPv4Type(typ))
-	m.SetIdent(ident)
-	copy(b[header.ICMPv4MinimumSize:], body)
-	return b
-}
-
+// icmp4 and icmp6 are messages with an echo identifier, which both
+// versions carry in the same place.
 func icmp4(typ header.ICMPv4Type, ident uint16, body []byte) []byte {
-	return icmpMsg(uint8(typ), ident, body)
+	return testframe.ICMP(typ, 0, uint32(ident)<<16, body)
 }
 
 func icmp6(typ header.ICMPv6Type, ident uint16, body []byte) []byte {
-	return icmpMsg(uint8(typ), ident, body)
+	return testframe.ICMP(typ, 0, uint32(ident)<<16, body)
 }
 
 func arp(op header.ARPOp) []byte {
-	b := make([]byte, header.ARPSize)
-	a := header.ARP(b)
-	a.SetIPv4OverEthernet()
-	a.SetOp(op)
-	return eth(header.ARPProtocolNumber, b)
+	return testframe.Frame(header.ARPProtocolNumber, testframe.ARP(op, "", tcpip.Address{}, tcpip.Address{}))
 }
 
 // with returns a copy of f with the bytes at off replaced.
@@ -122,7 +87,7 @@ func parseCases() []parseCase {
 	var cases = []parseCase{
 		{"empty", nil, Parsed{}},
 		{"short of ethernet", make([]byte, 13), Parsed{}},
-		{"unknown ethertype", eth(0x88cc, make([]byte, 40)), Parsed{Flags: Ether, EtherType: 0x88cc}},
+		{"unknown ethertype", testframe.Frame(0x88cc, make([]byte, 40)), Parsed{Flags: Ether, EtherType: 0x88cc}},
 		{"arp request", arp(header.ARPRequest), Parsed{Flags: Ether | ARP, EtherType: 0x0806, ARPOp: header.ARPRequest}},
 		{"arp short", arp(header.ARPReply)[:e+27], Parsed{Flags: Ether, EtherType: 0x0806}},
 		{"arp not over ipv4", with(arp(header.ARPReply), e+2, 0x86, 0xdd), Parsed{Flags: Ether, EtherType: 0x0806}},
