@@ -63,6 +63,7 @@ package nic
 import (
 	"errors"
 	"net"
+	"sync/atomic"
 	"time"
 )
 
@@ -176,4 +177,20 @@ type Stats struct {
 	UMEMTxFree   uint64 // TX-side frames in user space: free, or lent by TxReserve
 	UMEMTxKernel uint64 // TX-side frames in the TX ring, the driver or the completion ring
 	UMEMTxLent   uint64 // of UMEMTxFree, the buffers lent by TxReserve and not yet given back
+}
+
+// QueueCounters are the frame counters every Queue implementation keeps,
+// updated once per batch and read by Stats from any goroutine.
+type QueueCounters struct {
+	RxFrames, RxBytes, TxFrames, TxBytes, TxDropped, TxRingFull atomic.Uint64
+}
+
+// Read copies the counters into s.
+func (c *QueueCounters) Read(s *Stats) {
+	s.RxFrames = c.RxFrames.Load()
+	s.RxBytes = c.RxBytes.Load()
+	s.TxFrames = c.TxFrames.Load()
+	s.TxBytes = c.TxBytes.Load()
+	s.TxDropped = c.TxDropped.Load()
+	s.TxRingFull = c.TxRingFull.Load()
 }

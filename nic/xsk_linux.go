@@ -149,9 +149,8 @@ type XSKQueue struct {
 
 // counters are updated once per batch; Stats reads them from any goroutine.
 type counters struct {
-	rxFrames, rxBytes, txFrames, txBytes atomic.Uint64
-	txDropped, txRingFull, fillRingEmpty atomic.Uint64
-	txWakeups, rxWakeups, wakeupBusy     atomic.Uint64
+	QueueCounters
+	fillRingEmpty, txWakeups, rxWakeups, wakeupBusy atomic.Uint64
 }
 
 var _ Queue = (*XSKQueue)(nil)
@@ -513,8 +512,8 @@ func (q *XSKQueue) Rx(frames [][]byte) (int, error) {
 		}
 		return 0, nil
 	}
-	q.c.rxFrames.Add(uint64(n))
-	q.c.rxBytes.Add(bytes)
+	q.c.RxFrames.Add(uint64(n))
+	q.c.RxBytes.Add(bytes)
 	return int(n), nil
 }
 
@@ -565,7 +564,7 @@ func (q *XSKQueue) Tx(frames [][]byte) (int, error) {
 	want := uint32(min(len(frames), q.txFree.len()))
 	pos, got := q.tx.reserve(want)
 	if got < want {
-		q.c.txRingFull.Add(1)
+		q.c.TxRingFull.Add(1)
 	}
 	var n uint32
 	var bytes uint64
@@ -620,7 +619,7 @@ func (q *XSKQueue) TxSubmit(frames [][]byte) (int, error) {
 	q.reapLocked()
 	pos, got := q.tx.reserve(uint32(len(frames)))
 	if got < uint32(len(frames)) {
-		q.c.txRingFull.Add(1)
+		q.c.TxRingFull.Add(1)
 	}
 	var n uint32
 	var bytes uint64
@@ -695,11 +694,11 @@ func (q *XSKQueue) takeBackLocked(b []byte) (uint64, bool) {
 // countTxLocked counts n frames of bytes bytes sent and dropped frames not.
 func (q *XSKQueue) countTxLocked(n uint32, bytes uint64, dropped int) {
 	if dropped > 0 {
-		q.c.txDropped.Add(uint64(dropped))
+		q.c.TxDropped.Add(uint64(dropped))
 	}
 	if n > 0 {
-		q.c.txFrames.Add(uint64(n))
-		q.c.txBytes.Add(bytes)
+		q.c.TxFrames.Add(uint64(n))
+		q.c.TxBytes.Add(bytes)
 	}
 }
 
@@ -801,7 +800,7 @@ func (q *XSKQueue) Stats() Stats {
 	txLent := q.txLentN
 	txKernel := q.tx.cachedProd - q.comp.cachedCons - q.txBase
 	q.txMu.Unlock()
-	return Stats{
+	s := Stats{
 		UMEMFrames:       uint64(q.rxSideFrames + q.txSideFrames),
 		UMEMRxUser:       uint64(rxUser),
 		UMEMRxKernel:     uint64(rxKernel),
@@ -809,12 +808,6 @@ func (q *XSKQueue) Stats() Stats {
 		UMEMTxKernel:     uint64(txKernel),
 		UMEMTxLent:       uint64(txLent),
 		TxBudget:         uint64(q.txBudget),
-		RxFrames:         q.c.rxFrames.Load(),
-		RxBytes:          q.c.rxBytes.Load(),
-		TxFrames:         q.c.txFrames.Load(),
-		TxBytes:          q.c.txBytes.Load(),
-		TxDropped:        q.c.txDropped.Load(),
-		TxRingFull:       q.c.txRingFull.Load(),
 		FillRingEmpty:    q.c.fillRingEmpty.Load(),
 		TxWakeups:        q.c.txWakeups.Load(),
 		RxWakeups:        q.c.rxWakeups.Load(),
@@ -826,6 +819,8 @@ func (q *XSKQueue) Stats() Stats {
 		RxFillRingEmpty:  k.Rx_fill_ring_empty_descs,
 		TxRingEmptyDescs: k.Tx_ring_empty_descs,
 	}
+	q.c.Read(&s)
+	return s
 }
 
 // Close implements Queue. It removes the socket from its port's XSKMAP,

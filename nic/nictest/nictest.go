@@ -67,11 +67,7 @@ type Queue struct {
 	closed    atomic.Bool
 	closeOnce sync.Once
 
-	c counters
-}
-
-type counters struct {
-	rxFrames, rxBytes, txFrames, txBytes, txDropped, txRingFull atomic.Uint64
+	c nic.QueueCounters
 }
 
 var _ nic.Queue = (*Queue)(nil)
@@ -138,8 +134,8 @@ func (q *Queue) Rx(frames [][]byte) (int, error) {
 	}
 	q.lent = n
 	if n > 0 {
-		q.c.rxFrames.Add(uint64(n))
-		q.c.rxBytes.Add(bytes)
+		q.c.RxFrames.Add(uint64(n))
+		q.c.RxBytes.Add(bytes)
 	}
 	return n, nil
 }
@@ -250,16 +246,16 @@ func (q *Queue) send(frames [][]byte, total int) int {
 		q.mu.Unlock()
 	}
 	if took < n {
-		q.c.txRingFull.Add(1)
+		q.c.TxRingFull.Add(1)
 	}
 	if d := total - took; d > 0 {
-		q.c.txDropped.Add(uint64(d))
+		q.c.TxDropped.Add(uint64(d))
 	}
 	for _, f := range frames[took:n] {
 		bytes -= uint64(len(f))
 	}
-	q.c.txFrames.Add(uint64(took))
-	q.c.txBytes.Add(bytes)
+	q.c.TxFrames.Add(uint64(took))
+	q.c.TxBytes.Add(bytes)
 	return took
 }
 
@@ -354,18 +350,9 @@ func (q *Queue) Stats() nic.Stats {
 	lent := q.txLentN
 	free := len(q.txFree) + lent
 	q.txMu.Unlock()
-	return nic.Stats{
-		UMEMFrames: TxBuffers,
-		UMEMTxFree: uint64(free),
-		UMEMTxLent: uint64(lent),
-
-		RxFrames:   q.c.rxFrames.Load(),
-		RxBytes:    q.c.rxBytes.Load(),
-		TxFrames:   q.c.txFrames.Load(),
-		TxBytes:    q.c.txBytes.Load(),
-		TxDropped:  q.c.txDropped.Load(),
-		TxRingFull: q.c.txRingFull.Load(),
-	}
+	s := nic.Stats{UMEMFrames: TxBuffers, UMEMTxFree: uint64(free), UMEMTxLent: uint64(lent)}
+	q.c.Read(&s)
+	return s
 }
 
 // Close implements nic.Queue.
