@@ -391,13 +391,20 @@ func (w *pcapWriter) routineWrite() {
 		w.cfg.Logf("pcap: capture stopped: %v", err)
 		w.tap.w.CompareAndSwap(w, nil) // last: who sees it off sees why
 	}
+	// put writes c out; on an error it stops the capture and says false.
+	put := func(c *pcapBuf) bool {
+		if err := write(c); err != nil {
+			fail(err)
+			return false
+		}
+		return true
+	}
 	tick := time.NewTicker(PcapFlushInterval)
 	defer tick.Stop()
 	for {
 		select {
 		case c := <-w.full:
-			if err := write(c); err != nil {
-				fail(err)
+			if !put(c) {
 				return
 			}
 		case <-tick.C:
@@ -413,8 +420,7 @@ func (w *pcapWriter) routineWrite() {
 			for {
 				select {
 				case c := <-w.full:
-					if err := write(c); err != nil {
-						fail(err)
+					if !put(c) {
 						return
 					}
 				default:
