@@ -105,14 +105,6 @@ type Queue interface {
 	// sent. A buffer the queue did not lend is an error.
 	TxRelease(bufs [][]byte) error
 
-	// Tx copies frames from the caller's own memory into device memory
-	// and queues them for transmission, in order, returning how many it
-	// accepted: TxReserve, a copy and TxSubmit in one, for frames that
-	// were not built in the queue's buffers. Frames it did not accept (TX
-	// ring or UMEM full) are counted as TxDropped unless the caller
-	// retries them. Tx never blocks; it is safe for concurrent use.
-	Tx(frames [][]byte) (int, error)
-
 	// Wait blocks until a frame may be ready to receive or timeout has
 	// passed (an idle lcore's sleep); a negative timeout waits until a
 	// frame or Close. The timeout is kept to the microsecond, not rounded

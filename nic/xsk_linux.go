@@ -552,7 +552,12 @@ func (q *XSKQueue) wakeupLocked(trap uintptr) error {
 	}
 }
 
-// Tx implements Queue.
+// Tx copies frames from the caller's own memory into UMEM and queues them
+// for transmission, in order, returning how many it accepted: what
+// TxReserve, a copy and TxSubmit do, for frames that were not built in the
+// queue's buffers (a test's, a tool's). Frames it did not accept (TX ring
+// or UMEM full, empty or too large) are counted as TxDropped. Tx never
+// blocks; it is safe for concurrent use.
 func (q *XSKQueue) Tx(frames [][]byte) (int, error) {
 	q.txMu.Lock()
 	defer q.txMu.Unlock()

@@ -140,7 +140,8 @@ func (q *Queue) Rx(frames [][]byte) (int, error) {
 	return n, nil
 }
 
-// Tx implements nic.Queue. With a peer, frames are queued on the peer's
+// Tx sends frames from the caller's own memory, as XSKQueue.Tx does: a
+// test injects frames with it. With a peer, frames are queued on the peer's
 // receive side; a closed peer drops them like a pulled cable.
 func (q *Queue) Tx(frames [][]byte) (int, error) {
 	if q.closed.Load() {
