@@ -49,10 +49,8 @@ var gcPacer struct {
 	mu     sync.Mutex // serialises adjustGC and guards gcLiveSample
 	policy atomic.Pointer[GCPolicy]
 	// last is the GOGC value last set, so that an unchanged value is not
-	// set again.
-	last atomic.Int64
-	// applied counts the adjustments, for tests.
-	applied atomic.Uint64
+	// set again. +checklocks:mu
+	last int
 }
 
 // gcSentinel is the object whose finalizer runs after each collection. It
@@ -107,9 +105,8 @@ func adjustGC() {
 	if gcLiveSample[0].Value.Kind() == metrics.KindUint64 {
 		live = gcLiveSample[0].Value.Uint64()
 	}
-	pct := int64(p.percentFor(live))
-	if gcPacer.last.Swap(pct) != pct {
-		debug.SetGCPercent(int(pct))
-		gcPacer.applied.Add(1)
+	if pct := p.percentFor(live); pct != gcPacer.last {
+		gcPacer.last = pct
+		debug.SetGCPercent(pct)
 	}
 }
