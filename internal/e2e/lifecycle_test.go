@@ -213,7 +213,11 @@ func TestGracefulShutdown(t *testing.T) {
 			var probes []int
 			if tc.hold {
 				for _, addr := range []netip.Addr{r.PeerAddr4, r.PeerAddr6} {
-					port := 40000 + rand.IntN(2000)
+					// Above the peer's ephemeral range (Linux's default,
+					// 32768-60999), so that a probe never reuses the port of
+					// a connection the peer has just closed and the capture
+					// never mixes the two.
+					port := 61000 + rand.IntN(4000)
 					dst := r.StackAddr4
 					if addr.Is6() {
 						dst = r.StackAddr6
@@ -281,15 +285,15 @@ func TestGracefulShutdown(t *testing.T) {
 				switch {
 				case tc.shutdown == "rst":
 					if f.stackRST < 0 || f.stackFIN >= 0 {
-						t.Errorf("connection %d: stack FIN at %d, RST at %d; want an RST and no FIN", i, f.stackFIN, f.stackRST)
+						t.Errorf("connection %d: stack FIN at %d, RST at %d; want an RST and no FIN\n%v", i, f.stackFIN, f.stackRST, f)
 					}
 				case held[i]:
 					if f.stackFIN < 0 || f.peerFIN >= 0 || f.stackRST < f.stackFIN {
-						t.Errorf("held connection %d: stack FIN at %d, peer FIN at %d, stack RST at %d; want a FIN, then an RST at the timeout", i, f.stackFIN, f.peerFIN, f.stackRST)
+						t.Errorf("held connection %d: stack FIN at %d, peer FIN at %d, stack RST at %d; want a FIN, then an RST at the timeout\n%v", i, f.stackFIN, f.peerFIN, f.stackRST, f)
 					}
 				default:
 					if f.stackFIN < 0 || f.peerFIN < f.stackFIN || (f.stackRST >= 0 && f.stackRST < f.peerFIN) {
-						t.Errorf("connection %d: stack FIN at %d, peer FIN at %d, stack RST at %d; want the stack's FIN, the peer's FIN, and no RST before", i, f.stackFIN, f.peerFIN, f.stackRST)
+						t.Errorf("connection %d: stack FIN at %d, peer FIN at %d, stack RST at %d; want the stack's FIN, the peer's FIN, and no RST before\n%v", i, f.stackFIN, f.peerFIN, f.stackRST, f)
 					}
 				}
 			}
@@ -361,7 +365,11 @@ func pcapSeq(name string) int {
 // capture order) of the first frame of each kind, or -1.
 type tcpFlow struct {
 	peerSYN, stackFIN, peerFIN, stackRST int
+	trace                                []string // each frame: position, file, direction, flags
 }
+
+// String lists the flow's frames, for a failure message.
+func (f *tcpFlow) String() string { return strings.Join(f.trace, " ") }
 
 // tcpFlows indexes the TCP frames of a capture by the peer's end of their
 // connection (the end that is not one of the stack's addresses).
@@ -379,7 +387,7 @@ func tcpFlows(frames []pcapFrame, stack4, stack6 netip.Addr) map[netip.AddrPort]
 		}
 		fl := flows[peer]
 		if fl == nil {
-			fl = &tcpFlow{-1, -1, -1, -1}
+			fl = &tcpFlow{peerSYN: -1, stackFIN: -1, peerFIN: -1, stackRST: -1}
 			flows[peer] = fl
 		}
 		first := func(p *int, cond bool) {
@@ -388,6 +396,11 @@ func tcpFlows(frames []pcapFrame, stack4, stack6 netip.Addr) map[netip.AddrPort]
 			}
 		}
 		const fin, syn, rst = 0x01, 0x02, 0x04
+		dir := "peer>"
+		if fromStack {
+			dir = "stack>"
+		}
+		fl.trace = append(fl.trace, fmt.Sprintf("%d:%s:%s%#02x", i, filepath.Base(f.file), dir, flags))
 		first(&fl.peerSYN, !fromStack && flags&syn != 0)
 		first(&fl.stackFIN, fromStack && flags&fin != 0)
 		first(&fl.peerFIN, !fromStack && flags&fin != 0)
