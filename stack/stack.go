@@ -303,6 +303,7 @@ func (st *Stack) Deliver(frames [][]byte) {
 		packet.Parse(f, &p)
 		st.ep.deliver(f, &p)
 	}
+	st.ep.endBurst()
 }
 
 // DeliverParsed is Deliver of frames whose headers the caller parsed
@@ -311,6 +312,7 @@ func (st *Stack) DeliverParsed(frames [][]byte, parsed []packet.Parsed) {
 	for i, f := range frames {
 		st.ep.deliver(f, &parsed[i])
 	}
+	st.ep.endBurst()
 }
 
 // Flush writes the frames gVisor produced since the last Flush to the

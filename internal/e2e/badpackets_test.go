@@ -88,6 +88,24 @@ func tcpSeg(src, dst netip.Addr, flags header.TCPFlags, payload []byte) []byte {
 	return b
 }
 
+// fragUDP splits a UDP datagram into two IPv4 fragments: its first 16
+// bytes and the rest.
+func fragUDP(f frames, dgram []byte) [][]byte {
+	frag := func(off uint16, more bool, b []byte) []byte {
+		return f.ipv4(header.UDPProtocolNumber, nil, b, func(ip header.IPv4) {
+			flags := uint8(0)
+			if more {
+				flags = header.IPv4FlagMoreFragments
+			}
+			ip.SetID(4343)
+			ip.SetFlagsFragmentOffset(flags, off)
+			ip.SetChecksum(0)
+			ip.SetChecksum(^ip.CalculateChecksum())
+		})
+	}
+	return [][]byte{frag(0, true, dgram[:16]), frag(16, false, dgram[16:])}
+}
+
 func udpDgram(src, dst netip.Addr, payload []byte) []byte {
 	b := make([]byte, header.UDPMinimumSize+len(payload))
 	u := header.UDP(b)
@@ -162,19 +180,19 @@ func TestBadPackets(t *testing.T) {
 			ip.SetChecksum(^ip.CalculateChecksum())
 		}), []string{"ip.malformed_packets_received"}},
 		{"ipv4 bad header checksum", f.ipv4(header.TCPProtocolNumber, nil, syn4, func(ip header.IPv4) { ip.SetChecksum(ip.Checksum() + 1) }),
-			[]string{"ip.malformed_packets_received"}},
+			[]string{"link.rx_bad_checksum"}},
 		{"ipv4 bad option length", f.ipv4(header.TCPProtocolNumber, []byte{7, 40, 4, 0}, syn4, nil),
 			[]string{"ip.malformed_packets_received", "ip.option_unknown_received", "icmp.v4.packets_sent.param_problem"}},
 		{"ipv4 truncated tcp header", f.ipv4(header.TCPProtocolNumber, nil, syn4[:10], nil),
 			[]string{"tcp.invalid_segments_received", "nics.malformed_l4_rcvd_packets"}},
 		{"ipv4 tcp bad checksum", f.ipv4(header.TCPProtocolNumber, nil, badSum(syn4, 16), nil),
-			[]string{"tcp.checksum_errors"}},
+			[]string{"link.rx_bad_checksum"}},
 		{"ipv4 tcp every flag set", f.ipv4(header.TCPProtocolNumber, nil, tcpSeg(p4, s4, 0xff, nil), nil),
 			// SYN and FIN together: the link endpoint drops it before
 			// gVisor (Linux discards it too, answering nothing).
 			[]string{"link.rx_syn_fin"}},
 		{"ipv4 udp bad checksum", f.ipv4(header.UDPProtocolNumber, nil, badSum(udpDgram(p4, s4, []byte("x")), 6), nil),
-			[]string{"udp.checksum_errors"}},
+			[]string{"link.rx_bad_checksum"}},
 		{"ipv4 overlapping fragments", nil, []string{"ip.malformed_fragments_received", "ip.malformed_packets_received"}},
 		{"ipv4 fragment beyond 64 KiB", f.ipv4(header.UDPProtocolNumber, nil, make([]byte, 64), func(ip header.IPv4) {
 			ip.SetFlagsFragmentOffset(header.IPv4FlagMoreFragments, 65528)
@@ -186,7 +204,15 @@ func TestBadPackets(t *testing.T) {
 		{"ipv6 truncated tcp header", f.ipv6(header.TCPProtocolNumber, syn6[:10], nil),
 			[]string{"tcp.invalid_segments_received", "nics.malformed_l4_rcvd_packets"}},
 		{"ipv6 tcp bad checksum", f.ipv6(header.TCPProtocolNumber, badSum(syn6, 16), nil),
-			[]string{"tcp.checksum_errors"}},
+			[]string{"link.rx_bad_checksum"}},
+		{"ipv6 udp bad checksum", f.ipv6(header.UDPProtocolNumber, badSum(udpDgram(p6, s6, []byte("x")), 6), nil),
+			[]string{"link.rx_bad_checksum"}},
+		// RFC 8200 8.1: a zero UDP checksum is not "none" over IPv6.
+		{"ipv6 udp zero checksum", f.ipv6(header.UDPProtocolNumber, func() []byte { u := udpDgram(p6, s6, []byte("x")); u[6], u[7] = 0, 0; return u }(), nil),
+			[]string{"link.rx_bad_checksum"}},
+		// A fragment's transport checksum covers the reassembled
+		// datagram, which only gVisor sees: it must still check it.
+		{"ipv4 fragmented udp bad checksum", nil, []string{"udp.checksum_errors"}},
 		{"arp truncated", f.eth(header.ARPProtocolNumber, arpTruncated(r)),
 			[]string{"arp.malformed_packets_received"}},
 	}
@@ -205,11 +231,22 @@ func TestBadPackets(t *testing.T) {
 		})
 	}
 
+	// Classes of more than one frame, sent in turn.
+	frags := map[string][][]byte{
+		"ipv4 fragmented udp bad checksum": fragUDP(f, badSum(udpDgram(p4, s4, make([]byte, 40)), 6)),
+	}
+
 	before := p.Counters(t)
 	for _, c := range classes {
 		t.Run(c.name, func(t *testing.T) {
 			const n = 20
 			for i := 0; i < n; i++ {
+				if fs := frags[c.name]; fs != nil {
+					for _, fr := range fs {
+						s.send(t, fr)
+					}
+					continue
+				}
 				if c.frame == nil {
 					s.send(t, over(0, true, 64))
 					s.send(t, over(32, false, 64))
