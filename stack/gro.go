@@ -89,6 +89,9 @@ func (e *endpoint) enqueue(pkt *gvstack.PacketBuffer, validated bool) {
 	(*groSink)(e).DeliverNetworkPacket(pkt.NetworkProtocolNumber, pkt)
 }
 
+// beginBurst starts a burst: it takes GRO's setting for the burst.
+func (e *endpoint) beginBurst() { e.rx.on = !e.rx.off.Load() }
+
 // endBurst hands gVisor what GRO holds; the burst is over.
 func (e *endpoint) endBurst() {
 	r := &e.rx
@@ -96,7 +99,6 @@ func (e *endpoint) endBurst() {
 		r.setValidated(true)
 		r.gro.Flush()
 	}
-	r.on = !r.off.Load()
 }
 
 // groSink is the endpoint as GRO's dispatcher: it counts what GRO lets go

@@ -302,6 +302,7 @@ func (st *Stack) HardwareAddr() net.HardwareAddr { return st.ep.q.HardwareAddr()
 // reaches gVisor before it returns.
 func (st *Stack) Deliver(frames [][]byte) {
 	var p packet.Parsed
+	st.ep.beginBurst()
 	for _, f := range frames {
 		packet.Parse(f, &p)
 		st.ep.deliver(f, &p)
@@ -312,6 +313,7 @@ func (st *Stack) Deliver(frames [][]byte) {
 // DeliverParsed is Deliver of frames whose headers the caller parsed
 // already (for steering): parsed[i] is frames[i]'s.
 func (st *Stack) DeliverParsed(frames [][]byte, parsed []packet.Parsed) {
+	st.ep.beginBurst()
 	for i, f := range frames {
 		st.ep.deliver(f, &parsed[i])
 	}
