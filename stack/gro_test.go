@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"testing"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/xstack/xstack/stack"
 )
 
 // streamByte is the byte at offset off of the stream the peer sends, so
@@ -43,8 +47,8 @@ func readStream(t *testing.T, ep tcpip.Endpoint, off *int) {
 
 // TestGRO sends bursts of in-order segments on one connection, with GRO on
 // and off: on, each burst reaches gVisor as one segment; either way the
-// application reads the stream intact and the peer sees all of it
-// acknowledged.
+// application reads the stream intact, the peer sees all of it
+// acknowledged, and a capture holds the frames as they arrived.
 func TestGRO(t *testing.T) {
 	const segs, size = 16, 1000
 	for _, v6 := range []bool{false, true} {
@@ -52,6 +56,10 @@ func TestGRO(t *testing.T) {
 			t.Run(fmt.Sprintf("v6=%v/gro=%v", v6, on), func(t *testing.T) {
 				p, ep := wireConn(t, v6, nil)
 				if err := p.st.SetSysctl("net.inet.tcp.gro", map[bool]string{true: "1", false: "0"}[on]); err != nil {
+					t.Fatal(err)
+				}
+				dir := t.TempDir()
+				if err := p.st.StartPcap(stack.PcapConfig{Dir: dir, Prefix: "gro", Snaplen: 65535, Savelen: 1 << 30}); err != nil {
 					t.Fatal(err)
 				}
 				iss, read := p.sndNxt, 0
@@ -81,6 +89,17 @@ func TestGRO(t *testing.T) {
 				}
 				if read != 3*segs*size {
 					t.Fatalf("read %d bytes, want %d", read, 3*segs*size)
+				}
+				if err := p.st.StopPcap(); err != nil {
+					t.Fatal(err)
+				}
+				hdrs := header.EthernetMinimumSize + header.IPv4MinimumSize + header.TCPMinimumSize
+				if v6 {
+					hdrs += header.IPv6MinimumSize - header.IPv4MinimumSize
+				}
+				sizes := pcapSizes(t, filepath.Join(dir, "gro_0.pcap"))
+				if n := sizes[hdrs+size]; n != 3*segs {
+					t.Errorf("the capture holds %d data frames of %d bytes, want %d; sizes %v", n, hdrs+size, 3*segs, sizes)
 				}
 			})
 		}
@@ -127,6 +146,22 @@ func TestGROLossAndReorder(t *testing.T) {
 			})
 		})
 	}
+}
+
+// pcapSizes counts the records of a pcap file by length.
+func pcapSizes(t *testing.T, name string) map[int]int {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sizes := map[int]int{}
+	for b = b[24:]; len(b) >= 16; {
+		n := int(binary.LittleEndian.Uint32(b[8:12]))
+		sizes[int(binary.LittleEndian.Uint32(b[12:16]))]++
+		b = b[min(len(b), 16+n):]
+	}
+	return sizes
 }
 
 // BenchmarkDeliverBulk is the receive side of a bulk transfer: bursts of
