@@ -169,9 +169,13 @@ func pcapSizes(t *testing.T, name string) map[int]int {
 // application reads, with GRO on and off. Allocations are per burst.
 func BenchmarkDeliverBulk(b *testing.B) {
 	const burst, mss = 32, 1448
-	for _, on := range []string{"1", "0"} {
-		b.Run("gro="+on, func(b *testing.B) {
-			p, ep := wireConn(b, false, nil)
+	for _, bc := range []struct {
+		v6 bool
+		on string
+	}{{false, "1"}, {false, "0"}, {true, "1"}, {true, "0"}} {
+		on := bc.on
+		b.Run(fmt.Sprintf("v6=%v/gro=%s", bc.v6, on), func(b *testing.B) {
+			p, ep := wireConn(b, bc.v6, nil)
 			if err := p.st.SetSysctl("net.inet.tcp.gro", on); err != nil {
 				b.Fatal(err)
 			}
@@ -182,6 +186,9 @@ func BenchmarkDeliverBulk(b *testing.B) {
 				frames[i] = p.frame(0, header.TCPFlagAck, p.rcvNxt, 65535, streamBytes(0, mss))
 			}
 			l4 := header.EthernetMinimumSize + header.IPv4MinimumSize
+			if bc.v6 {
+				l4 = header.EthernetMinimumSize + header.IPv6MinimumSize
+			}
 			var sink discard
 			ack := make([]byte, 2048)
 			b.SetBytes(burst * mss)
