@@ -54,6 +54,10 @@ const (
 	// rxOnLcore1 makes the frames arrive on lcore 1's queue instead of
 	// lcore 0's.
 	rxOnLcore1
+	// rxBurst queues all the frames before the loops run, so that they
+	// arrive as one burst (and GRO may merge them), instead of one frame
+	// per pass.
+	rxBurst
 )
 
 const (
@@ -396,7 +400,7 @@ type rxCounts struct {
 	rx                                  uint64 // taken off the queue
 	local, out, in, broadcasts, dropped uint64 // steering (Handoff)
 	link                                uint64 // link endpoint: to gVisor, or dropped and counted
-	toGvisor                            uint64 // link endpoint: handed to gVisor
+	toGvisor                            uint64 // link endpoint: packets handed to gVisor, after GRO
 	ip, arp                             uint64 // gVisor: received by the network protocols
 }
 
@@ -417,7 +421,7 @@ func (lc *rxLcore) counts() rxCounts {
 		rx:    lc.q.Stats().RxFrames,
 		local: hs.Local, out: hs.HandedOut, in: hs.HandedIn, broadcasts: hs.Broadcasts, dropped: hs.Dropped,
 		link:     link,
-		toGvisor: ls.RxFrames,
+		toGvisor: ls.RxFrames - ls.GROMerged,
 		ip:       gs.IP.PacketsReceived.Value(),
 		arp:      gs.ARP.PacketsReceived.Value(),
 	}
@@ -431,22 +435,22 @@ func (c rxCounts) minus(o rxCounts) rxCounts {
 	}
 }
 
-// checkAccounting checks that the one frame lcore recv received between
-// the two snapshots was processed by exactly the lcores steering chose and
-// counted at each step.
-func checkAccounting(t *testing.T, recv int, before, after [2]rxCounts, frame []byte) {
+// checkAccounting checks that the n frames lcore recv received between
+// the two snapshots were processed by exactly the lcores steering chose
+// and counted at each step.
+func checkAccounting(t *testing.T, recv int, before, after [2]rxCounts, n uint64, frame []byte) {
 	t.Helper()
 	r, o := after[recv].minus(before[recv]), after[1-recv].minus(before[1-recv])
 	fail := func(format string, args ...any) {
 		t.Helper()
 		t.Fatalf("frame % x on lcore %d: %s\nreceiving lcore %+v\nother lcore %+v", frame, recv, fmt.Sprintf(format, args...), r, o)
 	}
-	if r.rx != 1 || o.rx != 0 {
-		fail("taken off the queues %d and %d times, want once off the receiving one", r.rx, o.rx)
+	if r.rx != n || o.rx != 0 {
+		fail("taken off the queues %d and %d times, want %d times off the receiving one", r.rx, o.rx, n)
 	}
 	// Each copy for another lcore is handed out or dropped; a broadcast
 	// frame is processed here and copied to the one other lcore.
-	if r.local+r.out+r.dropped-r.broadcasts != 1 || r.local > 1 || r.broadcasts > r.local {
+	if r.local+r.out+r.dropped-r.broadcasts != n || r.local > n || r.broadcasts > r.local {
 		fail("steering counted it %d local, %d handed out, %d dropped, %d broadcasts", r.local, r.out, r.dropped, r.broadcasts)
 	}
 	if r.dropped != 0 {
@@ -528,20 +532,31 @@ func FuzzRxPath(f *testing.F) {
 		if flags&rxConns != 0 {
 			w.openConns(t, recv)
 		}
-		for _, frame := range rxSplitFrames(data) {
+		frames := rxSplitFrames(data)
+		for _, frame := range frames {
 			if flags&rxConns != 0 {
 				w.rewriteConnSegment(frame)
 			}
 			if flags&rxFixSums != 0 {
 				testframe.Checksums(frame)
 			}
+		}
+		burst := 1
+		if flags&rxBurst != 0 {
+			burst = len(frames)
+		}
+		for len(frames) > 0 {
+			b := frames[:min(burst, len(frames))]
+			frames = frames[len(b):]
 			before := [2]rxCounts{w.lc[0].counts(), w.lc[1].counts()}
-			if !w.lc[recv].q.Inject(frame) {
-				t.Fatalf("queue refused a %d-byte frame", len(frame))
+			for _, frame := range b {
+				if !w.lc[recv].q.Inject(frame) {
+					t.Fatalf("queue refused a %d-byte frame", len(frame))
+				}
 			}
 			w.pass(t, recv)
 			after := [2]rxCounts{w.lc[0].counts(), w.lc[1].counts()}
-			checkAccounting(t, recv, before, after, frame)
+			checkAccounting(t, recv, before, after, uint64(len(b)), rxJoinFrames(b...))
 		}
 		w.checkAlive(t, data)
 	})
@@ -642,6 +657,14 @@ func rxNDP(target netip.Addr, optType byte) []byte {
 	return append(body, rxPeerMAC...)
 }
 
+// zeroUDPSum clears the checksum of the UDP header at offset off of a
+// copy of f.
+func zeroUDPSum(f []byte, off int) []byte {
+	c := bytes.Clone(f)
+	c[off+6], c[off+7] = 0, 0
+	return c
+}
+
 func rxSeeds() []fuzzcorpus.Seed {
 	const (
 		fix   = rxFixSums
@@ -698,6 +721,21 @@ func rxSeeds() []fuzzcorpus.Seed {
 	udpZeroSum := rxUDP(false, 5353, rxUDPPort, []byte("no checksum"))
 	udpZeroSum[14+20+6], udpZeroSum[14+20+7] = 0, 0
 
+	// spoil flips a bit at offset off of a copy of f, whose checksums are
+	// then wrong: seeds with it go without rxFixSums.
+	spoil := func(f []byte, off int) []byte { c := bytes.Clone(f); c[off] ^= 1; return c }
+	synTo := func(v6 bool, sport uint16) []byte {
+		return seg(rxSegment{v6: v6, sport: sport, dport: rxListenPort, seq: 7, flags: syn, opts: rxSynOpts})
+	}
+	// Data segments of the passive connection, from stream offset 1.
+	data := func(seqs ...uint32) [][]byte {
+		var fs [][]byte
+		for _, sq := range seqs {
+			fs = append(fs, seg(rxSegment{sport: rxPassivePort, dport: rxListenPort, seq: sq, ack: 1, flags: ack, data: block}))
+		}
+		return fs
+	}
+
 	var flood [][]byte
 	for i := range rxMaxFrames {
 		flood = append(flood, seg(rxSegment{sport: uint16(42000 + i), dport: rxListenPort, seq: uint32(i) << 20, flags: syn, opts: rxSynOpts}))
@@ -731,6 +769,14 @@ func rxSeeds() []fuzzcorpus.Seed {
 			seg(rxSegment{sport: rxPassivePort, dport: rxListenPort, seq: 201, ack: 1, flags: ack, opts: sackOpt}),
 			seg(rxSegment{sport: rxPassivePort, dport: rxListenPort, seq: 1, ack: 1, flags: ack, win: 1}),
 		}},
+		{"tcp4_conn_burst", conns | rxBurst, data(1, 101, 201, 301, 401)},
+		{"tcp4_conn_burst_reordered", conns | rxBurst, data(1, 201, 101, 301, 501, 401)},
+		{"tcp4_conn_burst_fin", conns | rxBurst, append(data(1, 101),
+			seg(rxSegment{sport: rxPassivePort, dport: rxListenPort, seq: 201, ack: 1, flags: fin}))},
+		{"tcp4_burst_bad_checksum_between", rxBurst, [][]byte{synTo(false, 41010), spoil(synTo(false, 41011), 14+20+16), synTo(false, 41012)}},
+		{"tcp4_bad_checksum", 0, [][]byte{spoil(synTo(false, 41013), 14+20+16)}},
+		{"tcp6_bad_checksum", 0, [][]byte{spoil(synTo(true, 41014), 14+40+16)}},
+		{"ipv4_bad_header_checksum", 0, [][]byte{spoil(synTo(false, 41015), 14+10)}},
 		{"tcp4_conn_rst", conns, [][]byte{seg(rxSegment{sport: rxPassivePort, dport: rxListenPort, seq: 1, flags: rst})}},
 		{"tcp4_conn_rst_on_lcore1", conns | rxOnLcore1, [][]byte{seg(rxSegment{sport: rxPassivePort, dport: rxListenPort, seq: 1, flags: rst})}},
 		{"tcp4_active_data_fin", conns, [][]byte{
@@ -747,6 +793,9 @@ func rxSeeds() []fuzzcorpus.Seed {
 		{"udp4", fix, [][]byte{rxUDP(false, 5353, rxUDPPort, []byte("query"))}},
 		{"udp4_closed_port", fix, [][]byte{rxUDP(false, 5353, 54, []byte("query"))}},
 		{"udp4_zero_checksum", 0, [][]byte{udpZeroSum}},
+		{"udp4_bad_checksum", 0, [][]byte{spoil(rxUDP(false, 5353, rxUDPPort, []byte("query")), 14+20+6)}},
+		{"udp6_bad_checksum", 0, [][]byte{spoil(rxUDP(true, 5353, rxUDPPort, []byte("query")), 14+40+6)}},
+		{"udp6_zero_checksum", 0, [][]byte{zeroUDPSum(rxUDP(true, 5353, rxUDPPort, []byte("query")), 14+40)}},
 		{"udp4_handed_to_lcore1", fix, [][]byte{rxUDP(false, 53, 47000, []byte("answer"))}},
 		{"udp6", fix, [][]byte{rxUDP(true, 5353, rxUDPPort, []byte("query"))}},
 		{"udp6_closed_port", fix, [][]byte{rxUDP(true, 5353, 54, []byte("query"))}},

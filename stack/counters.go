@@ -25,6 +25,8 @@ func (st *Stack) Counters() []Counter {
 		{"link.rx_not_for_us", ls.RxNotForUs},
 		{"link.rx_unknown_ethertype", ls.RxUnknown},
 		{"link.rx_syn_fin", ls.RxSynFin},
+		{"link.rx_bad_checksum", ls.RxBadChecksum},
+		{"link.gro_merged", ls.GROMerged},
 		{"link.syn_guard_engaged", ls.SynGuardEngaged},
 		{"link.syn_guard_dropped", ls.SynGuardDropped},
 		{"link.syn_guard_passed", ls.SynGuardPassed},

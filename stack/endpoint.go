@@ -20,6 +20,12 @@ type LinkStats struct {
 	RxNotForUs  uint64 // unicast frames for another MAC address
 	RxUnknown   uint64 // frames of an EtherType the stack does not speak
 	RxSynFin    uint64 // TCP segments with both SYN and FIN, dropped
+	// RxBadChecksum are frames with a wrong IPv4 header, TCP or UDP
+	// checksum, dropped before gVisor (which skips those checks).
+	RxBadChecksum uint64
+	// GROMerged are frames GRO merged into the segment before them: gVisor
+	// received RxFrames-GROMerged packets.
+	GROMerged uint64
 	// The SYN-flood guard (net.inet.tcp.syn_guard): times it engaged,
 	// first SYNs it dropped, and retransmitted SYNs it let through.
 	SynGuardEngaged, SynGuardDropped, SynGuardPassed uint64
@@ -74,6 +80,7 @@ type endpoint struct {
 	pcap                pcapTap // capture of RX and TX frames; see pcap.go
 	guard               synGuard
 	zw                  zeroWindow // ACKs beyond a zero window; see zerowindow.go
+	rx                  rxOffload  // GRO and receive checksums; see gro.go
 
 	rxFrames, rxMalformed, rxNotForUs, rxUnknown, rxSynFin atomic.Uint64
 	txFrames, txDropped, acksElided, finsJoined            atomic.Uint64
@@ -91,6 +98,7 @@ func newEndpoint(q nic.Queue, mtu, batch int) *endpoint {
 	e.txOut = make([][]byte, 0, batch)
 	e.txBack = make([][]byte, 0, 2*batch)
 	e.elide.init(batch)
+	e.rx.init(e)
 	return e
 }
 
@@ -118,6 +126,13 @@ func (e *endpoint) deliver(frame []byte, p *packet.Parsed) {
 		e.rxUnknown.Add(1)
 		return
 	}
+	// Before anything reads the TCP header: a corrupted segment must not
+	// reach the SYN guard or the zero-window rescue either.
+	ok, validated := rxChecksums(frame, p)
+	if !ok {
+		e.rx.badChecksum.Add(1)
+		return
+	}
 	// The endpoint reads a TCP header before gVisor does: a segment with
 	// both SYN and FIN is dropped (no TCP state takes it as sent: Linux
 	// discards it in LISTEN, FreeBSD has net.inet.tcp.drop_synfin, gVisor
@@ -135,20 +150,23 @@ func (e *endpoint) deliver(frame []byte, p *packet.Parsed) {
 		}
 		if e.zw.active() {
 			if ack := e.zw.rescue(frame, p); ack != nil {
-				e.dispatch(ack, dst, proto)
+				// Made here with its checksums right.
+				e.dispatch(ack, dst, proto, true)
 			}
 		}
 	}
-	e.dispatch(frame, dst, proto)
+	e.dispatch(frame, dst, proto, validated)
 }
 
 // dispatch hands an Ethernet frame, whose destination MAC is dst, to
-// gVisor. The frame is copied.
-func (e *endpoint) dispatch(frame, dst []byte, proto tcpip.NetworkProtocolNumber) {
+// gVisor, through GRO when validated says the endpoint checked its
+// checksums. The frame is copied.
+func (e *endpoint) dispatch(frame, dst []byte, proto tcpip.NetworkProtocolNumber, validated bool) {
 	pkt := gvstack.NewPacketBuffer(gvstack.PacketBufferOptions{
 		Payload: buffer.MakeWithData(frame),
 	})
 	pkt.LinkHeader().Consume(header.EthernetMinimumSize)
+	pkt.NetworkProtocolNumber = proto
 	switch {
 	case string(dst) == string(header.EthernetBroadcastAddress):
 		pkt.PktType = tcpip.PacketBroadcast
@@ -158,7 +176,7 @@ func (e *endpoint) dispatch(frame, dst []byte, proto tcpip.NetworkProtocolNumber
 		pkt.PktType = tcpip.PacketHost
 	}
 	e.rxFrames.Add(1)
-	e.dispatcher.DeliverNetworkPacket(proto, pkt)
+	e.enqueue(pkt, validated)
 	pkt.DecRef()
 }
 
@@ -315,12 +333,18 @@ func (e *endpoint) closeTx() {
 }
 
 func (e *endpoint) stats() LinkStats {
+	// delivered first: a frame is counted in rxFrames before GRO lets it
+	// go, so the difference cannot go below zero.
+	delivered := e.rx.delivered.Load()
+	frames := e.rxFrames.Load()
 	return LinkStats{
-		RxFrames:    e.rxFrames.Load(),
-		RxMalformed: e.rxMalformed.Load(),
-		RxNotForUs:  e.rxNotForUs.Load(),
-		RxUnknown:   e.rxUnknown.Load(),
-		RxSynFin:    e.rxSynFin.Load(),
+		RxFrames:      frames,
+		RxMalformed:   e.rxMalformed.Load(),
+		RxNotForUs:    e.rxNotForUs.Load(),
+		RxUnknown:     e.rxUnknown.Load(),
+		RxSynFin:      e.rxSynFin.Load(),
+		RxBadChecksum: e.rx.badChecksum.Load(),
+		GROMerged:     frames - delivered,
 
 		SynGuardEngaged: e.guard.engaged.Load(),
 		SynGuardDropped: e.guard.dropped.Load(),
@@ -354,10 +378,16 @@ func (e *endpoint) LinkAddress() tcpip.LinkAddress { return e.mac }
 // NIC's and does not change.
 func (*endpoint) SetLinkAddress(tcpip.LinkAddress) {}
 
-// Capabilities implements gvstack.LinkEndpoint. No checksum offload: gVisor
-// verifies every received checksum and computes every sent one.
-func (*endpoint) Capabilities() gvstack.LinkEndpointCapabilities {
-	return gvstack.CapabilityResolutionRequired
+// Capabilities implements gvstack.LinkEndpoint. gVisor computes every sent
+// checksum. RX checksum offload is reported while the packets being handed
+// to gVisor are ones whose checksums the endpoint checked (gro.go): gVisor
+// reads it for every packet it receives.
+func (e *endpoint) Capabilities() gvstack.LinkEndpointCapabilities {
+	caps := gvstack.CapabilityResolutionRequired
+	if e.rx.validated.Load() {
+		caps |= gvstack.CapabilityRXChecksumOffload
+	}
+	return caps
 }
 
 // Attach implements gvstack.LinkEndpoint.

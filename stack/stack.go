@@ -1,7 +1,9 @@
 // Package stack runs one gVisor network stack over one NIC queue.
 //
 // A Stack is owned by one lcore. The lcore loop calls Deliver with each burst
-// of received frames and Flush once per pass; it never spawns goroutines of
+// of received frames (GRO merges a flow's in-order segments within the
+// burst, and nothing is held once Deliver returns) and Flush once per
+// pass; it never spawns goroutines of
 // its own. gVisor's TCP processor and timer goroutines also produce packets:
 // they reach the link endpoint's TX batch through WritePackets, which is
 // safe for concurrent use, and leave with the next Flush. Frames are copied
@@ -298,21 +300,26 @@ func (st *Stack) HardwareAddr() net.HardwareAddr { return st.ep.q.HardwareAddr()
 
 // Deliver hands a burst of received Ethernet frames to the stack. The
 // frames are copied; the caller may reuse them when Deliver returns. Only
-// the lcore loop calls Deliver.
+// the lcore loop calls Deliver. The burst ends with it: what GRO merged
+// reaches gVisor before it returns.
 func (st *Stack) Deliver(frames [][]byte) {
 	var p packet.Parsed
+	st.ep.beginBurst()
 	for _, f := range frames {
 		packet.Parse(f, &p)
 		st.ep.deliver(f, &p)
 	}
+	st.ep.endBurst()
 }
 
 // DeliverParsed is Deliver of frames whose headers the caller parsed
 // already (for steering): parsed[i] is frames[i]'s.
 func (st *Stack) DeliverParsed(frames [][]byte, parsed []packet.Parsed) {
+	st.ep.beginBurst()
 	for i, f := range frames {
 		st.ep.deliver(f, &parsed[i])
 	}
+	st.ep.endBurst()
 }
 
 // Flush writes the frames gVisor produced since the last Flush to the

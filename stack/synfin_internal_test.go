@@ -87,8 +87,9 @@ func TestSynFin(t *testing.T) {
 	} {
 		before, delivered := e.rxSynFin.Load(), d.n
 		var p packet.Parsed
-		packet.Parse(tc.frame, &p)
+		packet.Parse(setChecksums(tc.frame), &p)
 		e.deliver(tc.frame, &p)
+		e.endBurst()
 		dropped := e.rxSynFin.Load() != before
 		if dropped != tc.want {
 			t.Errorf("%s: dropped as SYN+FIN %v, want %v", tc.name, dropped, tc.want)

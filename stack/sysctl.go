@@ -129,6 +129,21 @@ var sysctlTable = []sysctl{{
 		},
 	},
 }, {
+	// GRO on receive (gro.go): in-order segments of a TCP flow in one
+	// burst reach gVisor as one. It applies from the next burst on.
+	name:   "net.inet.tcp.gro",
+	doc:    []string{"0|1 merge a burst's in-order TCP segments (GRO)"},
+	values: sysctlBool,
+	sysctlAccess: sysctlAccess{
+		get: func(st *Stack) (string, error) {
+			return sysctlBoolString(!st.ep.rx.off.Load()), nil
+		},
+		set: func(st *Stack, v string) error {
+			st.ep.rx.off.Store(v == "0")
+			return nil
+		},
+	},
+}, {
 	// Both the socket layer's default and gVisor's stack-wide delay
 	// option, which gVisor's own endpoints start from.
 	name:   "net.inet.tcp.nodelay",

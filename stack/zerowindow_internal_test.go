@@ -29,7 +29,7 @@ func zwFrame(seq, ack uint32, n int) []byte {
 		DataOffset: header.TCPMinimumSize + optLen, Flags: header.TCPFlagAck | header.TCPFlagPsh, WindowSize: 500})
 	copy(t[header.TCPMinimumSize:], []byte{1, 1, 8, 10, 0, 0, 0, 7, 0, 0, 0, 9})
 	xsum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, src, dst, uint16(tcpLen))
-	t.SetChecksum(^t.CalculateChecksum(xsum))
+	t.SetChecksum(^checksum.Checksum(t, xsum)) // header and data
 	return f
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/waiter"
@@ -21,7 +22,7 @@ import (
 // unconnected nictest queue: it builds the frames itself, so that a test
 // can send what a real peer sends only after loss.
 type wirePeer struct {
-	t      *testing.T
+	t      testing.TB
 	st     *stack.Stack
 	q      *nictest.Queue
 	v6     bool
@@ -89,6 +90,13 @@ func (p *wirePeer) until(what string, cond func() bool) {
 // send injects a segment from the peer at sequence number seq.
 func (p *wirePeer) send(seq uint32, flags header.TCPFlags, ack uint32, win uint16, data []byte) {
 	p.t.Helper()
+	if !p.q.Inject(p.frame(seq, flags, ack, win, data)) {
+		p.t.Fatal("inject: the queue is full")
+	}
+}
+
+// frame is the frame of a segment from the peer at sequence number seq.
+func (p *wirePeer) frame(seq uint32, flags header.TCPFlags, ack uint32, win uint16, data []byte) []byte {
 	var opts []byte
 	if flags.Contains(header.TCPFlagSyn) {
 		opts = []byte{2, 4, 0x05, 0xb4} // MSS 1460
@@ -125,10 +133,8 @@ func (p *wirePeer) send(seq uint32, flags header.TCPFlags, ack uint32, win uint1
 	copy(t[header.TCPMinimumSize:], opts)
 	copy(t[header.TCPMinimumSize+len(opts):], data)
 	xsum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, p.local, p.remote, uint16(tcpLen))
-	t.SetChecksum(^t.CalculateChecksum(xsum))
-	if !p.q.Inject(f) {
-		p.t.Fatal("inject: the queue is full")
-	}
+	t.SetChecksum(^checksum.Checksum(t, xsum)) // header and data
+	return f
 }
 
 // TestZeroWindowAck builds the state in which gVisor alone wedges a
@@ -151,7 +157,7 @@ func TestZeroWindowAck(t *testing.T) {
 // wireConn makes a stack whose listener on port 80 (set up first by
 // setup, when not nil) has accepted a connection from a wirePeer, and
 // returns the peer and the accepted endpoint.
-func wireConn(t *testing.T, v6 bool, setup func(st *stack.Stack, l tcpip.Endpoint)) (*wirePeer, tcpip.Endpoint) {
+func wireConn(t testing.TB, v6 bool, setup func(st *stack.Stack, l tcpip.Endpoint)) (*wirePeer, tcpip.Endpoint) {
 	t.Helper()
 	st, q := stacktest.NewStack(t, stack.Config{Name: "zw",
 		Addr4: netip.MustParsePrefix("198.18.0.1/16"), Addr6: netip.MustParsePrefix("2001:2::1/64")})

@@ -749,19 +749,19 @@ func TestBadPackets(t *testing.T) {
 			ip.SetChecksum(^ip.CalculateChecksum())
 		}), []string{"ip.malformed_packets_received"}},
 		{"ipv4 bad header checksum", f.ipv4(header.TCPProtocolNumber, nil, syn4, func(ip header.IPv4) { ip.SetChecksum(ip.Checksum() + 1) }),
-			[]string{"ip.malformed_packets_received"}},
+			[]string{"link.rx_bad_checksum"}},
 		{"ipv4 bad option length", f.ipv4(header.TCPProtocolNumber, []byte{7, 40, 4, 0}, syn4, nil),
 			[]string{"ip.malformed_packets_received", "ip.option_unknown_received", "icmp.v4.packets_sent.param_problem"}},
 		{"ipv4 truncated tcp header", f.ipv4(header.TCPProtocolNumber, nil, syn4[:10], nil),
 			[]string{"tcp.invalid_segments_received", "nics.malformed_l4_rcvd_packets"}},
 		{"ipv4 tcp bad checksum", f.ipv4(header.TCPProtocolNumber, nil, badSum(syn4, 16), nil),
-			[]string{"tcp.checksum_errors"}},
+			[]string{"link.rx_bad_checksum"}},
 		{"ipv4 tcp every flag set", f.ipv4(header.TCPProtocolNumber, nil, tcpSeg(p4, s4, 0xff, nil), nil),
 			// SYN and FIN together: the link endpoint drops it before
 			// gVisor (Linux discards it too, answering nothing).
 			[]string{"link.rx_syn_fin"}},
 		{"ipv4 udp bad checksum", f.ipv4(header.UDPProtocolNumber, nil, badSum(udpDgram(p4, s4, []byte("x")), 6), nil),
-			[]string{"udp.checksum_errors"}},
+			[]string{"link.rx_bad_checksum"}},
 		{"ipv4 overlapping fragments", nil, []string{"ip.malformed_fragments_received", "ip.malformed_packets_received"}},
 		{"ipv4 fragment beyond 64 KiB", f.ip4(testframe.IPv4{Proto: header.UDPProtocolNumber, ID: 7, Flags: header.IPv4FlagMoreFragments, FragOff: 65528},
 			make([]byte, 64), nil), []string{"ip.malformed_fragments_received", "ip.malformed_packets_received"}},
@@ -770,19 +770,38 @@ func TestBadPackets(t *testing.T) {
 		{"ipv6 truncated tcp header", f.ipv6(header.TCPProtocolNumber, syn6[:10], nil),
 			[]string{"tcp.invalid_segments_received", "nics.malformed_l4_rcvd_packets"}},
 		{"ipv6 tcp bad checksum", f.ipv6(header.TCPProtocolNumber, badSum(syn6, 16), nil),
-			[]string{"tcp.checksum_errors"}},
+			[]string{"link.rx_bad_checksum"}},
+		{"ipv6 udp bad checksum", f.ipv6(header.UDPProtocolNumber, badSum(udpDgram(p6, s6, []byte("x")), 6), nil),
+			[]string{"link.rx_bad_checksum"}},
+		// RFC 8200 8.1: a zero UDP checksum is not "none" over IPv6.
+		{"ipv6 udp zero checksum", f.ipv6(header.UDPProtocolNumber, func() []byte { u := udpDgram(p6, s6, []byte("x")); u[6], u[7] = 0, 0; return u }(), nil),
+			[]string{"link.rx_bad_checksum"}},
+		// A fragment's transport checksum covers the reassembled
+		// datagram, which only gVisor sees: it must still check it.
+		{"ipv4 fragmented udp bad checksum", nil, []string{"udp.checksum_errors"}},
 		{"arp truncated", f.eth(header.ARPProtocolNumber, arpTruncated(r)),
 			[]string{"arp.malformed_packets_received"}},
 	}
 	// Overlapping fragments: two first fragments of the same datagram with
 	// different lengths, then a last one overlapping both.
 	over := func(off int, mf bool, n int) []byte { return f.frag4(4242, off, mf, make([]byte, n)) }
+	// Classes of more than one frame, sent in turn.
+	badDgram := badSum(udpDgram(p4, s4, make([]byte, 40)), 6)
+	multi := map[string][][]byte{
+		"ipv4 fragmented udp bad checksum": {f.frag4(4343, 0, true, badDgram[:16]), f.frag4(4343, 16, false, badDgram[16:])},
+	}
 
 	before := p.Counters(t)
 	for _, c := range classes {
 		t.Run(c.name, func(t *testing.T) {
 			const n = 20
 			for i := 0; i < n; i++ {
+				if fs := multi[c.name]; fs != nil {
+					for _, fr := range fs {
+						s.send(t, fr)
+					}
+					continue
+				}
 				if c.frame == nil {
 					s.send(t, over(0, true, 64))
 					s.send(t, over(32, false, 64))
