@@ -385,8 +385,8 @@ func TestLoadConfigMissingFile(t *testing.T) {
 
 func TestConfigSysctlNames(t *testing.T) {
 	names := stack.SysctlNames()
-	if len(names) != 25 || !slices.IsSorted(names) {
-		t.Errorf("stack.SysctlNames() = %v, want 25 sorted names", names)
+	if len(names) != 26 || !slices.IsSorted(names) {
+		t.Errorf("stack.SysctlNames() = %v, want 26 sorted names", names)
 	}
 	if names[0] != "net.inet.ip.forwarding" {
 		t.Errorf("first name %q, want net.inet.ip.forwarding", names[0])
@@ -415,6 +415,8 @@ func TestConfigCheckSysctl(t *testing.T) {
 		{"net.inet.tcp.delayed_ack", "1", true},
 		{"net.inet.tcp.gro", "0", true},
 		{"net.inet.tcp.gro", "on", false},
+		{"net.inet.tcp.gso", "0", true},
+		{"net.inet.tcp.gso", "2", false},
 		{"net.inet.tcp.nodelay", "1", true},
 		{"net.inet.tcp.msl", "30000", true},
 		{"net.inet.tcp.msl", "0", false},

@@ -34,6 +34,8 @@ func (st *Stack) Counters() []Counter {
 		{"link.tx_dropped", ls.TxDropped},
 		{"link.acks_elided", ls.AcksElided},
 		{"link.fins_joined", ls.FinsJoined},
+		{"link.gso_packets", ls.GSOPackets},
+		{"link.gso_frames", ls.GSOFrames},
 		{"link.zero_window_acks", ls.ZeroWindowAcks},
 		{"connect.rss_picked", st.active.steered.Value()},
 		{"connect.rss_fallback", st.active.fallback.Value()},

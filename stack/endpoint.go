@@ -26,6 +26,9 @@ type LinkStats struct {
 	// GROMerged are frames GRO merged into the segment before them: gVisor
 	// received RxFrames-GROMerged packets.
 	GROMerged uint64
+	// GSOPackets are TCP packets of more than one segment gVisor handed
+	// the endpoint (GSO), cut into GSOFrames frames.
+	GSOPackets, GSOFrames uint64
 	// The SYN-flood guard (net.inet.tcp.syn_guard): times it engaged,
 	// first SYNs it dropped, and retransmitted SYNs it let through.
 	SynGuardEngaged, SynGuardDropped, SynGuardPassed uint64
@@ -81,6 +84,7 @@ type endpoint struct {
 	guard               synGuard
 	zw                  zeroWindow // ACKs beyond a zero window; see zerowindow.go
 	rx                  rxOffload  // GRO and receive checksums; see gro.go
+	tx                  txOffload  // GSO; see gso.go
 
 	rxFrames, rxMalformed, rxNotForUs, rxUnknown, rxSynFin atomic.Uint64
 	txFrames, txDropped, acksElided, finsJoined            atomic.Uint64
@@ -186,29 +190,27 @@ const (
 )
 
 // WritePackets implements gvstack.LinkEndpoint. Each packet is copied into
-// a buffer the queue lent, where it is sent from; a full batch is flushed
-// at once.
+// a buffer the queue lent, where it is sent from; a TCP packet of more
+// than one segment (GSO, gso.go) is cut into frames on the way. A full
+// batch is flushed at once.
 func (e *endpoint) WritePackets(pkts gvstack.PacketBufferList) (int, tcpip.Error) {
 	e.txMu.Lock()
 	defer e.txMu.Unlock()
 	n := 0
 	list := pkts.AsSlice()
 	for i, pkt := range list {
+		if isHostGSO(pkt) {
+			if e.writeTCPLocked(pkt, len(list)-i) {
+				n++
+			}
+			continue
+		}
 		size := pkt.Size()
 		if size > e.maxFrame {
 			e.txDropped.Add(1)
 			continue
 		}
-		if e.txN == len(e.txBatch) {
-			e.flushLocked()
-		}
-		var buf []byte
-		if e.txSpareAt < e.txSpareN {
-			buf = e.txSpare[e.txSpareAt]
-			e.txSpareAt++
-		} else {
-			buf = e.txReserveLocked(len(list) - i)
-		}
+		buf := e.txBufLocked(len(list) - i)
 		if buf == nil || size > cap(buf) {
 			// No buffer free even after a flush (every frame is out
 			// with the kernel), or the queue's frames are smaller
@@ -220,12 +222,27 @@ func (e *endpoint) WritePackets(pkts gvstack.PacketBufferList) (int, tcpip.Error
 			continue
 		}
 		buf = buf[:size]
-		copyPacket(buf, pkt)
+		copyFrom(buf, pkt, 0)
 		e.txBatch[e.txN] = buf
 		e.txN++
 		n++
 	}
 	return n, nil
+}
+
+// txBufLocked returns a buffer for the next frame of the batch, flushing
+// a full batch first: a spare one, or one of those it reserves for the
+// next want frames. A caller that does not use it puts it back with
+// txSpareAt--. nil means the queue has none free. +checklocks:txMu
+func (e *endpoint) txBufLocked(want int) []byte {
+	if e.txN == len(e.txBatch) {
+		e.flushLocked()
+	}
+	if e.txSpareAt < e.txSpareN {
+		e.txSpareAt++
+		return e.txSpare[e.txSpareAt-1]
+	}
+	return e.txReserveLocked(want)
 }
 
 // txReserveMin is the fewest buffers the endpoint asks the queue for at a
@@ -255,21 +272,6 @@ func (e *endpoint) txReserveLocked(want int) []byte {
 	}
 	e.txSpareAt = 1
 	return e.txSpare[0]
-}
-
-// copyPacket copies pkt's bytes into dst without allocating.
-func copyPacket(dst []byte, pkt *gvstack.PacketBuffer) {
-	vl, off := pkt.AsViewList()
-	n := 0
-	for v := vl.Front(); v != nil; v = v.Next() {
-		b := v.AsSlice()
-		if off >= len(b) {
-			off -= len(b)
-			continue
-		}
-		n += copy(dst[n:], b[off:])
-		off = 0
-	}
 }
 
 func (e *endpoint) flush() int {
@@ -345,6 +347,8 @@ func (e *endpoint) stats() LinkStats {
 		RxSynFin:      e.rxSynFin.Load(),
 		RxBadChecksum: e.rx.badChecksum.Load(),
 		GROMerged:     frames - delivered,
+		GSOPackets:    e.tx.packets.Load(),
+		GSOFrames:     e.tx.frames.Load(),
 
 		SynGuardEngaged: e.guard.engaged.Load(),
 		SynGuardDropped: e.guard.dropped.Load(),

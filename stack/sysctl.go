@@ -144,6 +144,22 @@ var sysctlTable = []sysctl{{
 		},
 	},
 }, {
+	// GSO on send (gso.go): gVisor builds TCP packets of up to 64 KiB and
+	// the endpoint cuts them into frames. It applies to connections opened
+	// after the change.
+	name:   "net.inet.tcp.gso",
+	doc:    []string{"0|1 let gVisor send TCP packets of up to 64 KiB, cut into frames by the link (GSO)"},
+	values: sysctlBool,
+	sysctlAccess: sysctlAccess{
+		get: func(st *Stack) (string, error) {
+			return sysctlBoolString(!st.ep.tx.off.Load()), nil
+		},
+		set: func(st *Stack, v string) error {
+			st.ep.tx.off.Store(v == "0")
+			return nil
+		},
+	},
+}, {
 	// Both the socket layer's default and gVisor's stack-wide delay
 	// option, which gVisor's own endpoints start from.
 	name:   "net.inet.tcp.nodelay",

@@ -39,6 +39,9 @@ type wirePeer struct {
 	ack  uint32
 	win  uint16
 	seen bool
+	// onFrame, if set, sees every frame the stack sends, before pump
+	// reads it.
+	onFrame func(f []byte)
 }
 
 // pump runs the stack once, as the lcore loop does, and reads what it sent.
@@ -47,6 +50,9 @@ func (p *wirePeer) pump() {
 	p.st.Deliver(p.frames[:n])
 	p.st.Flush()
 	for _, f := range p.q.Sent() {
+		if p.onFrame != nil {
+			p.onFrame(f)
+		}
 		var t header.TCP
 		switch header.Ethernet(f).Type() {
 		case header.IPv4ProtocolNumber:

@@ -1,0 +1,130 @@
+package stack_test
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/xstack/xstack/stack"
+)
+
+// TestGSO has the stack send a stream and close, with GSO on and off, to
+// a peer that acknowledges all it gets. Every frame on the wire must be a
+// complete segment of at most the MTU, with correct IP and TCP checksums
+// and lengths, carrying the stream's bytes at its sequence number, FIN on
+// the last frame only; with GSO on, gVisor's packets were cut into frames
+// by the endpoint (link.gso_packets), and off, none were.
+func TestGSO(t *testing.T) {
+	const total = 300_000
+	for _, v6 := range []bool{false, true} {
+		for _, on := range []bool{true, false} {
+			t.Run(fmt.Sprintf("v6=%v/gso=%v", v6, on), func(t *testing.T) {
+				p, ep := wireConn(t, v6, func(st *stack.Stack, _ tcpip.Endpoint) {
+					if err := st.SetSysctl("net.inet.tcp.gso", map[bool]string{true: "1", false: "0"}[on]); err != nil {
+						t.Fatal(err)
+					}
+				})
+				iss := p.rcvNxt // the stream's first byte
+				var frames, data, fins int
+				p.onFrame = func(f []byte) {
+					frames++
+					tcp := checkFrame(t, f, v6)
+					if tcp == nil {
+						return
+					}
+					off := int(tcp.SequenceNumber() - iss)
+					pl := tcp.Payload()
+					if len(pl) > 0 {
+						data++
+						if fins > 0 {
+							t.Errorf("a segment at offset %d after the FIN", off)
+						}
+						if !bytes.Equal(pl, streamBytes(off, len(pl))) {
+							t.Errorf("the segment at offset %d (%d bytes) does not carry the stream's bytes", off, len(pl))
+						}
+					}
+					if tcp.Flags().Contains(header.TCPFlagFin) {
+						fins++
+						if end := off + len(pl); end != total {
+							t.Errorf("FIN on the segment ending at %d, want %d (the stream's end)", end, total)
+						}
+					}
+				}
+				before := p.st.LinkStats()
+				go func() {
+					// The endpoint takes what its send buffer holds;
+					// write until all of it is in.
+					for w := 0; w < total; {
+						n, err := ep.Write(bytes.NewReader(streamBytes(w, total-w)), tcpip.WriteOptions{})
+						if err != nil {
+							if _, ok := err.(*tcpip.ErrWouldBlock); ok {
+								continue
+							}
+							t.Errorf("write: %v", err)
+							return
+						}
+						w += int(n)
+					}
+					ep.Shutdown(tcpip.ShutdownWrite)
+				}()
+				p.until("the whole stream and its FIN", func() bool {
+					p.send(p.sndNxt, header.TCPFlagAck, p.rcvNxt, 65535, nil)
+					return int(p.rcvNxt-iss) == total && fins > 0
+				})
+				after := p.st.LinkStats()
+				gso := after.GSOPackets - before.GSOPackets
+				if on && gso == 0 || !on && gso != 0 {
+					t.Errorf("%d packets cut by the endpoint, with GSO %v", gso, on)
+				}
+				if fins != 1 {
+					t.Errorf("%d FINs, want 1", fins)
+				}
+				t.Logf("%d frames, %d with data; %d GSO packets cut into %d frames", frames, data, gso, after.GSOFrames-before.GSOFrames)
+			})
+		}
+	}
+}
+
+// checkFrame checks that f is a well-formed Ethernet frame of at most the
+// MTU carrying TCP with correct lengths and checksums, and returns its TCP
+// segment, or nil if it carries no TCP.
+func checkFrame(t *testing.T, f []byte, v6 bool) header.TCP {
+	t.Helper()
+	if len(f) > 1500+header.EthernetMinimumSize {
+		t.Errorf("a frame of %d bytes, beyond the MTU", len(f))
+	}
+	var seg []byte
+	var src, dst tcpip.Address
+	if v6 {
+		ip := header.IPv6(f[header.EthernetMinimumSize:])
+		if !ip.IsValid(len(ip)) || ip.TransportProtocol() != header.TCPProtocolNumber {
+			return nil
+		}
+		if int(ip.PayloadLength())+header.IPv6MinimumSize != len(ip) {
+			t.Errorf("IPv6 payload length %d in a packet of %d bytes", ip.PayloadLength(), len(ip))
+		}
+		seg, src, dst = ip.Payload(), ip.SourceAddress(), ip.DestinationAddress()
+	} else {
+		ip := header.IPv4(f[header.EthernetMinimumSize:])
+		if !ip.IsValid(len(ip)) || ip.TransportProtocol() != header.TCPProtocolNumber {
+			return nil
+		}
+		if int(ip.TotalLength()) != len(ip) {
+			t.Errorf("IPv4 total length %d in a packet of %d bytes", ip.TotalLength(), len(ip))
+		}
+		if !ip.IsChecksumValid() {
+			t.Errorf("IPv4 header checksum wrong (ID %d)", ip.ID())
+		}
+		seg, src, dst = ip.Payload(), ip.SourceAddress(), ip.DestinationAddress()
+	}
+	tcp := header.TCP(seg)
+	sum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, src, dst, uint16(len(seg)))
+	if checksum.Checksum(seg, sum) != 0xffff {
+		t.Errorf("TCP checksum wrong on the segment at %d (%d bytes)", tcp.SequenceNumber(), len(seg))
+	}
+	return tcp
+}
