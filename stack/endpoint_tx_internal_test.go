@@ -33,6 +33,16 @@ func rawFrame(tag byte, n int) []byte {
 	return f
 }
 
+// pairEndpoint returns an endpoint with a batch of batch frames over qa,
+// one queue of an in-memory pair at MTU 1500, and qb, the queue that
+// receives what the endpoint sends. Both queues close when the test ends.
+func pairEndpoint(tb testing.TB, batch int) (e *endpoint, qa, qb *nictest.Queue) {
+	tb.Helper()
+	qa, qb = nictest.Pair(1500)
+	tb.Cleanup(func() { qa.Close(); qb.Close() })
+	return newEndpoint(qa, 1500, batch), qa, qb
+}
+
 // received reads every frame waiting on q, copied.
 func received(t *testing.T, q *nictest.Queue) [][]byte {
 	t.Helper()
@@ -65,9 +75,7 @@ func checkTxBuffers(t *testing.T, q nic.Queue, when string) {
 // buffers and all of them given back by each flush, including those of
 // the frames ACK elision and FIN joining leave out.
 func TestEndpointTx(t *testing.T) {
-	qa, qb := nictest.Pair(1500)
-	t.Cleanup(func() { qa.Close(); qb.Close() })
-	e := newEndpoint(qa, 1500, 4)
+	e, qa, qb := pairEndpoint(t, 4)
 
 	// Six frames through a batch of four: WritePackets flushes the
 	// first four itself.
@@ -127,9 +135,7 @@ func TestEndpointTx(t *testing.T) {
 // nothing; with no buffer to be had at all, it drops the packet and counts
 // it, as a full ring does.
 func TestEndpointTxNoBuffer(t *testing.T) {
-	qa, qb := nictest.Pair(1500)
-	t.Cleanup(func() { qa.Close(); qb.Close() })
-	e := newEndpoint(qa, 1500, 8)
+	e, qa, qb := pairEndpoint(t, 8)
 
 	held := make([][]byte, nictest.TxBuffers)
 	if n := qa.TxReserve(held[:nictest.TxBuffers-2]); n != nictest.TxBuffers-2 {
@@ -174,9 +180,7 @@ func TestEndpointTxNoBuffer(t *testing.T) {
 // buffer from the queue (which may then be closed), while the frames
 // already in the batch still leave with the next flush.
 func TestEndpointTxCloseTx(t *testing.T) {
-	qa, qb := nictest.Pair(1500)
-	t.Cleanup(func() { qa.Close(); qb.Close() })
-	e := newEndpoint(qa, 1500, 8)
+	e, qa, qb := pairEndpoint(t, 8)
 	pkts, release := txPackets(rawFrame(1, 60))
 	e.WritePackets(pkts)
 	release()
@@ -196,9 +200,7 @@ func TestEndpointTxCloseTx(t *testing.T) {
 // TestEndpointTxAllocs checks that writing packets and flushing them
 // allocates nothing: the frames are built in the queue's buffers.
 func TestEndpointTxAllocs(t *testing.T) {
-	qa, qb := nictest.Pair(1500)
-	t.Cleanup(func() { qa.Close(); qb.Close() })
-	e := newEndpoint(qa, 1500, 64)
+	e, qa, qb := pairEndpoint(t, 64)
 	ack := header.TCPFlagAck
 	pkts, release := txPackets(
 		buildSeg(seg{80, 1000, ack, 100, 500, 0, false, false}),
@@ -220,9 +222,7 @@ func TestEndpointTxAllocs(t *testing.T) {
 // BenchmarkEndpointTx measures the TX path from gVisor's packets to the
 // queue: WritePackets of 32 MTU-sized frames and a flush, per frame.
 func BenchmarkEndpointTx(b *testing.B) {
-	qa, qb := nictest.Pair(1500)
-	b.Cleanup(func() { qa.Close(); qb.Close() })
-	e := newEndpoint(qa, 1500, 64)
+	e, _, qb := pairEndpoint(b, 64)
 	frames := make([][]byte, 32)
 	for i := range frames {
 		frames[i] = rawFrame(byte(i), 1500)

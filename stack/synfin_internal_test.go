@@ -9,7 +9,6 @@ import (
 	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/xstack/xstack/internal/testframe"
-	"github.com/xstack/xstack/nic/nictest"
 	"github.com/xstack/xstack/stack/packet"
 )
 
@@ -27,9 +26,7 @@ func (d *countingDispatcher) DeliverLinkPacket(tcpip.NetworkProtocolNumber, *gvs
 // fragment included), whatever else is wrong with the others, which go on
 // to gVisor.
 func TestSynFin(t *testing.T) {
-	qa, qb := nictest.Pair(1500)
-	t.Cleanup(func() { qa.Close(); qb.Close() })
-	e := newEndpoint(qa, 1500, 4)
+	e, _, _ := pairEndpoint(t, 4)
 	e.guard.init(func() uint64 { return 0 }, func() time.Duration { return time.Second })
 	var d countingDispatcher
 	e.Attach(&d)

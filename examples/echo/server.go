@@ -60,25 +60,17 @@ type sock struct {
 // connection, never per read or write: reads go to one shared buffer and
 // chargen writes from one shared pattern.
 type server struct {
-	api    sockets
-	epfd   int
-	waitMs int // EpollWait timeout: 0 inside the xstack loop
-	socks  map[int]*sock
-	events []unix.EpollEvent
-	buf    []byte
-
-	// acc accepts from the TCP listeners, pausing while the stack is
-	// short of descriptors or socket memory.
-	acc *sockapi.Acceptor
+	*sockapi.Poller
+	socks map[int]*sock
+	buf   []byte
 }
 
 func newServer(api sockets, waitMs int) (*server, error) {
-	epfd, err := api.EpollCreate1(0)
+	p, err := sockapi.NewPoller(api, maxEvents, waitMs)
 	if err != nil {
 		return nil, err
 	}
-	return &server{api: api, epfd: epfd, acc: sockapi.NewAcceptor(api, epfd), waitMs: waitMs, socks: make(map[int]*sock),
-		events: make([]unix.EpollEvent, maxEvents), buf: make([]byte, ioSize)}, nil
+	return &server{Poller: p, socks: make(map[int]*sock), buf: make([]byte, ioSize)}, nil
 }
 
 // listenTCP opens svc's listening sockets on port, IPv4 and IPv6.
@@ -93,12 +85,8 @@ func (s *server) listenTCP(port int, svc service, backlog int) error {
 
 // listenTCPAt opens one listening socket of svc on sa and returns it.
 func (s *server) listenTCPAt(sa unix.Sockaddr, svc service, backlog int) (int, error) {
-	fd, err := sockapi.Open(s.api, sa, unix.SOCK_STREAM, backlog)
+	fd, err := s.Listen(sa, backlog)
 	if err != nil {
-		return -1, err
-	}
-	if err := s.acc.Listen(fd, unix.EPOLLIN); err != nil {
-		s.api.Close(fd)
 		return -1, err
 	}
 	s.socks[fd] = &sock{role: tcpListener, svc: svc, events: unix.EPOLLIN}
@@ -108,7 +96,7 @@ func (s *server) listenTCPAt(sa unix.Sockaddr, svc service, backlog int) (int, e
 // listenUDP opens the UDP echo sockets on port, IPv4 and IPv6.
 func (s *server) listenUDP(port int) error {
 	for _, sa := range []unix.Sockaddr{&unix.SockaddrInet4{Port: port}, &unix.SockaddrInet6{Port: port}} {
-		fd, err := sockapi.Open(s.api, sa, unix.SOCK_DGRAM, 0)
+		fd, err := sockapi.Open(s.API, sa, unix.SOCK_DGRAM, 0)
 		if err != nil {
 			return fmt.Errorf("echo on UDP port %d: %w", port, err)
 		}
@@ -120,8 +108,7 @@ func (s *server) listenUDP(port int) error {
 }
 
 func (s *server) add(fd int, k *sock) error {
-	if err := s.api.EpollCtl(s.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: k.events, Fd: int32(fd)}); err != nil {
-		s.api.Close(fd)
+	if err := s.Add(fd, k.events); err != nil {
 		return err
 	}
 	s.socks[fd] = k
@@ -133,45 +120,37 @@ func (s *server) watch(fd int, k *sock, events uint32) {
 	if k.events == events {
 		return
 	}
-	if s.api.EpollCtl(s.epfd, unix.EPOLL_CTL_MOD, fd, &unix.EpollEvent{Events: events, Fd: int32(fd)}) == nil {
+	if s.Modify(fd, events) == nil {
 		k.events = events
 	}
 }
 
 func (s *server) close(fd int) {
 	delete(s.socks, fd)
-	s.api.Close(fd) // closing removes it from the epoll set
-	// A close frees a descriptor and socket memory: accept again.
-	s.acc.Resume()
+	s.CloseFD(fd)
 }
 
 // poll handles the events that are ready; it is the loop callback.
-func (s *server) poll() error {
-	evs, err := sockapi.EpollWait(s.api, s.epfd, s.events, s.waitMs)
-	if err != nil {
-		return err
-	}
-	for _, ev := range evs {
-		fd := int(ev.Fd)
-		k := s.socks[fd]
-		switch {
-		case k == nil:
-		case k.role == tcpListener:
-			if !s.acc.Paused() {
-				s.accept(fd, k.svc)
-			}
-		case k.role == udpEcho:
-			s.echoUDP(fd)
-		case k.svc == echoService:
-			s.echo(fd, k)
-		case k.svc == discardService:
-			s.discard(fd)
-		case k.svc == chargenService:
-			s.chargen(fd, k, ev.Events)
+func (s *server) poll() error { return s.Pass(s.ready) }
+
+// ready serves one socket that epoll reports ready.
+func (s *server) ready(fd int, events uint32) {
+	k := s.socks[fd]
+	switch {
+	case k == nil:
+	case k.role == tcpListener:
+		if !s.Acc.Paused() {
+			s.accept(fd, k.svc)
 		}
+	case k.role == udpEcho:
+		s.echoUDP(fd)
+	case k.svc == echoService:
+		s.echo(fd, k)
+	case k.svc == discardService:
+		s.discard(fd)
+	case k.svc == chargenService:
+		s.chargen(fd, k, events)
 	}
-	s.acc.Poll()
-	return nil
 }
 
 // connEvents are the events a new connection of svc waits for: chargen
@@ -185,7 +164,7 @@ func connEvents(svc service) uint32 {
 
 func (s *server) accept(lfd int, svc service) {
 	for {
-		fd, ok := s.acc.Accept(lfd)
+		fd, ok := s.Acc.Accept(lfd)
 		if !ok {
 			return
 		}
@@ -195,11 +174,11 @@ func (s *server) accept(lfd int, svc service) {
 
 func (s *server) echoUDP(fd int) {
 	for range maxIO {
-		n, from, err := s.api.RecvFrom(fd, s.buf, 0)
+		n, from, err := s.API.RecvFrom(fd, s.buf, 0)
 		if err != nil {
 			return
 		}
-		s.api.SendTo(fd, s.buf[:n], 0, from)
+		s.API.SendTo(fd, s.buf[:n], 0, from)
 	}
 }
 
@@ -209,7 +188,7 @@ func (s *server) echoUDP(fd int) {
 func (s *server) echo(fd int, k *sock) {
 	for range maxIO {
 		if len(k.pending) > 0 {
-			n, err := s.api.Write(fd, k.pending)
+			n, err := s.API.Write(fd, k.pending)
 			if n > 0 {
 				k.pending = k.pending[n:]
 			}
@@ -222,7 +201,7 @@ func (s *server) echo(fd int, k *sock) {
 				return
 			}
 		}
-		n, err := s.api.Read(fd, s.buf)
+		n, err := s.API.Read(fd, s.buf)
 		if n > 0 {
 			k.pending = append(k.pending[:0], s.buf[:n]...)
 			continue
@@ -246,7 +225,7 @@ func (s *server) echo(fd int, k *sock) {
 // discard reads and forgets. It closes on EOF or an error.
 func (s *server) discard(fd int) {
 	for range maxIO {
-		n, err := s.api.Read(fd, s.buf)
+		n, err := s.API.Read(fd, s.buf)
 		if n > 0 {
 			continue
 		}
@@ -263,7 +242,7 @@ func (s *server) discard(fd int) {
 func (s *server) chargen(fd int, k *sock, events uint32) {
 	if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		for range maxIO {
-			n, err := s.api.Read(fd, s.buf)
+			n, err := s.API.Read(fd, s.buf)
 			if n > 0 {
 				continue
 			}
@@ -275,7 +254,7 @@ func (s *server) chargen(fd int, k *sock, events uint32) {
 		}
 	}
 	for range maxIO {
-		n, err := s.api.Write(fd, chargenPattern[k.off:k.off+ioSize])
+		n, err := s.API.Write(fd, chargenPattern[k.off:k.off+ioSize])
 		if n > 0 {
 			k.off = (k.off + n) % chargenPeriod
 		}

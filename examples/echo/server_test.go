@@ -38,7 +38,7 @@ func startKernel(t *testing.T) map[service]string {
 		for fd := range s.socks {
 			s.close(fd)
 		}
-		unix.Close(s.epfd)
+		unix.Close(s.Epfd)
 	})
 	posixtest.Loop(t, s.poll)
 	return addrs

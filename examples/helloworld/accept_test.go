@@ -21,6 +21,7 @@ func TestAcceptWaitsForMemory(t *testing.T) {
 		if err != nil {
 			return nil, err
 		}
-		return srv.poll, srv.listen(at, 16)
+		_, err = srv.Listen(at, 16)
+		return srv.poll, err
 	}, func(int) []byte { return req }, func(int) []byte { return respKeepAlive })
 }

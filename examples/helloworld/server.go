@@ -57,13 +57,10 @@ type conn struct {
 // server is F-Stack's helloworld in Go: one epoll instance, non-blocking
 // sockets, every request answered with the same page.
 type server struct {
-	api      sockets
-	epfd     int
+	*sockapi.Poller
 	conns    []*conn // by fd
 	free     []*conn
-	events   []unix.EpollEvent
 	buf      []byte
-	waitMs   int // EpollWait timeout: 0 inside the xstack loop
 	requests uint64
 
 	// headerTimeout closes a connection that has not sent a whole
@@ -76,19 +73,14 @@ type server struct {
 	timerHead     *conn
 	timerTail     *conn
 	timedOut      uint64 // connections closed by the header timeout
-
-	// acc accepts from the listeners, pausing while the stack is short
-	// of descriptors or socket memory.
-	acc *sockapi.Acceptor
 }
 
 func newServer(api sockets, waitMs int) (*server, error) {
-	epfd, err := api.EpollCreate1(0)
+	p, err := sockapi.NewPoller(api, maxEvents, waitMs)
 	if err != nil {
 		return nil, err
 	}
-	return &server{api: api, epfd: epfd, acc: sockapi.NewAcceptor(api, epfd), events: make([]unix.EpollEvent, maxEvents), buf: make([]byte, 16384), waitMs: waitMs,
-		start: time.Now()}, nil
+	return &server{Poller: p, buf: make([]byte, 16384), start: time.Now()}, nil
 }
 
 // now is the time since the server started (monotonic).
@@ -140,74 +132,60 @@ func (s *server) expire() {
 	}
 }
 
-// listen opens a non-blocking listening socket on sa.
-func (s *server) listen(sa unix.Sockaddr, backlog int) error {
-	fd, err := sockapi.Open(s.api, sa, unix.SOCK_STREAM, backlog)
-	if err != nil {
-		return err
-	}
-	if err := s.acc.Listen(fd, unix.EPOLLIN); err != nil {
-		s.api.Close(fd)
-		return err
-	}
-	return nil
-}
-
 // listenAll listens on port over IPv4 and IPv6.
 func (s *server) listenAll(port, backlog int) error {
-	if err := s.listen(&unix.SockaddrInet4{Port: port}, backlog); err != nil {
+	if _, err := s.Listen(&unix.SockaddrInet4{Port: port}, backlog); err != nil {
 		return fmt.Errorf("listen on IPv4 port %d: %w", port, err)
 	}
-	if err := s.listen(&unix.SockaddrInet6{Port: port}, backlog); err != nil {
+	if _, err := s.Listen(&unix.SockaddrInet6{Port: port}, backlog); err != nil {
 		return fmt.Errorf("listen on IPv6 port %d: %w", port, err)
 	}
 	return nil
 }
 
-// poll handles the events that are ready; it is the loop callback.
+// poll handles the events that are ready and closes the connections
+// whose header timer has run out; it is the loop callback.
 func (s *server) poll() error {
-	evs, err := sockapi.EpollWait(s.api, s.epfd, s.events, s.waitMs)
-	if err != nil {
+	if err := s.Pass(s.ready); err != nil {
 		return err
 	}
-	for _, ev := range evs {
-		fd := int(ev.Fd)
-		if s.acc.IsListener(fd) {
-			if !s.acc.Paused() {
-				s.accept(fd)
-			}
-			continue
+	s.expire()
+	return nil
+}
+
+// ready serves one socket that epoll reports ready.
+func (s *server) ready(fd int, events uint32) {
+	if s.Acc.IsListener(fd) {
+		if !s.Acc.Paused() {
+			s.accept(fd)
 		}
-		c := s.get(fd)
-		if c == nil {
-			continue
-		}
-		if ev.Events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 && ev.Events&unix.EPOLLIN == 0 {
-			s.close(fd)
-			continue
-		}
-		if ev.Events&unix.EPOLLOUT != 0 && len(c.out) > 0 {
-			if !s.flush(fd, c) {
-				continue
-			}
-		}
-		if ev.Events&unix.EPOLLIN != 0 {
-			s.read(fd, c)
+		return
+	}
+	c := s.get(fd)
+	if c == nil {
+		return
+	}
+	if events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 && events&unix.EPOLLIN == 0 {
+		s.close(fd)
+		return
+	}
+	if events&unix.EPOLLOUT != 0 && len(c.out) > 0 {
+		if !s.flush(fd, c) {
+			return
 		}
 	}
-	s.expire()
-	s.acc.Poll()
-	return nil
+	if events&unix.EPOLLIN != 0 {
+		s.read(fd, c)
+	}
 }
 
 func (s *server) accept(lfd int) {
 	for {
-		fd, ok := s.acc.Accept(lfd)
+		fd, ok := s.Acc.Accept(lfd)
 		if !ok {
 			return
 		}
-		if err := s.api.EpollCtl(s.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}); err != nil {
-			s.api.Close(fd)
+		if err := s.Add(fd, unix.EPOLLIN); err != nil {
 			continue
 		}
 		c := s.put(fd)
@@ -245,16 +223,14 @@ func (s *server) close(fd int) {
 		c.in, c.out, c.closing, c.body = c.in[:0], c.out[:0], false, 0
 		s.free = append(s.free, c)
 	}
-	s.api.Close(fd) // closing removes it from the epoll set
-	// A close frees a descriptor and socket memory: accept again.
-	s.acc.Resume()
+	s.CloseFD(fd)
 }
 
 // read drains the socket, answers every complete request, and writes.
 // It stops reading while maxOut bytes of responses wait to be written.
 func (s *server) read(fd int, c *conn) {
 	for {
-		n, err := s.api.Read(fd, s.buf)
+		n, err := s.API.Read(fd, s.buf)
 		if n > 0 {
 			c.in = append(c.in, s.buf[:n]...)
 			before := s.requests
@@ -325,7 +301,7 @@ func (s *server) handle(c *conn) {
 // flush writes c.out; it reports false if the connection was closed.
 func (s *server) flush(fd int, c *conn) bool {
 	for len(c.out) > 0 {
-		n, err := s.api.Write(fd, c.out)
+		n, err := s.API.Write(fd, c.out)
 		if n > 0 {
 			c.out = c.out[:copy(c.out, c.out[n:])]
 			continue
@@ -357,7 +333,7 @@ func (s *server) watch(fd int, c *conn) {
 	}
 	if ev != c.events {
 		c.events = ev
-		s.api.EpollCtl(s.epfd, unix.EPOLL_CTL_MOD, fd, &unix.EpollEvent{Events: ev, Fd: int32(fd)})
+		s.Modify(fd, ev)
 	}
 }
 

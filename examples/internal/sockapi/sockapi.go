@@ -2,7 +2,9 @@
 // against, with its two implementations: xstack's posix socket table
 // (Table) and the Linux kernel's sockets (Kernel). Because both satisfy
 // Sockets, each example runs the very same server logic on either stack,
-// and benchmarks (tools/bench) compare stacks, not servers.
+// and benchmarks (tools/bench) compare stacks, not servers. Poller is the
+// epoll loop both servers run on, so that they also wait, accept and
+// close the same way, and differ only in what they do with a ready socket.
 //
 // In kernel mode the server polls on the main goroutine, one OS thread,
 // as on an xstack lcore: PinKernel sets that up and RunKernel is the loop,
