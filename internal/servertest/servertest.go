@@ -7,7 +7,9 @@ package servertest
 import (
 	"bytes"
 	"errors"
+	"runtime"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -15,6 +17,10 @@ import (
 	"github.com/xstack/xstack/posix/posixtest"
 	"github.com/xstack/xstack/stack/stacktest"
 )
+
+// hangAfter is how long AcceptWaitsForMemory waits for its answers before
+// it calls the check hung.
+const hangAfter = time.Minute
 
 // Serve starts a server on the socket table tab, listening on at, and
 // returns its event loop's callback, which the check calls on a goroutine
@@ -49,6 +55,17 @@ func AcceptWaitsForMemory(t *testing.T, port int, serve Serve, req, want func(i 
 			t.Fatal(err)
 		}
 	}
+	// The reads below block. A check that hangs says where, and the
+	// clients' sockets are closed so that their reads fail.
+	watchdog := time.AfterFunc(hangAfter, func() {
+		stacks := make([]byte, 1<<20)
+		stacks = stacks[:runtime.Stack(stacks, true)]
+		t.Errorf("no answer after %v; goroutines:\n%s", hangAfter, stacks)
+		for _, fd := range fds {
+			cli.CloseFD(fd)
+		}
+	})
+	defer watchdog.Stop()
 	answered := func(i int) {
 		t.Helper()
 		w := want(i)
