@@ -94,6 +94,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
 
 	"github.com/xstack/xstack/internal/affinity"
 	"github.com/xstack/xstack/internal/ctl"
@@ -141,6 +142,7 @@ type options struct {
 	idleConns  []int
 	root       string
 	binDir     string
+	mtu        int // both ends of the veth and xstack's port; 0 leaves the rig's
 }
 
 func main() {
@@ -173,6 +175,7 @@ func main() {
 	idleConns := flag.String("idle-conns", "10000,100000", "conns: idle connection counts (-quick: 2000)")
 	flag.Float64Var(&o.rate, "rate", 0, "latency: requests/s (0: a quarter of the lower of the two targets' keep-alive rate at 16 connections)")
 	flag.StringVar(&o.root, "root", "", "module root to build the examples from (default: found from the working directory)")
+	flag.IntVar(&o.mtu, "mtu", 0, "MTU of both veth ends and of xstack's port, for every target (0: the rig's 1500); above 1778 xstack uses frame_size=4096, which fits up to 3826")
 	flag.StringVar(&o.binDir, "bin", "", "use prebuilt helloworld and echo from this directory instead of building them")
 	flag.Parse()
 
@@ -475,6 +478,14 @@ func (b *bench) setupRig() error {
 	if _, err := r.Run(r.PeerNS, "sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65535"); err != nil {
 		return err
 	}
+	if m := b.o.mtu; m != 0 {
+		for _, e := range [][2]string{{r.StackNS, r.StackIf}, {r.PeerNS, r.PeerIf}} {
+			if _, err := r.Run(e[0], "ip", "link", "set", "dev", e[1], "mtu", strconv.Itoa(m)); err != nil {
+				return fmt.Errorf("-mtu %d: %w", m, err)
+			}
+		}
+		b.res.note(fmt.Sprintf("MTU %d on both veth ends and xstack's port, for both targets", m))
+	}
 	if !b.o.steer || r.RxCPU == rig.RxReceiver {
 		return nil
 	}
@@ -501,6 +512,12 @@ lcore_mask=%x
 busy_poll=1
 idle_sleep=0
 `, 1<<b.o.serverCPU) + b.r.PortConfig()
+	if m := b.o.mtu; m != 0 {
+		conf += fmt.Sprintf("mtu=%d\n", m)
+		if m+header.EthernetMinimumSize > 2048-256 {
+			conf += "frame_size=4096\n"
+		}
+	}
 	p := filepath.Join(dir, "config.ini")
 	return p, os.WriteFile(p, []byte(conf), 0o644)
 }
