@@ -18,9 +18,12 @@ import (
 // on the last frame only, CWR on the first only, and its checksums, which
 // gVisor leaves to the endpoint for every TCP packet of such a connection.
 //
-// net.inet.tcp.gso=0 makes the endpoint report no GSO; connections opened
-// from then on get one packet per segment from gVisor, while those opened
-// before keep theirs, which the endpoint goes on cutting.
+// It is off unless net.inet.tcp.gso=1. Loss recovery suffers: gVisor's
+// sender keeps a packet as one segment of its retransmit queue, SACKed or
+// lost as a whole, and at 1% loss a download ran at an eighth of its rate
+// without GSO, where on a clean link it ran at twice the rate. The setting
+// applies to connections opened after it; those opened before keep what
+// they had, and the endpoint goes on cutting their packets.
 
 // gsoMaxSize is the largest packet gVisor builds: what IPv4's 16-bit total
 // length allows, as Linux's TSO limit.
@@ -30,7 +33,7 @@ const gsoMaxSize = 1<<16 - 1
 // goroutines and written by the control plane, the counters are written
 // under txMu.
 type txOffload struct {
-	off     atomic.Bool   // net.inet.tcp.gso=0
+	on      atomic.Bool   // net.inet.tcp.gso=1
 	packets atomic.Uint64 // packets of more than one segment cut
 	frames  atomic.Uint64 // frames they made
 }
@@ -40,10 +43,10 @@ func (e *endpoint) GSOMaxSize() uint32 { return gsoMaxSize }
 
 // SupportedGSO implements gvstack.GSOEndpoint.
 func (e *endpoint) SupportedGSO() gvstack.SupportedGSO {
-	if e.tx.off.Load() {
-		return gvstack.GSONotSupported
+	if e.tx.on.Load() {
+		return gvstack.HostGSOSupported
 	}
-	return gvstack.HostGSOSupported
+	return gvstack.GSONotSupported
 }
 
 var _ gvstack.GSOEndpoint = (*endpoint)(nil)

@@ -145,17 +145,17 @@ var sysctlTable = []sysctl{{
 	},
 }, {
 	// GSO on send (gso.go): gVisor builds TCP packets of up to 64 KiB and
-	// the endpoint cuts them into frames. It applies to connections opened
-	// after the change.
+	// the endpoint cuts them into frames. Off by default: it costs loss
+	// recovery dearly. It applies to connections opened after the change.
 	name:   "net.inet.tcp.gso",
-	doc:    []string{"0|1 let gVisor send TCP packets of up to 64 KiB, cut into frames by the link (GSO)"},
+	doc:    []string{"0|1 let gVisor send TCP packets of up to 64 KiB, cut into frames by the link (GSO), default 0"},
 	values: sysctlBool,
 	sysctlAccess: sysctlAccess{
 		get: func(st *Stack) (string, error) {
-			return sysctlBoolString(!st.ep.tx.off.Load()), nil
+			return sysctlBoolString(st.ep.tx.on.Load()), nil
 		},
 		set: func(st *Stack, v string) error {
-			st.ep.tx.off.Store(v == "0")
+			st.ep.tx.on.Store(v == "1")
 			return nil
 		},
 	},
