@@ -58,7 +58,7 @@ func (b *bench) loss() error {
 		return err
 	}
 	renoConf := filepath.Join(filepath.Dir(b.conf), "config-reno.ini")
-	if err := os.WriteFile(renoConf, append(conf, "[sysctl]\nnet.inet.tcp.cc=reno\n"...), 0o644); err != nil {
+	if err := os.WriteFile(renoConf, append(conf, "net.inet.tcp.cc=reno\n"...), 0o644); err != nil {
 		return err
 	}
 	defer func(c string) { b.conf = c }(b.conf)

@@ -142,7 +142,8 @@ type options struct {
 	idleConns  []int
 	root       string
 	binDir     string
-	mtu        int // both ends of the veth and xstack's port; 0 leaves the rig's
+	mtu        int      // both ends of the veth and xstack's port; 0 leaves the rig's
+	sysctls    []string // name=value lines of xstack's [sysctl] section
 }
 
 func main() {
@@ -176,6 +177,13 @@ func main() {
 	flag.Float64Var(&o.rate, "rate", 0, "latency: requests/s (0: a quarter of the lower of the two targets' keep-alive rate at 16 connections)")
 	flag.StringVar(&o.root, "root", "", "module root to build the examples from (default: found from the working directory)")
 	flag.IntVar(&o.mtu, "mtu", 0, "MTU of both veth ends and of xstack's port, for every target (0: the rig's 1500); above 1778 xstack uses frame_size=4096, which fits up to 3826")
+	flag.Func("sysctl", "name=value for xstack's config.ini [sysctl] section (repeatable), e.g. net.inet.tcp.gso=1", func(v string) error {
+		if !strings.Contains(v, "=") {
+			return fmt.Errorf("want name=value, got %q", v)
+		}
+		o.sysctls = append(o.sysctls, v)
+		return nil
+	})
 	flag.StringVar(&o.binDir, "bin", "", "use prebuilt helloworld and echo from this directory instead of building them")
 	flag.Parse()
 
@@ -517,6 +525,15 @@ idle_sleep=0
 		if m+header.EthernetMinimumSize > 2048-256 {
 			conf += "frame_size=4096\n"
 		}
+	}
+	// The [sysctl] section comes last, so that a scenario can add to it
+	// (loss sets the congestion control).
+	conf += "[sysctl]\n"
+	for _, s := range b.o.sysctls {
+		conf += s + "\n"
+	}
+	if len(b.o.sysctls) > 0 {
+		b.res.note("xstack's sysctls: " + strings.Join(b.o.sysctls, ", "))
 	}
 	p := filepath.Join(dir, "config.ini")
 	return p, os.WriteFile(p, []byte(conf), 0o644)
