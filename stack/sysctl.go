@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -131,34 +132,18 @@ var sysctlTable = []sysctl{{
 }, {
 	// GRO on receive (gro.go): in-order segments of a TCP flow in one
 	// burst reach gVisor as one. It applies from the next burst on.
-	name:   "net.inet.tcp.gro",
-	doc:    []string{"0|1 merge a burst's in-order TCP segments (GRO)"},
-	values: sysctlBool,
-	sysctlAccess: sysctlAccess{
-		get: func(st *Stack) (string, error) {
-			return sysctlBoolString(!st.ep.rx.off.Load()), nil
-		},
-		set: func(st *Stack, v string) error {
-			st.ep.rx.off.Store(v == "0")
-			return nil
-		},
-	},
+	name:         "net.inet.tcp.gro",
+	doc:          []string{"0|1 merge a burst's in-order TCP segments (GRO)"},
+	values:       sysctlBool,
+	sysctlAccess: flagAccess(func(st *Stack) *atomic.Bool { return &st.ep.rx.off }, false),
 }, {
 	// GSO on send (gso.go): gVisor builds TCP packets of up to 64 KiB and
 	// the endpoint cuts them into frames. Off by default: it costs loss
 	// recovery dearly. It applies to connections opened after the change.
-	name:   "net.inet.tcp.gso",
-	doc:    []string{"0|1 let gVisor send TCP packets of up to 64 KiB, cut into frames by the link (GSO), default 0"},
-	values: sysctlBool,
-	sysctlAccess: sysctlAccess{
-		get: func(st *Stack) (string, error) {
-			return sysctlBoolString(st.ep.tx.on.Load()), nil
-		},
-		set: func(st *Stack, v string) error {
-			st.ep.tx.on.Store(v == "1")
-			return nil
-		},
-	},
+	name:         "net.inet.tcp.gso",
+	doc:          []string{"0|1 let gVisor send TCP packets of up to 64 KiB, cut into frames by the link (GSO), default 0"},
+	values:       sysctlBool,
+	sysctlAccess: flagAccess(func(st *Stack) *atomic.Bool { return &st.ep.tx.on }, true),
 }, {
 	// Both the socket layer's default and gVisor's stack-wide delay
 	// option, which gVisor's own endpoints start from.
@@ -670,4 +655,18 @@ func socketDefaultInt(field func(d *SocketDefaults) *int, def int) sysctlAccess 
 			return strconv.Itoa(def)
 		},
 		func(d *SocketDefaults, v string) { *field(d) = int(sysctlInt(v)) })
+}
+
+// flagAccess reads and writes a 0|1 sysctl kept in the atomic flag that
+// field returns; set says which value the flag's true stands for.
+func flagAccess(field func(st *Stack) *atomic.Bool, set bool) sysctlAccess {
+	return sysctlAccess{
+		get: func(st *Stack) (string, error) {
+			return sysctlBoolString(field(st).Load() == set), nil
+		},
+		set: func(st *Stack, v string) error {
+			field(st).Store((v == "1") == set)
+			return nil
+		},
+	}
 }
