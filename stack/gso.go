@@ -65,7 +65,8 @@ func isHostGSO(pkt *gvstack.PacketBuffer) bool {
 // buffer was free are dropped and counted, and TCP retransmits them.
 // +checklocks:txMu
 func (e *endpoint) writeTCPLocked(pkt *gvstack.PacketBuffer, more int) bool {
-	link := len(pkt.LinkHeader().Slice())
+	linkHdr := pkt.LinkHeader().Slice()
+	link := len(linkHdr)
 	netHdr := pkt.NetworkHeader().Slice()
 	tcpHdr := pkt.TransportHeader().Slice()
 	nh, th := len(netHdr), len(tcpHdr)
@@ -110,7 +111,7 @@ func (e *endpoint) writeTCPLocked(pkt *gvstack.PacketBuffer, more int) bool {
 			break
 		}
 		f := buf[:hdr+n]
-		copy(f, pkt.LinkHeader().Slice())
+		copy(f, linkHdr)
 		copy(f[link:], netHdr)
 		copy(f[link+nh:], tcpHdr)
 		copyFrom(f[hdr:], pkt, hdr+k*mss)
