@@ -32,6 +32,8 @@ type socket struct {
 	// shutRd and shutWr record shutdown(2) for poll (RCV_SHUTDOWN and
 	// SEND_SHUTDOWN in sk_shutdown).
 	shutRd, shutWr atomic.Bool
+	// +checklocks:t.memMu
+	rcvAuto bool
 
 	// readMu serializes receives and accepts (Linux holds the socket lock
 	// for them too) and guards the receive scratch state.
@@ -63,21 +65,19 @@ type socket struct {
 
 	// mem is the socket-buffer memory this TCP socket has reserved
 	// (limits.go); rcvAuto says that gVisor may still grow its receive
-	// buffer, so that mem counts the receive range's maximum.
+	// buffer, so that mem counts the receive range's maximum. (rcvAuto
+	// sits with the flags above: the socket keeps to its size class.)
 	// +checklocks:t.memMu
 	mem int64
-	// +checklocks:t.memMu
-	rcvAuto bool
 
-	// What a short connection needs is allocated with the socket, in one
-	// object: its table entry (f points to file), the waiter queue of a
-	// socket made by Socket (wq points to queue; gVisor makes an
-	// accepted one's), the first epoll registration (item, which items
-	// starts on, in items1) and the IPv4 peer address of accept
-	// (peer4). A served connection costs posix one allocation, which
-	// fits the 768-byte size class.
+	// What a served connection needs of posix is allocated with the
+	// socket, in one object in the 704-byte size class: its table entry
+	// (f points to file), its first epoll registration (item, which
+	// items starts on, in items1) and the IPv4 peer address accept
+	// returns (peer4). None of it is referred to once the socket is
+	// released, so nothing of it outlives the connection's descriptor
+	// (gVisor holds only the endpoint and its waiter queue).
 	file   file
-	queue  waiter.Queue
 	item   epItem
 	items1 [1]*epItem
 	// peer4 is the IPv4 peer address Accept returned (peerSockaddr).
@@ -143,8 +143,10 @@ func (t *Sockets) Socket(domain, typ, proto int) (int, error) {
 	if t.isClosed() {
 		return -1, unix.ENETDOWN
 	}
-	s := t.newSocket(domain, typ, proto)
-	ep, err := t.stack.NewEndpoint(transProto, netProto, &s.queue)
+	// The waiter queue is an object of its own: the endpoint holds it
+	// as long as it lives, through TIME-WAIT, and the socket need not.
+	wq := new(waiter.Queue)
+	ep, err := t.stack.NewEndpoint(transProto, netProto, wq)
 	if err != nil {
 		if _, ok := err.(*tcpip.ErrUnknownProtocol); ok {
 			// The stack was built without this family.
@@ -152,7 +154,8 @@ func (t *Sockets) Socket(domain, typ, proto int) (int, error) {
 		}
 		return -1, errnoOf(err)
 	}
-	s.ep, s.wq = ep, &s.queue
+	s := t.newSocket(domain, typ, proto)
+	s.ep, s.wq = ep, wq
 	if typ == unix.SOCK_STREAM {
 		if errno := s.reserveMem(); errno != 0 {
 			ep.Close()

@@ -71,6 +71,8 @@ type file struct {
 	refs     atomic.Int32
 	nonblock atomic.Bool // O_NONBLOCK
 	cloexec  atomic.Bool // FD_CLOEXEC: recorded for F_GETFD, nothing execs
+	// +checklocks:closeMu
+	fdClosed bool
 
 	// closeMu guards fdClosed and closing. closing is closed when the fd
 	// is closed, and blocked calls return EBADF then; it is made by the
@@ -78,8 +80,6 @@ type file struct {
 	// already), so that a file nothing ever blocks on, as every socket
 	// the lcore loop serves, costs no channel.
 	closeMu sync.Mutex
-	// +checklocks:closeMu
-	fdClosed bool
 	// +checklocks:closeMu
 	closing chan struct{}
 
