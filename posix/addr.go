@@ -108,13 +108,36 @@ func isLinkLocal6(a [16]byte) bool { return a[0] == 0xfe && a[1]&0xc0 == 0x80 }
 // dual-stack sockets do.
 func (s *socket) sockaddr(fa tcpip.FullAddress) unix.Sockaddr {
 	if s.family == unix.AF_INET {
-		sa := &unix.SockaddrInet4{Port: int(fa.Port)}
-		if fa.Addr.Len() == 4 {
-			sa.Addr = fa.Addr.As4()
-		}
+		sa := new(unix.SockaddrInet4)
+		setInet4(sa, fa)
 		return sa
 	}
-	sa := &unix.SockaddrInet6{Port: int(fa.Port)}
+	sa := new(unix.SockaddrInet6)
+	setInet6(sa, fa)
+	return sa
+}
+
+// peerSockaddr is sockaddr for the peer address accept returns. An IPv4
+// one is kept in the accepted socket s (peer4) rather than allocated:
+// accept is once per connection, and nothing writes it after accept
+// returns. (An IPv6 one would take the socket into a larger size class.)
+func (s *socket) peerSockaddr(fa tcpip.FullAddress) unix.Sockaddr {
+	if s.family == unix.AF_INET {
+		setInet4(&s.peer4, fa)
+		return &s.peer4
+	}
+	return s.sockaddr(fa)
+}
+
+func setInet4(sa *unix.SockaddrInet4, fa tcpip.FullAddress) {
+	*sa = unix.SockaddrInet4{Port: int(fa.Port)}
+	if fa.Addr.Len() == 4 {
+		sa.Addr = fa.Addr.As4()
+	}
+}
+
+func setInet6(sa *unix.SockaddrInet6, fa tcpip.FullAddress) {
+	*sa = unix.SockaddrInet6{Port: int(fa.Port)}
 	switch fa.Addr.Len() {
 	case 16:
 		sa.Addr = fa.Addr.As16()
@@ -129,5 +152,4 @@ func (s *socket) sockaddr(fa tcpip.FullAddress) unix.Sockaddr {
 		a4 := fa.Addr.As4()
 		copy(sa.Addr[12:], a4[:])
 	}
-	return sa
 }

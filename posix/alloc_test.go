@@ -81,6 +81,68 @@ func TestAllocsHotPath(t *testing.T) {
 	}
 }
 
+// TestAllocsAccept checks posix's share of a served connection's set-up:
+// Accept4 and the EPOLL_CTL_ADD that follows it allocate one object, the
+// socket, which holds its table entry, its first epoll registration and
+// the peer address returned. gVisor takes an established connection off
+// its accept queue without allocating.
+func TestAllocsAccept(t *testing.T) {
+	if testing.Short() {
+		t.Skip("allocation counts need a quiet process")
+	}
+	if raceEnabled {
+		t.Skip("the race detector allocates on its own")
+	}
+	e := newEnv(t)
+	fam := families[0]
+	lfd, port := listen(t, e.B, fam, fam.b, 0)
+	must(t, e.B.IoctlSetInt(lfd, posix.FIONBIO, 1))
+	ep := must1[int](t)(e.B.EpollCreate(0))
+	established := e.B.Stack().Stats().TCP.CurrentEstablished
+	const runs = 50
+	// queue connects runs+1 clients (AllocsPerRun makes one warm-up run)
+	// and waits until the server has them all established.
+	queue := func() {
+		want := established.Value() + runs + 1
+		for range runs + 1 {
+			cfd := must1[int](t)(e.A.Socket(fam.domain, unix.SOCK_STREAM, 0))
+			must(t, e.A.Connect(cfd, fam.b(port)))
+		}
+		eventually(t, "connections established", func() bool { return established.Value() >= want })
+	}
+	var fds []int
+	acceptAdd := func() {
+		for {
+			fd, _, err := e.B.Accept4(lfd, unix.SOCK_NONBLOCK)
+			if err == unix.EAGAIN {
+				runtime.Gosched() // the last ACK may still be on its way
+				continue
+			}
+			if err != nil {
+				t.Fatalf("accept: %v", err)
+			}
+			if err := e.B.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}); err != nil {
+				t.Fatalf("EPOLL_CTL_ADD: %v", err)
+			}
+			fds = append(fds, fd)
+			return
+		}
+	}
+	// A first round grows the descriptor table, the epoll set and fds.
+	queue()
+	for range runs + 1 {
+		acceptAdd()
+	}
+	for _, fd := range fds {
+		must(t, e.B.CloseFD(fd))
+	}
+	fds = fds[:0]
+	queue()
+	if a := testing.AllocsPerRun(runs, acceptAdd); a != 1 {
+		t.Errorf("Accept4 + EPOLL_CTL_ADD: %v allocs/op, want 1 (the socket)", a)
+	}
+}
+
 // readAllocsWithData measures Read alone: data is queued first (a large
 // write the peer buffers), then consumed in small reads under AllocsPerRun.
 func readAllocsWithData(t *testing.T, e *env, cfd, sfd int, buf []byte) float64 {

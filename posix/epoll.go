@@ -184,11 +184,15 @@ func (t *Sockets) EpollCtl(epfd, op, fd int, ev *unix.EpollEvent) error {
 		if it != nil {
 			return unix.EEXIST
 		}
-		it = &epItem{ep: ep, sock: s, event: event}
-		ep.items[s] = it
 		s.epMu.Lock()
+		if it = &s.item; it.ep != nil {
+			// The socket is in another instance already.
+			it = new(epItem)
+		}
+		*it = epItem{ep: ep, sock: s, event: event}
 		s.items = append(s.items, it)
 		s.epMu.Unlock()
+		ep.items[s] = it
 		it.entry.Init(it, entryMask(event.Events))
 		s.wq.EventRegister(&it.entry)
 	case unix.EPOLL_CTL_MOD:
@@ -269,6 +273,12 @@ func (ep *eventPoll) removeLocked(it *epItem) {
 			break
 		}
 	}
+	if it == &s.item {
+		// Free for the socket's next registration: nothing refers to
+		// it any more (its waiter entry is off the queue, it is off the
+		// ready list and out of both sets).
+		it.ep = nil
+	}
 	s.epMu.Unlock()
 }
 
@@ -318,6 +328,7 @@ func (t *Sockets) EpollWait(epfd int, events []unix.EpollEvent, msec int) (int, 
 		}()
 		expired = tm.C
 	}
+	closing := f.closed()
 	ep.waiters.Add(1)
 	defer ep.waiters.Add(-1)
 	for {
@@ -330,7 +341,7 @@ func (t *Sockets) EpollWait(epfd int, events []unix.EpollEvent, msec int) (int, 
 		case <-ep.wake:
 		case <-expired:
 			return ep.scan(events), nil
-		case <-f.closing:
+		case <-closing:
 			return 0, unix.EBADF
 		case <-t.done:
 			return 0, unix.EBADF

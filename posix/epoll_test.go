@@ -195,3 +195,56 @@ func TestEpollWaitWokenByClose(t *testing.T) {
 	}, func() { e.A.Close() })
 	wantErrno(t, "wait after Sockets.Close", err, unix.EBADF)
 }
+
+// TestEpollSocketInSeveralSets registers one socket in three instances,
+// takes it out of one and back in, and closes an instance and then the
+// socket: each registration keeps reporting on its own, whichever of the
+// socket's registrations the socket holds itself.
+func TestEpollSocketInSeveralSets(t *testing.T) {
+	e := newEnv(t)
+	cfd, sfd := connected(t, e, families[0])
+	eps := []int{
+		epollAdd(t, e.A, -1, cfd, unix.EPOLLIN),
+		epollAdd(t, e.A, -1, cfd, unix.EPOLLIN),
+		epollAdd(t, e.A, -1, cfd, unix.EPOLLIN),
+	}
+	must(t, e.A.EpollCtl(eps[0], unix.EPOLL_CTL_DEL, cfd, nil))
+	must(t, e.A.EpollCtl(eps[1], unix.EPOLL_CTL_DEL, cfd, nil))
+	must(t, e.A.EpollCtl(eps[1], unix.EPOLL_CTL_ADD, cfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(cfd)}))
+	must(t, e.A.EpollCtl(eps[0], unix.EPOLL_CTL_ADD, cfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(cfd)}))
+	err := e.A.EpollCtl(eps[2], unix.EPOLL_CTL_ADD, cfd, &unix.EpollEvent{Events: unix.EPOLLIN})
+	wantErrno(t, "second add to the same instance", err, unix.EEXIST)
+	_, err = e.B.Write(sfd, []byte("x"))
+	must(t, err)
+	for i, ep := range eps {
+		if got := waitEvents(t, e.A, ep, cfd, unix.EPOLLIN); got != unix.EPOLLIN {
+			t.Errorf("instance %d: %s, want EPOLLIN", i, xstest.Events(got))
+		}
+	}
+	must(t, e.A.CloseFD(eps[1]))
+	for _, ep := range []int{eps[0], eps[2]} {
+		waitEvents(t, e.A, ep, cfd, unix.EPOLLIN)
+	}
+	must(t, e.A.CloseFD(cfd))
+	for _, ep := range []int{eps[0], eps[2]} {
+		if got := pollOnce(t, e, ep, cfd); got != 0 {
+			t.Errorf("closed socket still reported: %s", xstest.Events(got))
+		}
+	}
+}
+
+// TestEpollCloseBothAtOnce closes a registered socket and its epoll
+// instance from two goroutines at once, many times: whichever release
+// comes first takes the registration out, and the other must find it
+// gone, not half gone.
+func TestEpollCloseBothAtOnce(t *testing.T) {
+	e := newEnv(t)
+	for range 200 {
+		fd := must1[int](t)(e.A.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0))
+		ep := epollAdd(t, e.A, -1, fd, unix.EPOLLIN)
+		done := make(chan error)
+		go func() { done <- e.A.CloseFD(ep) }()
+		must(t, e.A.CloseFD(fd))
+		must(t, <-done)
+	}
+}

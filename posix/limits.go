@@ -45,17 +45,24 @@ func (s *socket) applyDefaults() {
 // accepted socket s, as Linux's accepted sockets inherit SO_KEEPALIVE,
 // TCP_KEEPIDLE, TCP_KEEPINTVL and TCP_KEEPCNT (gVisor does not carry them
 // over).
+//
+// Only the settings that differ are set: each set takes the endpoint's
+// lock and re-arms its keepalive timer, and a listener mostly has the
+// defaults an accepted endpoint starts with. The options are read into
+// s's fields, which are on the heap already: a local would escape through
+// the option interface, an allocation per connection.
 func (s *socket) inheritKeepalive(l *socket) {
-	var idle tcpip.KeepaliveIdleOption
-	if l.ep.GetSockOpt(&idle) == nil {
-		s.ep.SetSockOpt(&idle)
+	ka := &s.kaScratch
+	if l.ep.GetSockOpt(&ka.lIdle) == nil && s.ep.GetSockOpt(&ka.idle) == nil && ka.idle != ka.lIdle {
+		s.ep.SetSockOpt(&ka.lIdle)
 	}
-	var intvl tcpip.KeepaliveIntervalOption
-	if l.ep.GetSockOpt(&intvl) == nil {
-		s.ep.SetSockOpt(&intvl)
+	if l.ep.GetSockOpt(&ka.lIntvl) == nil && s.ep.GetSockOpt(&ka.intvl) == nil && ka.intvl != ka.lIntvl {
+		s.ep.SetSockOpt(&ka.lIntvl)
 	}
 	if n, err := l.ep.GetSockOptInt(tcpip.KeepaliveCountOption); err == nil {
-		s.ep.SetSockOptInt(tcpip.KeepaliveCountOption, n)
+		if m, err := s.ep.GetSockOptInt(tcpip.KeepaliveCountOption); err != nil || m != n {
+			s.ep.SetSockOptInt(tcpip.KeepaliveCountOption, n)
+		}
 	}
 	if l.ep.SocketOptions().GetKeepAlive() {
 		s.ep.SocketOptions().SetKeepAlive(true)

@@ -32,6 +32,8 @@ type socket struct {
 	// shutRd and shutWr record shutdown(2) for poll (RCV_SHUTDOWN and
 	// SEND_SHUTDOWN in sk_shutdown).
 	shutRd, shutWr atomic.Bool
+	// +checklocks:t.memMu
+	rcvAuto bool
 
 	// readMu serializes receives and accepts (Linux holds the socket lock
 	// for them too) and guards the receive scratch state.
@@ -63,11 +65,30 @@ type socket struct {
 
 	// mem is the socket-buffer memory this TCP socket has reserved
 	// (limits.go); rcvAuto says that gVisor may still grow its receive
-	// buffer, so that mem counts the receive range's maximum.
+	// buffer, so that mem counts the receive range's maximum. (rcvAuto
+	// sits with the flags above: the socket keeps to its size class.)
 	// +checklocks:t.memMu
 	mem int64
-	// +checklocks:t.memMu
-	rcvAuto bool
+
+	// What a served connection needs of posix is allocated with the
+	// socket, in one object in the 704-byte size class: its table entry
+	// (f points to file), its first epoll registration (item, which
+	// items starts on, in items1) and the IPv4 peer address accept
+	// returns (peer4). None of it is referred to once the socket is
+	// released, so nothing of it outlives the connection's descriptor
+	// (gVisor holds only the endpoint and its waiter queue).
+	file   file
+	item   epItem
+	items1 [1]*epItem
+	// peer4 is the IPv4 peer address Accept returned (peerSockaddr).
+	peer4 unix.SockaddrInet4
+	// kaScratch is where accept reads the keepalive options it copies
+	// from the listener (inheritKeepalive); only accept4 uses it, before
+	// the socket is installed.
+	kaScratch struct {
+		idle, lIdle   tcpip.KeepaliveIdleOption
+		intvl, lIntvl tcpip.KeepaliveIntervalOption
+	}
 }
 
 // blocker is a reusable waiter entry for a blocking call; its channel is
@@ -122,6 +143,8 @@ func (t *Sockets) Socket(domain, typ, proto int) (int, error) {
 	if t.isClosed() {
 		return -1, unix.ENETDOWN
 	}
+	// The waiter queue is an object of its own: the endpoint holds it
+	// as long as it lives, through TIME-WAIT, and the socket need not.
 	wq := new(waiter.Queue)
 	ep, err := t.stack.NewEndpoint(transProto, netProto, wq)
 	if err != nil {
@@ -131,7 +154,8 @@ func (t *Sockets) Socket(domain, typ, proto int) (int, error) {
 		}
 		return -1, errnoOf(err)
 	}
-	s := t.newSocket(domain, typ, proto, ep, wq)
+	s := t.newSocket(domain, typ, proto)
+	s.ep, s.wq = ep, wq
 	if typ == unix.SOCK_STREAM {
 		if errno := s.reserveMem(); errno != 0 {
 			ep.Close()
@@ -152,10 +176,14 @@ func (t *Sockets) Socket(domain, typ, proto int) (int, error) {
 
 func (t *Sockets) isClosed() bool { return expired(t.done) }
 
-func (t *Sockets) newSocket(family, typ, proto int, ep tcpip.Endpoint, wq *waiter.Queue) *socket {
-	s := &socket{t: t, family: family, stype: typ, proto: proto, ep: ep, wq: wq}
-	s.f = newFile()
+// newSocket returns a socket without an endpoint yet (ep and wq), holding
+// the one reference of its file.
+func (t *Sockets) newSocket(family, typ, proto int) *socket {
+	s := &socket{t: t, family: family, stype: typ, proto: proto}
+	s.f = &s.file
+	s.f.refs.Store(1)
 	s.f.sock = s
+	s.items = s.items1[:0]
 	return s
 }
 
@@ -166,14 +194,18 @@ func (s *socket) release() {
 	for {
 		s.epMu.Lock()
 		var it *epItem
+		var ep *eventPoll
 		if len(s.items) > 0 {
+			// it.ep is read here: the instance's own release may
+			// take it out and clear it meanwhile (see removeLocked).
 			it = s.items[0]
+			ep = it.ep
 		}
 		s.epMu.Unlock()
 		if it == nil {
 			break
 		}
-		it.ep.remove(it)
+		ep.remove(it)
 	}
 	if s.stype == unix.SOCK_STREAM {
 		s.releaseCork()
@@ -217,7 +249,7 @@ func (s *socket) wait(b *blocker, deadline <-chan struct{}) unix.Errno {
 		return 0
 	case <-deadline:
 		return errnoDeadline
-	case <-s.f.closing:
+	case <-s.f.closed():
 		return unix.EBADF
 	case <-s.t.done:
 		return unix.EBADF
@@ -292,7 +324,7 @@ func (t *Sockets) Accept4(fd, flags int) (int, unix.Sockaddr, error) {
 	if errno != 0 {
 		return -1, nil, errno
 	}
-	return nfd, ns.sockaddr(peer), nil
+	return nfd, ns.peerSockaddr(peer), nil
 }
 
 // accept4 accepts a connection on s and installs it. With extraRef the new
@@ -319,7 +351,8 @@ func (t *Sockets) accept4(s *socket, flags int, deadline <-chan struct{}, extraR
 	if errno != 0 {
 		return -1, nil, peer, errno
 	}
-	ns := t.newSocket(s.family, s.stype, s.proto, nep, nwq)
+	ns := t.newSocket(s.family, s.stype, s.proto)
+	ns.ep, ns.wq = nep, nwq
 	ns.adoptMem(need, mp)
 	ns.inheritKeepalive(s)
 	ns.armKeepalive()

@@ -71,7 +71,16 @@ type file struct {
 	refs     atomic.Int32
 	nonblock atomic.Bool // O_NONBLOCK
 	cloexec  atomic.Bool // FD_CLOEXEC: recorded for F_GETFD, nothing execs
-	// closing is closed when the fd is closed; blocked calls return EBADF.
+	// +checklocks:closeMu
+	fdClosed bool
+
+	// closeMu guards fdClosed and closing. closing is closed when the fd
+	// is closed, and blocked calls return EBADF then; it is made by the
+	// first call that blocks (closed at once if the fd is closed
+	// already), so that a file nothing ever blocks on, as every socket
+	// the lcore loop serves, costs no channel.
+	closeMu sync.Mutex
+	// +checklocks:closeMu
 	closing chan struct{}
 
 	sock *socket    // exactly one of sock and ep is set
@@ -261,8 +270,27 @@ func (f *file) tryGet() bool {
 // closeFD is called once, when f leaves the table: it wakes blocked calls and
 // drops the table's reference.
 func (f *file) closeFD() {
-	close(f.closing)
+	f.closeMu.Lock()
+	f.fdClosed = true
+	if f.closing != nil {
+		close(f.closing)
+	}
+	f.closeMu.Unlock()
 	f.put()
+}
+
+// closed returns a channel that is closed once the fd is: a blocking call
+// selects on it.
+func (f *file) closed() <-chan struct{} {
+	f.closeMu.Lock()
+	defer f.closeMu.Unlock()
+	if f.closing == nil {
+		f.closing = make(chan struct{})
+		if f.fdClosed {
+			close(f.closing)
+		}
+	}
+	return f.closing
 }
 
 func (f *file) put() {
@@ -276,7 +304,7 @@ func (f *file) put() {
 }
 
 func newFile() *file {
-	f := &file{closing: make(chan struct{})}
+	f := new(file)
 	f.refs.Store(1)
 	return f
 }
