@@ -199,36 +199,62 @@ func (e *endpoint) WritePackets(pkts gvstack.PacketBufferList) (int, tcpip.Error
 	n := 0
 	list := pkts.AsSlice()
 	for i, pkt := range list {
-		if isHostGSO(pkt) {
-			if e.writeTCPLocked(pkt, len(list)-i) {
-				n++
-			}
-			continue
+		if e.writePacketLocked(pkt, len(list)-i) {
+			n++
 		}
-		size := pkt.Size()
-		if size > e.maxFrame {
-			e.txDropped.Add(1)
-			continue
-		}
-		buf := e.txBufLocked(len(list) - i)
-		if buf == nil || size > cap(buf) {
-			// No buffer free even after a flush (every frame is out
-			// with the kernel), or the queue's frames are smaller
-			// than the MTU: gVisor retransmits what it lost.
-			if buf != nil {
-				e.txSpareAt--
-			}
-			e.txDropped.Add(1)
-			continue
-		}
-		buf = buf[:size]
-		copyFrom(buf, pkt, 0)
-		e.txBatch[e.txN] = buf
-		e.txN++
-		n++
 	}
 	return n, nil
 }
+
+// writePacketLocked copies pkt into the batch, reserving buffers for the
+// more packets that follow it in the caller's list, and says whether it
+// was queued. A packet that cannot be is counted as dropped: gVisor
+// retransmits what it lost. +checklocks:txMu
+func (e *endpoint) writePacketLocked(pkt *gvstack.PacketBuffer, more int) bool {
+	if isHostGSO(pkt) {
+		return e.writeTCPLocked(pkt, more)
+	}
+	size := pkt.Size()
+	if size > e.maxFrame {
+		e.txDropped.Add(1)
+		return false
+	}
+	buf := e.txBufLocked(more)
+	if buf == nil || size > cap(buf) {
+		// No buffer free even after a flush (every frame is out with
+		// the kernel), or the queue's frames are smaller than the MTU.
+		if buf != nil {
+			e.txSpareAt--
+		}
+		e.txDropped.Add(1)
+		return false
+	}
+	buf = buf[:size]
+	copyFrom(buf, pkt, 0)
+	e.txBatch[e.txN] = buf
+	e.txN++
+	return true
+}
+
+// qdisc is the NIC's queueing discipline: it hands each packet straight
+// to the endpoint. gVisor sends nearly every packet one at a time, and its
+// default discipline wraps each in a list that escapes through the
+// WritePackets interface call, an allocation per packet sent.
+type qdisc struct{ e *endpoint }
+
+// WritePacket implements gvstack.QueueingDiscipline. Like WritePackets, it
+// reports no error for a packet it drops (the drop is counted).
+func (q qdisc) WritePacket(pkt *gvstack.PacketBuffer) tcpip.Error {
+	e := q.e
+	e.txMu.Lock()
+	e.writePacketLocked(pkt, 1)
+	e.txMu.Unlock()
+	return nil
+}
+
+// Close implements gvstack.QueueingDiscipline; the endpoint's queue is
+// closed with the stack (closeTx).
+func (qdisc) Close() {}
 
 // txBufLocked returns a buffer for the next frame of the batch, flushing
 // a full batch first: a spare one, or one of those it reserves for the

@@ -178,7 +178,7 @@ func New(q nic.Queue, cfg Config) (*Stack, error) {
 
 func (st *Stack) init() error {
 	s := st.s
-	if err := s.CreateNICWithOptions(NICID, st.ep, gvstack.NICOptions{Name: st.cfg.Name}); err != nil {
+	if err := s.CreateNICWithOptions(NICID, st.ep, gvstack.NICOptions{Name: st.cfg.Name, QDisc: qdisc{st.ep}}); err != nil {
 		return fmt.Errorf("create NIC: %s", err)
 	}
 	// Defaults a server stack wants: SACK on, cubic.
