@@ -474,6 +474,7 @@ func (l *Lcore) controlStats() ctl.Stats {
 		IdlePasses: ls.IdlePasses,
 		BusyNs:     ls.BusyNs,
 		IdleNs:     ls.IdleNs,
+		LongPasses: ls.LongPasses,
 		RxPackets:  qs.RxFrames,
 		RxBytes:    qs.RxBytes,
 		TxPackets:  qs.TxFrames,

@@ -519,6 +519,10 @@ func (l *Lcore) Counters() []stack.Counter {
 		{Name: "loop.busy_ns", Value: ls.BusyNs},
 		{Name: "loop.idle_ns", Value: ls.IdleNs},
 		{Name: "loop.timers", Value: ls.Timers},
+		{Name: "loop.long_passes_100us", Value: ls.LongPasses[0]},
+		{Name: "loop.long_passes_1ms", Value: ls.LongPasses[1]},
+		{Name: "loop.long_passes_10ms", Value: ls.LongPasses[2]},
+		{Name: "loop.max_pass_ns", Value: ls.MaxPassNs},
 		// The process's goroutines (gVisor's, the control plane's, the
 		// application's): a leak shows as a count that keeps growing.
 		{Name: "go.goroutines", Value: uint64(runtime.NumGoroutine())},

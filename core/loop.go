@@ -54,7 +54,16 @@ type LoopStats struct {
 	BusyNs     uint64 // nanoseconds in passes that did work
 	IdleNs     uint64 // nanoseconds in idle passes and their sleeps
 	Timers     uint64 // timers of the stack's LoopClock fired by the loop
+	// LongPasses counts the passes that did work and took at least
+	// LongPassBounds[i] from their start to the next pass's start: while
+	// one runs, a frame that arrives waits in the ring, so they are what
+	// a latency tail is made of. MaxPassNs is the longest such interval.
+	LongPasses [len(LongPassBounds)]uint64
+	MaxPassNs  uint64
 }
+
+// LongPassBounds are the thresholds of LoopStats.LongPasses.
+var LongPassBounds = [...]time.Duration{100 * time.Microsecond, time.Millisecond, 10 * time.Millisecond}
 
 // Loop drives one queue and one stack.
 type Loop struct {
@@ -78,6 +87,8 @@ type Loop struct {
 
 	passes, idle, rx, tx, sleeps atomic.Uint64
 	busyNs, idleNs, timers       atomic.Uint64
+	long                         [len(LongPassBounds)]atomic.Uint64
+	maxPass                      atomic.Uint64
 
 	// mark is when the latest pass started (0 before the first) and
 	// markBusy whether it did work: the interval from mark to the next
@@ -195,11 +206,27 @@ func (l *Loop) account(now time.Duration) {
 		d := uint64(now - l.mark)
 		if l.markBusy {
 			l.busyNs.Add(d)
+			l.countLong(d)
 		} else {
 			l.idleNs.Add(d)
 		}
 	}
 	l.mark = now
+}
+
+// countLong counts a working pass of d nanoseconds among the long ones.
+func (l *Loop) countLong(d uint64) {
+	if d < uint64(LongPassBounds[0]) {
+		return
+	}
+	for i, b := range LongPassBounds {
+		if d >= uint64(b) {
+			l.long[i].Add(1)
+		}
+	}
+	if d > l.maxPass.Load() {
+		l.maxPass.Store(d)
+	}
 }
 
 // SetControl installs fn to run once per pass, after the TX flush. Call it
@@ -250,5 +277,7 @@ func (l *Loop) Stats() LoopStats {
 		BusyNs:     l.busyNs.Load(),
 		IdleNs:     l.idleNs.Load(),
 		Timers:     l.timers.Load(),
+		LongPasses: [len(LongPassBounds)]uint64{l.long[0].Load(), l.long[1].Load(), l.long[2].Load()},
+		MaxPassNs:  l.maxPass.Load(),
 	}
 }

@@ -89,6 +89,48 @@ func TestLoopBusyTime(t *testing.T) {
 	}
 }
 
+// TestLoopLongPasses drives busy passes of known lengths around the
+// bounds, and idle ones of any length (a sleep is not a long pass): each
+// busy pass counts under every bound it reaches, and the longest is kept.
+func TestLoopLongPasses(t *testing.T) {
+	clk := &fakeClock{now: time.Second}
+	l, q := newTestLoop(t, LoopConfig{BusyPoll: true, Now: clk.Now})
+	type step struct {
+		busy bool
+		d    time.Duration
+	}
+	steps := []step{
+		{true, 99 * time.Microsecond}, {true, 100 * time.Microsecond},
+		{false, 50 * time.Millisecond}, {true, 999 * time.Microsecond},
+		{true, time.Millisecond}, {true, 12 * time.Millisecond},
+		{false, time.Second}, {true, 10 * time.Microsecond},
+	}
+	i := 0
+	app := func() error {
+		clk.now += steps[i].d
+		i++
+		switch {
+		case i == len(steps):
+			l.Stop()
+		case steps[i].busy:
+			q.Inject(junkFrame)
+		}
+		return nil
+	}
+	q.Inject(junkFrame)
+	if err := l.Run(app); err != ErrStopped {
+		t.Fatalf("Run: %v, want ErrStopped", err)
+	}
+	// The last pass's interval is closed by no later pass.
+	s := l.Stats()
+	if want := [len(LongPassBounds)]uint64{4, 2, 1}; s.LongPasses != want {
+		t.Errorf("long passes %v, want %v (bounds %v)", s.LongPasses, want, LongPassBounds)
+	}
+	if s.MaxPassNs != uint64(12*time.Millisecond) {
+		t.Errorf("longest pass %v, want 12ms", time.Duration(s.MaxPassNs))
+	}
+}
+
 // TestLoopBusyTimeRealClock runs a loop on the real clock: with a frame in
 // every pass all its time is busy, and spinning with nothing to do all of
 // it is idle, whatever the machine's speed.

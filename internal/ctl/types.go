@@ -24,6 +24,10 @@ type Stats struct {
 	// ΔBusyNs / (ΔBusyNs + ΔIdleNs).
 	BusyNs uint64 `json:"busy_ns"`
 	IdleNs uint64 `json:"idle_ns"`
+	// LongPasses counts the working passes of at least 100 µs, 1 ms and
+	// 10 ms (core.LoopStats.LongPasses): the stalls a latency tail is
+	// made of.
+	LongPasses [3]uint64 `json:"long_passes"`
 	// UserNs and SysNs are the CPU time the whole process has used in
 	// user and kernel mode (getrusage): in thread mode every lcore of the
 	// process reports the same figures.

@@ -27,7 +27,7 @@ func TestRate(t *testing.T) {
 		name                  string
 		b                     ctl.Stats
 		busy, user, sys, pass float64
-		rxpps, rxbps          float64
+		rxpps, rxbps, stalls  float64
 	}{
 		{
 			// A saturated loop: few long busy passes between many short
@@ -68,6 +68,17 @@ func TestRate(t *testing.T) {
 			busy: 25, pass: 100,
 		},
 		{
+			name: "stalls", b: after(func(s *ctl.Stats) {
+				s.TimeNs += 2 * sec
+				s.Passes += 10
+				s.BusyNs += 2e9
+				s.LongPasses[0] += 9
+				s.LongPasses[1] += 6
+				s.LongPasses[2] += 1
+			}),
+			busy: 100, pass: 5, stalls: 3,
+		},
+		{
 			// Two snapshots in one pass: no loop time between them.
 			name: "no loop time", b: after(func(s *ctl.Stats) { s.TimeNs += sec / 1000 }),
 		},
@@ -85,6 +96,7 @@ func TestRate(t *testing.T) {
 				{"rx pkts/s", r.RxPPS, tc.rxpps},
 				{"rx bit/s", r.RxBPS, tc.rxbps},
 				{"tx pkts/s", r.TxPPS, 0},
+				{"stalls/s", r.StallsPerSec, tc.stalls},
 			} {
 				if math.Abs(f.got-f.want) > 1e-6*math.Max(1, f.want) {
 					t.Errorf("%s = %v, want %v", f.what, f.got, f.want)
