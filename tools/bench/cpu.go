@@ -127,6 +127,9 @@ type CPUWindow struct {
 	LoopIdleNs *uint64 `json:"loop_idle_ns,omitempty"`
 	ProcUserNs *uint64 `json:"proc_user_ns,omitempty"`
 	ProcSysNs  *uint64 `json:"proc_sys_ns,omitempty"`
+	// LoopStalls counts the loop's working passes of at least 100 µs,
+	// 1 ms and 10 ms in the window (ctl.Stats.LongPasses).
+	LoopStalls *[3]uint64 `json:"loop_stalls,omitempty"`
 	// The run time of the NAPI kthreads of the stack side's veth end (on
 	// the server CPU) and of the peer's (on the client CPU) in the nic rig
 	// mode: where the receive work of each side landed.
@@ -156,6 +159,11 @@ func window(a, b cpuSnap, units float64, unit string) CPUWindow {
 	if a.loop != nil && b.loop != nil {
 		w.LoopBusyNs, w.LoopIdleNs = d(b.loop.BusyNs, a.loop.BusyNs), d(b.loop.IdleNs, a.loop.IdleNs)
 		w.ProcUserNs, w.ProcSysNs = d(b.loop.UserNs, a.loop.UserNs), d(b.loop.SysNs, a.loop.SysNs)
+		var st [3]uint64
+		for i := range st {
+			st[i] = b.loop.LongPasses[i] - a.loop.LongPasses[i]
+		}
+		w.LoopStalls = &st
 	}
 	w.ClientBound = w.Client.util() >= clientBoundUtil
 	return w
