@@ -90,7 +90,8 @@ import (
 //	net.inet.tcp.gro               0|1 merge a burst's in-order TCP segments (GRO)
 //	net.inet.tcp.gso               0|1 let gVisor send TCP packets of up to 64 KiB, cut into frames by the link (GSO), default 0
 //	net.inet.tcp.nodelay           0|1 TCP_NODELAY for new sockets
-//	net.inet.tcp.msl               maximum segment lifetime in ms, 1..600000
+//	net.inet.tcp.msl               maximum segment lifetime in ms, 1..600000, default
+//	                               2000 (TIME-WAIT lasts 2*MSL)
 //	net.inet.tcp.rexmit_min        least retransmission timeout in ms, 1..3600000, default 200
 //	net.inet.tcp.rexmit_max        greatest retransmission timeout in ms, 1..3600000, default 120000
 //	net.inet.tcp.keepidle          keepalive idle time in s, 1..32767

@@ -165,7 +165,7 @@ var sysctlTable = []sysctl{{
 }, {
 	// TIME-WAIT lasts 2*MSL.
 	name:   "net.inet.tcp.msl",
-	doc:    []string{"maximum segment lifetime in ms, 1..600000"},
+	doc:    []string{"maximum segment lifetime in ms, 1..600000, default", "2000 (TIME-WAIT lasts 2*MSL)"},
 	values: sysctlValues{lo: 1, hi: 600000, unit: "milliseconds"},
 	sysctlAccess: sysctlAccess{
 		get: func(st *Stack) (string, error) {
