@@ -22,9 +22,6 @@ import (
 // whole scenario, so that each dropped frame is one MTU-sized segment for
 // both targets, and both servers send with Reno (see loss).
 
-// lossRates are the shares of frames dropped, each way.
-var lossRates = []float64{0, 0.01, 0.05, 0.20}
-
 // lossSettle is how long after a flow starts the dropper starts dropping:
 // connections are made on a clean link (a lost SYN would cost a one-second
 // retransmission, or the connect), and the loss is on well before the
@@ -73,7 +70,7 @@ func (b *bench) loss() error {
 	}
 	err = b.withOffloadsOff(func() error {
 		return b.eachRound(streamServer, bothTargets, func(round int, tg string, addr netip.AddrPort) error {
-			for _, rate := range lossRates {
+			for _, rate := range b.o.lossRates {
 				for _, dir := range []string{upload, download} {
 					if err := b.lossRound(d, round, tg, addr, rate, dir, warm); err != nil {
 						return err

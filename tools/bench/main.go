@@ -142,8 +142,9 @@ type options struct {
 	idleConns  []int
 	root       string
 	binDir     string
-	mtu        int      // both ends of the veth and xstack's port; 0 leaves the rig's
-	sysctls    []string // name=value lines of xstack's [sysctl] section
+	mtu        int       // both ends of the veth and xstack's port; 0 leaves the rig's
+	sysctls    []string  // name=value lines of xstack's [sysctl] section
+	lossRates  []float64 // loss: shares of frames dropped each way
 }
 
 func main() {
@@ -184,6 +185,7 @@ func main() {
 		o.sysctls = append(o.sysctls, v)
 		return nil
 	})
+	lossPct := flag.String("loss-rates", "0,1,5,20", "loss: percentages of frames dropped each way")
 	flag.StringVar(&o.binDir, "bin", "", "use prebuilt helloworld and echo from this directory instead of building them")
 	flag.Parse()
 
@@ -199,6 +201,9 @@ func main() {
 	}
 	if o.rigModes, err = parseRigModes(*rigModes); err != nil {
 		log.Fatalf("-rig: %v", err)
+	}
+	if o.lossRates, err = parseLossRates(*lossPct); err != nil {
+		log.Fatalf("-loss-rates: %v", err)
 	}
 	set := map[string]bool{}
 	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -280,6 +285,19 @@ func parseInts(s string) ([]int, error) {
 			return nil, fmt.Errorf("%q is not a positive number", f)
 		}
 		out = append(out, n)
+	}
+	return out, nil
+}
+
+// parseLossRates turns comma-separated percentages into shares.
+func parseLossRates(s string) ([]float64, error) {
+	var out []float64
+	for f := range strings.SplitSeq(s, ",") {
+		p, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || p < 0 || p >= 100 {
+			return nil, fmt.Errorf("%q is not a percentage in [0, 100)", f)
+		}
+		out = append(out, p/100)
 	}
 	return out, nil
 }
