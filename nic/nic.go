@@ -43,6 +43,20 @@
 // rather than its default 32 frames (XDP_MAX_TX_SKB_BUDGET, Linux 6.17;
 // Stats.TxBudget says what the kernel took).
 //
+// TX checksum offload (QueueConfig.TxChecksum, XSKQueue.TxChecksumOffload,
+// the TxChecksumOffloader interface): where the kernel has AF_XDP TX
+// metadata (Linux 6.8), the UMEM is registered with a struct
+// xsk_tx_metadata in front of every TX frame; a caller that left the
+// pseudo-header sum in a frame's checksum field calls SetTxChecksum and
+// TxSubmit flags the descriptor XDP_TX_METADATA. In copy mode the kernel
+// turns the request into a CHECKSUM_PARTIAL skb: a device with checksum
+// offload completes it (veth hands it to the peer as it is, whose kernel
+// trusts it), and for one without, the kernel computes it in software
+// before the driver sees the frame. In zero-copy mode the driver must
+// report the xsk tx-checksum feature. Elsewhere the offload is off and the
+// caller computes checksums itself (CompleteChecksum does what the device
+// would). Stats.TxCsumOffload counts the frames sent with a request.
+//
 // OpenPort, OpenQueue and Open must run on a thread inside the interface's
 // network namespace (internal/netns.Do); the file descriptors they make work
 // from any thread afterwards.
