@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xstack/xstack/internal/rigtest"
 	"github.com/xstack/xstack/internal/xstest"
 )
 
@@ -345,5 +346,69 @@ func TestCompleteChecksum(t *testing.T) {
 	}
 	if CompleteChecksum(make([]byte, 10), 4, 5) || CompleteChecksum(make([]byte, 10), -1, 0) {
 		t.Error("a checksum field outside the frame was accepted")
+	}
+}
+
+// TestTxChecksumOff: tx_checksum=off registers no metadata, so TX buffers
+// have the whole frame and requests are refused.
+func TestTxChecksumOff(t *testing.T) {
+	r := newRig(t)
+	_, q := r.openPortConfig(t, XDPNative, QueueConfig{Frames: 256, RxRing: 64, TxRing: 64, TxChecksum: TxChecksumOff})
+	if q.TxChecksumOffload() || q.TxChecksumSoftware() {
+		t.Fatalf("TxChecksumOffload %v TxChecksumSoftware %v with tx_checksum=off", q.TxChecksumOffload(), q.TxChecksumSoftware())
+	}
+	bufs := make([][]byte, 1)
+	if q.TxReserve(bufs) != 1 {
+		t.Fatal("TxReserve lent nothing")
+	}
+	if cap(bufs[0]) != 2048 {
+		t.Errorf("TX buffer capacity %d, want the whole frame, 2048", cap(bufs[0]))
+	}
+	bufs[0] = append(bufs[0], make([]byte, 60)...)
+	if err := q.SetTxChecksum(bufs[0], 34, 6); !errors.Is(err, ErrTxChecksumOff) {
+		t.Errorf("SetTxChecksum = %v, want ErrTxChecksumOff", err)
+	}
+	if err := q.TxRelease(bufs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTxMetadataFallback registers a UMEM with a metadata length this
+// kernel refuses (EINVAL, as a kernel before 6.8 answers the flag): auto
+// falls back to a plain registration, on fails with ErrNotSupported.
+func TestTxMetadataFallback(t *testing.T) {
+	rigtest.RequireRoot(t)
+	for _, tc := range []struct {
+		mode    TxChecksumMode
+		wantErr bool
+	}{{TxChecksumAuto, false}, {TxChecksumOn, true}, {TxChecksumSoftware, true}} {
+		t.Run(string(tc.mode), func(t *testing.T) {
+			fd, err := unix.Socket(unix.AF_XDP, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Close(fd)
+			umem, err := unix.Mmap(-1, 0, 16*2048, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Munmap(umem)
+			q := &XSKQueue{fd: fd, umem: umem, frameSize: 2048}
+			cfg := QueueConfig{FrameSize: 2048, TxChecksum: tc.mode}
+			err = q.registerUMEMMeta(cfg, unix.XDP_COPY, 20) // not a multiple of 8
+			if tc.wantErr {
+				if !errors.Is(err, ErrNotSupported) || !errors.Is(err, unix.EINVAL) {
+					t.Fatalf("register = %v, want ErrNotSupported wrapping EINVAL", err)
+				}
+				return
+			}
+			if err != nil || q.txMeta != 0 {
+				t.Fatalf("register = %v with txMeta %d, want a plain registration", err, q.txMeta)
+			}
+			// The socket has its UMEM: a second registration is refused.
+			if err := registerUMEM(fd, umem, 2048, 0, 0); !errors.Is(err, unix.EBUSY) {
+				t.Errorf("second registration = %v, want EBUSY", err)
+			}
+		})
 	}
 }

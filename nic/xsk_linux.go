@@ -393,6 +393,12 @@ const (
 // cfg.TxChecksum asks for it and the socket can use it (see
 // TxChecksumMode), and sets q.txMeta and q.txSWCsum accordingly.
 func (q *XSKQueue) registerUMEM(cfg QueueConfig, modeFlag uint16) error {
+	return q.registerUMEMMeta(cfg, modeFlag, xskTxMetadataLen)
+}
+
+// registerUMEMMeta is registerUMEM with the metadata length to try (a
+// length the kernel refuses stands in for an old kernel in tests).
+func (q *XSKQueue) registerUMEMMeta(cfg QueueConfig, modeFlag uint16, metaLen uint32) error {
 	want := cfg.TxChecksum != TxChecksumOff
 	if want && modeFlag == unix.XDP_ZEROCOPY {
 		// In zero-copy mode the driver reads the metadata itself, and
@@ -414,10 +420,10 @@ func (q *XSKQueue) registerUMEM(cfg QueueConfig, modeFlag uint16) error {
 		if cfg.TxChecksum == TxChecksumSoftware {
 			flags = unix.XDP_UMEM_TX_SW_CSUM
 		}
-		err := registerUMEM(q.fd, q.umem, cfg.FrameSize, xskTxMetadataLen, flags)
+		err := registerUMEM(q.fd, q.umem, cfg.FrameSize, metaLen, flags)
 		switch {
 		case err == nil:
-			q.txMeta = xskTxMetadataLen
+			q.txMeta = uint64(metaLen)
 			q.txSWCsum = flags != 0
 			return nil
 		case !errors.Is(err, unix.EINVAL):
