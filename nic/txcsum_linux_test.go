@@ -84,6 +84,16 @@ func csumFrame4(dst, src net.HardwareAddr, saddr, daddr netip.Addr, proto byte, 
 	return ethFrame(dst, src, 0x0800, append(ip, l4...))
 }
 
+// csumFrame6 is csumFrame4 for IPv6.
+func csumFrame6(dst, src net.HardwareAddr, saddr, daddr netip.Addr, next byte, l4 []byte, csumOff int) []byte {
+	ip := []byte{0x60, 0, 0, 0, byte(len(l4) >> 8), byte(len(l4)), next, 64}
+	ip = append(ip, saddr.AsSlice()...)
+	ip = append(ip, daddr.AsSlice()...)
+	pseudo := append(append(saddr.AsSlice(), daddr.AsSlice()...), 0, 0, byte(len(l4)>>8), byte(len(l4)), 0, 0, 0, next)
+	binary.BigEndian.PutUint16(l4[csumOff:], onesSum(0, pseudo))
+	return ethFrame(dst, src, 0x86dd, append(ip, l4...))
+}
+
 // onesSum adds b to sum in one's complement, folded to 16 bits.
 func onesSum(sum uint32, b []byte) uint16 {
 	for ; len(b) >= 2; b = b[2:] {
@@ -107,9 +117,26 @@ func l4ChecksumOK(f []byte) bool {
 	return onesSum(uint32(onesSum(0, pseudo)), l4) == 0xffff
 }
 
-// peerSNMP reads one counter of /proc/net/snmp in the peer's namespace.
+// peerSNMP reads one counter of /proc/net/snmp in the peer's namespace;
+// proto "Udp6" reads /proc/net/snmp6.
 func (r *testRig) peerSNMP(tb testing.TB, proto, name string) uint64 {
 	tb.Helper()
+	if proto == "Udp6" {
+		out, err := r.Run(r.PeerNS, "cat", "/proc/net/snmp6")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		for _, line := range strings.Split(out, "\n") {
+			if f := strings.Fields(line); len(f) == 2 && f[0] == proto+name {
+				v, err := strconv.ParseUint(f[1], 10, 64)
+				if err != nil {
+					tb.Fatalf("/proc/net/snmp6 %s: %v", f[0], err)
+				}
+				return v
+			}
+		}
+		tb.Fatalf("/proc/net/snmp6 has no %s%s", proto, name)
+	}
 	out, err := r.Run(r.PeerNS, "cat", "/proc/net/snmp")
 	if err != nil {
 		tb.Fatal(err)
@@ -271,6 +298,37 @@ func TestTxChecksumOffloadVeth(t *testing.T) {
 					complete, binary.BigEndian.Uint16(frame[14+20+6:]), binary.BigEndian.Uint16(wire[14+20+6:]))
 				if complete != tc.complete {
 					t.Errorf("complete checksum on the wire %v, want %v", complete, tc.complete)
+				}
+			})
+
+			t.Run("udp6", func(t *testing.T) {
+				var uc6 *net.UDPConn
+				if err := r.Do(r.PeerNS, func() (err error) {
+					uc6, err = net.ListenUDP("udp6", net.UDPAddrFromAddrPort(netip.AddrPortFrom(r.PeerAddr6, 9)))
+					return err
+				}); err != nil {
+					t.Fatal(err)
+				}
+				defer uc6.Close()
+				udp6 := func(marker string) []byte {
+					l4 := binary.BigEndian.AppendUint16(nil, 40000)
+					l4 = binary.BigEndian.AppendUint16(l4, 9)
+					l4 = binary.BigEndian.AppendUint16(l4, uint16(8+len(marker)))
+					l4 = append(append(l4, 0, 0), marker...)
+					return csumFrame6(r.PeerMAC, r.StackMAC, r.StackAddr6, r.PeerAddr6, unix.IPPROTO_UDP, l4, 6)
+				}
+				csumErrs := r.peerSNMP(t, "Udp6", "InCsumErrors")
+				send(udp6("no-request"), 14+40, 6, false)
+				waitCounter("Udp6", "InCsumErrors", csumErrs)
+				send(udp6("with-request6"), 14+40, 6, true)
+				buf := make([]byte, 100)
+				uc6.SetReadDeadline(time.Now().Add(3 * time.Second))
+				n, _, err := uc6.ReadFromUDPAddrPort(buf)
+				if err != nil || string(buf[:n]) != "with-request6" {
+					t.Fatalf("peer UDP socket read %q, %v; want the datagram sent with a checksum request", buf[:n], err)
+				}
+				if v := r.peerSNMP(t, "Udp6", "InCsumErrors"); v != csumErrs+1 {
+					t.Errorf("Udp6 InCsumErrors %d, want %d (only the frame without a request)", v, csumErrs+1)
 				}
 			})
 
