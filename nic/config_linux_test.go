@@ -20,6 +20,11 @@ func TestQueueConfigValidate(t *testing.T) {
 		{"frame size odd", func(c *QueueConfig) { c.FrameSize = 3000 }, "frame_size 3000"},
 		{"frames", func(c *QueueConfig) { c.Frames = 1 }, "frames 1"},
 		{"zerocopy", func(c *QueueConfig) { c.ZeroCopy = "yes" }, `zerocopy "yes"`},
+		{"tx checksum", func(c *QueueConfig) { c.TxChecksum = "hw" }, `tx_checksum "hw"`},
+		{"tx checksum software", func(c *QueueConfig) { c.TxChecksum = TxChecksumSoftware }, ""},
+		{"tx checksum software in zero-copy", func(c *QueueConfig) {
+			c.TxChecksum, c.ZeroCopy = TxChecksumSoftware, ZeroCopyOn
+		}, "only in copy mode"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var c QueueConfig

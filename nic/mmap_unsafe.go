@@ -15,11 +15,22 @@ import (
 // registerUMEM tells the kernel that umem, split into frames of frameSize
 // bytes, is the packet memory of the socket (XDP_UMEM_REG). The mapping must
 // outlive the socket.
-func registerUMEM(fd int, umem []byte, frameSize int) error {
+//
+// txMeta > 0 reserves that many bytes of TX metadata in front of each TX
+// frame (XDP_UMEM_TX_METADATA_LEN, Linux 6.8; the field sits where older
+// kernels' struct had padding, so only the flag makes the kernel read it);
+// flags adds further XDP_UMEM_* flags. A kernel that knows neither answers
+// EINVAL.
+func registerUMEM(fd int, umem []byte, frameSize int, txMeta uint32, flags uint32) error {
 	reg := unix.XDPUmemReg{
-		Addr: uint64(uintptr(unsafe.Pointer(&umem[0]))),
-		Len:  uint64(len(umem)),
-		Size: uint32(frameSize),
+		Addr:  uint64(uintptr(unsafe.Pointer(&umem[0]))),
+		Len:   uint64(len(umem)),
+		Size:  uint32(frameSize),
+		Flags: flags,
+	}
+	if txMeta > 0 {
+		reg.Flags |= unix.XDP_UMEM_TX_METADATA_LEN
+		reg.Tx_metadata_len = txMeta
 	}
 	_, _, errno := unix.Syscall6(unix.SYS_SETSOCKOPT, uintptr(fd), unix.SOL_XDP, unix.XDP_UMEM_REG,
 		uintptr(unsafe.Pointer(&reg)), unsafe.Sizeof(reg), 0)

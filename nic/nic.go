@@ -43,6 +43,20 @@
 // rather than its default 32 frames (XDP_MAX_TX_SKB_BUDGET, Linux 6.17;
 // Stats.TxBudget says what the kernel took).
 //
+// TX checksum offload (QueueConfig.TxChecksum, XSKQueue.TxChecksumOffload,
+// the TxChecksumOffloader interface): where the kernel has AF_XDP TX
+// metadata (Linux 6.8), the UMEM is registered with a struct
+// xsk_tx_metadata in front of every TX frame; a caller that left the
+// pseudo-header sum in a frame's checksum field calls SetTxChecksum and
+// TxSubmit flags the descriptor XDP_TX_METADATA. In copy mode the kernel
+// turns the request into a CHECKSUM_PARTIAL skb: a device with checksum
+// offload completes it (veth hands it to the peer as it is, whose kernel
+// trusts it), and for one without, the kernel computes it in software
+// before the driver sees the frame. In zero-copy mode the driver must
+// report the xsk tx-checksum feature. Elsewhere the offload is off and the
+// caller computes checksums itself (CompleteChecksum does what the device
+// would). Stats.TxCsumOffload counts the frames sent with a request.
+//
 // OpenPort, OpenQueue and Open must run on a thread inside the interface's
 // network namespace (internal/netns.Do); the file descriptors they make work
 // from any thread afterwards.
@@ -157,6 +171,11 @@ type Stats struct {
 	// fixed 32. Zero for in-memory queues.
 	TxBudget uint64
 
+	// TxCsumOffload counts the frames sent with a checksum request
+	// (TxChecksumOffloader.SetTxChecksum): the device, not the caller,
+	// completed their L4 checksum. With the offload off it stays zero.
+	TxCsumOffload uint64
+
 	// UMEM accounting, a snapshot rather than totals: where the queue's
 	// frames are. UMEMRxUser+UMEMRxKernel+UMEMTxFree+UMEMTxKernel ==
 	// UMEMFrames always; at rest UMEMTxKernel and UMEMTxLent are 0 (every
@@ -175,6 +194,7 @@ type Stats struct {
 // updated once per batch and read by Stats from any goroutine.
 type QueueCounters struct {
 	RxFrames, RxBytes, TxFrames, TxBytes, TxDropped, TxRingFull atomic.Uint64
+	TxCsumOffload                                               atomic.Uint64
 }
 
 // Read copies the counters into s.
@@ -185,4 +205,86 @@ func (c *QueueCounters) Read(s *Stats) {
 	s.TxBytes = c.TxBytes.Load()
 	s.TxDropped = c.TxDropped.Load()
 	s.TxRingFull = c.TxRingFull.Load()
+	s.TxCsumOffload = c.TxCsumOffload.Load()
+}
+
+// TxChecksumOffloader is implemented by queues that can complete a frame's
+// L4 checksum as they send it: an XSKQueue whose UMEM carries AF_XDP TX
+// metadata (QueueConfig.TxChecksum), and the in-memory queues of nictest.
+// The caller asks once whether the offload is on (TxChecksumOffload) and
+// otherwise computes every checksum itself.
+//
+// The contract is that of CHECKSUM_PARTIAL in the kernel
+// (include/linux/skbuff.h): the caller writes the frame in a buffer lent by
+// TxReserve, puts in its L4 checksum field (at start+offset) the one's
+// complement sum of the pseudo-header, not complemented, and calls
+// SetTxChecksum with the frame at its final length before TxSubmit. The
+// device then sums the frame from start to its end (pseudo-header sum
+// included, as it sits in the checksum field) and stores the complement of
+// the folded sum in the checksum field, 0xffff for 0. For TCP and UDP start
+// is the offset of the L4 header in the frame (14 + the IP header length)
+// and offset is 16 (TCP) or 6 (UDP).
+type TxChecksumOffloader interface {
+	// TxChecksumOffload reports whether SetTxChecksum works on this
+	// queue. It does not change after the queue is opened.
+	TxChecksumOffload() bool
+
+	// SetTxChecksum asks the device to complete the checksum of frame,
+	// a buffer lent by TxReserve (its start as lent) holding one frame at
+	// its final length, as the type's doc says. The request is
+	// forgotten when the buffer is lent again. It fails, without
+	// allocating, when the offload is off, when the checksum field does
+	// not lie within frame, or when frame is not a lent buffer. It
+	// neither blocks nor takes a lock; only the buffer's owner may call
+	// it.
+	SetTxChecksum(frame []byte, start, offset int) error
+}
+
+// Errors of SetTxChecksum, fixed so that the call never allocates.
+var (
+	ErrTxChecksumOff   = errors.New("tx checksum offload is off on this queue")
+	errTxChecksumRange = errors.New("tx checksum request: the checksum field lies outside the frame")
+	errTxChecksumBuf   = errors.New("tx checksum request: buffer not lent by TxReserve")
+)
+
+// CompleteChecksum does what a device does for a checksum request
+// (TxChecksumOffloader): it sums frame[start:] in one's complement, with
+// the pseudo-header sum the caller left in the checksum field at
+// start+offset, and stores the complement of the folded sum there (0xffff
+// for 0, as the kernel's skb_checksum_help does). The in-memory queues use
+// it; a caller whose queue lacks the offload may use it on a frame built
+// for the offload. It reports false, changing nothing, when the field lies
+// outside frame.
+func CompleteChecksum(frame []byte, start, offset int) bool {
+	if start < 0 || offset < 0 || start+offset+2 > len(frame) {
+		return false
+	}
+	var sum uint64
+	b := frame[start:]
+	for len(b) >= 8 {
+		// Big-endian 16-bit words, eight bytes at a time: the carries
+		// out of each 16-bit lane are folded at the end.
+		v := uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 |
+			uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
+		sum += v >> 32
+		sum += v & 0xffffffff
+		b = b[8:]
+	}
+	for len(b) >= 2 {
+		sum += uint64(b[0])<<8 | uint64(b[1])
+		b = b[2:]
+	}
+	if len(b) == 1 {
+		sum += uint64(b[0]) << 8
+	}
+	for sum>>16 != 0 {
+		sum = sum&0xffff + sum>>16
+	}
+	c := ^uint16(sum)
+	if c == 0 {
+		c = 0xffff
+	}
+	frame[start+offset] = byte(c >> 8)
+	frame[start+offset+1] = byte(c)
+	return true
 }

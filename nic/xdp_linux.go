@@ -254,7 +254,7 @@ func (p *Port) OpenQueue(cfg QueueConfig) (*XSKQueue, error) {
 			_ = p.xsks.Delete(key)
 		}
 	}
-	p.logf("xsk on %s queue %d: %s mode", p.ifname, cfg.Queue, q.Mode())
+	p.logf("xsk on %s queue %d: %s mode, tx checksum offload %v", p.ifname, cfg.Queue, q.Mode(), q.TxChecksumOffload())
 	return q, nil
 }
 

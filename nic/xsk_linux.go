@@ -1,6 +1,7 @@
 package nic
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -23,6 +24,10 @@ type QueueConfig struct {
 	FillRing  int          // fill ring slots, power of two (default RxRing)
 	CompRing  int          // completion ring slots, power of two (default TxRing)
 	ZeroCopy  ZeroCopyMode // "" means ZeroCopyAuto
+	// TxChecksum selects TX checksum offload through AF_XDP TX metadata;
+	// "" means TxChecksumAuto. XSKQueue.TxChecksumOffload says whether
+	// it is on.
+	TxChecksum TxChecksumMode
 }
 
 func (c *QueueConfig) setDefaults() {
@@ -47,6 +52,9 @@ func (c *QueueConfig) setDefaults() {
 	if c.ZeroCopy == "" {
 		c.ZeroCopy = ZeroCopyAuto
 	}
+	if c.TxChecksum == "" {
+		c.TxChecksum = TxChecksumAuto
+	}
 }
 
 func (c *QueueConfig) validate() error {
@@ -69,6 +77,12 @@ func (c *QueueConfig) validate() error {
 	}
 	if !c.ZeroCopy.Valid() {
 		return fmt.Errorf("zerocopy %q: must be auto, on or off", c.ZeroCopy)
+	}
+	if !c.TxChecksum.Valid() {
+		return fmt.Errorf("tx_checksum %q: must be auto, on, off or software", c.TxChecksum)
+	}
+	if c.TxChecksum == TxChecksumSoftware && c.ZeroCopy == ZeroCopyOn {
+		return fmt.Errorf("tx_checksum software: the kernel computes checksums in software only in copy mode, and zerocopy is on")
 	}
 	return nil
 }
@@ -96,6 +110,14 @@ type XSKQueue struct {
 	mtu       int
 	zeroCopy  bool
 	frameSize uint64
+	// txMeta is the TX metadata length registered with the UMEM
+	// (xskTxMetadataLen with TX checksum offload, else 0). Every TX
+	// frame then starts txMeta bytes into its UMEM frame, with its
+	// struct xsk_tx_metadata in front of it. Set at Open.
+	txMeta uint64
+	// txSWCsum: the kernel computes requested checksums in software
+	// (TxChecksumSoftware). Set at Open.
+	txSWCsum bool
 
 	fd      int
 	eventfd int      // written by Close to end a Wait
@@ -153,7 +175,10 @@ type counters struct {
 	fillRingEmpty, txWakeups, rxWakeups, wakeupBusy atomic.Uint64
 }
 
-var _ Queue = (*XSKQueue)(nil)
+var (
+	_ Queue               = (*XSKQueue)(nil)
+	_ TxChecksumOffloader = (*XSKQueue)(nil)
+)
 
 // Open creates an AF_XDP socket and its UMEM and binds it to queue
 // cfg.Queue of the interface ifname, with XDP_USE_NEED_WAKEUP. It does not
@@ -192,6 +217,11 @@ const bindBusyWait = 2 * time.Second
 
 // openMode opens the socket in the mode cfg.ZeroCopy asks for.
 func openMode(ifi *net.Interface, ifname string, cfg QueueConfig) (*XSKQueue, error) {
+	if cfg.TxChecksum == TxChecksumSoftware {
+		// The kernel computes checksums in software only on its copy-mode
+		// path (validate rejects zerocopy=on with it).
+		return openXSK(ifi, cfg, unix.XDP_COPY)
+	}
 	switch cfg.ZeroCopy {
 	case ZeroCopyOff:
 		return openXSK(ifi, cfg, unix.XDP_COPY)
@@ -292,7 +322,7 @@ func openXSK(ifi *net.Interface, cfg QueueConfig, modeFlag uint16) (_ *XSKQueue,
 		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_POPULATE); err != nil {
 		return nil, wrap(fmt.Sprintf("map UMEM of %d frames of %d bytes", cfg.Frames, cfg.FrameSize), err)
 	}
-	if err = registerUMEM(q.fd, q.umem, cfg.FrameSize); err != nil {
+	if err = q.registerUMEM(cfg, modeFlag); err != nil {
 		return nil, wrap("register UMEM", err)
 	}
 	for _, o := range []struct {
@@ -342,6 +372,73 @@ func openXSK(ifi *net.Interface, cfg QueueConfig, modeFlag uint16) (_ *XSKQueue,
 		return nil, wrap("bind", &bindError{err})
 	}
 	return q, nil
+}
+
+// xskTxMetadataLen is the TX metadata length the queue registers: the size
+// of struct xsk_tx_metadata (include/uapi/linux/if_xdp.h, Linux 6.14 and
+// later: u64 flags, then the request u16 csum_start, u16 csum_offset and
+// u64 launch_time), a multiple of 8 as the kernel requires. Older kernels'
+// struct is shorter; they read only its first 12 bytes here.
+const xskTxMetadataLen = 24
+
+// Offsets in struct xsk_tx_metadata, which the kernel reads in host byte
+// order.
+const (
+	txMetaFlags      = 0
+	txMetaCsumStart  = 8
+	txMetaCsumOffset = 10
+)
+
+// registerUMEM registers q.umem with the socket, with TX metadata when
+// cfg.TxChecksum asks for it and the socket can use it (see
+// TxChecksumMode), and sets q.txMeta and q.txSWCsum accordingly.
+func (q *XSKQueue) registerUMEM(cfg QueueConfig, modeFlag uint16) error {
+	return q.registerUMEMMeta(cfg, modeFlag, xskTxMetadataLen)
+}
+
+// registerUMEMMeta is registerUMEM with the metadata length to try (a
+// length the kernel refuses stands in for an old kernel in tests).
+func (q *XSKQueue) registerUMEMMeta(cfg QueueConfig, modeFlag uint16, metaLen uint32) error {
+	want := cfg.TxChecksum != TxChecksumOff
+	if want && modeFlag == unix.XDP_ZEROCOPY {
+		// In zero-copy mode the driver reads the metadata itself, and
+		// one without the hook ignores it: the frame would leave with
+		// the pseudo-header sum in its checksum field.
+		xsk, err := xskFeatures(q.ifindex)
+		if err != nil || xsk&netdevXSKFlagsTxCsum == 0 {
+			if cfg.TxChecksum == TxChecksumOn {
+				return &NotSupportedError{
+					Feature: fmt.Sprintf("AF_XDP TX checksum offload in zero-copy mode (xsk-features tx-checksum) in driver %s", driverName(q.ifname)),
+					Hint:    "set tx_checksum=auto or tx_checksum=off, or zerocopy=off",
+				}
+			}
+			want = false
+		}
+	}
+	if want {
+		var flags uint32
+		if cfg.TxChecksum == TxChecksumSoftware {
+			flags = unix.XDP_UMEM_TX_SW_CSUM
+		}
+		err := registerUMEM(q.fd, q.umem, cfg.FrameSize, metaLen, flags)
+		switch {
+		case err == nil:
+			q.txMeta = uint64(metaLen)
+			q.txSWCsum = flags != 0
+			return nil
+		case !errors.Is(err, unix.EINVAL):
+			return err
+		case cfg.TxChecksum != TxChecksumAuto:
+			return &NotSupportedError{
+				Feature: "AF_XDP TX metadata (XDP_UMEM_TX_METADATA_LEN, Linux 6.8)",
+				Hint:    "set tx_checksum=off, or tx_checksum=auto to compute checksums in software where it is missing",
+				Err:     err,
+			}
+		}
+		// A kernel before 6.8: the registration failed as a whole,
+		// and the socket takes a plain one.
+	}
+	return registerUMEM(q.fd, q.umem, cfg.FrameSize, 0, 0)
 }
 
 // kernelTxBatch is the kernel's TX_BATCH_SIZE (net/xdp/xsk.c): how many
@@ -575,11 +672,13 @@ func (q *XSKQueue) Tx(frames [][]byte) (int, error) {
 	var bytes uint64
 	for ; n < got; n++ {
 		f := frames[n]
-		if len(f) == 0 || uint64(len(f)) > q.frameSize {
+		if len(f) == 0 || uint64(len(f)) > q.frameSize-q.txMeta {
 			break
 		}
-		addr := q.txFree.pop()
-		copy(q.umem[addr:addr+q.frameSize], f)
+		// The frame starts after the metadata, if any, which its
+		// descriptor does not announce (no XDP_TX_METADATA).
+		addr := q.txFree.pop() + q.txMeta
+		copy(q.umem[addr:addr+q.frameSize-q.txMeta], f)
 		q.tx.set(pos+n, xdpDesc{Addr: addr, Len: uint32(len(f))})
 		bytes += uint64(len(f))
 	}
@@ -589,7 +688,8 @@ func (q *XSKQueue) Tx(frames [][]byte) (int, error) {
 }
 
 // TxReserve implements Queue: it lends free TX-side UMEM frames, each a
-// slice of the UMEM of length 0 and capacity FrameSize, reaping the
+// slice of the UMEM of length 0 and capacity FrameSize (less the TX
+// metadata in front of it when TX checksum offload is on), reaping the
 // completion ring first when the free stack is short.
 func (q *XSKQueue) TxReserve(bufs [][]byte) int {
 	q.txMu.Lock()
@@ -604,7 +704,11 @@ func (q *XSKQueue) TxReserve(bufs [][]byte) int {
 	for i := range n {
 		addr := q.txFree.pop()
 		q.txLent[addr/q.frameSize-uint64(q.rxSideFrames)] = true
-		bufs[i] = q.umem[addr : addr : addr+q.frameSize]
+		if q.txMeta > 0 {
+			// Forget the checksum request of the frame's last use.
+			binary.NativeEndian.PutUint64(q.umem[addr+txMetaFlags:], 0)
+		}
+		bufs[i] = q.umem[addr+q.txMeta : addr+q.txMeta : addr+q.frameSize]
 	}
 	q.txLentN += n
 	return n
@@ -626,7 +730,7 @@ func (q *XSKQueue) TxSubmit(frames [][]byte) (int, error) {
 	if got < uint32(len(frames)) {
 		q.c.TxRingFull.Add(1)
 	}
-	var n uint32
+	var n, csums uint32
 	var bytes uint64
 	foreign := 0
 	// Once one frame is not sent, none after it is: the sent ones stay a
@@ -640,7 +744,13 @@ func (q *XSKQueue) TxSubmit(frames [][]byte) (int, error) {
 			continue
 		}
 		if sending && n < got && len(f) > 0 {
-			q.tx.set(pos+n, xdpDesc{Addr: addr, Len: uint32(len(f))})
+			d := xdpDesc{Addr: addr + q.txMeta, Len: uint32(len(f))}
+			// SetTxChecksum set the flag; TxReserve cleared it.
+			if q.txMeta > 0 && binary.NativeEndian.Uint64(q.umem[addr+txMetaFlags:]) != 0 {
+				d.Options = unix.XDP_TX_METADATA
+				csums++
+			}
+			q.tx.set(pos+n, d)
 			bytes += uint64(len(f))
 			n++
 			continue
@@ -650,6 +760,9 @@ func (q *XSKQueue) TxSubmit(frames [][]byte) (int, error) {
 	}
 	q.tx.submit(n)
 	q.countTxLocked(n, bytes, len(frames)-int(n))
+	if csums > 0 {
+		q.c.TxCsumOffload.Add(uint64(csums))
+	}
 	err := q.kickTxLocked()
 	if foreign > 0 {
 		return int(n), fmt.Errorf("submit TX frames on %s queue %d: %d buffers not lent by TxReserve, or given back twice", q.ifname, q.queue, foreign)
@@ -679,12 +792,12 @@ func (q *XSKQueue) TxRelease(bufs [][]byte) error {
 	return nil
 }
 
-// takeBackLocked returns the UMEM address of b, a buffer lent by
-// TxReserve, and marks it no longer lent; false if b is not such a buffer.
-// The caller holds txMu.
+// takeBackLocked returns the UMEM address of the frame of b, a buffer lent
+// by TxReserve, and marks it no longer lent; false if b is not such a
+// buffer. The caller holds txMu.
 func (q *XSKQueue) takeBackLocked(b []byte) (uint64, bool) {
-	addr, ok := umemOffset(q.umem, b)
-	if !ok || addr&(q.frameSize-1) != 0 || addr/q.frameSize < uint64(q.rxSideFrames) {
+	addr, ok := q.txFrameOf(b)
+	if !ok {
 		return 0, false
 	}
 	i := addr/q.frameSize - uint64(q.rxSideFrames)
@@ -694,6 +807,51 @@ func (q *XSKQueue) takeBackLocked(b []byte) (uint64, bool) {
 	q.txLent[i] = false
 	q.txLentN--
 	return addr, true
+}
+
+// txFrameOf returns the UMEM address of the TX-side frame b was lent from,
+// if b starts where TxReserve's buffers start.
+func (q *XSKQueue) txFrameOf(b []byte) (uint64, bool) {
+	addr, ok := umemOffset(q.umem, b)
+	if !ok || addr&(q.frameSize-1) != q.txMeta || addr/q.frameSize < uint64(q.rxSideFrames) {
+		return 0, false
+	}
+	return addr - q.txMeta, true
+}
+
+// TxChecksumOffload implements TxChecksumOffloader: whether the UMEM was
+// registered with TX metadata (QueueConfig.TxChecksum), so that the kernel
+// or driver completes the checksums SetTxChecksum asks for. In copy mode
+// the kernel marks the frame's skb CHECKSUM_PARTIAL and the checksum is
+// the device's to fill in, or the kernel's own (skb_checksum_help) when
+// the device cannot or TxChecksumSoftware asked for it.
+func (q *XSKQueue) TxChecksumOffload() bool { return q.txMeta > 0 }
+
+// TxChecksumSoftware reports whether the kernel computes requested
+// checksums in software (TxChecksumSoftware).
+func (q *XSKQueue) TxChecksumSoftware() bool { return q.txSWCsum }
+
+// SetTxChecksum implements TxChecksumOffloader: it writes a checksum
+// request into the struct xsk_tx_metadata in front of frame, and TxSubmit
+// marks the frame's descriptor XDP_TX_METADATA. The kernel drops a frame
+// whose request is out of bounds (counted as TxInvalidDescs); the check
+// here catches that first.
+func (q *XSKQueue) SetTxChecksum(frame []byte, start, offset int) error {
+	if q.txMeta == 0 {
+		return ErrTxChecksumOff
+	}
+	if start < 0 || offset < 0 || start > 0xffff || offset > 0xffff || start+offset+2 > len(frame) {
+		return errTxChecksumRange
+	}
+	addr, ok := q.txFrameOf(frame)
+	if !ok {
+		return errTxChecksumBuf
+	}
+	m := q.umem[addr : addr+xskTxMetadataLen]
+	binary.NativeEndian.PutUint16(m[txMetaCsumStart:], uint16(start))
+	binary.NativeEndian.PutUint16(m[txMetaCsumOffset:], uint16(offset))
+	binary.NativeEndian.PutUint64(m[txMetaFlags:], unix.XDP_TXMD_FLAGS_CHECKSUM)
+	return nil
 }
 
 // countTxLocked counts n frames of bytes bytes sent and dropped frames not.
@@ -858,5 +1016,12 @@ func (q *XSKQueue) Close() error {
 }
 
 func (q *XSKQueue) String() string {
-	return fmt.Sprintf("xsk(%s queue %d, %s)", q.ifname, q.queue, strings.ToLower(q.Mode()))
+	csum := ""
+	switch {
+	case q.txSWCsum:
+		csum = ", tx checksum in kernel software"
+	case q.txMeta > 0:
+		csum = ", tx checksum offload"
+	}
+	return fmt.Sprintf("xsk(%s queue %d, %s%s)", q.ifname, q.queue, strings.ToLower(q.Mode()), csum)
 }

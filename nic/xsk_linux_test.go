@@ -181,8 +181,8 @@ func TestXSKVeth(t *testing.T) {
 			t.Errorf("UMEMTxLent %d with 3 buffers lent", st.UMEMTxLent)
 		}
 		for i, b := range bufs {
-			if len(b) != 0 || cap(b) != 2048 {
-				t.Fatalf("buffer %d: len %d cap %d, want 0 and the frame size", i, len(b), cap(b))
+			if want := 2048 - int(q.txMeta); len(b) != 0 || cap(b) != want {
+				t.Fatalf("buffer %d: len %d cap %d, want 0 and %d (the frame size less the TX metadata)", i, len(b), cap(b), want)
 			}
 		}
 		bufs[0] = append(bufs[0], frame...)

@@ -16,11 +16,17 @@
 // once, onto the peer's receive side, as a wire would. Buffers are
 // allocated once, so Rx and the TX calls do not allocate.
 //
+// The queues also offer TX checksum offload (nic.TxChecksumOffloader), on
+// unless SetTxChecksumOffload turns it off: TxSubmit completes a requested
+// checksum in software (nic.CompleteChecksum) before the frame goes on the
+// wire, as a device would, and counts it in Stats.TxCsumOffload.
+//
 // Rx and Wait are called by one goroutine (the lcore under test); the TX
 // calls, Inject, Sent and ReadSent by any.
 package nictest
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -60,6 +66,11 @@ type Queue struct {
 	txFree  []int  // +checklocks:txMu; indexes of free buffers
 	txLent  []bool // +checklocks:txMu; txLent[i]: buffer i is lent by TxReserve
 	txLentN int    // +checklocks:txMu
+	// txCsum[i] is the checksum request SetTxChecksum made for buffer
+	// i, written by the buffer's owner; TxReserve clears it.
+	txCsum []csumRequest
+	// noTxCsum turns the checksum offload off (SetTxChecksumOffload).
+	noTxCsum atomic.Bool
 
 	notify    chan struct{} // one token: frames arrived
 	done      chan struct{} // closed by Close
@@ -70,7 +81,16 @@ type Queue struct {
 	c nic.QueueCounters
 }
 
-var _ nic.Queue = (*Queue)(nil)
+var (
+	_ nic.Queue               = (*Queue)(nil)
+	_ nic.TxChecksumOffloader = (*Queue)(nil)
+)
+
+// csumRequest is a checksum request for one transmit buffer.
+type csumRequest struct {
+	set           bool
+	start, offset int
+}
 
 var macSeq atomic.Uint32
 
@@ -101,6 +121,7 @@ func newQueue(mtu, slots int) *Queue {
 	q.txBufs = make([][]byte, TxBuffers)
 	q.txFree = make([]int, TxBuffers)
 	q.txLent = make([]bool, TxBuffers)
+	q.txCsum = make([]csumRequest, TxBuffers)
 	for i := range q.txBufs {
 		q.txBufs[i] = q.txMem[i*q.slotSize : i*q.slotSize : (i+1)*q.slotSize]
 		q.txFree[i] = TxBuffers - 1 - i
@@ -162,6 +183,7 @@ func (q *Queue) TxReserve(bufs [][]byte) int {
 		k := q.txFree[len(q.txFree)-1]
 		q.txFree = q.txFree[:len(q.txFree)-1]
 		q.txLent[k] = true
+		q.txCsum[k] = csumRequest{}
 		bufs[i] = q.txBufs[k]
 	}
 	q.txLentN += n
@@ -180,12 +202,27 @@ func (q *Queue) TxSubmit(frames [][]byte) (int, error) {
 	// that is not the queue's.
 	ours, foreign := len(frames), 0
 	for i, f := range frames {
-		if !q.takeBackLocked(f) {
+		k, ok := q.takeBackLocked(f)
+		if !ok {
 			ours = min(ours, i)
 			foreign++
+			continue
+		}
+		// The device completes the checksum as it sends the frame.
+		if r := q.txCsum[k]; r.set && i < ours {
+			nic.CompleteChecksum(f, r.start, r.offset)
 		}
 	}
 	n := q.send(frames[:ours], len(frames))
+	csums := 0
+	for _, f := range frames[:n] {
+		if k, _ := bufIndex(q.txMem, f, q.slotSize); q.txCsum[k].set {
+			csums++
+		}
+	}
+	if csums > 0 {
+		q.c.TxCsumOffload.Add(uint64(csums))
+	}
 	if foreign > 0 {
 		return n, fmt.Errorf("nictest: submit: %d buffers not lent by TxReserve, or given back twice", foreign)
 	}
@@ -201,7 +238,7 @@ func (q *Queue) TxRelease(bufs [][]byte) error {
 	defer q.txMu.Unlock()
 	foreign := 0
 	for _, b := range bufs {
-		if !q.takeBackLocked(b) {
+		if _, ok := q.takeBackLocked(b); !ok {
 			foreign++
 		}
 	}
@@ -212,18 +249,49 @@ func (q *Queue) TxRelease(bufs [][]byte) error {
 }
 
 // takeBackLocked puts b, a buffer lent by TxReserve, back on the free
-// list, and reports false if it is not one. The caller holds txMu; the
-// bytes of b stay as they are until a TxReserve lends it again.
-func (q *Queue) takeBackLocked(b []byte) bool {
+// list and returns its index, or reports false if it is not one. The
+// caller holds txMu; the bytes of b stay as they are until a TxReserve
+// lends it again.
+func (q *Queue) takeBackLocked(b []byte) (int, bool) {
 	k, ok := bufIndex(q.txMem, b, q.slotSize)
 	if !ok || !q.txLent[k] {
-		return false
+		return 0, false
 	}
 	q.txLent[k] = false
 	q.txLentN--
 	q.txFree = append(q.txFree, k)
-	return true
+	return k, true
 }
+
+// SetTxChecksumOffload turns the queue's TX checksum offload on (the
+// default) or off, as a device with or without it; call it before the
+// queue is used.
+func (q *Queue) SetTxChecksumOffload(on bool) { q.noTxCsum.Store(!on) }
+
+// TxChecksumOffload implements nic.TxChecksumOffloader.
+func (q *Queue) TxChecksumOffload() bool { return !q.noTxCsum.Load() }
+
+// SetTxChecksum implements nic.TxChecksumOffloader: TxSubmit completes the
+// checksum of frame in software before sending it.
+func (q *Queue) SetTxChecksum(frame []byte, start, offset int) error {
+	if q.noTxCsum.Load() {
+		return nic.ErrTxChecksumOff
+	}
+	if start < 0 || offset < 0 || start > 0xffff || offset > 0xffff || start+offset+2 > len(frame) {
+		return errCsumRange
+	}
+	k, ok := bufIndex(q.txMem, frame, q.slotSize)
+	if !ok {
+		return errCsumBuf
+	}
+	q.txCsum[k] = csumRequest{set: true, start: start, offset: offset}
+	return nil
+}
+
+var (
+	errCsumRange = errors.New("nictest: tx checksum request: the checksum field lies outside the frame")
+	errCsumBuf   = errors.New("nictest: tx checksum request: buffer not lent by TxReserve")
+)
 
 // send transmits frames, the first of total, and counts the total-n that
 // it did not send as dropped. It stops at the first frame that is empty or
