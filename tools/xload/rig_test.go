@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xstack/xstack/internal/lossy"
 	"github.com/xstack/xstack/internal/netns"
 	"github.com/xstack/xstack/internal/rig"
 	"github.com/xstack/xstack/internal/rigtest"
@@ -148,5 +149,47 @@ func TestBadServers(t *testing.T) {
 				t.Errorf("want every response counted as %s only, got %+v", tt.name, res.Counts)
 			}
 		})
+	}
+}
+
+// TestLossy: with 5% of the frames lost each way, xload still ends on time,
+// and no response is misread.
+func TestLossy(t *testing.T) {
+	r := kernelRig(t)
+	bin := rigtest.Build(t, "./examples/helloworld")
+	rigtest.Start(t, "serving on port", "ip", "netns", "exec", r.StackNS, bin, "-kernel", "-port", "8080")
+	// On the server's end: xload's own XDP program holds the peer's.
+	d, err := lossy.Attach(r.StackNS, r.StackIf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.SetLoss(0.05, 0.05); err != nil {
+		t.Fatal(err)
+	}
+	for _, short := range []bool{false, true} {
+		t.Run(fmt.Sprintf("short=%v", short), func(t *testing.T) {
+			o := loadOpts(r, fmt.Sprintf("%s:8080", r.KernelAddr4))
+			o.short, o.timeout = short, 3*time.Second
+			if short {
+				o.portLo, o.portHi = 40000, 49999
+			}
+			res, err := run(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s", res.text())
+			c := res.Counts
+			if c.OK == 0 || c.Malformed+c.BadStatus+c.Reset != 0 {
+				t.Errorf("want ok responses and no misread ones, got %+v", c)
+			}
+		})
+	}
+	lc, err := d.Counts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lc.Egress.Dropped+lc.Ingress.Dropped == 0 {
+		t.Errorf("the dropper dropped nothing: %+v", lc)
 	}
 }
