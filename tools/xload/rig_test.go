@@ -193,3 +193,29 @@ func TestLossy(t *testing.T) {
 		t.Errorf("the dropper dropped nothing: %+v", lc)
 	}
 }
+
+// TestXstackHelloworld: the same runs against helloworld on xstack, whose
+// own XDP program holds the other end of the veth.
+func TestXstackHelloworld(t *testing.T) {
+	r := rigtest.New(t, rig.Options{})
+	bin := rigtest.Build(t, "./examples/helloworld")
+	p := rigtest.Start(t, "serving on port", bin, "-c", rigtest.Config(t, r))
+	defer p.Stop(5 * time.Second)
+	for _, short := range []bool{false, true} {
+		t.Run(fmt.Sprintf("short=%v", short), func(t *testing.T) {
+			o := loadOpts(r, fmt.Sprintf("%s:80", r.StackAddr4))
+			o.short = short
+			if short {
+				o.portLo, o.portHi = 40000, 49999
+			}
+			res, err := run(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s", res.text())
+			if res.Counts.OK == 0 || res.Counts.Errors() != 0 {
+				t.Errorf("want only ok responses, got %+v", res.Counts)
+			}
+		})
+	}
+}
