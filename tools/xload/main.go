@@ -284,6 +284,11 @@ func run(o options) (*result, error) {
 		if drainEnd >= 0 && (e.Active() == 0 || now >= drainEnd) {
 			e.Drain()
 			tx.flush()
+			// The last ACKs and resets must leave before the socket
+			// closes, or the server keeps those connections half open.
+			for t0 := time.Now(); q.Stats().UMEMTxKernel > 0 && time.Since(t0) < 100*time.Millisecond; {
+				q.Wait(time.Millisecond)
+			}
 			break
 		}
 		if n == 0 && !o.busy {
