@@ -1,0 +1,650 @@
+package main
+
+import (
+	"github.com/xstack/xstack/stack/packet"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+)
+
+// Tx lends the engine a buffer to build one frame in (nil when none is
+// free) and takes the built frame, buf[:n], to send.
+type Tx interface {
+	Buf() []byte
+	Send(frame []byte)
+}
+
+// Connection states. A client closes actively (finWait) or passively
+// (lastAck); it keeps no TIME-WAIT: the port is reused only after every
+// other slot was, with a larger initial sequence number.
+const (
+	stFree = iota
+	stSynSent
+	stEstab
+	stFinWait
+	stLastAck
+)
+
+const (
+	fAckNow   = 1 << iota // a pure ACK is owed at the end of the batch
+	fPeerFin              // the server's FIN was received
+	fFinAcked             // our FIN was acknowledged
+	fInReq                // a request is outstanding
+)
+
+// conn is one connection's whole state, a fixed slot of the table.
+type conn struct {
+	state   uint8
+	flags   uint8
+	retries uint8
+	src     uint8  // index into Engine.srcs
+	sport   uint16 // source port
+	reqSeq  uint32 // sequence number of the request's first byte
+	sndUna  uint32
+	sndNxt  uint32
+	rcvNxt  uint32
+	reqs    uint32 // responses read on this connection
+	rto     int64  // current retransmission timeout, ns
+	due     int64  // when the timer fires, ns
+	sent    int64  // when the latency clock started, ns
+	active  int32  // position in Engine.active
+	resp    respParser
+}
+
+// Config is what the engine needs to know.
+type Config struct {
+	MAC       [6]byte
+	Srcs      [][4]byte // the generator's IPv4 addresses
+	PortLo    uint16
+	PortHi    uint16
+	Server    [4]byte
+	SrvPort   uint16
+	Conns     int  // connections open at once
+	Short     bool // one request per connection, Connection: close
+	PerConn   int  // keep-alive: requests per connection, 0 = no limit
+	Request   []byte
+	RTO       int64 // initial retransmission timeout, ns
+	Retries   int   // retransmissions before a connection counts as timed out
+	Timeout   int64 // longest a request may wait for its response, ns
+	RcvWindow uint16
+	MSS       uint16
+}
+
+// Counts are the engine's totals.
+type Counts struct {
+	ConnsOpened   uint64 `json:"conns_opened"`
+	ConnsDone     uint64 `json:"conns_done"`
+	OK            uint64 `json:"ok"`
+	BadStatus     uint64 `json:"bad_status"`
+	Malformed     uint64 `json:"malformed"`
+	Short         uint64 `json:"short"`
+	Reset         uint64 `json:"reset"`
+	Timeout       uint64 `json:"timeout"`
+	RxFrames      uint64 `json:"rx_frames"`
+	RxBadChecksum uint64 `json:"rx_bad_checksum"`
+	RxStray       uint64 `json:"rx_stray"`
+	Retransmits   uint64 `json:"retransmits"`
+	TxNoBuffer    uint64 `json:"tx_no_buffer"`
+	RespBytes     uint64 `json:"resp_bytes"`
+}
+
+// Errors sums the errors of every kind.
+func (c *Counts) Errors() uint64 {
+	return c.BadStatus + c.Malformed + c.Short + c.Reset + c.Timeout
+}
+
+// Engine is the client TCP and HTTP of one AF_XDP queue. One goroutine
+// drives it: Input for each received frame, then Poll once per pass.
+type Engine struct {
+	cfg     Config
+	srvMAC  [6]byte
+	haveMAC bool
+	nports  int
+	conns   []conn
+	free    []uint32 // FIFO of free slots: a port waits its turn
+	fhead   int
+	fn      int
+	active  []uint32
+	acks    []uint32
+	tx      Tx
+	now     int64
+	issBase uint32
+	reqSum  uint16
+	ipID    uint16
+	arpDue  int64
+	stop    bool
+	lastOK  int64
+
+	Counts Counts
+	Hist   Hist
+}
+
+// NewEngine preallocates every slot: len(Srcs) × ports.
+func NewEngine(cfg Config, tx Tx, issBase uint32) *Engine {
+	n := int(cfg.PortHi-cfg.PortLo) + 1
+	e := &Engine{cfg: cfg, tx: tx, nports: n, issBase: issBase}
+	total := n * len(cfg.Srcs)
+	e.conns = make([]conn, total)
+	e.free = make([]uint32, total)
+	// Interleave the sources, so that consecutive connections leave from
+	// different addresses.
+	for p := 0; p < n; p++ {
+		for s := range cfg.Srcs {
+			i := s*n + p
+			e.conns[i].src, e.conns[i].sport = uint8(s), cfg.PortLo+uint16(p)
+			e.free[e.fn] = uint32(i)
+			e.fn++
+		}
+	}
+	e.active = make([]uint32, 0, total)
+	e.acks = make([]uint32, 0, total)
+	e.reqSum = checksum.Checksum(cfg.Request, 0)
+	return e
+}
+
+// Active is the number of open connections.
+func (e *Engine) Active() int { return len(e.active) }
+
+// Stop makes the engine open no more connections and send no more requests.
+func (e *Engine) Stop() { e.stop = true }
+
+func seqLT(a, b uint32) bool { return int32(a-b) < 0 }
+func seqLE(a, b uint32) bool { return int32(a-b) <= 0 }
+
+// Input handles one received frame.
+func (e *Engine) Input(frame []byte, now int64) {
+	e.now = now
+	e.Counts.RxFrames++
+	var p packet.Parsed
+	packet.Parse(frame, &p)
+	if p.Has(packet.ARP) {
+		e.arp(frame)
+		return
+	}
+	if !p.Has(packet.IPv4|packet.TCP) || p.Flags&packet.Fragment != 0 {
+		e.Counts.RxStray++
+		return
+	}
+	ip := header.IPv4(p.IP(frame))
+	src, dst := p.Addrs(frame)
+	if [4]byte(src) != e.cfg.Server || p.SrcPort != e.cfg.SrvPort ||
+		p.DstPort < e.cfg.PortLo || p.DstPort > e.cfg.PortHi {
+		e.Counts.RxStray++
+		return
+	}
+	s := -1
+	for i := range e.cfg.Srcs {
+		if e.cfg.Srcs[i] == [4]byte(dst) {
+			s = i
+			break
+		}
+	}
+	if s < 0 {
+		e.Counts.RxStray++
+		return
+	}
+	l4 := p.L4(frame)
+	if checksum.Checksum(ip[:ip.HeaderLength()], 0) != 0xffff ||
+		checksum.Checksum(l4, header.PseudoHeaderChecksum(header.TCPProtocolNumber,
+			tcpip.AddrFrom4Slice(src), tcpip.AddrFrom4Slice(dst), uint16(len(l4)))) != 0xffff {
+		e.Counts.RxBadChecksum++
+		return
+	}
+	idx := uint32(s*e.nports + int(p.DstPort-e.cfg.PortLo))
+	e.segment(idx, &p, frame)
+}
+
+func (e *Engine) segment(idx uint32, p *packet.Parsed, frame []byte) {
+	c := &e.conns[idx]
+	fl := p.TCPFlags
+	if c.state == stFree {
+		// RFC 9293 3.10.7.1: a segment for a closed connection gets a
+		// reset, unless it is one.
+		if fl&header.TCPFlagRst == 0 {
+			e.Counts.RxStray++
+			if fl&header.TCPFlagAck != 0 {
+				e.send(c, header.TCPFlagRst, p.Ack, 0, nil, false)
+			} else {
+				e.send(c, header.TCPFlagRst|header.TCPFlagAck, 0, p.Seq+uint32(p.TCPPayloadLen())+1, nil, false)
+			}
+		}
+		return
+	}
+	if c.state == stSynSent {
+		if fl&header.TCPFlagAck == 0 || p.Ack != c.sndNxt {
+			return
+		}
+		if fl&header.TCPFlagRst != 0 {
+			e.Counts.Reset++
+			e.release(idx)
+			return
+		}
+		if fl&header.TCPFlagSyn == 0 {
+			return
+		}
+		c.rcvNxt = p.Seq + 1
+		c.sndUna = p.Ack
+		c.state = stEstab
+		c.retries = 0
+		c.rto = e.cfg.RTO
+		e.sendRequest(c)
+		return
+	}
+	if fl&header.TCPFlagRst != 0 {
+		// RFC 5961 3.2: only a reset at RCV.NXT is believed.
+		if p.Seq != c.rcvNxt {
+			return
+		}
+		if c.flags&fInReq != 0 {
+			e.Counts.Reset++
+		}
+		e.release(idx)
+		return
+	}
+	if fl&header.TCPFlagAck != 0 && seqLT(c.sndUna, p.Ack) && seqLE(p.Ack, c.sndNxt) {
+		c.sndUna = p.Ack
+		c.retries = 0
+		c.rto = e.cfg.RTO
+		if c.state >= stFinWait && p.Ack == c.sndNxt {
+			c.flags |= fFinAcked
+		}
+	}
+	data := frame[int(p.L4Off)+int(p.TCPHdrLen) : p.End]
+	seq := p.Seq
+	if len(data) > 0 || fl&header.TCPFlagFin != 0 {
+		c.ackNow(e, idx)
+	}
+	// Only in-order data is taken; the server retransmits the rest.
+	if seqLT(seq, c.rcvNxt) {
+		skip := c.rcvNxt - seq
+		if uint32(len(data)) < skip {
+			data = nil
+			if fl&header.TCPFlagFin != 0 && seq+uint32(p.TCPPayloadLen()) != c.rcvNxt-1 {
+				fl &^= header.TCPFlagFin
+			}
+		} else {
+			data = data[skip:]
+		}
+		seq = c.rcvNxt
+	}
+	if seq != c.rcvNxt {
+		return
+	}
+	if len(data) > 0 {
+		c.rcvNxt += uint32(len(data))
+		e.Counts.RespBytes += uint64(len(data))
+		if c.flags&fInReq == 0 {
+			e.Counts.Malformed++
+			e.abort(idx)
+			return
+		}
+		used, r := c.resp.feed(data)
+		switch {
+		case r == respMalformed:
+			e.Counts.Malformed++
+			e.abort(idx)
+			return
+		case r == respDone && used != len(data):
+			// Bytes past the response that nobody asked for.
+			e.Counts.Malformed++
+			e.abort(idx)
+			return
+		case r == respDone:
+			e.responseDone(idx)
+			if c.state == stFree {
+				return
+			}
+		}
+	}
+	if fl&header.TCPFlagFin != 0 && c.flags&fPeerFin == 0 {
+		c.rcvNxt++
+		c.flags |= fPeerFin
+		if c.flags&fInReq != 0 {
+			if c.resp.closeOnly() {
+				e.responseDone(idx)
+				if c.state == stFree {
+					return
+				}
+			} else {
+				e.Counts.Short++
+				c.flags &^= fInReq
+			}
+		}
+		if c.state == stEstab {
+			e.sendFin(c, stLastAck)
+			c.flags &^= fAckNow
+			return
+		}
+	}
+	if c.state == stFinWait && c.flags&fFinAcked != 0 && c.flags&fPeerFin != 0 {
+		e.send(c, header.TCPFlagAck, c.sndNxt, c.rcvNxt, nil, false)
+		e.Counts.ConnsDone++
+		e.release(idx)
+		return
+	}
+	if c.state == stLastAck && c.flags&fFinAcked != 0 {
+		e.Counts.ConnsDone++
+		e.release(idx)
+		return
+	}
+	if c.state == stEstab && c.flags&fInReq != 0 && c.sndUna == c.sndNxt {
+		c.due = c.sent + e.cfg.Timeout
+	}
+}
+
+func (c *conn) ackNow(e *Engine, idx uint32) {
+	if c.flags&fAckNow == 0 {
+		c.flags |= fAckNow
+		e.acks = append(e.acks, idx)
+	}
+}
+
+func (e *Engine) responseDone(idx uint32) {
+	c := &e.conns[idx]
+	c.flags &^= fInReq
+	c.reqs++
+	if st := c.resp.status; st >= 200 && st < 400 {
+		e.Counts.OK++
+	} else {
+		e.Counts.BadStatus++
+	}
+	e.Hist.Record(e.now - c.sent)
+	e.lastOK = e.now
+	if !e.cfg.Short && !e.stop && c.resp.keepAlive() && c.flags&fPeerFin == 0 &&
+		(e.cfg.PerConn == 0 || int(c.reqs) < e.cfg.PerConn) {
+		e.sendRequest(c)
+		return
+	}
+	if c.flags&fPeerFin != 0 {
+		e.sendFin(c, stLastAck)
+	} else {
+		e.sendFin(c, stFinWait)
+	}
+}
+
+func (e *Engine) sendRequest(c *conn) {
+	c.resp.reset()
+	c.flags |= fInReq
+	c.flags &^= fAckNow
+	c.reqSeq = c.sndNxt
+	c.sndNxt += uint32(len(e.cfg.Request))
+	if c.reqs > 0 || !e.cfg.Short {
+		c.sent = e.now
+	}
+	c.due = e.now + c.rto
+	e.send(c, header.TCPFlagAck|header.TCPFlagPsh, c.reqSeq, c.rcvNxt, e.cfg.Request, false)
+}
+
+func (e *Engine) sendFin(c *conn, st uint8) {
+	c.state = st
+	c.flags &^= fAckNow
+	c.retries = 0
+	c.rto = e.cfg.RTO
+	c.due = e.now + c.rto
+	e.send(c, header.TCPFlagFin|header.TCPFlagAck, c.sndNxt, c.rcvNxt, nil, false)
+	c.sndNxt++
+}
+
+// abort resets the connection and frees its slot.
+func (e *Engine) abort(idx uint32) {
+	c := &e.conns[idx]
+	e.send(c, header.TCPFlagRst|header.TCPFlagAck, c.sndNxt, c.rcvNxt, nil, false)
+	e.release(idx)
+}
+
+func (e *Engine) release(idx uint32) {
+	c := &e.conns[idx]
+	if c.state == stFree {
+		return
+	}
+	last := e.active[len(e.active)-1]
+	e.active[c.active] = last
+	e.conns[last].active = c.active
+	e.active = e.active[:len(e.active)-1]
+	c.state, c.flags = stFree, 0
+	e.free[(e.fhead+e.fn)%len(e.free)] = idx
+	e.fn++
+}
+
+func (e *Engine) open() bool {
+	if e.fn == 0 {
+		return false
+	}
+	idx := e.free[e.fhead]
+	e.fhead = (e.fhead + 1) % len(e.free)
+	e.fn--
+	c := &e.conns[idx]
+	src, sport := c.src, c.sport
+	*c = conn{src: src, sport: sport, state: stSynSent, rto: e.cfg.RTO}
+	c.active = int32(len(e.active))
+	e.active = append(e.active, idx)
+	// RFC 6528: a clock-driven ISN (4 µs ticks), so that a SYN reusing a
+	// 4-tuple the server holds in TIME-WAIT starts above its old sequence
+	// space and is accepted (RFC 9293 3.10.7.4, Linux tcp_timewait_state_process).
+	iss := e.issBase + uint32(e.now>>12)
+	c.sndUna, c.sndNxt = iss, iss+1
+	c.sent = e.now
+	c.due = e.now + c.rto
+	e.Counts.ConnsOpened++
+	e.send(c, header.TCPFlagSyn, iss, 0, nil, true)
+	return true
+}
+
+// Poll sends the ACKs owed, fires timers and opens connections up to the
+// configured number. It returns false while the server's MAC is unknown.
+func (e *Engine) Poll(now int64) {
+	e.now = now
+	for _, idx := range e.acks {
+		c := &e.conns[idx]
+		if c.flags&fAckNow != 0 && c.state != stFree {
+			c.flags &^= fAckNow
+			e.send(c, header.TCPFlagAck, c.sndNxt, c.rcvNxt, nil, false)
+		}
+	}
+	e.acks = e.acks[:0]
+	if !e.haveMAC {
+		if now >= e.arpDue {
+			e.arpRequest()
+			e.arpDue = now + 200e6
+		}
+		return
+	}
+	for i := 0; i < len(e.active); i++ {
+		idx := e.active[i]
+		c := &e.conns[idx]
+		if now < c.due {
+			continue
+		}
+		if e.expire(idx) {
+			i-- // the slot's place was taken by the last one
+		}
+	}
+	for k := 0; !e.stop && len(e.active) < e.cfg.Conns && k < 64; k++ {
+		if !e.open() {
+			break
+		}
+	}
+}
+
+// expire handles c's timer; it reports whether the slot was freed.
+func (e *Engine) expire(idx uint32) bool {
+	c := &e.conns[idx]
+	if c.flags&fInReq != 0 && e.now-c.sent >= e.cfg.Timeout {
+		e.Counts.Timeout++
+		e.abort(idx)
+		return true
+	}
+	if int(c.retries) >= e.cfg.Retries || (c.state == stFinWait && c.flags&fFinAcked != 0) {
+		// Out of retransmissions, or the server never closes its side.
+		if c.state == stSynSent || c.flags&fInReq != 0 {
+			e.Counts.Timeout++
+		}
+		e.abort(idx)
+		return true
+	}
+	c.retries++
+	c.rto *= 2
+	c.due = e.now + c.rto
+	e.Counts.Retransmits++
+	switch {
+	case c.state == stSynSent:
+		e.send(c, header.TCPFlagSyn, c.sndUna, 0, nil, true)
+	case c.state == stEstab && c.sndUna != c.sndNxt:
+		off := c.sndUna - c.reqSeq
+		e.send(c, header.TCPFlagAck|header.TCPFlagPsh, c.sndUna, c.rcvNxt, e.cfg.Request[off:], false)
+	case c.state >= stFinWait && c.flags&fFinAcked == 0:
+		e.send(c, header.TCPFlagFin|header.TCPFlagAck, c.sndNxt-1, c.rcvNxt, nil, false)
+	default:
+		// Waiting for the response with the request acknowledged.
+		c.due = c.sent + e.cfg.Timeout
+		e.Counts.Retransmits--
+	}
+	return false
+}
+
+// Drain resets every connection still open; those with a request
+// outstanding count as timed out.
+func (e *Engine) Drain() {
+	for len(e.active) > 0 {
+		idx := e.active[len(e.active)-1]
+		if e.conns[idx].flags&fInReq != 0 || e.conns[idx].state == stSynSent {
+			e.Counts.Timeout++
+		}
+		e.abort(idx)
+	}
+}
+
+const synOptLen = 8 // MSS (4), NOP, window scale (3)
+
+// rcvWScale is the window scale we offer: the engine reads every byte as it
+// comes, so the window it advertises is never used up by it.
+const rcvWScale = 4
+
+// send builds one TCP segment with gVisor's header encoders.
+func (e *Engine) send(c *conn, flags header.TCPFlags, seq, ack uint32, data []byte, syn bool) {
+	buf := e.tx.Buf()
+	if buf == nil {
+		e.Counts.TxNoBuffer++
+		return
+	}
+	tcpLen := header.TCPMinimumSize
+	if syn {
+		tcpLen += synOptLen
+	}
+	total := header.EthernetMinimumSize + header.IPv4MinimumSize + tcpLen + len(data)
+	b := buf[:total]
+	e.ether(b, header.IPv4ProtocolNumber)
+	ip := header.IPv4(b[header.EthernetMinimumSize:])
+	src := tcpip.AddrFrom4(e.cfg.Srcs[c.src])
+	dst := tcpip.AddrFrom4(e.cfg.Server)
+	e.ipID++
+	ip.Encode(&header.IPv4Fields{
+		TotalLength: uint16(header.IPv4MinimumSize + tcpLen + len(data)),
+		ID:          e.ipID,
+		Flags:       header.IPv4FlagDontFragment,
+		TTL:         64,
+		Protocol:    uint8(header.TCPProtocolNumber),
+		SrcAddr:     src,
+		DstAddr:     dst,
+	})
+	ip.SetChecksum(^ip.CalculateChecksum())
+	t := header.TCP(ip[header.IPv4MinimumSize:])
+	win := e.cfg.RcvWindow
+	if syn {
+		win = 0xffff // RFC 7323 2.2: a SYN's window is never scaled
+	}
+	t.Encode(&header.TCPFields{
+		SrcPort:    c.sport,
+		DstPort:    e.cfg.SrvPort,
+		SeqNum:     seq,
+		AckNum:     ack,
+		DataOffset: uint8(tcpLen),
+		Flags:      flags,
+		WindowSize: win,
+	})
+	if syn {
+		o := t[header.TCPMinimumSize:]
+		n := header.EncodeMSSOption(uint32(e.cfg.MSS), o)
+		o[n] = header.TCPOptionNOP
+		header.EncodeWSOption(rcvWScale, o[n+1:])
+	}
+	copy(t[tcpLen:], data)
+	sum := e.reqSum
+	if len(data) != len(e.cfg.Request) {
+		sum = checksum.Checksum(data, 0)
+	}
+	xsum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, src, dst, uint16(tcpLen+len(data)))
+	xsum = checksum.Combine(xsum, sum)
+	t.SetChecksum(^t.CalculateChecksum(xsum))
+	e.tx.Send(b)
+}
+
+func (e *Engine) ether(b []byte, typ tcpip.NetworkProtocolNumber) {
+	dst := tcpip.LinkAddress(e.srvMAC[:])
+	if !e.haveMAC {
+		dst = header.EthernetBroadcastAddress
+	}
+	header.Ethernet(b).Encode(&header.EthernetFields{
+		SrcAddr: tcpip.LinkAddress(e.cfg.MAC[:]),
+		DstAddr: dst,
+		Type:    typ,
+	})
+}
+
+// arp answers requests for our addresses (RFC 826) and learns the server's
+// MAC address from any ARP packet it sends.
+func (e *Engine) arp(frame []byte) {
+	a := header.ARP(frame[header.EthernetMinimumSize:])
+	spa := [4]byte(a.ProtocolAddressSender())
+	if spa == e.cfg.Server {
+		copy(e.srvMAC[:], a.HardwareAddressSender())
+		e.haveMAC = true
+	}
+	if a.Op() != header.ARPRequest {
+		return
+	}
+	tpa := [4]byte(a.ProtocolAddressTarget())
+	for _, s := range e.cfg.Srcs {
+		if s != tpa {
+			continue
+		}
+		buf := e.tx.Buf()
+		if buf == nil {
+			e.Counts.TxNoBuffer++
+			return
+		}
+		b := buf[:header.EthernetMinimumSize+header.ARPSize]
+		header.Ethernet(b).Encode(&header.EthernetFields{
+			SrcAddr: tcpip.LinkAddress(e.cfg.MAC[:]),
+			DstAddr: tcpip.LinkAddress(a.HardwareAddressSender()),
+			Type:    header.ARPProtocolNumber,
+		})
+		r := header.ARP(b[header.EthernetMinimumSize:])
+		r.SetIPv4OverEthernet()
+		r.SetOp(header.ARPReply)
+		copy(r.HardwareAddressSender(), e.cfg.MAC[:])
+		copy(r.ProtocolAddressSender(), s[:])
+		copy(r.HardwareAddressTarget(), a.HardwareAddressSender())
+		copy(r.ProtocolAddressTarget(), spa[:])
+		e.tx.Send(b)
+		return
+	}
+}
+
+func (e *Engine) arpRequest() {
+	buf := e.tx.Buf()
+	if buf == nil {
+		e.Counts.TxNoBuffer++
+		return
+	}
+	b := buf[:header.EthernetMinimumSize+header.ARPSize]
+	e.ether(b, header.ARPProtocolNumber)
+	r := header.ARP(b[header.EthernetMinimumSize:])
+	r.SetIPv4OverEthernet()
+	r.SetOp(header.ARPRequest)
+	copy(r.HardwareAddressSender(), e.cfg.MAC[:])
+	copy(r.ProtocolAddressSender(), e.cfg.Srcs[0][:])
+	clear(r.HardwareAddressTarget())
+	copy(r.ProtocolAddressTarget(), e.cfg.Server[:])
+	e.tx.Send(b)
+}

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/xstack/xstack/stack/packet"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+)
+
+// memTx keeps the frames the engine sends in fixed buffers.
+type memTx struct {
+	bufs [64][2048]byte
+	out  [][]byte
+}
+
+func (m *memTx) Buf() []byte {
+	if len(m.out) == len(m.bufs) {
+		return nil
+	}
+	return m.bufs[len(m.out)][:]
+}
+
+func (m *memTx) Send(f []byte) { m.out = append(m.out, f) }
+
+var (
+	testSrv  = [4]byte{198, 18, 0, 3}
+	testSrc  = [4]byte{198, 18, 1, 1}
+	testMAC  = [6]byte{2, 0, 0, 0, 0, 1}
+	srvMAC   = [6]byte{2, 0, 0, 0, 0, 2}
+	response = []byte("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+)
+
+// fakeServer answers the engine's segments as a kernel server would, in
+// frames built into one reused buffer.
+type fakeServer struct {
+	buf [2048]byte
+	iss uint32
+}
+
+func (s *fakeServer) frame(dport uint16, seq, ack uint32, flags header.TCPFlags, data []byte) []byte {
+	n := header.EthernetMinimumSize + header.IPv4MinimumSize + header.TCPMinimumSize + len(data)
+	b := s.buf[:n]
+	header.Ethernet(b).Encode(&header.EthernetFields{SrcAddr: tcpip.LinkAddress(srvMAC[:]),
+		DstAddr: tcpip.LinkAddress(testMAC[:]), Type: header.IPv4ProtocolNumber})
+	ip := header.IPv4(b[header.EthernetMinimumSize:])
+	src, dst := tcpip.AddrFrom4(testSrv), tcpip.AddrFrom4(testSrc)
+	ip.Encode(&header.IPv4Fields{TotalLength: uint16(n - header.EthernetMinimumSize), TTL: 64,
+		Protocol: uint8(header.TCPProtocolNumber), SrcAddr: src, DstAddr: dst})
+	ip.SetChecksum(^ip.CalculateChecksum())
+	t := header.TCP(ip[header.IPv4MinimumSize:])
+	t.Encode(&header.TCPFields{SrcPort: 80, DstPort: dport, SeqNum: seq, AckNum: ack,
+		DataOffset: header.TCPMinimumSize, Flags: flags, WindowSize: 0xffff})
+	copy(t[header.TCPMinimumSize:], data)
+	xsum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, src, dst, uint16(len(t)))
+	xsum = checksum.Combine(xsum, checksum.Checksum(data, 0))
+	t.SetChecksum(^t.CalculateChecksum(xsum))
+	return b
+}
+
+// answer feeds the engine the server's reply to each frame it sent.
+func (s *fakeServer) answer(e *Engine, sent [][]byte, now int64) {
+	for _, f := range sent {
+		var p packet.Parsed
+		packet.Parse(f, &p)
+		if !p.Has(packet.TCP) {
+			continue
+		}
+		n := uint32(p.TCPPayloadLen())
+		switch {
+		case p.TCPFlags&header.TCPFlagSyn != 0:
+			e.Input(s.frame(p.SrcPort, s.iss, p.Seq+1, header.TCPFlagSyn|header.TCPFlagAck, nil), now)
+		case n > 0:
+			e.Input(s.frame(p.SrcPort, p.Ack, p.Seq+n, header.TCPFlagAck|header.TCPFlagPsh, response), now)
+		case p.TCPFlags&header.TCPFlagFin != 0:
+			e.Input(s.frame(p.SrcPort, p.Ack, p.Seq+1, header.TCPFlagFin|header.TCPFlagAck, nil), now)
+		}
+	}
+}
+
+func testEngine(short bool) (*Engine, *memTx) {
+	tx := &memTx{}
+	req := []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	e := NewEngine(Config{MAC: testMAC, Srcs: [][4]byte{testSrc}, PortLo: 1000, PortHi: 1999,
+		Server: testSrv, SrvPort: 80, Conns: 4, Short: short, Request: req, RTO: 200e6,
+		Retries: 3, Timeout: 1e9, RcvWindow: 0xffff, MSS: 1460}, tx, 1)
+	e.srvMAC, e.haveMAC = srvMAC, true
+	return e, tx
+}
+
+// step runs one pass: the engine's output is answered by the server.
+func step(e *Engine, tx *memTx, s *fakeServer, now int64) {
+	e.Poll(now)
+	sent := tx.out
+	tx.out = tx.out[:0]
+	// The answers may make the engine send into the same buffers: keep
+	// what it sends now for the next step.
+	var batch [64][]byte
+	k := copy(batch[:], sent)
+	var copies [64][2048]byte
+	for i := 0; i < k; i++ {
+		batch[i] = copies[i][:copy(copies[i][:], batch[i])]
+	}
+	s.answer(e, batch[:k], now)
+}
+
+func TestEngineModes(t *testing.T) {
+	for _, short := range []bool{false, true} {
+		e, tx := testEngine(short)
+		s := &fakeServer{iss: 5000}
+		for i := 0; i < 100; i++ {
+			step(e, tx, s, int64(i)*1000)
+		}
+		c := e.Counts
+		if c.OK == 0 || c.Errors() != 0 || c.Retransmits != 0 {
+			t.Errorf("short=%v: want only ok responses and no retransmits, got %+v", short, c)
+		}
+		if short && c.ConnsDone == 0 {
+			t.Errorf("short: no connection closed cleanly: %+v", c)
+		}
+	}
+}
+
+func TestEngineRetransmitsAndTimesOut(t *testing.T) {
+	e, tx := testEngine(false)
+	e.cfg.Conns = 1
+	// No server: the SYN is sent, retransmitted with backoff, then given up.
+	var syns int
+	for now := int64(0); now < 10e9; now += 10e6 {
+		e.Poll(now)
+		syns += len(tx.out)
+		tx.out = tx.out[:0]
+		if e.Counts.Timeout > 0 {
+			break
+		}
+	}
+	if e.Counts.Timeout != 1 || e.Counts.Retransmits != 3 {
+		t.Errorf("want 1 timeout after 3 retransmissions, got %+v", e.Counts)
+	}
+}
+
+// The state machine allocates nothing per connection or request.
+func TestEngineAllocs(t *testing.T) {
+	for _, short := range []bool{false, true} {
+		e, tx := testEngine(short)
+		s := &fakeServer{iss: 5000}
+		now := int64(0)
+		for i := 0; i < 10; i++ {
+			now += 1000
+			step(e, tx, s, now)
+		}
+		before := e.Counts.OK
+		allocs := testing.AllocsPerRun(200, func() {
+			now += 1000
+			step(e, tx, s, now)
+		})
+		if allocs != 0 || e.Counts.OK == before {
+			t.Errorf("short=%v: %v allocations per pass, %d responses; want 0 and some", short, allocs, e.Counts.OK-before)
+		}
+	}
+}
+
+func BenchmarkEngineShort(b *testing.B) {
+	e, tx := testEngine(true)
+	s := &fakeServer{iss: 5000}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		step(e, tx, s, int64(i)*1000)
+	}
+	b.ReportMetric(float64(e.Counts.OK)/float64(b.N), "conns/op")
+}

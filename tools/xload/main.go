@@ -1,0 +1,322 @@
+// Command xload is an HTTP/1.1 load generator on an AF_XDP socket of its
+// own, for benchmark rigs where the client must cost less than the server.
+//
+//	xload -netns xsdemo-p -if xp0 -src 198.18.1.1-198.18.1.4 \
+//	    -server 198.18.0.1:80 -c 64 -d 5s [-short] [-json]
+//
+// It attaches its own XDP program (nic.OpenPort) to the interface, which
+// redirects to its socket only the frames addressed to its -src addresses
+// (IPv4 to them, ARP for them) and passes everything else to the kernel, so
+// the namespace's own traffic keeps working on the same interface.
+//
+// Why a TCP of its own, and not xstack's stack: a load generator only opens
+// connections, sends one small request at a time and reads responses it
+// throws away. A full stack (gVisor's, or the kernel's under wrk) pays per
+// connection for endpoint objects, goroutines, timers, socket buffers and
+// queues, and per request for copies into and out of them. Here a
+// connection is a 64-byte slot of a preallocated table indexed by source
+// address and port; a request is one segment built in the UMEM frame it
+// is sent from, and a response is parsed as it arrives and dropped. One
+// goroutine polls the queue, with no allocation per connection or request.
+// Frames are parsed by stack/packet and built with gVisor's header package,
+// as in the rest of the tree.
+//
+// What the client TCP does: a SYN with MSS and window scale; the request
+// in one segment (it must fit in 536 bytes, the least MSS, RFC 9293
+// 3.7.1); in-order data only (the server retransmits what was dropped, as
+// only in-order data is acknowledged); FIN from either side; RST, believed
+// at RCV.NXT only; retransmission of SYN, request and FIN with exponential
+// backoff; ARP for the server (which must be on-link) and answers for its
+// own addresses. Ports are used in FIFO order across every source address,
+// with a clock-driven initial sequence number, so a 4-tuple still in the
+// server's TIME-WAIT is reused as late as possible and then accepted.
+//
+// Latency is measured from the request's send time; in -short mode from the
+// SYN, so it includes the handshake. The run exits 1 when any response was
+// bad, short, reset or timed out, or none arrived.
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/xstack/xstack/internal/netns"
+	"github.com/xstack/xstack/nic"
+	"golang.org/x/sys/unix"
+)
+
+type options struct {
+	ns, ifname, srcs, server, path, host, xdpMode string
+	conns, perConn, portLo, portHi                int
+	dur, timeout, rto                             time.Duration
+	short, jsonOut, busy                          bool
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.ns, "netns", "", "network namespace of the interface")
+	flag.StringVar(&o.ifname, "if", "", "interface to attach to (required)")
+	flag.StringVar(&o.srcs, "src", "", "source IPv4 addresses: a, a-b or a comma list (required; not the kernel's)")
+	flag.StringVar(&o.server, "server", "", "server address:port (IPv4, on-link; required)")
+	flag.StringVar(&o.path, "path", "/", "request path")
+	flag.StringVar(&o.host, "host", "", "Host header (default: the server address)")
+	flag.StringVar(&o.xdpMode, "xdp-mode", "auto", "auto|native|generic")
+	flag.IntVar(&o.conns, "c", 16, "connections open at once")
+	flag.IntVar(&o.perConn, "n", 0, "keep-alive: requests per connection before it is closed, 0 = no limit")
+	flag.IntVar(&o.portLo, "port-lo", 10000, "lowest source port")
+	flag.IntVar(&o.portHi, "port-hi", 60999, "highest source port")
+	flag.DurationVar(&o.dur, "d", 5*time.Second, "duration")
+	flag.DurationVar(&o.timeout, "timeout", 2*time.Second, "longest wait for a response")
+	flag.DurationVar(&o.rto, "rto", 200*time.Millisecond, "initial retransmission timeout")
+	flag.BoolVar(&o.short, "short", false, "one request per connection (Connection: close)")
+	flag.BoolVar(&o.jsonOut, "json", false, "print the result as JSON")
+	flag.BoolVar(&o.busy, "busy", false, "poll without sleeping when idle")
+	flag.Parse()
+	log.SetFlags(0)
+	log.SetPrefix("xload: ")
+	res, err := run(o)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if o.jsonOut {
+		b, _ := json.Marshal(res)
+		fmt.Println(string(b))
+	} else {
+		fmt.Print(res.text())
+	}
+	if res.Counts.Errors() > 0 || res.Counts.OK == 0 {
+		os.Exit(1)
+	}
+}
+
+func parseSrcs(s string) ([][4]byte, error) {
+	var out [][4]byte
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, rng := strings.Cut(part, "-")
+		a, err := netip.ParseAddr(lo)
+		if err != nil || !a.Is4() {
+			return nil, fmt.Errorf("-src: %q is not an IPv4 address", lo)
+		}
+		b := a
+		if rng {
+			if b, err = netip.ParseAddr(hi); err != nil || !b.Is4() || b.Less(a) {
+				return nil, fmt.Errorf("-src: %q is not an IPv4 address at or above %s", hi, a)
+			}
+		}
+		for x := a; !b.Less(x); x = x.Next() {
+			out = append(out, x.As4())
+			if len(out) > 64 {
+				return nil, fmt.Errorf("-src: more than 64 addresses")
+			}
+		}
+	}
+	return out, nil
+}
+
+// result is what a run reports.
+type result struct {
+	Mode       string  `json:"mode"`
+	Conns      int     `json:"conns"`
+	Seconds    float64 `json:"seconds"`
+	Rate       float64 `json:"rate"` // requests/s, or connections/s with -short
+	RateUnit   string  `json:"rate_unit"`
+	P50us      float64 `json:"p50_us"`
+	P90us      float64 `json:"p90_us"`
+	P99us      float64 `json:"p99_us"`
+	P999us     float64 `json:"p999_us"`
+	CPUBusyPct float64 `json:"cpu_busy_pct"`
+	CPUusPer   float64 `json:"cpu_us_per_unit"`
+	XDPMode    string  `json:"xdp_mode"`
+	Counts     Counts  `json:"counts"`
+}
+
+func (r *result) text() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s, %d connections, %.2f s (xdp %s)\n", r.Mode, r.Conns, r.Seconds, r.XDPMode)
+	fmt.Fprintf(&b, "  %.0f %s\n", r.Rate, r.RateUnit)
+	fmt.Fprintf(&b, "  latency p50 %.0f µs  p90 %.0f µs  p99 %.0f µs  p99.9 %.0f µs\n", r.P50us, r.P90us, r.P99us, r.P999us)
+	c := &r.Counts
+	fmt.Fprintf(&b, "  responses ok %d; errors: bad status %d, malformed %d, short %d, reset %d, timeout %d\n",
+		c.OK, c.BadStatus, c.Malformed, c.Short, c.Reset, c.Timeout)
+	fmt.Fprintf(&b, "  connections opened %d, closed cleanly %d; retransmits %d\n", c.ConnsOpened, c.ConnsDone, c.Retransmits)
+	fmt.Fprintf(&b, "  generator CPU busy %.1f%%, %.2f µs CPU per %s\n", r.CPUBusyPct, r.CPUusPer, strings.TrimSuffix(r.RateUnit, "/s"))
+	return b.String()
+}
+
+// txBatch lends the engine UMEM buffers and submits what it built, once per
+// pass.
+type txBatch struct {
+	q    nic.Queue
+	bufs [][]byte
+	lent int
+	used int
+	out  [][]byte
+}
+
+func (t *txBatch) Buf() []byte {
+	if t.used == t.lent {
+		t.flush()
+		t.lent = t.q.TxReserve(t.bufs[:cap(t.bufs)])
+		if t.lent == 0 {
+			return nil
+		}
+	}
+	b := t.bufs[t.used]
+	t.used++
+	return b[:cap(b)]
+}
+
+func (t *txBatch) Send(frame []byte) { t.out = append(t.out, frame) }
+
+func (t *txBatch) flush() {
+	if len(t.out) > 0 {
+		t.q.TxSubmit(t.out)
+		t.out = t.out[:0]
+	}
+	if t.used < t.lent {
+		t.q.TxRelease(t.bufs[t.used:t.lent])
+	}
+	t.used, t.lent = 0, 0
+}
+
+func run(o options) (*result, error) {
+	if o.ifname == "" || o.srcs == "" || o.server == "" {
+		return nil, fmt.Errorf("-if, -src and -server are required")
+	}
+	srcs, err := parseSrcs(o.srcs)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := netip.ParseAddrPort(o.server)
+	if err != nil || !srv.Addr().Is4() {
+		return nil, fmt.Errorf("-server: want an IPv4 address:port, got %q", o.server)
+	}
+	if o.portLo < 1 || o.portHi > 65535 || o.portLo > o.portHi {
+		return nil, fmt.Errorf("-port-lo/-port-hi: want 1 <= lo <= hi <= 65535, got %d..%d", o.portLo, o.portHi)
+	}
+	slots := (o.portHi - o.portLo + 1) * len(srcs)
+	if o.conns < 1 || o.conns > slots {
+		return nil, fmt.Errorf("-c: want 1..%d (source ports × addresses), got %d", slots, o.conns)
+	}
+	host := o.host
+	if host == "" {
+		host = srv.String()
+	}
+	req := "GET " + o.path + " HTTP/1.1\r\nHost: " + host + "\r\n"
+	if o.short {
+		req += "Connection: close\r\n"
+	}
+	req += "\r\n"
+	if len(req) > 536 {
+		return nil, fmt.Errorf("request of %d bytes: it must fit in one segment of 536 bytes", len(req))
+	}
+	addrs := make([]netip.Addr, len(srcs))
+	for i, s := range srcs {
+		addrs[i] = netip.AddrFrom4(s)
+	}
+	var port *nic.Port
+	var q *nic.XSKQueue
+	err = netns.Do(o.ns, func() error {
+		var err error
+		port, err = nic.OpenPort(nic.PortConfig{Ifname: o.ifname, XDPMode: nic.XDPMode(o.xdpMode),
+			PassToKernel: true, Addrs: addrs, MaxQueues: 1})
+		if err != nil {
+			return err
+		}
+		q, err = port.OpenQueue(nic.QueueConfig{Queue: 0})
+		if err != nil {
+			port.Close()
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", o.ifname, err)
+	}
+	defer port.Close()
+	defer q.Close()
+
+	var mac [6]byte
+	copy(mac[:], net.HardwareAddr(q.HardwareAddr()))
+	mss := q.MTU() - 40
+	cfg := Config{
+		MAC: mac, Srcs: srcs, PortLo: uint16(o.portLo), PortHi: uint16(o.portHi),
+		Server: srv.Addr().As4(), SrvPort: srv.Port(), Conns: o.conns, Short: o.short,
+		PerConn: o.perConn, Request: []byte(req), RTO: int64(o.rto), Retries: 6,
+		Timeout: int64(o.timeout), RcvWindow: 0xffff, MSS: uint16(mss),
+	}
+	tx := &txBatch{q: q, bufs: make([][]byte, 64), out: make([][]byte, 0, 64)}
+	e := NewEngine(cfg, tx, rand.Uint32())
+
+	// The loop keeps to one OS thread, so that its CPU time
+	// (RUSAGE_THREAD) is the generator's own, whatever else the process
+	// runs.
+	runtime.LockOSThread()
+	frames := make([][]byte, 64)
+	start := time.Now()
+	var ru0, ru1 unix.Rusage
+	unix.Getrusage(unix.RUSAGE_THREAD, &ru0)
+	stopAt := int64(o.dur)
+	drainEnd := int64(-1)
+	for {
+		now := int64(time.Since(start))
+		n, err := q.Rx(frames)
+		if err != nil {
+			return nil, fmt.Errorf("receive on %s: %w", o.ifname, err)
+		}
+		for i := 0; i < n; i++ {
+			e.Input(frames[i], now)
+		}
+		e.Poll(now)
+		tx.flush()
+		if now >= stopAt && drainEnd < 0 {
+			e.Stop()
+			drainEnd = now + int64(o.timeout)
+		}
+		if drainEnd >= 0 && (e.Active() == 0 || now >= drainEnd) {
+			e.Drain()
+			tx.flush()
+			// The last ACKs and resets must leave before the socket
+			// closes, or the server keeps those connections half open.
+			for t0 := time.Now(); q.Stats().UMEMTxKernel > 0 && time.Since(t0) < 100*time.Millisecond; {
+				q.Wait(time.Millisecond)
+			}
+			break
+		}
+		if n == 0 && !o.busy {
+			q.Wait(500 * time.Microsecond)
+		}
+	}
+	wall := time.Since(start)
+	unix.Getrusage(unix.RUSAGE_THREAD, &ru1)
+	cpu := time.Duration(ru1.Utime.Nano() - ru0.Utime.Nano() + ru1.Stime.Nano() - ru0.Stime.Nano())
+	if !e.haveMAC {
+		return nil, fmt.Errorf("no ARP reply from %s on %s", srv.Addr(), o.ifname)
+	}
+	secs := float64(e.lastOK) / 1e9
+	if secs <= 0 {
+		secs = float64(o.dur) / 1e9
+	}
+	r := &result{Mode: "keep-alive", Conns: o.conns, Seconds: secs, RateUnit: "requests/s",
+		XDPMode: string(port.Mode()), Counts: e.Counts}
+	units := float64(e.Counts.OK + e.Counts.BadStatus)
+	if o.short {
+		r.Mode, r.RateUnit = "short", "connections/s"
+	}
+	r.Rate = units / secs
+	us := func(q float64) float64 { return float64(e.Hist.Quantile(q)) / 1e3 }
+	r.P50us, r.P90us, r.P99us, r.P999us = us(0.5), us(0.9), us(0.99), us(0.999)
+	r.CPUBusyPct = 100 * float64(cpu) / float64(wall)
+	if units > 0 {
+		r.CPUusPer = float64(cpu) / 1e3 / units
+	}
+	return r, nil
+}

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/xstack/xstack/internal/lossy"
+	"github.com/xstack/xstack/internal/netns"
+	"github.com/xstack/xstack/internal/rig"
+	"github.com/xstack/xstack/internal/rigtest"
+)
+
+func TestMain(m *testing.M) { xstestMain(m) }
+
+// kernelRig is a rig whose stack-side kernel serves: its own veth end
+// must send whole checksums, since xload reads the raw frames.
+func kernelRig(t *testing.T) *rig.Rig {
+	t.Helper()
+	r := rigtest.New(t, rig.Options{})
+	if _, err := r.Run(r.StackNS, "ethtool", "-K", r.StackIf, "tx", "off"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		on, err := r.Run(r.PeerNS, "ip", "link", "show", r.PeerIf)
+		if err == nil && containsXDP(on) {
+			t.Errorf("an XDP program is left on %s: %s", r.PeerIf, on)
+		}
+	})
+	return r
+}
+
+func containsXDP(s string) bool {
+	for i := 0; i+3 <= len(s); i++ {
+		if s[i:i+3] == "xdp" {
+			return true
+		}
+	}
+	return false
+}
+
+func loadOpts(r *rig.Rig, server string) options {
+	return options{ns: r.PeerNS, ifname: r.PeerIf, srcs: "198.18.1.1-198.18.1.2", server: server,
+		path: "/", xdpMode: "auto", conns: 8, portLo: 20000, portHi: 29999,
+		dur: 500 * time.Millisecond, timeout: time.Second, rto: 200 * time.Millisecond}
+}
+
+func TestKernelHelloworld(t *testing.T) {
+	r := kernelRig(t)
+	bin := rigtest.Build(t, "./examples/helloworld")
+	rigtest.Start(t, "serving on port", "ip", "netns", "exec", r.StackNS, bin, "-kernel", "-port", "8080")
+	server := fmt.Sprintf("%s:8080", r.KernelAddr4)
+	for _, short := range []bool{false, true} {
+		t.Run(fmt.Sprintf("short=%v", short), func(t *testing.T) {
+			o := loadOpts(r, server)
+			o.short = short
+			res, err := run(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s", res.text())
+			if res.Counts.OK == 0 || res.Counts.Errors() != 0 {
+				t.Errorf("want only ok responses, got %+v", res.Counts)
+			}
+			if short && res.Counts.ConnsDone != res.Counts.OK {
+				t.Errorf("short: %d connections closed cleanly, want one per response (%d)", res.Counts.ConnsDone, res.Counts.OK)
+			}
+		})
+	}
+}
+
+// serveKernel runs a raw TCP server in ns that answers every connection
+// with handle.
+func serveKernel(t *testing.T, ns, addr string, handle func(c *net.TCPConn)) {
+	t.Helper()
+	var ln net.Listener
+	if err := netns.Do(ns, func() error {
+		var err error
+		ln, err = net.Listen("tcp4", addr)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go handle(c.(*net.TCPConn))
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+}
+
+func TestBadServers(t *testing.T) {
+	r := kernelRig(t)
+	readReq := func(c *net.TCPConn) bool {
+		c.SetDeadline(time.Now().Add(3 * time.Second))
+		buf := make([]byte, 1024)
+		_, err := c.Read(buf)
+		return err == nil
+	}
+	tests := []struct {
+		name   string
+		handle func(c *net.TCPConn)
+		count  func(c *Counts) uint64
+	}{
+		{"garbage", func(c *net.TCPConn) {
+			defer c.Close()
+			if readReq(c) {
+				c.Write([]byte("SSH-2.0-nonsense\r\n\r\n"))
+			}
+		}, func(c *Counts) uint64 { return c.Malformed }},
+		{"reset", func(c *net.TCPConn) {
+			if readReq(c) {
+				c.SetLinger(0)
+			}
+			c.Close()
+		}, func(c *Counts) uint64 { return c.Reset }},
+		{"status", func(c *net.TCPConn) {
+			defer c.Close()
+			for readReq(c) {
+				c.Write([]byte("HTTP/1.1 503 Busy\r\nContent-Length: 4\r\n\r\nbusy"))
+			}
+		}, func(c *Counts) uint64 { return c.BadStatus }},
+		{"short", func(c *net.TCPConn) {
+			defer c.Close()
+			if readReq(c) {
+				c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this"))
+			}
+		}, func(c *Counts) uint64 { return c.Short }},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr := fmt.Sprintf("%s:%d", r.KernelAddr4, 9000+i)
+			serveKernel(t, r.StackNS, addr, tt.handle)
+			o := loadOpts(r, addr)
+			o.portLo, o.portHi = 30000+1000*i, 30999+1000*i
+			res, err := run(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s", res.text())
+			if got := tt.count(&res.Counts); got == 0 || got != res.Counts.Errors() || res.Counts.OK != 0 {
+				t.Errorf("want every response counted as %s only, got %+v", tt.name, res.Counts)
+			}
+		})
+	}
+}
+
+// TestLossy: with 5% of the frames lost each way, xload still ends on time,
+// and no response is misread.
+func TestLossy(t *testing.T) {
+	r := kernelRig(t)
+	bin := rigtest.Build(t, "./examples/helloworld")
+	rigtest.Start(t, "serving on port", "ip", "netns", "exec", r.StackNS, bin, "-kernel", "-port", "8080")
+	// On the server's end: xload's own XDP program holds the peer's.
+	d, err := lossy.Attach(r.StackNS, r.StackIf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.SetLoss(0.05, 0.05); err != nil {
+		t.Fatal(err)
+	}
+	for _, short := range []bool{false, true} {
+		t.Run(fmt.Sprintf("short=%v", short), func(t *testing.T) {
+			o := loadOpts(r, fmt.Sprintf("%s:8080", r.KernelAddr4))
+			o.short, o.timeout = short, 3*time.Second
+			if short {
+				o.portLo, o.portHi = 40000, 49999
+			}
+			res, err := run(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s", res.text())
+			c := res.Counts
+			if c.OK == 0 || c.Malformed+c.BadStatus+c.Reset != 0 {
+				t.Errorf("want ok responses and no misread ones, got %+v", c)
+			}
+		})
+	}
+	lc, err := d.Counts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lc.Egress.Dropped+lc.Ingress.Dropped == 0 {
+		t.Errorf("the dropper dropped nothing: %+v", lc)
+	}
+}
+
+// TestXstackHelloworld: the same runs against helloworld on xstack, whose
+// own XDP program holds the other end of the veth.
+func TestXstackHelloworld(t *testing.T) {
+	r := rigtest.New(t, rig.Options{})
+	bin := rigtest.Build(t, "./examples/helloworld")
+	p := rigtest.Start(t, "serving on port", bin, "-c", rigtest.Config(t, r))
+	defer p.Stop(5 * time.Second)
+	for _, short := range []bool{false, true} {
+		t.Run(fmt.Sprintf("short=%v", short), func(t *testing.T) {
+			o := loadOpts(r, fmt.Sprintf("%s:80", r.StackAddr4))
+			o.short = short
+			if short {
+				o.portLo, o.portHi = 40000, 49999
+			}
+			res, err := run(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s", res.text())
+			if res.Counts.OK == 0 || res.Counts.Errors() != 0 {
+				t.Errorf("want only ok responses, got %+v", res.Counts)
+			}
+		})
+	}
+}
