@@ -233,6 +233,8 @@ func TestQuick(t *testing.T) {
 			{"rps", "wrk", "server CPU/request, whole CPU \\(/proc/stat\\) \\(µs\\)"},
 			{"cps", "wrk", "connections/s"}, {"cps", "wrk", "server CPU/connection \\(µs\\)"},
 			{"cps", "Go", "connections/s"}, {"cps", "Go", "server CPU/connection \\(µs\\)"},
+			{"rps", "xload", "requests/s"}, {"rps", "xload", "server CPU/request \\(µs\\)"},
+			{"cps", "xload", "connections/s"}, {"cps", "xload", "server CPU/connection \\(µs\\)"},
 			{"bulk", "Go", "throughput \\(Gbit/s\\)"}, {"bulk", "Go", "server CPU \\(CPU-s/GB\\)"},
 			{"conns", "Go", "memory/conn \\(KiB\\)"}, {"conns", "Go", "RSS/conn \\(KiB\\)"},
 		} {

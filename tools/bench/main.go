@@ -145,6 +145,7 @@ type options struct {
 	mtu        int       // both ends of the veth and xstack's port; 0 leaves the rig's
 	sysctls    []string  // name=value lines of xstack's [sysctl] section
 	lossRates  []float64 // loss: shares of frames dropped each way
+	clients    []string  // the HTTP clients of rps and cps: clientWrk, clientGo, clientXload
 }
 
 func main() {
@@ -186,7 +187,8 @@ func main() {
 		return nil
 	})
 	lossPct := flag.String("loss-rates", "0,1,5,20", "loss: percentages of frames dropped each way")
-	flag.StringVar(&o.binDir, "bin", "", "use prebuilt helloworld and echo from this directory instead of building them")
+	flag.StringVar(&o.binDir, "bin", "", "use prebuilt helloworld, echo (and xload) from this directory instead of building them")
+	clients := flag.String("client", "wrk,Go,xload", "rps and cps: the clients to measure with (rps runs wrk and xload; cps all three)")
 	flag.Parse()
 
 	var err error
@@ -204,6 +206,9 @@ func main() {
 	}
 	if o.lossRates, err = parseLossRates(*lossPct); err != nil {
 		log.Fatalf("-loss-rates: %v", err)
+	}
+	if o.clients, err = parseClients(*clients); err != nil {
+		log.Fatalf("-client: %v", err)
 	}
 	set := map[string]bool{}
 	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -277,6 +282,32 @@ func parseRigModes(s string) ([]string, error) {
 	return out, nil
 }
 
+// parseClients reads -client: a comma-separated subset of wrk, Go and
+// xload, case-insensitive, in the table's spelling.
+func parseClients(s string) ([]string, error) {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		i := slices.IndexFunc([]string{clientWrk, clientGo, clientXload}, func(c string) bool { return strings.EqualFold(c, f) })
+		if i < 0 {
+			return nil, fmt.Errorf("unknown client %q (want wrk, Go or xload)", f)
+		}
+		c := []string{clientWrk, clientGo, clientXload}[i]
+		if !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// uses reports whether -client has c.
+func (o options) uses(c string) bool { return slices.Contains(o.clients, c) }
+
+// needXload reports whether a scenario of the run measures with xload.
+func (o options) needXload() bool {
+	return o.uses(clientXload) && (slices.Contains(o.scenarios, "rps") || slices.Contains(o.scenarios, "cps"))
+}
+
 func parseInts(s string) ([]int, error) {
 	var out []int
 	for f := range strings.SplitSeq(s, ",") {
@@ -324,6 +355,7 @@ type bench struct {
 
 type binaries struct {
 	helloworld, echo, self string
+	xload                  string // tools/xload, when -client has it
 }
 
 // run does the whole run and writes the table to w.
@@ -354,7 +386,7 @@ func run(o options, w io.Writer) (err error) {
 	}
 	defer os.RemoveAll(tmp)
 	b := &bench{ctx: ctx, o: o, res: &Results{Started: time.Now()}}
-	if b.bins, err = build(o.root, o.binDir, tmp); err != nil {
+	if b.bins, err = build(o.root, o.binDir, tmp, o.needXload()); err != nil {
 		return err
 	}
 
@@ -557,19 +589,29 @@ idle_sleep=0
 	return p, os.WriteFile(p, []byte(conf), 0o644)
 }
 
-// build compiles the examples the targets run into dir, or finds them in
-// binDir.
-func build(root, binDir, dir string) (binaries, error) {
+// build compiles the examples the targets run (and tools/xload, with
+// withXload) into dir, or finds them in binDir.
+func build(root, binDir, dir string, withXload bool) (binaries, error) {
 	var bins binaries
 	self, err := os.Executable()
 	if err != nil {
 		return bins, err
 	}
 	bins.self = self
+	progs := []struct {
+		pkg string
+		out *string
+	}{{"./examples/helloworld", &bins.helloworld}, {"./examples/echo", &bins.echo}}
+	if withXload {
+		progs = append(progs, struct {
+			pkg string
+			out *string
+		}{"./tools/xload", &bins.xload})
+	}
 	if binDir != "" {
-		bins.helloworld, bins.echo = filepath.Join(binDir, "helloworld"), filepath.Join(binDir, "echo")
-		for _, p := range []string{bins.helloworld, bins.echo} {
-			if _, err := os.Stat(p); err != nil {
+		for _, p := range progs {
+			*p.out = filepath.Join(binDir, filepath.Base(p.pkg))
+			if _, err := os.Stat(*p.out); err != nil {
 				return bins, fmt.Errorf("-bin: %w", err)
 			}
 		}
@@ -581,15 +623,12 @@ func build(root, binDir, dir string) (binaries, error) {
 			return bins, err
 		}
 	}
-	for _, t := range []struct {
-		pkg string
-		out *string
-	}{{"./examples/helloworld", &bins.helloworld}, {"./examples/echo", &bins.echo}} {
-		*t.out = filepath.Join(dir, filepath.Base(t.pkg))
-		cmd := osCommand("go", "build", "-o", *t.out, t.pkg)
+	for _, p := range progs {
+		*p.out = filepath.Join(dir, filepath.Base(p.pkg))
+		cmd := osCommand("go", "build", "-o", *p.out, p.pkg)
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return bins, fmt.Errorf("go build %s: %w\n%s", t.pkg, err, out)
+			return bins, fmt.Errorf("go build %s: %w\n%s", p.pkg, err, out)
 		}
 	}
 	return bins, nil

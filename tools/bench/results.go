@@ -127,7 +127,7 @@ const (
 // rate it measured) by target in round: the server's CPU per unit (the
 // loop's busy time for xstack, the server CPU's non-idle time for the
 // kernel), the server CPU's non-idle time per unit for both (/proc/stat),
-// and the client CPU's utilisation. perUnit names the unit ("request");
+// the client CPU's utilisation and its non-idle time per unit. perUnit names the unit ("request");
 // bytes are costed in CPU-seconds per GB (10^9 bytes), everything else in
 // µs.
 func (r *Results) addCost(like *Point, target string, round int, w CPUWindow, perUnit string) {
@@ -145,6 +145,16 @@ func (r *Results) addCost(like *Point, target string, round int, w CPUWindow, pe
 	row(metric, unit, server*scale, true, false)
 	row(metric+procStatSuffix, unit, procStat*scale, true, false)
 	row(metricClientCPU, "%", 100*w.Client.util(), false, true)
+	// The client's cost per unit, from the client CPU's non-idle time:
+	// what one unit of work costs the load generator, kernel's receive
+	// work on its CPU included, so that clients can be compared.
+	if w.Units > 0 {
+		cm := "client CPU/" + perUnit
+		if perUnit == "byte" {
+			cm = "client CPU/GB"
+		}
+		row(cm, unit, float64(w.Client.busy())/w.Units*scale, true, true)
+	}
 }
 
 // clientBound reports whether target's median client CPU utilisation at

@@ -233,6 +233,7 @@ const (
 	clientWrk   = "wrk"
 	clientGo    = "Go"    // the bench's thread-per-worker clients
 	clientBlast = "blast" // ceiling's AF_PACKET sender
+	clientXload = "xload" // tools/xload, on its own AF_XDP socket
 )
 
 // point returns the point of the current rig mode with the given identity.
@@ -263,6 +264,9 @@ func (b *bench) rps() error {
 	if b.o.quick {
 		warm = 0
 	}
+	if !b.o.uses(clientWrk) && !b.o.uses(clientXload) {
+		return errors.New("rps measures with wrk or xload, and -client has neither")
+	}
 	return b.eachRound(httpServer, bothTargets, func(round int, tg string, addr netip.AddrPort) error {
 		if warm > 0 {
 			if _, out, err := runWrk(b.ctx, b.r.PeerNS, b.o.clientCPU, addr, 16, warm); err != nil {
@@ -270,6 +274,15 @@ func (b *bench) rps() error {
 			}
 		}
 		for _, c := range b.o.rpsConns {
+			label := fmt.Sprintf("%d conns", c)
+			if b.o.uses(clientXload) {
+				if err := b.xloadRound("rps", label, c, round, tg, addr, false); err != nil {
+					return err
+				}
+			}
+			if !b.o.uses(clientWrk) {
+				continue
+			}
 			var wr wrkResult
 			w, err := b.measure("requests", func() (float64, error) {
 				var err error
@@ -279,7 +292,6 @@ func (b *bench) rps() error {
 			if err != nil {
 				return err
 			}
-			label := fmt.Sprintf("%d conns", c)
 			detail := map[string]float64{"requests": float64(wr.Requests)}
 			for k, v := range wr.Latency {
 				detail["latency_"+k+"_us"] = v
@@ -295,6 +307,36 @@ func (b *bench) rps() error {
 		}
 		return nil
 	})
+}
+
+// xloadRound measures target with tools/xload at conns connections,
+// keep-alive (rps) or one request per connection (cps, short), and adds
+// the rate, xload's p99 and the cost rows.
+func (b *bench) xloadRound(scenario, label string, conns, round int, tg string, addr netip.AddrPort, short bool) error {
+	unit, metric, rateUnit, per := "requests", "requests/s", "req/s", "request"
+	if short {
+		unit, metric, rateUnit, per = "connections", "connections/s", "conn/s", "connection"
+	}
+	var xr xloadResult
+	w, err := b.measure(unit, func() (float64, error) {
+		var err error
+		xr, err = b.runXload(addr, conns, b.o.duration, short)
+		return float64(xr.done()), err
+	})
+	if err != nil {
+		return err
+	}
+	if xr.done() == 0 {
+		return fmt.Errorf("xload completed no %s (%d reset, %d timed out)", strings.TrimSuffix(unit, "s"), xr.Counts.Reset, xr.Counts.Timeout)
+	}
+	pt := b.point(scenario, clientXload, label, conns, metric, rateUnit, false)
+	pt.Samples = append(pt.Samples, &Sample{Target: tg, Round: round, Value: xr.Rate, Errors: xr.errors(), Detail: xloadDetail(xr, unit), CPU: &w})
+	p99 := b.point(scenario, clientXload, label, conns, "xload p99", "µs", true)
+	p99.Samples = append(p99.Samples, &Sample{Target: tg, Round: round, Value: xr.P99us})
+	b.res.addCost(pt, tg, round, w, per)
+	log.Printf("  %s %s %s round %d xload %d conns: %.0f %s, p99 %.0fµs, %d errors, %d retransmits, xload busy %.0f%%; %s",
+		scenario, b.mode, tg, round, conns, xr.Rate, rateUnit, xr.P99us, xr.errors(), xr.Counts.Retransmits, xr.CPUBusyPct, costLog(w, strings.TrimSuffix(rateUnit, "/s")))
+	return nil
 }
 
 // costLog is a log line's account of a window's CPU cost.
@@ -324,50 +366,76 @@ func costLog(w CPUWindow, unit string) string {
 func (b *bench) cps() error {
 	return b.eachRound(httpServer, bothTargets, func(round int, tg string, addr netip.AddrPort) error {
 		for _, n := range b.o.cpsWorkers {
-			var wr wrkResult
-			w, err := b.measure("connections", func() (float64, error) {
-				var err error
-				wr, _, err = runWrk(b.ctx, b.r.PeerNS, b.o.clientCPU, addr, n, b.o.duration, "Connection: close")
-				return float64(wr.Requests), err
-			})
-			if err != nil {
-				return err
+			if b.o.uses(clientXload) {
+				if err := b.xloadRound("cps", fmt.Sprintf("%d conns", n), n, round, tg, addr, true); err != nil {
+					return err
+				}
 			}
-			pt := b.point("cps", clientWrk, fmt.Sprintf("%d conns", n), n, "connections/s", "conn/s", false)
-			pt.Samples = append(pt.Samples, &Sample{Target: tg, Round: round, Value: wr.RequestsPerSec, Errors: wr.Errors,
-				Detail: map[string]float64{"connections": float64(wr.Requests)}, CPU: &w})
-			b.res.addCost(pt, tg, round, w, "connection")
-			log.Printf("  cps %s %s round %d wrk %d conns: %.0f conn/s, %d errors; %s", b.mode, tg, round, n, wr.RequestsPerSec, wr.Errors, costLog(w, "conn"))
-			if wr.Requests == 0 {
-				return errors.New("wrk completed no connection")
+			if b.o.uses(clientWrk) {
+				if err := b.cpsWrk(n, round, tg, addr); err != nil {
+					return err
+				}
 			}
-
-			var cr cpsResult
-			w, err = b.measure("connections", func() (float64, error) {
-				var err error
-				cr, err = runCPS(b.ctx, b.r.PeerNS, addr, n, b.o.duration)
-				return float64(cr.conns), err
-			})
-			if err != nil {
-				return err
-			}
-			v := float64(cr.conns) / cr.elapsed.Seconds()
-			s := &Sample{Target: tg, Round: round, Value: v, Errors: cr.errors,
-				Detail: map[string]float64{"connections": float64(cr.conns), "seconds": cr.elapsed.Seconds()}, CPU: &w}
-			pt = b.point("cps", clientGo, fmt.Sprintf("%d workers", n), n, "connections/s", "conn/s", false)
-			pt.Samples = append(pt.Samples, s)
-			b.res.addCost(pt, tg, round, w, "connection")
-			msg := ""
-			if cr.lastErr != nil {
-				msg = fmt.Sprintf(" (last error: %v)", cr.lastErr)
-			}
-			log.Printf("  cps %s %s round %d Go %d workers: %.0f conn/s, %d errors%s; %s", b.mode, tg, round, n, v, cr.errors, msg, costLog(w, "conn"))
-			if cr.conns == 0 {
-				return fmt.Errorf("no connection completed%s", msg)
+			if b.o.uses(clientGo) {
+				if err := b.cpsGo(n, round, tg, addr); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
 	})
+}
+
+// cpsWrk measures short connections with wrk and "Connection: close": it
+// reconnects after every response, so each request is one connection.
+func (b *bench) cpsWrk(n, round int, tg string, addr netip.AddrPort) error {
+	var wr wrkResult
+	w, err := b.measure("connections", func() (float64, error) {
+		var err error
+		wr, _, err = runWrk(b.ctx, b.r.PeerNS, b.o.clientCPU, addr, n, b.o.duration, "Connection: close")
+		return float64(wr.Requests), err
+	})
+	if err != nil {
+		return err
+	}
+	pt := b.point("cps", clientWrk, fmt.Sprintf("%d conns", n), n, "connections/s", "conn/s", false)
+	pt.Samples = append(pt.Samples, &Sample{Target: tg, Round: round, Value: wr.RequestsPerSec, Errors: wr.Errors,
+		Detail: map[string]float64{"connections": float64(wr.Requests)}, CPU: &w})
+	b.res.addCost(pt, tg, round, w, "connection")
+	log.Printf("  cps %s %s round %d wrk %d conns: %.0f conn/s, %d errors; %s", b.mode, tg, round, n, wr.RequestsPerSec, wr.Errors, costLog(w, "conn"))
+	if wr.Requests == 0 {
+		return errors.New("wrk completed no connection")
+	}
+	return nil
+}
+
+// cpsGo measures short connections with the bench's Go client of n
+// workers.
+func (b *bench) cpsGo(n, round int, tg string, addr netip.AddrPort) error {
+	var cr cpsResult
+	w, err := b.measure("connections", func() (float64, error) {
+		var err error
+		cr, err = runCPS(b.ctx, b.r.PeerNS, addr, n, b.o.duration)
+		return float64(cr.conns), err
+	})
+	if err != nil {
+		return err
+	}
+	v := float64(cr.conns) / cr.elapsed.Seconds()
+	s := &Sample{Target: tg, Round: round, Value: v, Errors: cr.errors,
+		Detail: map[string]float64{"connections": float64(cr.conns), "seconds": cr.elapsed.Seconds()}, CPU: &w}
+	pt := b.point("cps", clientGo, fmt.Sprintf("%d workers", n), n, "connections/s", "conn/s", false)
+	pt.Samples = append(pt.Samples, s)
+	b.res.addCost(pt, tg, round, w, "connection")
+	msg := ""
+	if cr.lastErr != nil {
+		msg = fmt.Sprintf(" (last error: %v)", cr.lastErr)
+	}
+	log.Printf("  cps %s %s round %d Go %d workers: %.0f conn/s, %d errors%s; %s", b.mode, tg, round, n, v, cr.errors, msg, costLog(w, "conn"))
+	if cr.conns == 0 {
+		return fmt.Errorf("no connection completed%s", msg)
+	}
+	return nil
 }
 
 func (b *bench) udp() error {
