@@ -32,11 +32,12 @@ type ceilingResult struct {
 }
 
 // runCeiling measures the rig's raw AF_XDP receive rate: the peer blasts
-// 60-byte UDP frames to the stack address with AF_PACKET sendmmsg from a
-// thread on clientCPU; an xsk on queue 0 of the stack side (the same XDP
-// program and queue code xstack uses) receives them on serverCPU and only
-// counts. No stack runs: this is the most any stack can get from the rig.
-func runCeiling(ctx context.Context, r *rig.Rig, serverCPU, clientCPU int, d time.Duration) (ceilingResult, error) {
+// UDP frames of frameLen bytes (Ethernet header included, 60 at least) to
+// the stack address with AF_PACKET sendmmsg from a thread on clientCPU; an
+// xsk on queue 0 of the stack side (the same XDP program and queue code
+// xstack uses) receives them on serverCPU and only counts. No stack runs:
+// this is the most any stack can get from the rig.
+func runCeiling(ctx context.Context, r *rig.Rig, serverCPU, clientCPU, frameLen int, d time.Duration) (ceilingResult, error) {
 	var res ceilingResult
 	old := runtime.GOMAXPROCS(4)
 	defer runtime.GOMAXPROCS(old)
@@ -84,7 +85,11 @@ func runCeiling(ctx context.Context, r *rig.Rig, serverCPU, clientCPU int, d tim
 	}
 	defer unix.Close(fd)
 
-	frame := udp4Frame(r.StackMAC, r.PeerMAC, r.PeerAddr4, r.StackAddr4, 40000, 9, make([]byte, 18))
+	payload := frameLen - header.EthernetMinimumSize - header.IPv4MinimumSize - header.UDPMinimumSize
+	if payload < 0 {
+		return res, fmt.Errorf("ceiling: a frame of %d bytes holds no UDP header", frameLen)
+	}
+	frame := udp4Frame(r.StackMAC, r.PeerMAC, r.PeerAddr4, r.StackAddr4, 40000, 9, make([]byte, payload))
 	var stopBlast atomic.Bool
 	var sent atomic.Uint64
 	var wg sync.WaitGroup

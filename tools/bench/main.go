@@ -65,7 +65,8 @@
 //	         5% and 20% of the TCP/UDP frames each way (internal/lossy);
 //	         TSO, GSO and GRO off on both ends, both servers on Reno
 //	ceiling  the rig's raw AF_XDP receive rate: the peer blasts 60-byte
-//	         frames with AF_PACKET, an xsk on the stack side only counts
+//	         and 1514-byte frames with AF_PACKET, an xsk on the stack side
+//	         only counts (frames/s, and Gbit/s of IP beside bulk's)
 //
 // It prints a Markdown table (scenario, rig mode, client, point, metric;
 // median, min–max over rounds, xstack/kernel ratio of the medians) and

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
 
 	"github.com/xstack/xstack/internal/ctl"
 	"github.com/xstack/xstack/internal/netns"
@@ -554,23 +555,36 @@ func (b *bench) latency() error {
 	})
 }
 
+// ceilingFrames are the frame sizes of the ceiling scenario: the least
+// Ethernet frame (the packet-rate limit) and a full 1500-byte MTU frame
+// (the limit bulk transfer meets).
+var ceilingFrames = []int{60, 1514}
+
 func (b *bench) ceiling() error {
 	for round := 1; round <= b.o.rounds; round++ {
-		if err := b.ctx.Err(); err != nil {
-			return err
+		for _, size := range ceilingFrames {
+			if err := b.ctx.Err(); err != nil {
+				return err
+			}
+			cr, err := runCeiling(b.ctx, b.r, b.o.serverCPU, b.o.clientCPU, size, b.o.duration)
+			if err != nil {
+				return err
+			}
+			v := float64(cr.received) / cr.elapsed.Seconds()
+			label := fmt.Sprintf("%dB frames, %s", size, cr.mode)
+			pt := b.point("ceiling", clientBlast, label, size, "xsk rx frames/s", "frames/s", false)
+			pt.Samples = append(pt.Samples, &Sample{Target: xstack, Round: round, Value: v,
+				Detail: map[string]float64{"received": float64(cr.received), "peer_sent": float64(cr.sent),
+					"peer_sent_per_s": float64(cr.sent) / cr.elapsed.Seconds(), "seconds": cr.elapsed.Seconds(),
+					"kernel_rx_dropped": float64(cr.stats.RxDropped), "rx_ring_full": float64(cr.stats.RxRingFull)}})
+			// The IP bytes those frames carry, in the unit bulk reports.
+			ip := size - header.EthernetMinimumSize
+			gb := b.point("ceiling", clientBlast, label, size, "xsk rx IP throughput", "Gbit/s", false)
+			gb.Samples = append(gb.Samples, &Sample{Target: xstack, Round: round, Value: v * float64(ip) * 8 / 1e9})
+			log.Printf("  ceiling round %d, %dB frames: %.0f frames/s received, %.2f Gbit/s of IP (peer sent %.0f/s; %s)",
+				round, size, v, v*float64(ip)*8/1e9, float64(cr.sent)/cr.elapsed.Seconds(), strings.TrimSpace(cr.mode))
 		}
-		cr, err := runCeiling(b.ctx, b.r, b.o.serverCPU, b.o.clientCPU, b.o.duration)
-		if err != nil {
-			return err
-		}
-		v := float64(cr.received) / cr.elapsed.Seconds()
-		pt := b.point("ceiling", clientBlast, "60B frames, "+cr.mode, 1, "xsk rx frames/s", "frames/s", false)
-		pt.Samples = append(pt.Samples, &Sample{Target: xstack, Round: round, Value: v,
-			Detail: map[string]float64{"received": float64(cr.received), "peer_sent": float64(cr.sent),
-				"peer_sent_per_s": float64(cr.sent) / cr.elapsed.Seconds(), "seconds": cr.elapsed.Seconds(),
-				"kernel_rx_dropped": float64(cr.stats.RxDropped), "rx_ring_full": float64(cr.stats.RxRingFull)}})
-		log.Printf("  ceiling round %d: %.0f frames/s received (peer sent %.0f/s; %s)", round, v, float64(cr.sent)/cr.elapsed.Seconds(), strings.TrimSpace(cr.mode))
 	}
-	b.res.note("ceiling: no kernel counterpart; it is the most frames/s the rig's AF_XDP path delivers to one core, an upper bound for xstack's packet rates above")
+	b.res.note("ceiling: no kernel counterpart; it is the most frames/s the rig's AF_XDP path delivers to one core, an upper bound for xstack's packet rates above; its 1514-byte row, in Gbit/s of IP, is the bound for bulk with MTU-sized frames")
 	return nil
 }
