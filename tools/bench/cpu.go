@@ -130,6 +130,12 @@ type CPUWindow struct {
 	// LoopStalls counts the loop's working passes of at least 100 µs,
 	// 1 ms and 10 ms in the window (ctl.Stats.LongPasses).
 	LoopStalls *[3]uint64 `json:"loop_stalls,omitempty"`
+	// The loop's passes and the frames it received and sent in the
+	// window: frames per unit of work each way, and how much work a pass
+	// held.
+	LoopPasses   *uint64 `json:"loop_passes,omitempty"`
+	LoopRxFrames *uint64 `json:"loop_rx_frames,omitempty"`
+	LoopTxFrames *uint64 `json:"loop_tx_frames,omitempty"`
 	// The run time of the NAPI kthreads of the stack side's veth end (on
 	// the server CPU) and of the peer's (on the client CPU) in the nic rig
 	// mode: where the receive work of each side landed.
@@ -164,6 +170,8 @@ func window(a, b cpuSnap, units float64, unit string) CPUWindow {
 			st[i] = b.loop.LongPasses[i] - a.loop.LongPasses[i]
 		}
 		w.LoopStalls = &st
+		w.LoopPasses = d(b.loop.Passes, a.loop.Passes)
+		w.LoopRxFrames, w.LoopTxFrames = d(b.loop.RxPackets, a.loop.RxPackets), d(b.loop.TxPackets, a.loop.TxPackets)
 	}
 	w.ClientBound = w.Client.util() >= clientBoundUtil
 	return w

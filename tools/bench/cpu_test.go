@@ -128,9 +128,11 @@ func TestWindowCost(t *testing.T) {
 			// xstack: the CPU is fully busy (spinning) but the loop
 			// was busy 0.25 s: 10 µs per request from the loop, 40 µs
 			// per request from /proc/stat.
-			name:  "xstack",
-			a:     at(0, 0, 0, 0, 0, &ctl.Stats{BusyNs: 5e9, IdleNs: 7e9, UserNs: 1, SysNs: 2}),
-			b:     at(1e9, 1e9, 0, 0.5e9, 0.5e9, &ctl.Stats{BusyNs: 5.25e9, IdleNs: 7.75e9, UserNs: 3, SysNs: 5}),
+			name: "xstack",
+			a: at(0, 0, 0, 0, 0, &ctl.Stats{BusyNs: 5e9, IdleNs: 7e9, UserNs: 1, SysNs: 2,
+				Passes: 100, RxPackets: 1000, TxPackets: 2000, LongPasses: [3]uint64{4, 2, 1}}),
+			b: at(1e9, 1e9, 0, 0.5e9, 0.5e9, &ctl.Stats{BusyNs: 5.25e9, IdleNs: 7.75e9, UserNs: 3, SysNs: 5,
+				Passes: 150, RxPackets: 1100, TxPackets: 2300, LongPasses: [3]uint64{7, 2, 1}}),
 			units: 25000, server: 10e3, whole: 40e3, loop: true,
 		},
 		{
@@ -151,6 +153,10 @@ func TestWindowCost(t *testing.T) {
 			}
 			if tc.loop && (*w.LoopIdleNs != 0.75e9 || *w.ProcUserNs != 2 || *w.ProcSysNs != 3) {
 				t.Errorf("loop idle %d, user %d, sys %d: want 0.75e9, 2, 3", *w.LoopIdleNs, *w.ProcUserNs, *w.ProcSysNs)
+			}
+			if tc.loop && (*w.LoopPasses != 50 || *w.LoopRxFrames != 100 || *w.LoopTxFrames != 300 || *w.LoopStalls != [3]uint64{3, 0, 0}) {
+				t.Errorf("loop passes %d, frames in %d, out %d, stalls %v: want 50, 100, 300, [3 0 0]",
+					*w.LoopPasses, *w.LoopRxFrames, *w.LoopTxFrames, *w.LoopStalls)
 			}
 			if w.ClientBound != tc.clientBd {
 				t.Errorf("client-bound = %v, want %v", w.ClientBound, tc.clientBd)

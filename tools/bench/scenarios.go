@@ -350,6 +350,9 @@ func costLog(w CPUWindow, unit string) string {
 	if st := w.LoopStalls; st != nil {
 		s += fmt.Sprintf(", loop passes ≥100µs/≥1ms/≥10ms: %d/%d/%d", st[0], st[1], st[2])
 	}
+	if w.LoopRxFrames != nil && w.Units > 0 {
+		s += fmt.Sprintf(", frames in/out per %s %.2f/%.2f", unit, float64(*w.LoopRxFrames)/w.Units, float64(*w.LoopTxFrames)/w.Units)
+	}
 	if w.NAPIStackNs != nil && w.Units > 0 {
 		s += fmt.Sprintf(", NAPI kthreads %.1fµs/%s stack side, %.1fµs/%s peer side",
 			float64(*w.NAPIStackNs)/w.Units/1e3, unit, float64(*w.NAPIPeerNs)/w.Units/1e3, unit)
