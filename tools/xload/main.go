@@ -258,8 +258,11 @@ func run(o options) (*result, error) {
 
 	// The loop keeps to one OS thread, so that its CPU time
 	// (RUSAGE_THREAD) is the generator's own, whatever else the process
-	// runs.
+	// runs. The thread is unlocked on return: a goroutine that ends locked
+	// takes its thread down with it, and a child started from that thread
+	// with Pdeathsig (as the rig's servers are) is then killed.
 	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	frames := make([][]byte, 64)
 	start := time.Now()
 	var ru0, ru1 unix.Rusage
