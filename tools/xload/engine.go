@@ -57,6 +57,7 @@ type Config struct {
 	Srcs      [][4]byte // the generator's IPv4 addresses
 	PortLo    uint16
 	PortHi    uint16
+	PortStart uint16 // the first source port used, in PortLo..PortHi
 	Server    [4]byte
 	SrvPort   uint16
 	Conns     int  // connections open at once
@@ -122,16 +123,24 @@ type Engine struct {
 	Hist   Hist
 }
 
-// NewEngine preallocates every slot: len(Srcs) × ports.
+// NewEngine preallocates every slot: len(Srcs) × ports. issBase is the
+// initial sequence number clock's reading at now = 0, in ticks of 4.096
+// µs (now>>12): the caller takes it from a clock that runs on across runs,
+// so that a later run's ISNs are above an earlier one's.
 func NewEngine(cfg Config, tx Tx, issBase uint32) *Engine {
 	n := int(cfg.PortHi-cfg.PortLo) + 1
 	e := &Engine{cfg: cfg, tx: tx, nports: n, issBase: issBase}
 	total := n * len(cfg.Srcs)
 	e.conns = make([]conn, total)
 	e.free = make([]uint32, total)
+	first := 0
+	if cfg.PortStart > cfg.PortLo && cfg.PortStart <= cfg.PortHi {
+		first = int(cfg.PortStart - cfg.PortLo)
+	}
 	// Interleave the sources, so that consecutive connections leave from
-	// different addresses.
-	for p := 0; p < n; p++ {
+	// different addresses, from PortStart on and around.
+	for k := 0; k < n; k++ {
+		p := (first + k) % n
 		for s := range cfg.Srcs {
 			i := s*n + p
 			e.conns[i].src, e.conns[i].sport = uint8(s), cfg.PortLo+uint16(p)
@@ -226,7 +235,18 @@ func (e *Engine) segment(idx uint32, p *packet.Parsed, frame []byte) {
 		return
 	}
 	if c.state == stSynSent {
-		if fl&header.TCPFlagAck == 0 || p.Ack != c.sndNxt {
+		if fl&header.TCPFlagAck == 0 {
+			return
+		}
+		if p.Ack != c.sndNxt {
+			// RFC 9293 3.10.7.3: an unacceptable ACK gets a reset at
+			// SEG.ACK. It is what a server's TIME-WAIT answers a SYN
+			// below its sequence space with; the reset ends that
+			// TIME-WAIT and the SYN's retransmission opens the
+			// connection.
+			if fl&header.TCPFlagRst == 0 {
+				e.send(c, header.TCPFlagRst, p.Ack, 0, nil, false)
+			}
 			return
 		}
 		if fl&header.TCPFlagRst != 0 {
@@ -433,9 +453,11 @@ func (e *Engine) open() bool {
 	*c = conn{src: src, sport: sport, state: stSynSent, rto: e.cfg.RTO}
 	c.active = int32(len(e.active))
 	e.active = append(e.active, idx)
-	// RFC 6528: a clock-driven ISN (4 µs ticks), so that a SYN reusing a
-	// 4-tuple the server holds in TIME-WAIT starts above its old sequence
-	// space and is accepted (RFC 9293 3.10.7.4, Linux tcp_timewait_state_process).
+	// RFC 6528's clock (4 µs ticks) without its keyed hash: xload runs on
+	// rigs, where off-path guessing is no concern, and a clock that runs
+	// on across runs makes a SYN reusing a 4-tuple the server holds in
+	// TIME-WAIT start above the old sequence space, so that it is
+	// accepted (RFC 9293 3.10.7.4, Linux tcp_timewait_state_process).
 	iss := e.issBase + uint32(e.now>>12)
 	c.sndUna, c.sndNxt = iss, iss+1
 	c.sent = e.now

@@ -170,3 +170,61 @@ func BenchmarkEngineShort(b *testing.B) {
 	}
 	b.ReportMetric(float64(e.Counts.OK)/float64(b.N), "conns/op")
 }
+
+// A SYN that a server's TIME-WAIT answers with an ACK of its old sequence
+// space gets a reset at that ACK's number, and the SYN is retransmitted.
+func TestEngineSynSentBadAck(t *testing.T) {
+	e, tx := testEngine(false)
+	e.cfg.Conns = 1
+	s := &fakeServer{}
+	e.Poll(0)
+	if len(tx.out) != 1 {
+		t.Fatalf("want one SYN, got %d frames", len(tx.out))
+	}
+	var syn packet.Parsed
+	packet.Parse(tx.out[0], &syn)
+	tx.out = tx.out[:0]
+	e.Input(s.frame(syn.SrcPort, 7000, 12345, header.TCPFlagAck, nil), 1000)
+	if len(tx.out) != 1 {
+		t.Fatalf("want one reset, got %d frames", len(tx.out))
+	}
+	var rst packet.Parsed
+	packet.Parse(tx.out[0], &rst)
+	if rst.TCPFlags != header.TCPFlagRst || rst.Seq != 12345 || rst.DstPort != 80 || rst.SrcPort != syn.SrcPort {
+		t.Errorf("want RST seq 12345 from port %d, got flags %v seq %d ports %d->%d",
+			syn.SrcPort, rst.TCPFlags, rst.Seq, rst.SrcPort, rst.DstPort)
+	}
+	tx.out = tx.out[:0]
+	e.Poll(e.cfg.RTO)
+	var again packet.Parsed
+	if len(tx.out) == 1 {
+		packet.Parse(tx.out[0], &again)
+	}
+	if again.TCPFlags != header.TCPFlagSyn || again.Seq != syn.Seq || e.Counts.Errors() != 0 {
+		t.Errorf("want the SYN retransmitted with seq %d and no error, got %d frames, flags %v seq %d, %+v",
+			syn.Seq, len(tx.out), again.TCPFlags, again.Seq, e.Counts)
+	}
+}
+
+// Connections leave from PortStart on, across the sources, and wrap.
+func TestEnginePortStart(t *testing.T) {
+	tx := &memTx{}
+	srcs := [][4]byte{testSrc, {198, 18, 1, 2}}
+	e := NewEngine(Config{MAC: testMAC, Srcs: srcs, PortLo: 1000, PortHi: 1002, PortStart: 1002,
+		Server: testSrv, SrvPort: 80, Conns: 6, Request: []byte("GET / HTTP/1.1\r\n\r\n"), RTO: 200e6,
+		Retries: 3, Timeout: 1e9, RcvWindow: 0xffff, MSS: 1460}, tx, 1)
+	e.srvMAC, e.haveMAC = srvMAC, true
+	e.Poll(0)
+	want := []uint16{1002, 1002, 1000, 1000, 1001, 1001}
+	if len(tx.out) != len(want) {
+		t.Fatalf("want %d SYNs, got %d", len(want), len(tx.out))
+	}
+	for i, f := range tx.out {
+		var p packet.Parsed
+		packet.Parse(f, &p)
+		src, _ := p.Addrs(f)
+		if p.SrcPort != want[i] || [4]byte(src) != srcs[i%2] {
+			t.Errorf("SYN %d from %v:%d, want %v:%d", i, src, p.SrcPort, srcs[i%2], want[i])
+		}
+	}
+}

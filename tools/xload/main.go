@@ -28,8 +28,13 @@
 // at RCV.NXT only; retransmission of SYN, request and FIN with exponential
 // backoff; ARP for the server (which must be on-link) and answers for its
 // own addresses. Ports are used in FIFO order across every source address,
-// with a clock-driven initial sequence number, so a 4-tuple still in the
-// server's TIME-WAIT is reused as late as possible and then accepted.
+// from a port picked per run, with initial sequence numbers from the
+// system's monotonic clock (RFC 6528), so a 4-tuple still in the server's
+// TIME-WAIT is reused as late as possible, by a SYN above its old sequence
+// space, which the server accepts. Should one still fall below (a long
+// keep-alive connection outruns the clock), the server's TIME-WAIT answers
+// with an ACK, which gets a reset (RFC 9293 3.10.7.3) that ends it, and the
+// SYN's retransmission opens the connection.
 //
 // Latency is measured from the request's send time; in -short mode from the
 // SYN, so it includes the handshake. The run exits 1 when any response was
@@ -253,13 +258,21 @@ func run(o options) (*result, error) {
 		PerConn: o.perConn, Request: []byte(req), RTO: int64(o.rto), Retries: 6,
 		Timeout: int64(o.timeout), RcvWindow: 0xffff, MSS: uint16(mss),
 	}
+	cfg.PortStart = uint16(o.portLo + rand.IntN(o.portHi-o.portLo+1))
 	tx := &txBatch{q: q, bufs: make([][]byte, 64), out: make([][]byte, 0, 64)}
-	e := NewEngine(cfg, tx, rand.Uint32())
+	var mono unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono); err != nil {
+		return nil, fmt.Errorf("read the monotonic clock: %w", err)
+	}
+	e := NewEngine(cfg, tx, uint32(mono.Nano()>>12))
 
 	// The loop keeps to one OS thread, so that its CPU time
 	// (RUSAGE_THREAD) is the generator's own, whatever else the process
-	// runs.
+	// runs. The thread is unlocked on return: a goroutine that ends locked
+	// takes its thread down with it, and a child started from that thread
+	// with Pdeathsig (as the rig's servers are) is then killed.
 	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	frames := make([][]byte, 64)
 	start := time.Now()
 	var ru0, ru1 unix.Rusage
