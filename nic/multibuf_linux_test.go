@@ -201,6 +201,30 @@ func testMultiBufferJumbo(t *testing.T, r *testRig, mode XDPMode) {
 		t.Fatalf("Tx of a %d-byte frame: %d, %v; want ErrTxTooManySegs", len(huge), n, err)
 	}
 
+	// The multi-buffer paths allocate nothing per frame either.
+	batch := [][]byte{frame}
+	if a := testing.AllocsPerRun(200, func() {
+		q.Tx(batch)
+		q.RxPackets(bufs, segs)
+	}); a != 0 {
+		t.Fatalf("Tx of a chain and RxPackets allocate %v times per call", a)
+	}
+	lent = lent[:len(lent):len(lent)]
+	one := []int{len(lent)}
+	if a := testing.AllocsPerRun(200, func() {
+		if n := q.TxReserve(lent); n != len(lent) {
+			q.TxRelease(lent[:n])
+			return
+		}
+		// Whatever the buffers hold, 9000 bytes in all: within the MTU.
+		for i := range lent {
+			lent[i] = lent[i][:9000/len(lent)]
+		}
+		q.TxSubmitPackets(lent, one)
+	}); a != 0 {
+		t.Fatalf("TxSubmitPackets of a chain allocates %v times per call", a)
+	}
+
 	xstest.WaitFor(t, 2*time.Second, "TX frames back", func() error {
 		q.RxPackets(bufs, segs)
 		if st := q.Stats(); st.UMEMTxKernel != 0 {

@@ -57,6 +57,15 @@
 // caller computes checksums itself (CompleteChecksum does what the device
 // would). Stats.TxCsumOffload counts the frames sent with a request.
 //
+// Jumbo frames (QueueConfig.MultiBuffer, the MultiBufferQueue interface):
+// the XDP program is loaded frags-aware (BPF_F_XDP_HAS_FRAGS, Port.Frags),
+// which a driver requires before it attaches a program where the MTU does
+// not fit one page, and a multi-buffer queue binds with XDP_USE_SG (Linux
+// 6.6). The kernel then copies a frame larger than one UMEM frame into a
+// chain of them, XDP_PKT_CONTD on every descriptor but the last; RxPackets
+// hands out whole chains, as buffers and per-frame buffer counts, and Tx
+// and TxSubmitPackets send chains of up to MaxTxSegments descriptors.
+//
 // OpenPort, OpenQueue and Open must run on a thread inside the interface's
 // network namespace (internal/netns.Do); the file descriptors they make work
 // from any thread afterwards.
