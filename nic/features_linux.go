@@ -16,6 +16,7 @@ const (
 	netdevADevIfindex       = 1 // NETDEV_A_DEV_IFINDEX
 	netdevADevXDPFeatures   = 3 // NETDEV_A_DEV_XDP_FEATURES, a u64 of netdev_xdp_act
 	netdevXDPActXSKZeroCopy = 8 // NETDEV_XDP_ACT_XSK_ZEROCOPY
+	netdevADevXDPZCMaxSegs  = 4 // NETDEV_A_DEV_XDP_ZC_MAX_SEGS (Linux 6.6), a u32: descriptors per frame in zero-copy TX
 	netdevADevXSKFeatures   = 6 // NETDEV_A_DEV_XSK_FEATURES (Linux 6.8), a u64 of netdev_xsk_flags
 	netdevXSKFlagsTxCsum    = 2 // NETDEV_XSK_FLAGS_TX_CHECKSUM: the driver honours checksum requests in zero-copy mode
 )
@@ -24,8 +25,8 @@ const (
 // ifindex, or an error when this kernel cannot tell (before 6.3). Call it on
 // a thread in the interface's network namespace.
 func xdpFeatures(ifindex int) (uint64, error) {
-	xdp, _, err := devFeatures(ifindex)
-	return xdp, err
+	f, err := devFeatures(ifindex)
+	return f.xdp, err
 }
 
 // xskFeatures returns the netdev_xsk_flags of the driver of interface
@@ -33,39 +34,51 @@ func xdpFeatures(ifindex int) (uint64, error) {
 // before 6.8 have no such attribute, and xskFeatures returns 0. Call it on
 // a thread in the interface's network namespace.
 func xskFeatures(ifindex int) (uint64, error) {
-	_, xsk, err := devFeatures(ifindex)
-	return xsk, err
+	f, err := devFeatures(ifindex)
+	return f.xsk, err
+}
+
+// devFeat are the features the netdev family reports for one interface.
+type devFeat struct {
+	xdp, xsk  uint64
+	zcMaxSegs uint32 // 0 where the kernel does not report it
 }
 
 // devFeatures asks the netdev family for the XDP and xsk features of the
 // driver of interface ifindex.
-func devFeatures(ifindex int) (xdp, xsk uint64, _ error) {
+func devFeatures(ifindex int) (devFeat, error) {
+	var f devFeat
 	fd, err := genl.Open()
 	if err != nil {
-		return 0, 0, err
+		return f, err
 	}
 	defer unix.Close(fd)
 	fam, err := genl.Family(fd, "netdev")
 	if err != nil {
-		return 0, 0, err
+		return f, err
 	}
 	req := genl.Request(fam, netdevCmdDevGet, unix.NLM_F_REQUEST, 1,
 		genl.Attr(netdevADevIfindex, binary.NativeEndian.AppendUint32(nil, uint32(ifindex))))
-	var feat, xskFeat []byte
+	var feat, xskFeat, zcSegs []byte
 	err = genl.Dump(fd, req, func(attrs map[uint16][]byte) {
 		if idx := attrs[netdevADevIfindex]; len(idx) >= 4 && int(binary.NativeEndian.Uint32(idx)) == ifindex {
 			feat = attrs[netdevADevXDPFeatures]
 			xskFeat = attrs[netdevADevXSKFeatures]
+			zcSegs = attrs[netdevADevXDPZCMaxSegs]
 		}
 	})
 	if err != nil {
-		return 0, 0, fmt.Errorf("netdev dev-get of interface %d: %w", ifindex, err)
+		return f, fmt.Errorf("netdev dev-get of interface %d: %w", ifindex, err)
 	}
 	if len(feat) < 8 {
-		return 0, 0, fmt.Errorf("netdev dev-get of interface %d: no xdp-features in the reply", ifindex)
+		return f, fmt.Errorf("netdev dev-get of interface %d: no xdp-features in the reply", ifindex)
 	}
+	f.xdp = binary.NativeEndian.Uint64(feat)
 	if len(xskFeat) >= 8 {
-		xsk = binary.NativeEndian.Uint64(xskFeat)
+		f.xsk = binary.NativeEndian.Uint64(xskFeat)
 	}
-	return binary.NativeEndian.Uint64(feat), xsk, nil
+	if len(zcSegs) >= 4 {
+		f.zcMaxSegs = binary.NativeEndian.Uint32(zcSegs)
+	}
+	return f, nil
 }

@@ -57,6 +57,15 @@
 // caller computes checksums itself (CompleteChecksum does what the device
 // would). Stats.TxCsumOffload counts the frames sent with a request.
 //
+// Jumbo frames (QueueConfig.MultiBuffer, the MultiBufferQueue interface):
+// the XDP program is loaded frags-aware (BPF_F_XDP_HAS_FRAGS, Port.Frags),
+// which a driver requires before it attaches a program where the MTU does
+// not fit one page, and a multi-buffer queue binds with XDP_USE_SG (Linux
+// 6.6). The kernel then copies a frame larger than one UMEM frame into a
+// chain of them, XDP_PKT_CONTD on every descriptor but the last; RxPackets
+// hands out whole chains, as buffers and per-frame buffer counts, and Tx
+// and TxSubmitPackets send chains of up to MaxTxSegments descriptors.
+//
 // OpenPort, OpenQueue and Open must run on a thread inside the interface's
 // network namespace (internal/netns.Do); the file descriptors they make work
 // from any thread afterwards.
@@ -207,6 +216,60 @@ func (c *QueueCounters) Read(s *Stats) {
 	s.TxRingFull = c.TxRingFull.Load()
 	s.TxCsumOffload = c.TxCsumOffload.Load()
 }
+
+// MultiBufferQueue is a Queue whose frames may be larger than one of its
+// buffers: an XSKQueue (QueueConfig.MultiBuffer binds it with AF_XDP's
+// XDP_USE_SG, so that the MTU may exceed a UMEM frame, as jumbo frames
+// do), or a nictest queue that emulates one. A received frame is a list of
+// buffers, which a caller can make one packet of without copying; a frame
+// to send may be built in several buffers lent by TxReserve.
+type MultiBufferQueue interface {
+	Queue
+
+	// MultiBuffer reports whether frames may span several buffers. When
+	// false every frame is one buffer, as on a plain Queue.
+	MultiBuffer() bool
+
+	// RxPackets fills bufs with the buffers of up to len(segs) whole
+	// received frames and segs with how many buffers each has: frame i
+	// is bufs[k:k+segs[i]], k the sum of segs[:i]. It returns the number
+	// of frames. The buffers stay valid until the next RxPackets, which
+	// gives them back, as Rx's do. ErrRxBufsShort reports a frame with
+	// more buffers than bufs holds. On a multi-buffer queue Rx answers
+	// ErrRxMultiBuffer: a frame cannot be handed out one buffer at a time.
+	RxPackets(bufs [][]byte, segs []int) (int, error)
+
+	// TxSubmitPackets sends frames built in buffers lent by TxReserve,
+	// frame i in bufs[k:k+segs[i]], as TxSubmit sends one-buffer frames:
+	// every buffer is taken back, a prefix of the frames is sent, and
+	// their number returned. A frame of more than MaxTxSegments buffers
+	// is not sent (ErrTxTooManySegs). A checksum request
+	// (TxChecksumOffloader) is made on a frame's first buffer and covers
+	// the whole frame; its field must lie in that buffer.
+	TxSubmitPackets(bufs [][]byte, segs []int) (int, error)
+
+	// MaxTxSegments is how many buffers one sent frame may span (1 when
+	// MultiBuffer is false).
+	MaxTxSegments() int
+}
+
+// Errors of the multi-buffer calls, fixed so that they never allocate.
+var (
+	// ErrRxMultiBuffer is Rx's answer on a multi-buffer queue, whose
+	// frames may span several buffers: read it with RxPackets.
+	ErrRxMultiBuffer = errors.New("rx on a multi-buffer queue: use RxPackets, a frame may span several buffers")
+	// ErrRxBufsShort is RxPackets' answer when the next frame spans more
+	// buffers than bufs has room for: nothing is lost, a call with a
+	// longer bufs receives it.
+	ErrRxBufsShort = errors.New("rx packets: the next frame spans more buffers than bufs holds")
+	// ErrTxTooManySegs reports a frame that needs more buffers than the
+	// queue sends as one frame (MaxTxSegments); it is not sent.
+	ErrTxTooManySegs = errors.New("tx: frame spans more buffers than the queue sends as one frame (MaxTxSegments)")
+	// ErrTxSegsMismatch is TxSubmitPackets' answer when segs does not
+	// divide bufs into frames (a count below 1, or a sum other than
+	// len(bufs)); every buffer is taken back and none is sent.
+	ErrTxSegsMismatch = errors.New("tx packets: segs does not divide bufs into frames")
+)
 
 // TxChecksumOffloader is implemented by queues that can complete a frame's
 // L4 checksum as they send it: an XSKQueue whose UMEM carries AF_XDP TX

@@ -31,6 +31,10 @@ type PortConfig struct {
 	MaxQueues int
 	// Logf, if set, reports choices made at run time (the XDP mode).
 	Logf func(format string, args ...any)
+
+	// singleBuffer loads the program without BPF_F_XDP_HAS_FRAGS, as
+	// before multi-buffer, for tests of what the kernel then refuses.
+	singleBuffer bool
 }
 
 // Port is the XDP program of one interface, its maps and its attachment.
@@ -51,6 +55,7 @@ type Port struct {
 	ifname  string
 	ifindex int
 	mode    XDPMode // XDPNative or XDPGeneric once attached
+	frags   bool    // the program was loaded with BPF_F_XDP_HAS_FRAGS
 	logf    func(string, ...any)
 
 	mu     sync.Mutex
@@ -115,14 +120,33 @@ func OpenPort(cfg PortConfig) (_ *Port, err error) {
 			return nil, err
 		}
 	}
-	if p.prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{
+	spec := &ebpf.ProgramSpec{
 		Name:         "xstack_xdp",
 		Type:         ebpf.XDP,
 		License:      "Dual MIT/GPL",
 		Instructions: xdpProgram(p.xsks.FD(), p.addrs4.FD(), p.addrs6.FD(), cfg.PassToKernel),
-	}); err != nil {
+	}
+	// The program is frags-aware (BPF_F_XDP_HAS_FRAGS, Linux 5.18)
+	// always: it reads only the headers at the start of the first buffer,
+	// which is all the flag asks of it, and the flag costs nothing where
+	// frames fit one buffer (the kernel checks it when attaching, against
+	// the MTU, and generic mode then keeps a non-linear skb as it is
+	// instead of linearizing it). Without it a driver refuses to attach
+	// where the MTU does not fit one page (veth: ERANGE, "Peer MTU is too
+	// large to set XDP"), which multi-buffer queues need.
+	if !cfg.singleBuffer {
+		spec.Flags = unix.BPF_F_XDP_HAS_FRAGS
+	}
+	if p.prog, err = ebpf.NewProgram(spec); err != nil && spec.Flags != 0 && errors.Is(err, unix.EINVAL) {
+		// A kernel before 5.18 knows no such flag.
+		p.logf("xdp on %s: frags-aware program refused (%v), loading it without frags", p.ifname, err)
+		spec.Flags = 0
+		p.prog, err = ebpf.NewProgram(spec)
+	}
+	if err != nil {
 		return nil, wrap("load program", err)
 	}
+	p.frags = spec.Flags != 0
 
 	attach := func(flags link.XDPAttachFlags) (link.Link, error) {
 		return link.AttachXDP(link.XDPOptions{Program: p.prog, Interface: p.ifindex, Flags: flags})
@@ -150,6 +174,9 @@ func OpenPort(cfg PortConfig) (_ *Port, err error) {
 			p.mode = XDPGeneric
 		}
 	}
+	if errors.Is(err, unix.ERANGE) && !p.frags {
+		err = fmt.Errorf("%w: the interface's MTU needs a frags-aware XDP program (BPF_F_XDP_HAS_FRAGS), which this kernel did not load", err)
+	}
 	if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST) {
 		err = fmt.Errorf("%w: an XDP program is already attached to %s (another xstack process? with several lcores, proc-id 0 attaches it and the others join)", err, p.ifname)
 	}
@@ -159,6 +186,11 @@ func OpenPort(cfg PortConfig) (_ *Port, err error) {
 	p.logf("xdp on %s: attached in %s mode", p.ifname, p.mode)
 	return p, nil
 }
+
+// Frags reports whether the program is frags-aware (BPF_F_XDP_HAS_FRAGS),
+// so that it attaches where the MTU exceeds one page and multi-buffer
+// queues (QueueConfig.MultiBuffer) receive frames larger than a UMEM frame.
+func (p *Port) Frags() bool { return p.frags }
 
 // Mode returns the XDP mode in use: XDPNative or XDPGeneric.
 func (p *Port) Mode() XDPMode { return p.mode }
@@ -254,7 +286,7 @@ func (p *Port) OpenQueue(cfg QueueConfig) (*XSKQueue, error) {
 			_ = p.xsks.Delete(key)
 		}
 	}
-	p.logf("xsk on %s queue %d: %s mode, tx checksum offload %v", p.ifname, cfg.Queue, q.Mode(), q.TxChecksumOffload())
+	p.logf("xsk on %s queue %d: %s mode, tx checksum offload %v, multi-buffer %v", p.ifname, cfg.Queue, q.Mode(), q.TxChecksumOffload(), q.MultiBuffer())
 	return q, nil
 }
 

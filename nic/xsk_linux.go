@@ -28,6 +28,13 @@ type QueueConfig struct {
 	// "" means TxChecksumAuto. XSKQueue.TxChecksumOffload says whether
 	// it is on.
 	TxChecksum TxChecksumMode
+	// MultiBuffer binds the socket with XDP_USE_SG (AF_XDP multi-buffer,
+	// Linux 6.6): a frame larger than one UMEM frame arrives as a chain of
+	// descriptors (RxPackets) and may be sent as one (Tx, TxSubmitPackets),
+	// so that the interface's MTU may exceed what one frame holds (jumbo
+	// frames). Without it the kernel drops such frames. A multi-buffer
+	// queue is read with RxPackets; Rx refuses it.
+	MultiBuffer bool
 }
 
 func (c *QueueConfig) setDefaults() {
@@ -118,6 +125,11 @@ type XSKQueue struct {
 	// txSWCsum: the kernel computes requested checksums in software
 	// (TxChecksumSoftware). Set at Open.
 	txSWCsum bool
+	// multiBuffer: bound with XDP_USE_SG. maxTxSegs is the most
+	// descriptors one transmitted frame may span (1 without it). Set at
+	// Open.
+	multiBuffer bool
+	maxTxSegs   int
 
 	fd      int
 	eventfd int      // written by Close to end a Wait
@@ -178,6 +190,7 @@ type counters struct {
 var (
 	_ Queue               = (*XSKQueue)(nil)
 	_ TxChecksumOffloader = (*XSKQueue)(nil)
+	_ MultiBufferQueue    = (*XSKQueue)(nil)
 )
 
 // Open creates an AF_XDP socket and its UMEM and binds it to queue
@@ -363,16 +376,68 @@ func openXSK(ifi *net.Interface, cfg QueueConfig, modeFlag uint16) (_ *XSKQueue,
 	q.refillLocked()
 	q.txBudget = setTxBudget(q.fd, cfg.TxRing)
 
+	bindFlags := unix.XDP_USE_NEED_WAKEUP | modeFlag
+	q.maxTxSegs = 1
+	if cfg.MultiBuffer {
+		bindFlags |= unix.XDP_USE_SG
+		q.multiBuffer = true
+		if q.maxTxSegs, err = maxTxSegments(ifi.Index, modeFlag); err != nil {
+			return nil, wrap("multi-buffer", err)
+		}
+	}
 	sa := &unix.SockaddrXDP{
-		Flags:   unix.XDP_USE_NEED_WAKEUP | modeFlag,
+		Flags:   bindFlags,
 		Ifindex: uint32(ifi.Index),
 		QueueID: uint32(cfg.Queue),
 	}
 	if err = unix.Bind(q.fd, sa); err != nil {
+		if cfg.MultiBuffer && modeFlag == unix.XDP_COPY && errors.Is(err, unix.EINVAL) {
+			// xsk_bind answers EINVAL to a flag it does not know:
+			// a kernel before 6.6 has no XDP_USE_SG.
+			return nil, wrap("bind", &NotSupportedError{
+				Feature: "AF_XDP multi-buffer (XDP_USE_SG, Linux 6.6)",
+				Hint:    "turn multi-buffer off and keep the MTU within one frame",
+				Err:     err,
+			})
+		}
 		return nil, wrap("bind", &bindError{err})
 	}
 	return q, nil
 }
+
+// copyModeMaxSegs is the most descriptors one frame may span on the
+// copy-mode TX path: xsk_build_skb (net/xdp/xsk.c) puts the first in the
+// skb's linear part and each further one in a page fragment, and drops the
+// frame (EOVERFLOW, counted as an invalid descriptor) once it would need
+// more than MAX_SKB_FRAGS of them (17 unless the kernel was configured
+// otherwise; Documentation/networking/af_xdp.rst gives the same limit).
+const copyModeMaxSegs = 17 + 1
+
+// maxTxSegments returns how many descriptors one transmitted frame may
+// span: copyModeMaxSegs in copy mode, and in zero-copy mode what the
+// driver reports (the netdev family's xdp-zc-max-segs, Linux 6.6), which
+// is 1 for a driver without multi-buffer zero-copy.
+func maxTxSegments(ifindex int, modeFlag uint16) (int, error) {
+	if modeFlag != unix.XDP_ZEROCOPY {
+		return copyModeMaxSegs, nil
+	}
+	f, err := devFeatures(ifindex)
+	if err != nil {
+		return 0, err
+	}
+	if f.zcMaxSegs <= 1 {
+		return 0, &NotSupportedError{
+			Feature: "AF_XDP multi-buffer in zero-copy mode (xdp-zc-max-segs > 1)",
+			Hint:    "set zerocopy=off or zerocopy=auto",
+		}
+	}
+	return min(int(f.zcMaxSegs), maxChain), nil
+}
+
+// maxChain bounds the descriptors of one frame this package sends, so that
+// TxSubmitPackets keeps a chain's frames on its stack; drivers report far
+// fewer (xdp-zc-max-segs is a handful), and copy mode takes 18.
+const maxChain = 64
 
 // xskTxMetadataLen is the TX metadata length the queue registers: the size
 // of struct xsk_tx_metadata (include/uapi/linux/if_xdp.h, Linux 6.14 and
@@ -570,11 +635,10 @@ func (q *XSKQueue) Rx(frames [][]byte) (int, error) {
 	if q.closed.Load() {
 		return 0, net.ErrClosed
 	}
-	for _, a := range q.held {
-		q.rxFree.push(a)
+	if q.multiBuffer {
+		return 0, ErrRxMultiBuffer
 	}
-	q.held = q.held[:0]
-	q.refillLocked()
+	q.returnHeldLocked()
 
 	pos, n := q.rx.peek(uint32(min(len(frames), cap(q.held))))
 	var bytes uint64
@@ -590,28 +654,108 @@ func (q *XSKQueue) Rx(frames [][]byte) (int, error) {
 	q.rx.release(n)
 
 	if n == 0 {
-		// An idle pass also settles the TX side, which only Tx looks at
-		// otherwise: without it a queue that stops sending would leave
-		// its last frames in the completion ring, and frames whose kick
-		// found the kernel busy in the TX ring, until the next Tx.
-		if q.txMu.TryLock() {
-			q.settleTxLocked()
-			q.txMu.Unlock()
-		}
-		// Documentation/networking/af_xdp.rst: when the fill ring has
-		// the need_wakeup flag, the driver waits for a syscall before
-		// it takes new buffers (and so before it receives).
-		if q.fill.needWakeup() {
-			q.c.rxWakeups.Add(1)
-			if err := q.wakeupLocked(unix.SYS_RECVFROM); err != nil {
-				return 0, fmt.Errorf("wake up RX of %s queue %d: %w", q.ifname, q.queue, err)
-			}
-		}
-		return 0, nil
+		return 0, q.rxIdleLocked()
 	}
 	q.c.RxFrames.Add(uint64(n))
 	q.c.RxBytes.Add(bytes)
 	return int(n), nil
+}
+
+// returnHeldLocked gives the frames of the previous Rx or RxPackets back
+// to the fill ring.
+func (q *XSKQueue) returnHeldLocked() {
+	for _, a := range q.held {
+		q.rxFree.push(a)
+	}
+	q.held = q.held[:0]
+	q.refillLocked()
+}
+
+// rxIdleLocked is what an Rx that found nothing does.
+func (q *XSKQueue) rxIdleLocked() error {
+	// An idle pass also settles the TX side, which only Tx looks at
+	// otherwise: without it a queue that stops sending would leave its
+	// last frames in the completion ring, and frames whose kick found the
+	// kernel busy in the TX ring, until the next Tx.
+	if q.txMu.TryLock() {
+		q.settleTxLocked()
+		q.txMu.Unlock()
+	}
+	// Documentation/networking/af_xdp.rst: when the fill ring has the
+	// need_wakeup flag, the driver waits for a syscall before it takes
+	// new buffers (and so before it receives).
+	if q.fill.needWakeup() {
+		q.c.rxWakeups.Add(1)
+		if err := q.wakeupLocked(unix.SYS_RECVFROM); err != nil {
+			return fmt.Errorf("wake up RX of %s queue %d: %w", q.ifname, q.queue, err)
+		}
+	}
+	return nil
+}
+
+// RxPackets implements MultiBufferQueue. It receives whole frames, each
+// in one or more buffers: what Rx does, for a queue bound with
+// QueueConfig.MultiBuffer (on another queue every frame is one buffer). It first gives the buffers of the previous
+// call back to the fill ring, then fills bufs with the buffers of up to
+// len(segs) frames and segs with how many buffers each frame has: frame i
+// is bufs[k:k+segs[i]], k the sum of segs[:i], its bytes in that order. It
+// returns the number of frames; the buffers alias the UMEM and stay valid
+// until the next call, so a caller can make one packet of several views
+// without a copy. The kernel chains the descriptors of a frame larger than
+// a UMEM frame (XDP_PKT_CONTD on all but the last); RxPackets hands out
+// only whole chains and leaves a chain it has not seen the end of in the
+// ring for the next call. ErrRxBufsShort reports a frame with more buffers
+// than bufs holds (with frames before it, the call returns them first).
+// One goroutine calls it, as Rx.
+func (q *XSKQueue) RxPackets(bufs [][]byte, segs []int) (int, error) {
+	q.rxMu.Lock()
+	defer q.rxMu.Unlock()
+	if q.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	q.returnHeldLocked()
+
+	pos, n := q.rx.peek(uint32(min(len(bufs), cap(q.held))))
+	used, pkts := wholeChains(&q.rx, pos, n, segs)
+	if used == 0 {
+		if n == uint32(len(bufs)) && n > 0 && len(segs) > 0 {
+			return 0, ErrRxBufsShort
+		}
+		if n == 0 {
+			return 0, q.rxIdleLocked()
+		}
+		// The end of a chain is not in the ring yet.
+		return 0, nil
+	}
+	var bytes uint64
+	for i := range used {
+		d := q.rx.get(pos + i)
+		end := d.Addr + uint64(d.Len)
+		bufs[i] = q.umem[d.Addr:end:end]
+		q.held = append(q.held, d.Addr&^(q.frameSize-1))
+		bytes += uint64(d.Len)
+	}
+	q.rx.release(used)
+	q.c.RxFrames.Add(uint64(pkts))
+	q.c.RxBytes.Add(bytes)
+	return pkts, nil
+}
+
+// wholeChains looks at the n descriptors from position pos of the RX ring
+// and returns how many of them make whole frames, and how many frames,
+// storing each frame's descriptor count in segs (at most len(segs)
+// frames). A descriptor with XDP_PKT_CONTD continues into the next one.
+func wholeChains(r *consumerRing[xdpDesc], pos, n uint32, segs []int) (used uint32, pkts int) {
+	start := uint32(0)
+	for i := uint32(0); i < n && pkts < len(segs); i++ {
+		if r.get(pos+i).Options&unix.XDP_PKT_CONTD != 0 {
+			continue
+		}
+		segs[pkts] = int(i + 1 - start)
+		pkts++
+		start = i + 1
+	}
+	return start, pkts
 }
 
 // refillLocked puts every free RX-side frame on the fill ring that fits.
@@ -662,6 +806,9 @@ func (q *XSKQueue) Tx(frames [][]byte) (int, error) {
 		return 0, net.ErrClosed
 	}
 	q.reapLocked()
+	if q.multiBuffer {
+		return q.txChainsLocked(frames)
+	}
 
 	want := uint32(min(len(frames), q.txFree.len()))
 	pos, got := q.tx.reserve(want)
@@ -685,6 +832,180 @@ func (q *XSKQueue) Tx(frames [][]byte) (int, error) {
 	q.tx.submit(n)
 	q.countTxLocked(n, bytes, len(frames)-int(n))
 	return int(n), q.kickTxLocked()
+}
+
+// txChainsLocked is Tx on a multi-buffer queue: a frame larger than one
+// UMEM frame is copied into as many as it needs, sent as a chain of
+// descriptors (XDP_PKT_CONTD on all but the last). A frame goes whole or
+// not at all; the first that does not fit (TX ring or UMEM short) ends the
+// batch, and one that needs more than maxTxSegs descriptors is refused
+// with ErrTxTooManySegs.
+func (q *XSKQueue) txChainsLocked(frames [][]byte) (int, error) {
+	room := q.frameSize - q.txMeta
+	pos, free := q.tx.reserve(q.tx.size())
+	var used, n uint32
+	var bytes uint64
+	var err error
+	for _, f := range frames {
+		k := (uint64(len(f)) + room - 1) / room
+		if k == 0 {
+			break
+		}
+		if k > uint64(q.maxTxSegs) {
+			err = ErrTxTooManySegs
+			break
+		}
+		if uint64(free-used) < k || uint64(q.txFree.len()) < k {
+			q.c.TxRingFull.Add(1)
+			break
+		}
+		used = putChain(&q.tx, pos+used, f, room, func() uint64 { return q.txFree.pop() + q.txMeta }, q.umem) - pos
+		bytes += uint64(len(f))
+		n++
+	}
+	q.tx.submit(used)
+	q.countTxLocked(n, bytes, len(frames)-int(n))
+	if kerr := q.kickTxLocked(); err == nil {
+		err = kerr
+	}
+	return int(n), err
+}
+
+// putChain copies f into UMEM frames of room bytes each, taken from next,
+// and writes their descriptors from position pos of the TX ring, each but
+// the last marked XDP_PKT_CONTD. It returns the position after the last.
+func putChain(r *producerRing[xdpDesc], pos uint32, f []byte, room uint64, next func() uint64, umem []byte) uint32 {
+	for len(f) > 0 {
+		seg := f[:min(uint64(len(f)), room)]
+		f = f[len(seg):]
+		addr := next()
+		copy(umem[addr:addr+room], seg)
+		d := xdpDesc{Addr: addr, Len: uint32(len(seg))}
+		if len(f) > 0 {
+			d.Options = unix.XDP_PKT_CONTD
+		}
+		r.set(pos, d)
+		pos++
+	}
+	return pos
+}
+
+// MultiBuffer reports whether the socket is bound with XDP_USE_SG
+// (QueueConfig.MultiBuffer).
+func (q *XSKQueue) MultiBuffer() bool { return q.multiBuffer }
+
+// MaxTxSegments is how many descriptors, and so UMEM frames, one
+// transmitted frame may span: 1 on a single-buffer queue; on a multi-buffer
+// queue 18 in copy mode (the skb's linear part and MAX_SKB_FRAGS page
+// fragments) or the driver's xdp-zc-max-segs in zero-copy mode. The kernel
+// drops a longer chain as invalid; Tx and TxSubmitPackets refuse it first.
+func (q *XSKQueue) MaxTxSegments() int { return q.maxTxSegs }
+
+// TxSubmitPackets implements MultiBufferQueue: TxSubmit for frames built in several buffers lent by
+// TxReserve: frame i is bufs[k:k+segs[i]], k the sum of segs[:i], and goes
+// out as one chain of descriptors on a multi-buffer queue. It takes every
+// buffer back, sent or not, and returns how many frames were sent, a
+// prefix; the rest are counted as TxDropped. A checksum request
+// (SetTxChecksum, on the first buffer of a frame, for the whole frame) is
+// honoured as TxSubmit honours it. A frame of more than MaxTxSegments
+// buffers, or an empty buffer in a chain, is not sent (ErrTxTooManySegs;
+// an empty buffer ends the batch).
+func (q *XSKQueue) TxSubmitPackets(bufs [][]byte, segs []int) (int, error) {
+	q.txMu.Lock()
+	defer q.txMu.Unlock()
+	if q.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	total := 0
+	for _, k := range segs {
+		if k <= 0 {
+			total = -1
+			break
+		}
+		total += k
+	}
+	if total != len(bufs) {
+		// Take every lent buffer back, as promised, and send none.
+		foreign := q.releaseLocked(bufs)
+		q.countTxLocked(0, 0, len(segs))
+		if foreign > 0 {
+			return 0, fmt.Errorf("submit TX packets on %s queue %d: %w; and %d buffers not lent by TxReserve", q.ifname, q.queue, ErrTxSegsMismatch, foreign)
+		}
+		return 0, ErrTxSegsMismatch
+	}
+	q.reapLocked()
+	pos, free := q.tx.reserve(q.tx.size())
+	var used, n, csums uint32
+	var bytes uint64
+	foreign := 0
+	var err error
+	sending := true
+	k := 0
+	for _, nseg := range segs {
+		chain := bufs[k : k+nseg]
+		k += nseg
+		if nseg > q.maxTxSegs {
+			foreign += q.releaseLocked(chain)
+			sending = false
+			if err == nil {
+				err = ErrTxTooManySegs
+			}
+			continue
+		}
+		var addrs [maxChain]uint64 // maxTxSegs <= maxChain
+		ok := true
+		cnt := 0
+		for _, b := range chain {
+			addr, lent := q.takeBackLocked(b)
+			if !lent {
+				foreign++
+				ok = false
+				continue
+			}
+			addrs[cnt] = addr
+			cnt++
+			if len(b) == 0 {
+				ok = false
+			}
+		}
+		if sending && ok && uint32(nseg) <= free-used {
+			for i, b := range chain {
+				d := xdpDesc{Addr: addrs[i] + q.txMeta, Len: uint32(len(b))}
+				if i == 0 && q.txMeta > 0 && binary.NativeEndian.Uint64(q.umem[addrs[0]+txMetaFlags:]) != 0 {
+					d.Options = unix.XDP_TX_METADATA
+					csums++
+				}
+				if i < nseg-1 {
+					d.Options |= unix.XDP_PKT_CONTD
+				}
+				q.tx.set(pos+used, d)
+				used++
+				bytes += uint64(len(b))
+			}
+			n++
+			continue
+		}
+		if sending && ok {
+			q.c.TxRingFull.Add(1)
+		}
+		sending = false
+		for _, a := range addrs[:cnt] {
+			q.txFree.push(a)
+		}
+	}
+	q.tx.submit(used)
+	q.countTxLocked(n, bytes, len(segs)-int(n))
+	if csums > 0 {
+		q.c.TxCsumOffload.Add(uint64(csums))
+	}
+	kerr := q.kickTxLocked()
+	if foreign > 0 {
+		return int(n), fmt.Errorf("submit TX packets on %s queue %d: %d buffers not lent by TxReserve, or given back twice", q.ifname, q.queue, foreign)
+	}
+	if err == nil {
+		err = kerr
+	}
+	return int(n), err
 }
 
 // TxReserve implements Queue: it lends free TX-side UMEM frames, each a
@@ -777,7 +1098,15 @@ func (q *XSKQueue) TxRelease(bufs [][]byte) error {
 	if q.closed.Load() {
 		return net.ErrClosed
 	}
-	foreign := 0
+	if foreign := q.releaseLocked(bufs); foreign > 0 {
+		return fmt.Errorf("release TX buffers on %s queue %d: %d buffers not lent by TxReserve, or given back twice", q.ifname, q.queue, foreign)
+	}
+	return nil
+}
+
+// releaseLocked takes back lent buffers without sending them and returns
+// how many were not lent.
+func (q *XSKQueue) releaseLocked(bufs [][]byte) (foreign int) {
 	for _, b := range bufs {
 		addr, ok := q.takeBackLocked(b)
 		if !ok {
@@ -786,10 +1115,7 @@ func (q *XSKQueue) TxRelease(bufs [][]byte) error {
 		}
 		q.txFree.push(addr)
 	}
-	if foreign > 0 {
-		return fmt.Errorf("release TX buffers on %s queue %d: %d buffers not lent by TxReserve, or given back twice", q.ifname, q.queue, foreign)
-	}
-	return nil
+	return foreign
 }
 
 // takeBackLocked returns the UMEM address of the frame of b, a buffer lent
@@ -1016,6 +1342,10 @@ func (q *XSKQueue) Close() error {
 }
 
 func (q *XSKQueue) String() string {
+	mb := ""
+	if q.multiBuffer {
+		mb = ", multi-buffer"
+	}
 	csum := ""
 	switch {
 	case q.txSWCsum:
@@ -1023,5 +1353,5 @@ func (q *XSKQueue) String() string {
 	case q.txMeta > 0:
 		csum = ", tx checksum offload"
 	}
-	return fmt.Sprintf("xsk(%s queue %d, %s%s)", q.ifname, q.queue, strings.ToLower(q.Mode()), csum)
+	return fmt.Sprintf("xsk(%s queue %d, %s%s%s)", q.ifname, q.queue, strings.ToLower(q.Mode()), csum, mb)
 }

@@ -21,6 +21,11 @@
 // checksum in software (nic.CompleteChecksum) before the frame goes on the
 // wire, as a device would, and counts it in Stats.TxCsumOffload.
 //
+// SetMultiBuffer makes a queue emulate a multi-buffer XSKQueue
+// (nic.MultiBufferQueue): received frames are handed out by RxPackets in
+// pieces of a chosen size, and frames are sent from several lent buffers
+// by TxSubmitPackets.
+//
 // Rx and Wait are called by one goroutine (the lcore under test); the TX
 // calls, Inject, Sent and ReadSent by any.
 package nictest
@@ -72,6 +77,15 @@ type Queue struct {
 	// noTxCsum turns the checksum offload off (SetTxChecksumOffload).
 	noTxCsum atomic.Bool
 
+	// Multi-buffer emulation (SetMultiBuffer): segSize is the bytes a
+	// buffer holds, 0 when off; maxTxSegs the buffers a sent frame may
+	// span. txFrame assembles a frame of several buffers for sending
+	// (+checklocks:txMu), txOne holds it as a batch of one.
+	segSize   int
+	maxTxSegs int
+	txFrame   []byte
+	txOne     [1][]byte
+
 	notify    chan struct{} // one token: frames arrived
 	done      chan struct{} // closed by Close
 	timer     *time.Timer   // Wait's, reused
@@ -84,6 +98,7 @@ type Queue struct {
 var (
 	_ nic.Queue               = (*Queue)(nil)
 	_ nic.TxChecksumOffloader = (*Queue)(nil)
+	_ nic.MultiBufferQueue    = (*Queue)(nil)
 )
 
 // csumRequest is a checksum request for one transmit buffer.
@@ -143,6 +158,9 @@ func (q *Queue) Rx(frames [][]byte) (int, error) {
 	if q.closed.Load() {
 		return 0, net.ErrClosed
 	}
+	if q.segSize > 0 {
+		return 0, nic.ErrRxMultiBuffer
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.in.drop(q.lent)
@@ -169,6 +187,161 @@ func (q *Queue) Tx(frames [][]byte) (int, error) {
 		return 0, net.ErrClosed
 	}
 	return q.send(frames, len(frames)), nil
+}
+
+// SetMultiBuffer makes q emulate a multi-buffer queue
+// (nic.MultiBufferQueue) whose buffers hold segSize bytes, as an XSKQueue
+// bound with QueueConfig.MultiBuffer does with its UMEM frames: RxPackets
+// hands each received frame out in pieces of segSize bytes (the last may
+// be shorter), Rx answers nic.ErrRxMultiBuffer, TxReserve lends buffers of
+// capacity segSize, and TxSubmitPackets sends a frame of up to maxTxSegs
+// of them (the whole frame no longer than the MTU allows). Call it before
+// the queue is used.
+func (q *Queue) SetMultiBuffer(segSize, maxTxSegs int) error {
+	if segSize < 1 || segSize > q.slotSize || maxTxSegs < 1 {
+		return fmt.Errorf("nictest: multi-buffer with buffers of %d bytes and %d per frame: want 1 to %d bytes and at least 1", segSize, maxTxSegs, q.slotSize)
+	}
+	q.segSize, q.maxTxSegs = segSize, maxTxSegs
+	q.txFrame = make([]byte, 0, q.slotSize)
+	for i := range q.txBufs {
+		q.txBufs[i] = q.txBufs[i][:0:segSize]
+	}
+	return nil
+}
+
+// MultiBuffer implements nic.MultiBufferQueue.
+func (q *Queue) MultiBuffer() bool { return q.segSize > 0 }
+
+// MaxTxSegments implements nic.MultiBufferQueue.
+func (q *Queue) MaxTxSegments() int {
+	if q.segSize == 0 {
+		return 1
+	}
+	return q.maxTxSegs
+}
+
+// RxPackets implements nic.MultiBufferQueue: frames as Rx returns them,
+// each cut into buffers of the SetMultiBuffer size (one buffer each
+// without it).
+func (q *Queue) RxPackets(bufs [][]byte, segs []int) (int, error) {
+	if q.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.in.drop(q.lent)
+	q.lent = 0
+	seg := q.segSize
+	if seg == 0 {
+		seg = q.slotSize
+	}
+	used, n := 0, 0
+	var bytes uint64
+	var err error
+	for n < len(segs) && n < q.in.n {
+		f := q.in.at(n)
+		k := max(1, (len(f)+seg-1)/seg)
+		if used+k > len(bufs) {
+			if n == 0 {
+				err = nic.ErrRxBufsShort
+			}
+			break
+		}
+		for j := range k {
+			piece := f[j*seg : min((j+1)*seg, len(f))]
+			bufs[used] = piece[:len(piece):len(piece)]
+			used++
+		}
+		segs[n] = k
+		n++
+		bytes += uint64(len(f))
+	}
+	q.lent = n
+	if n > 0 {
+		q.c.RxFrames.Add(uint64(n))
+		q.c.RxBytes.Add(bytes)
+	}
+	return n, err
+}
+
+// TxSubmitPackets implements nic.MultiBufferQueue: each frame's buffers are
+// joined, its checksum completed if its first buffer carries a request,
+// and it is sent as by TxSubmit.
+func (q *Queue) TxSubmitPackets(bufs [][]byte, segs []int) (int, error) {
+	if q.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	q.txMu.Lock()
+	defer q.txMu.Unlock()
+	total := 0
+	for _, k := range segs {
+		if k < 1 {
+			total = -1
+			break
+		}
+		total += k
+	}
+	if total != len(bufs) {
+		for _, b := range bufs {
+			q.takeBackLocked(b)
+		}
+		q.c.TxDropped.Add(uint64(len(segs)))
+		return 0, nic.ErrTxSegsMismatch
+	}
+	n, foreign, k := 0, 0, 0
+	sending := true
+	var err error
+	for _, nseg := range segs {
+		chain := bufs[k : k+nseg]
+		k += nseg
+		first, firstOK := bufIndex(q.txMem, chain[0], q.slotSize)
+		req := csumRequest{}
+		if firstOK && q.txLent[first] {
+			req = q.txCsum[first]
+		}
+		ok := true
+		f := q.txFrame[:0]
+		for _, b := range chain {
+			if _, lent := q.takeBackLocked(b); !lent {
+				foreign++
+				ok = false
+				continue
+			}
+			if len(b) == 0 || len(f)+len(b) > cap(f) {
+				ok = false
+				continue
+			}
+			f = append(f, b...)
+		}
+		if nseg > q.MaxTxSegments() {
+			ok = false
+			if err == nil {
+				err = nic.ErrTxTooManySegs
+			}
+		}
+		if !sending || !ok {
+			sending = false
+			q.c.TxDropped.Add(1)
+			continue
+		}
+		if req.set {
+			nic.CompleteChecksum(f, req.start, req.offset)
+		}
+		q.txOne[0] = f
+		if q.send(q.txOne[:], 1) == 0 {
+			sending = false
+			continue
+		}
+		if req.set {
+			q.c.TxCsumOffload.Add(1)
+		}
+		n++
+	}
+	q.txOne[0] = nil
+	if foreign > 0 {
+		return n, fmt.Errorf("nictest: submit packets: %d buffers not lent by TxReserve, or given back twice", foreign)
+	}
+	return n, err
 }
 
 // TxReserve implements nic.Queue.
