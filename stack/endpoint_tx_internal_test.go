@@ -199,9 +199,11 @@ func TestEndpointTxCloseTx(t *testing.T) {
 }
 
 // TestEndpointTxAllocs checks that writing packets and flushing them
-// allocates nothing: the frames are built in the queue's buffers.
+// allocates nothing: the frames are built in the queue's buffers. The
+// queue offloads TX checksums (nictest's default), so the checksum
+// requests are on the path measured.
 func TestEndpointTxAllocs(t *testing.T) {
-	e, qa, qb := pairEndpoint(t, 64)
+	e, qa, qb := pairEndpointCsum(t, 64, true)
 	ack := header.TCPFlagAck
 	pkts, release := txPackets(
 		buildSeg(seg{80, 1000, ack, 100, 500, 0, false, false}),
@@ -235,6 +237,9 @@ func TestEndpointTxAllocs(t *testing.T) {
 		t.Errorf("the qdisc's WritePacket and flush allocate %.1f times per batch, want 0", n)
 	}
 	checkTxBuffers(t, qa, "after the runs")
+	if st := qa.Stats(); st.TxCsumOffload == 0 {
+		t.Errorf("no frame sent with a checksum request: %+v", st)
+	}
 }
 
 // BenchmarkEndpointTx measures the TX path from gVisor's packets to the
