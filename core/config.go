@@ -68,6 +68,9 @@ import (
 //	                lcores         serves queue i; each lcore of lcore_mask exactly once
 //	xdp_mode        auto           auto|native|generic XDP attachment
 //	zerocopy        auto           auto|on|off AF_XDP zero-copy
+//	tx_checksum     auto           auto|on|off|software TCP/UDP checksums completed by the
+//	                               kernel or NIC (AF_XDP TX metadata, Linux 6.8); on fails
+//	                               where missing; software is the kernel's, copy mode only
 //	frames          4096           UMEM frames, power of two, 64..1048576
 //	frame_size      2048           UMEM frame size, 2048|4096
 //	rx_ring         2048           RX and fill ring size, power of two, 64..frames
@@ -164,14 +167,15 @@ type PortConfig struct {
 	// of lcore_mask exactly once.
 	LcoreList []int
 
-	XDPMode      nic.XDPMode      // xdp_mode
-	ZeroCopy     nic.ZeroCopyMode // zerocopy
-	Frames       int              // frames; power of two
-	FrameSize    int              // frame_size; 2048 or 4096
-	RxRing       int              // rx_ring; power of two, <= Frames
-	TxRing       int              // tx_ring; power of two, <= Frames
-	PassToKernel bool             // pass_to_kernel
-	MTU          int              // mtu; 0 = use the interface's MTU
+	XDPMode      nic.XDPMode        // xdp_mode
+	ZeroCopy     nic.ZeroCopyMode   // zerocopy
+	TxChecksum   nic.TxChecksumMode // tx_checksum
+	Frames       int                // frames; power of two
+	FrameSize    int                // frame_size; 2048 or 4096
+	RxRing       int                // rx_ring; power of two, <= Frames
+	TxRing       int                // tx_ring; power of two, <= Frames
+	PassToKernel bool               // pass_to_kernel
+	MTU          int                // mtu; 0 = use the interface's MTU
 
 	lines map[string]int // key -> line
 }
@@ -434,6 +438,7 @@ func newDefaultPort(index, line int) PortConfig {
 		Line:         line,
 		XDPMode:      nic.XDPAuto,
 		ZeroCopy:     nic.ZeroCopyAuto,
+		TxChecksum:   nic.TxChecksumAuto,
 		Frames:       4096,
 		FrameSize:    2048,
 		RxRing:       2048,
@@ -732,6 +737,10 @@ var configPortKeys = []configKey[PortConfig]{
 		p.ZeroCopy, err = configEnum(v, nic.ZeroCopyAuto, nic.ZeroCopyOn, nic.ZeroCopyOff)
 		return err
 	}},
+	{name: "tx_checksum", set: func(p *PortConfig, v string) (err error) {
+		p.TxChecksum, err = configEnum(v, nic.TxChecksumAuto, nic.TxChecksumOn, nic.TxChecksumOff, nic.TxChecksumSoftware)
+		return err
+	}},
 	{name: "frames", set: func(p *PortConfig, v string) (err error) {
 		p.Frames, err = configPow2(v, 64, 1<<20)
 		return err
@@ -887,6 +896,12 @@ func (p *configParser) checkPort(port *PortConfig, before []PortConfig) error {
 			return errf("lcore_list", "expected all %d lcores of lcore_mask %#x (%s), one per queue, got %d",
 				len(lcores), p.cfg.LcoreMask, configJoinInts(lcores), len(port.LcoreList))
 		}
+	}
+
+	// The kernel computes requested checksums in software only for the
+	// skbs of copy mode (XDP_UMEM_TX_SW_CSUM).
+	if port.TxChecksum == nic.TxChecksumSoftware && port.ZeroCopy == nic.ZeroCopyOn {
+		return errf("tx_checksum", "software needs copy mode, and zerocopy is on; expected auto, on or off, or zerocopy=off or auto")
 	}
 
 	// UMEM: each ring must be fillable from the frames. Blame the ring if

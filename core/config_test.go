@@ -109,6 +109,7 @@ func TestConfigDefaults(t *testing.T) {
 			LcoreList:    []int{0},
 			XDPMode:      nic.XDPAuto,
 			ZeroCopy:     nic.ZeroCopyAuto,
+			TxChecksum:   nic.TxChecksumAuto,
 			Frames:       4096,
 			FrameSize:    2048,
 			RxRing:       2048,
@@ -155,6 +156,7 @@ gateway6=2001:2::ffff
 lcore_list=2,1
 xdp_mode=generic
 zerocopy=off
+tx_checksum=software
 frames=8192
 frame_size=4096
 rx_ring=4096
@@ -182,7 +184,7 @@ net.inet.ip.ttl=255
 	if p.Netns != "demo" || p.Prefix() != netip.MustParsePrefix("10.1.2.3/22") ||
 		p.Broadcast != netip.MustParseAddr("10.1.3.255") || p.Gateway != netip.MustParseAddr("10.1.0.1") ||
 		p.Gateway6 != netip.MustParseAddr("2001:2::ffff") || !slices.Equal(p.LcoreList, []int{2, 1}) ||
-		p.XDPMode != nic.XDPGeneric || p.ZeroCopy != nic.ZeroCopyOff || p.Frames != 8192 || p.FrameSize != 4096 ||
+		p.XDPMode != nic.XDPGeneric || p.ZeroCopy != nic.ZeroCopyOff || p.TxChecksum != nic.TxChecksumSoftware || p.Frames != 8192 || p.FrameSize != 4096 ||
 		p.RxRing != 4096 || p.TxRing != 1024 || p.PassToKernel || p.MTU != 3000 {
 		t.Errorf("[port0]: got %+v", p)
 	}
@@ -193,9 +195,9 @@ net.inet.ip.ttl=255
 		t.Errorf("[pcap]: got %+v, want %+v", c.Pcap, want)
 	}
 	wantSys := []Sysctl{
-		{Name: "net.inet.tcp.cc", Value: "reno", Line: 41},
-		{Name: "net.inet.tcp.syncookies", Value: "2", Line: 42},
-		{Name: "net.inet.ip.ttl", Value: "255", Line: 43},
+		{Name: "net.inet.tcp.cc", Value: "reno", Line: 42},
+		{Name: "net.inet.tcp.syncookies", Value: "2", Line: 43},
+		{Name: "net.inet.ip.ttl", Value: "255", Line: 44},
 	}
 	if !slices.Equal(c.Sysctls, wantSys) {
 		t.Errorf("[sysctl]: got %+v, want %+v", c.Sysctls, wantSys)
@@ -299,6 +301,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"lcore_list repeat", "[xstack]\nlcore_mask=3\n" + port0 + "lcore_list=1,1\n", "test.ini:6: lcore_list: ", "got 1 twice"},
 		{"xdp_mode", port0 + "xdp_mode=skb\n", "test.ini:4: xdp_mode: ", `expected auto, native or generic, got "skb"`},
 		{"zerocopy", port0 + "zerocopy=1\n", "test.ini:4: zerocopy: ", `expected auto, on or off, got "1"`},
+		{"tx_checksum", port0 + "tx_checksum=hw\n", "test.ini:4: tx_checksum: ", `expected auto, on, off or software, got "hw"`},
+		{"tx_checksum software zerocopy", port0 + "zerocopy=on\ntx_checksum=software\n", "test.ini:5: tx_checksum: ", "software needs copy mode, and zerocopy is on"},
 		{"frames not power of two", port0 + "frames=5000\n", "test.ini:4: frames: ", `expected a power of two 64..1048576, got "5000"`},
 		{"frames too small", port0 + "frames=32\n", "test.ini:4: frames: ", "power of two 64..1048576"},
 		{"frame_size", port0 + "frame_size=1024\n", "test.ini:4: frame_size: ", `expected 2048 or 4096, got "1024"`},

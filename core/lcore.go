@@ -391,12 +391,13 @@ func openPort(port *PortConfig, logger *log.Logger) (*nic.Port, error) {
 
 func openQueue(xdp *nic.Port, port *PortConfig, queue int) (*nic.XSKQueue, error) {
 	return xdp.OpenQueue(nic.QueueConfig{
-		Queue:     queue,
-		Frames:    port.Frames,
-		FrameSize: port.FrameSize,
-		RxRing:    port.RxRing,
-		TxRing:    port.TxRing,
-		ZeroCopy:  port.ZeroCopy,
+		Queue:      queue,
+		Frames:     port.Frames,
+		FrameSize:  port.FrameSize,
+		RxRing:     port.RxRing,
+		TxRing:     port.TxRing,
+		ZeroCopy:   port.ZeroCopy,
+		TxChecksum: port.TxChecksum,
 	})
 }
 
@@ -499,6 +500,7 @@ func (l *Lcore) Counters() []stack.Counter {
 		{Name: "nic.fill_ring_empty", Value: ns.FillRingEmpty},
 		{Name: "nic.tx_wakeups", Value: ns.TxWakeups},
 		{Name: "nic.tx_budget", Value: ns.TxBudget},
+		{Name: "nic.tx_csum_offload", Value: ns.TxCsumOffload},
 		{Name: "nic.rx_wakeups", Value: ns.RxWakeups},
 		{Name: "nic.kernel.rx_dropped", Value: ns.RxDropped},
 		{Name: "nic.kernel.rx_invalid_descs", Value: ns.RxInvalidDescs},

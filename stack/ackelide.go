@@ -36,6 +36,9 @@ type ackElider struct {
 	meta     []segMeta
 	joined   []bool // joined[i]: frame i is a FIN carried by an earlier frame
 	disabled bool   // net.inet.tcp.delayed_ack=0
+	// partial: the TCP frames carry the pseudo-header sum in their
+	// checksum field for the queue to complete (txcsum.go).
+	partial bool
 	// fins counts the FINs joined to data in the last filter.
 	fins int
 }
@@ -121,7 +124,7 @@ func (a *ackElider) joinFins(frames [][]byte) int {
 				continue
 			}
 			if d.data && d.seq+d.plen == f.seq && d.ack == f.ack {
-				joinFin(frames[k][d.l4:], f.win)
+				joinFin(frames[k][d.l4:], f.win, a.partial)
 				d.data, d.win = false, f.win
 				a.joined[i] = true
 				a.fins++
@@ -134,12 +137,17 @@ func (a *ackElider) joinFins(frames [][]byte) int {
 
 // joinFin sets FIN on the TCP segment seg and its window to win, and
 // updates its checksum for the two 16-bit words that changed (RFC 1624).
-func joinFin(seg []byte, win uint16) {
+// A partial checksum (the pseudo-header sum, for the device to complete)
+// does not cover them and stays as it is.
+func joinFin(seg []byte, win uint16, partial bool) {
 	t := header.TCP(seg)
 	oldFlags := uint16(seg[12])<<8 | uint16(seg[13])
 	oldWin := t.WindowSize()
 	seg[13] |= uint8(header.TCPFlagFin)
 	t.SetWindowSize(win)
+	if partial {
+		return
+	}
 	newFlags := uint16(seg[12])<<8 | uint16(seg[13])
 	sum := checksumUpdate(t.Checksum(), oldFlags, newFlags)
 	t.SetChecksum(checksumUpdate(sum, oldWin, win))

@@ -10,6 +10,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
+	"github.com/xstack/xstack/nic"
 	"github.com/xstack/xstack/stack/packet"
 )
 
@@ -200,10 +201,7 @@ func tcpChecksum(frame []byte, p *packet.Parsed) uint16 {
 func TestFinJoined(t *testing.T) {
 	psh := header.TCPFlagAck | header.TCPFlagPsh
 	fin := header.TCPFlagAck | header.TCPFlagFin
-	type fr struct {
-		s   seg
-		seq uint32
-	}
+	type fr = finFrame
 	tests := []struct {
 		name     string
 		frames   []fr
@@ -228,48 +226,87 @@ func TestFinJoined(t *testing.T) {
 		{"fin alone", []fr{{seg{80, 1000, fin, 28, 500, 0, false, false}, 201}}, []int{0}, -1},
 		{"syn-ack then fin", []fr{{seg{80, 1000, header.TCPFlagSyn | header.TCPFlagAck, 28, 500, 0, false, false}, 0}, {seg{80, 1000, fin, 28, 500, 0, false, false}, 1}}, []int{0, 1}, -1},
 	}
-	for _, disabled := range []bool{false, true} {
-		for _, tt := range tests {
-			t.Run(fmt.Sprintf("%s/delayed_ack=%v", tt.name, !disabled), func(t *testing.T) {
-				var frames [][]byte
-				for _, f := range tt.frames {
-					frames = append(frames, finSeg(f.s, f.seq))
-				}
-				orig := make([][]byte, len(frames))
-				for i, f := range frames {
-					orig[i] = bytes.Clone(f)
-				}
-				a := ackElider{disabled: disabled}
-				a.init(len(frames))
-				got := filterSent(t, &a, frames)
-				if !slices.Equal(got, tt.want) {
-					t.Fatalf("sent frames %v, want %v", got, tt.want)
-				}
-				if wantFins := map[bool]int{true: 1, false: 0}[tt.joinedTo >= 0]; a.fins != wantFins {
-					t.Errorf("fins joined = %d, want %d", a.fins, wantFins)
-				}
-				for i, f := range frames {
-					var p packet.Parsed
-					packet.Parse(f, &p)
-					if c := tcpChecksum(f, &p); c != 0xffff {
-						t.Errorf("frame %d: checksum %#04x does not verify", i, c)
-					}
-					if i != tt.joinedTo {
-						if !bytes.Equal(f, orig[i]) {
-							t.Errorf("frame %d changed", i)
-						}
-						continue
-					}
-					var finP packet.Parsed
-					packet.Parse(orig[i+len(tt.frames)-1-i], &finP) // the FIN is the last frame
-					if p.TCPFlags != psh|header.TCPFlagFin || p.Window != finP.Window || p.TCPPayloadLen() != 200 {
-						t.Errorf("joined frame: flags %v window %d payload %d, want PSH|ACK|FIN, the FIN's window %d, 200 bytes",
-							p.TCPFlags, p.Window, p.TCPPayloadLen(), finP.Window)
-					}
-				}
-			})
+	for _, partial := range []bool{false, true} {
+		for _, disabled := range []bool{false, true} {
+			for _, tt := range tests {
+				t.Run(fmt.Sprintf("%s/delayed_ack=%v/partial=%v", tt.name, !disabled, partial), func(t *testing.T) {
+					testFinJoined(t, tt.frames, tt.want, tt.joinedTo, disabled, partial)
+				})
+			}
 		}
 	}
+}
+
+type finFrame struct {
+	s   seg
+	seq uint32
+}
+
+// testFinJoined runs one case of TestFinJoined. With partial, the frames
+// carry the pseudo-header sum in their checksum field, as they do for a
+// queue with TX checksum offload, and are checked after completing it as
+// the device would (nic.CompleteChecksum).
+func testFinJoined(t *testing.T, in []finFrame, want []int, joinedTo int, disabled, partial bool) {
+	psh := header.TCPFlagAck | header.TCPFlagPsh
+	var frames [][]byte
+	for _, f := range in {
+		frames = append(frames, finSeg(f.s, f.seq))
+	}
+	if partial {
+		for _, f := range frames {
+			toPartial(f)
+		}
+	}
+	orig := make([][]byte, len(frames))
+	for i, f := range frames {
+		orig[i] = bytes.Clone(f)
+	}
+	a := ackElider{disabled: disabled, partial: partial}
+	a.init(len(frames))
+	got := filterSent(t, &a, frames)
+	if !slices.Equal(got, want) {
+		t.Fatalf("sent frames %v, want %v", got, want)
+	}
+	if wantFins := map[bool]int{true: 1, false: 0}[joinedTo >= 0]; a.fins != wantFins {
+		t.Errorf("fins joined = %d, want %d", a.fins, wantFins)
+	}
+	for i, f := range frames {
+		var p packet.Parsed
+		packet.Parse(f, &p)
+		if partial {
+			f = bytes.Clone(f)
+			if !nic.CompleteChecksum(f, int(p.L4Off), header.TCPChecksumOffset) {
+				t.Fatalf("frame %d: no room for a checksum", i)
+			}
+		}
+		if c := tcpChecksum(f, &p); c != 0xffff {
+			t.Errorf("frame %d: checksum %#04x does not verify", i, c)
+		}
+		if i != joinedTo {
+			if !bytes.Equal(frames[i], orig[i]) {
+				t.Errorf("frame %d changed", i)
+			}
+			continue
+		}
+		var finP packet.Parsed
+		packet.Parse(orig[len(in)-1], &finP) // the FIN is the last frame
+		if p.TCPFlags != psh|header.TCPFlagFin || p.Window != finP.Window || p.TCPPayloadLen() != 200 {
+			t.Errorf("joined frame: flags %v window %d payload %d, want PSH|ACK|FIN, the FIN's window %d, 200 bytes",
+				p.TCPFlags, p.Window, p.TCPPayloadLen(), finP.Window)
+		}
+	}
+}
+
+// toPartial replaces the complete TCP checksum of f, an unfragmented
+// segment, with the pseudo-header sum a frame for the checksum offload
+// carries.
+func toPartial(f []byte) {
+	var p packet.Parsed
+	packet.Parse(f, &p)
+	src, dst := p.Addrs(f)
+	l4 := p.L4(f)
+	sum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, tcpip.AddrFromSlice(src), tcpip.AddrFromSlice(dst), uint16(len(l4)))
+	header.TCP(l4).SetChecksum(sum)
 }
 
 func TestFinJoinAllocs(t *testing.T) {

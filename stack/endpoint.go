@@ -67,6 +67,10 @@ type endpoint struct {
 	// with plus the Ethernet header.
 	maxFrame int
 
+	// csum is the queue's TX checksum offload, nil where it has none;
+	// fixed at creation (txcsum.go).
+	csum nic.TxChecksumOffloader
+
 	txMu sync.Mutex
 	// txBatch[:txN] are the frames waiting for flush, each in a buffer
 	// lent by the queue; len(txBatch) is the batch size. +checklocks:txMu
@@ -97,11 +101,13 @@ func newEndpoint(q nic.Queue, mtu, batch int) *endpoint {
 	copy(e.mac6[:], e.mac)
 	e.mtu.Store(uint32(mtu))
 	e.maxFrame = mtu + header.EthernetMinimumSize
+	e.csum = txChecksumOffload(q)
 	e.txBatch = make([][]byte, batch)
 	e.txSpare = make([][]byte, batch)
 	e.txOut = make([][]byte, 0, batch)
 	e.txBack = make([][]byte, 0, 2*batch)
 	e.elide.init(batch)
+	e.elide.partial = e.csum != nil
 	e.rx.init(e)
 	return e
 }
@@ -231,6 +237,9 @@ func (e *endpoint) writePacketLocked(pkt *gvstack.PacketBuffer, more int) bool {
 	}
 	buf = buf[:size]
 	copyFrom(buf, pkt, 0)
+	if e.csum != nil {
+		buf = e.requestTxChecksum(buf)
+	}
 	e.txBatch[e.txN] = buf
 	e.txN++
 	return true
@@ -408,12 +417,17 @@ func (e *endpoint) LinkAddress() tcpip.LinkAddress { return e.mac }
 // NIC's and does not change.
 func (*endpoint) SetLinkAddress(tcpip.LinkAddress) {}
 
-// Capabilities implements gvstack.LinkEndpoint. gVisor computes every sent
-// checksum. RX checksum offload is reported while the packets being handed
-// to gVisor are ones whose checksums the endpoint checked (gro.go): gVisor
-// reads it for every packet it receives.
+// Capabilities implements gvstack.LinkEndpoint. TX checksum offload is
+// reported where the queue completes TCP and UDP checksums (txcsum.go);
+// elsewhere gVisor computes every sent checksum. RX checksum offload is
+// reported while the packets being handed to gVisor are ones whose
+// checksums the endpoint checked (gro.go): gVisor reads it for every
+// packet it receives.
 func (e *endpoint) Capabilities() gvstack.LinkEndpointCapabilities {
 	caps := gvstack.CapabilityResolutionRequired
+	if e.csum != nil {
+		caps |= gvstack.CapabilityTXChecksumOffload
+	}
 	if e.rx.validated.Load() {
 		caps |= gvstack.CapabilityRXChecksumOffload
 	}

@@ -16,7 +16,9 @@ import (
 // into the queue's buffers, as a NIC's TSO would: every frame gets the
 // packet's headers, its own sequence number, IP length and ID, FIN and PSH
 // on the last frame only, CWR on the first only, and its checksums, which
-// gVisor leaves to the endpoint for every TCP packet of such a connection.
+// gVisor leaves to the endpoint for every TCP packet of such a connection
+// (the TCP checksum is the queue's to complete where it offloads them,
+// txcsum.go).
 //
 // It is off unless net.inet.tcp.gso=1. Loss recovery suffers: gVisor's
 // sender keeps a packet as one segment of its retransmit queue, SACKed or
@@ -135,9 +137,18 @@ func (e *endpoint) writeTCPLocked(pkt *gvstack.PacketBuffer, more int) bool {
 			fl &^= uint8(header.TCPFlagCwr)
 		}
 		tcp[header.TCPFlagsOffset] = fl
-		tcp.SetChecksum(0)
 		sum := checksum.Combine(base, uint16(th+n))
-		tcp.SetChecksum(^checksum.Checksum(tcp, sum))
+		if e.csum != nil {
+			// The queue completes it (txcsum.go).
+			tcp.SetChecksum(sum)
+			if e.csum.SetTxChecksum(f, link+nh, header.TCPChecksumOffset) != nil {
+				tcp.SetChecksum(0)
+				tcp.SetChecksum(^checksum.Checksum(tcp, sum))
+			}
+		} else {
+			tcp.SetChecksum(0)
+			tcp.SetChecksum(^checksum.Checksum(tcp, sum))
+		}
 
 		e.txBatch[e.txN] = f
 		e.txN++

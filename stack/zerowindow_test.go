@@ -165,7 +165,13 @@ func TestZeroWindowAck(t *testing.T) {
 // returns the peer and the accepted endpoint.
 func wireConn(t testing.TB, v6 bool, setup func(st *stack.Stack, l tcpip.Endpoint)) (*wirePeer, tcpip.Endpoint) {
 	t.Helper()
-	st, q := stacktest.NewStack(t, stack.Config{Name: "zw",
+	return wireConnOn(t, nictest.New(stacktest.MTU), v6, setup)
+}
+
+// wireConnOn is wireConn over q, an unconnected queue.
+func wireConnOn(t testing.TB, q *nictest.Queue, v6 bool, setup func(st *stack.Stack, l tcpip.Endpoint)) (*wirePeer, tcpip.Endpoint) {
+	t.Helper()
+	st, q := stacktest.NewStackOn(t, q, stack.Config{Name: "zw",
 		Addr4: netip.MustParsePrefix("198.18.0.1/16"), Addr6: netip.MustParsePrefix("2001:2::1/64")})
 	p := &wirePeer{t: t, st: st, q: q, v6: v6, port: 40000, frames: make([][]byte, 64),
 		mac: net.HardwareAddr{0x02, 0, 0, 0, 0, 0x02}, sndNxt: 1000}

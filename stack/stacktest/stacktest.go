@@ -64,6 +64,10 @@ type Options struct {
 	// Manual starts no loops: the test drives both stacks with Pass,
 	// from one goroutine.
 	Manual bool
+	// NoTxChecksumOffload turns the queues' TX checksum offload off
+	// (nictest.Queue.SetTxChecksumOffload), so that the stacks compute
+	// every checksum themselves.
+	NoTxChecksumOffload bool
 }
 
 // Pair is two stacks joined by an in-memory link.
@@ -91,6 +95,10 @@ func NewPairWith(tb testing.TB, o Options) *Pair {
 	tb.Helper()
 	p := &Pair{}
 	p.QA, p.QB = nictest.Pair(MTU)
+	if o.NoTxChecksumOffload {
+		p.QA.SetTxChecksumOffload(false)
+		p.QB.SetTxChecksumOffload(false)
+	}
 	var err error
 	if p.A, err = stack.New(p.QA, loopClock(config(o.A, o.Now, "a", AddrA4, AddrA6))); err != nil {
 		p.QA.Close()
@@ -144,7 +152,13 @@ func loopClock(c stack.Config) stack.Config {
 // Options.A is. Cleanup closes the stack, then the queue.
 func NewStack(tb testing.TB, cfg stack.Config) (*stack.Stack, *nictest.Queue) {
 	tb.Helper()
-	q := nictest.New(MTU)
+	return NewStackOn(tb, nictest.New(MTU), cfg)
+}
+
+// NewStackOn is NewStack over q, an unconnected queue of MTU the test
+// made (to set its TX checksum offload, say); Cleanup closes q too.
+func NewStackOn(tb testing.TB, q *nictest.Queue, cfg stack.Config) (*stack.Stack, *nictest.Queue) {
+	tb.Helper()
 	st, err := stack.New(q, config(cfg, nil, "a", AddrA4, AddrA6))
 	if err != nil {
 		q.Close()
