@@ -68,9 +68,10 @@ import (
 //	                lcores         serves queue i; each lcore of lcore_mask exactly once
 //	xdp_mode        auto           auto|native|generic XDP attachment
 //	zerocopy        auto           auto|on|off AF_XDP zero-copy
-//	tx_checksum     auto           auto|on|off|software TCP/UDP checksums completed by the
+//	tx_checksum     off            off|auto|on|software TCP/UDP checksums completed by the
 //	                               kernel or NIC (AF_XDP TX metadata, Linux 6.8); on fails
-//	                               where missing; software is the kernel's, copy mode only
+//	                               where missing; software is the kernel's, copy mode only;
+//	                               off by default: see Same-host traffic
 //	frames          4096           UMEM frames, power of two, 64..1048576
 //	frame_size      2048           UMEM frame size, 2048|4096
 //	rx_ring         2048           RX and fill ring size, power of two, 64..frames
@@ -438,7 +439,7 @@ func newDefaultPort(index, line int) PortConfig {
 		Line:         line,
 		XDPMode:      nic.XDPAuto,
 		ZeroCopy:     nic.ZeroCopyAuto,
-		TxChecksum:   nic.TxChecksumAuto,
+		TxChecksum:   nic.TxChecksumOff,
 		Frames:       4096,
 		FrameSize:    2048,
 		RxRing:       2048,

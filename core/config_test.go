@@ -109,7 +109,7 @@ func TestConfigDefaults(t *testing.T) {
 			LcoreList:    []int{0},
 			XDPMode:      nic.XDPAuto,
 			ZeroCopy:     nic.ZeroCopyAuto,
-			TxChecksum:   nic.TxChecksumAuto,
+			TxChecksum:   nic.TxChecksumOff,
 			Frames:       4096,
 			FrameSize:    2048,
 			RxRing:       2048,
