@@ -12,9 +12,9 @@ import (
 // over the control socket link neither gVisor nor the stack: the control
 // protocol's types sit in leaf packages (internal/ctl, stack/stackinfo).
 // Every directory of tools/ is such a tool but those that run stacks
-// themselves.
+// themselves, and xload, which drives an AF_XDP queue of its own.
 func TestToolsLinkNoStack(t *testing.T) {
-	runStacks := []string{"bench", "demo", "launch", "rig"}
+	runStacks := []string{"bench", "demo", "launch", "rig", "xload"}
 	// tools/internal holds code the tools share, no tool; its packages
 	// are checked through the tools that import them.
 	ents, err := os.ReadDir("../../tools")
