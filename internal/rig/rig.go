@@ -129,9 +129,11 @@ func Up(o Options) (r *Rig, err error) {
 	if netns.Exists(r.StackNS) || netns.Exists(r.PeerNS) {
 		return nil, fmt.Errorf("rig %s: namespace already exists (remove it with: go run ./tools/rig down -name %s)", r.Name, r.Name)
 	}
+	// A failed step returns a nil rig: remove what was made by name.
+	name := r.Name
 	defer func() {
 		if err != nil {
-			r.Down()
+			Remove(name)
 			r = nil
 		}
 	}()
