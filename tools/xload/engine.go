@@ -30,6 +30,7 @@ const (
 	fPeerFin              // the server's FIN was received
 	fFinAcked             // our FIN was acknowledged
 	fInReq                // a request is outstanding
+	fIdle                 // open loop: on Engine.idle, waiting for a request
 )
 
 // conn is one connection's whole state, a fixed slot of the table.
@@ -47,7 +48,9 @@ type conn struct {
 	rto     int64  // current retransmission timeout, ns
 	due     int64  // when the timer fires, ns
 	sent    int64  // when the latency clock started, ns
+	reqAt   int64  // when the request (with -short, the SYN) was sent, ns
 	active  int32  // position in Engine.active
+	idle    int32  // position in Engine.idle while fIdle is set
 	resp    respParser
 }
 
@@ -69,6 +72,12 @@ type Config struct {
 	Timeout   int64 // longest a request may wait for its response, ns
 	RcvWindow uint16
 	MSS       uint16
+	// Rate makes the loop open: requests (connections when Short) are
+	// started at Rate per second on a fixed schedule, whether or not the
+	// earlier ones were answered, and latency runs from each one's
+	// scheduled time. 0 is a closed loop: the next request goes as soon
+	// as a connection is free.
+	Rate float64
 }
 
 // Counts are the engine's totals.
@@ -90,6 +99,12 @@ type Counts struct {
 	Retransmits       uint64 `json:"retransmits"`
 	TxNoBuffer        uint64 `json:"tx_no_buffer"`
 	RespBytes         uint64 `json:"resp_bytes"`
+	// Open loop (Config.Rate): requests that fell due before the run
+	// stopped, those sent in a later pass than the one they fell due in
+	// (no connection was free), and those never sent.
+	Scheduled uint64 `json:"scheduled,omitempty"`
+	Late      uint64 `json:"late,omitempty"`
+	Unsent    uint64 `json:"unsent,omitempty"`
 }
 
 // Errors sums the errors of every kind.
@@ -118,6 +133,15 @@ type Engine struct {
 	arpDue  int64
 	stop    bool
 	lastOK  int64
+
+	// The open loop's schedule: request j is due at rateStart +
+	// j×interval; next is the first not yet started, and those below
+	// lateUpTo were found due with no connection to take them.
+	interval  float64
+	rateStart int64
+	next      uint64
+	lateUpTo  uint64
+	idle      []uint32
 
 	Counts Counts
 	Hist   Hist
@@ -150,6 +174,11 @@ func NewEngine(cfg Config, tx Tx, issBase uint32) *Engine {
 	}
 	e.active = make([]uint32, 0, total)
 	e.acks = make([]uint32, 0, total)
+	if cfg.Rate > 0 {
+		e.interval = 1e9 / cfg.Rate
+		e.rateStart = -1
+		e.idle = make([]uint32, 0, total)
+	}
 	e.reqSum = checksum.Checksum(cfg.Request, 0)
 	return e
 }
@@ -157,8 +186,23 @@ func NewEngine(cfg Config, tx Tx, issBase uint32) *Engine {
 // Active is the number of open connections.
 func (e *Engine) Active() int { return len(e.active) }
 
-// Stop makes the engine open no more connections and send no more requests.
-func (e *Engine) Stop() { e.stop = true }
+// Stop makes the engine open no more connections and send no more
+// requests. In an open loop, it counts the requests that fell due and
+// those of them never sent.
+func (e *Engine) Stop() {
+	if e.stop {
+		return
+	}
+	e.stop = true
+	if e.interval > 0 && e.rateStart >= 0 {
+		e.Counts.Scheduled = uint64(float64(e.now-e.rateStart)/e.interval) + 1
+		if e.Counts.Scheduled > e.next {
+			e.Counts.Unsent = e.Counts.Scheduled - e.next
+		} else {
+			e.Counts.Scheduled = e.next
+		}
+	}
+}
 
 func seqLT(a, b uint32) bool { return int32(a-b) < 0 }
 func seqLE(a, b uint32) bool { return int32(a-b) <= 0 }
@@ -262,7 +306,12 @@ func (e *Engine) segment(idx uint32, p *packet.Parsed, frame []byte) {
 		c.state = stEstab
 		c.retries = 0
 		c.rto = e.cfg.RTO
-		e.sendRequest(c)
+		if e.interval > 0 && !e.cfg.Short {
+			e.makeIdle(idx)
+			return
+		}
+		// With -short, latency runs from the SYN (or its scheduled time).
+		e.sendRequest(c, c.sent)
 		return
 	}
 	if fl&header.TCPFlagRst != 0 {
@@ -363,7 +412,7 @@ func (e *Engine) segment(idx uint32, p *packet.Parsed, frame []byte) {
 		return
 	}
 	if c.state == stEstab && c.flags&fInReq != 0 && c.sndUna == c.sndNxt {
-		c.due = c.sent + e.cfg.Timeout
+		c.due = c.reqAt + e.cfg.Timeout
 	}
 }
 
@@ -387,7 +436,11 @@ func (e *Engine) responseDone(idx uint32) {
 	e.lastOK = e.now
 	if !e.cfg.Short && !e.stop && c.resp.keepAlive() && c.flags&fPeerFin == 0 &&
 		(e.cfg.PerConn == 0 || int(c.reqs) < e.cfg.PerConn) {
-		e.sendRequest(c)
+		if e.interval > 0 {
+			e.makeIdle(idx)
+		} else {
+			e.sendRequest(c, e.now)
+		}
 		return
 	}
 	if c.flags&fPeerFin != 0 {
@@ -397,20 +450,44 @@ func (e *Engine) responseDone(idx uint32) {
 	}
 }
 
-func (e *Engine) sendRequest(c *conn) {
+// sendRequest sends the request; its latency runs from start.
+func (e *Engine) sendRequest(c *conn, start int64) {
 	c.resp.reset()
 	c.flags |= fInReq
 	c.flags &^= fAckNow
 	c.reqSeq = c.sndNxt
 	c.sndNxt += uint32(len(e.cfg.Request))
-	if c.reqs > 0 || !e.cfg.Short {
-		c.sent = e.now
+	c.sent = start
+	if !e.cfg.Short {
+		c.reqAt = e.now
 	}
 	c.due = e.now + c.rto
 	e.send(c, header.TCPFlagAck|header.TCPFlagPsh, c.reqSeq, c.rcvNxt, e.cfg.Request, false)
 }
 
+// makeIdle puts an established connection on the open loop's idle list.
+func (e *Engine) makeIdle(idx uint32) {
+	c := &e.conns[idx]
+	c.flags |= fIdle
+	c.idle = int32(len(e.idle))
+	e.idle = append(e.idle, idx)
+	c.due = 1<<63 - 1 // no timer runs while nothing is outstanding
+}
+
+// unIdle takes c off the idle list, if it is on it.
+func (e *Engine) unIdle(c *conn) {
+	if c.flags&fIdle == 0 {
+		return
+	}
+	c.flags &^= fIdle
+	last := e.idle[len(e.idle)-1]
+	e.idle[c.idle] = last
+	e.conns[last].idle = c.idle
+	e.idle = e.idle[:len(e.idle)-1]
+}
+
 func (e *Engine) sendFin(c *conn, st uint8) {
+	e.unIdle(c)
 	c.state = st
 	c.flags &^= fAckNow
 	c.retries = 0
@@ -432,6 +509,7 @@ func (e *Engine) release(idx uint32) {
 	if c.state == stFree {
 		return
 	}
+	e.unIdle(c)
 	last := e.active[len(e.active)-1]
 	e.active[c.active] = last
 	e.conns[last].active = c.active
@@ -460,7 +538,7 @@ func (e *Engine) open() bool {
 	// accepted (RFC 9293 3.10.7.4, Linux tcp_timewait_state_process).
 	iss := e.issBase + uint32(e.now>>12)
 	c.sndUna, c.sndNxt = iss, iss+1
-	c.sent = e.now
+	c.sent, c.reqAt = e.now, e.now
 	c.due = e.now + c.rto
 	e.Counts.ConnsOpened++
 	e.send(c, header.TCPFlagSyn, iss, 0, nil, true)
@@ -496,17 +574,81 @@ func (e *Engine) Poll(now int64) {
 			i-- // the slot's place was taken by the last one
 		}
 	}
+	if e.interval > 0 && e.cfg.Short {
+		e.dispatch(now)
+		return
+	}
 	for k := 0; !e.stop && len(e.active) < e.cfg.Conns && k < 64; k++ {
 		if !e.open() {
 			break
 		}
 	}
+	if e.interval > 0 {
+		e.dispatch(now)
+	}
+}
+
+// due is when the open loop's request j is to start.
+func (e *Engine) due(j uint64) int64 {
+	return e.rateStart + int64(float64(j)*e.interval)
+}
+
+// dispatch starts the open loop's requests that are due: each on an idle
+// connection, or with -short on a new connection, while there is one. The
+// schedule starts when the first connection can take a request, so that
+// the handshakes of a keep-alive run are not counted against it.
+func (e *Engine) dispatch(now int64) {
+	if e.stop {
+		// Idle connections are closed at once: nothing more is sent.
+		for len(e.idle) > 0 {
+			e.sendFin(&e.conns[e.idle[len(e.idle)-1]], stFinWait)
+		}
+		return
+	}
+	if e.rateStart < 0 {
+		if !e.cfg.Short && len(e.idle) == 0 {
+			return
+		}
+		e.rateStart = now
+	}
+	for ; e.due(e.next) <= now; e.next++ {
+		if e.cfg.Short {
+			if len(e.active) >= e.cfg.Conns || !e.open() {
+				break
+			}
+			e.conns[e.active[len(e.active)-1]].sent = e.due(e.next)
+		} else {
+			if len(e.idle) == 0 {
+				break
+			}
+			idx := e.idle[len(e.idle)-1]
+			c := &e.conns[idx]
+			e.unIdle(c)
+			e.sendRequest(c, e.due(e.next))
+		}
+		if e.next < e.lateUpTo {
+			e.Counts.Late++
+		}
+	}
+	if e.due(e.next) <= now {
+		// Blocked: what is due by now is late when it is finally sent.
+		e.lateUpTo = uint64(float64(now-e.rateStart)/e.interval) + 1
+	}
+}
+
+// NextDue is when the open loop's next request falls due, or -1 when
+// there is no schedule to keep (a closed loop, or stopped).
+func (e *Engine) NextDue() int64 {
+	if e.interval == 0 || e.stop || e.rateStart < 0 {
+		return -1
+	}
+	return e.due(e.next)
 }
 
 // expire handles c's timer; it reports whether the slot was freed.
 func (e *Engine) expire(idx uint32) bool {
 	c := &e.conns[idx]
-	if c.flags&fInReq != 0 && e.now-c.sent >= e.cfg.Timeout {
+	if c.flags&fInReq != 0 && e.now-c.reqAt >= e.cfg.Timeout {
 		e.Counts.Timeout++
 		e.abort(idx)
 		return true
@@ -533,7 +675,7 @@ func (e *Engine) expire(idx uint32) bool {
 		e.send(c, header.TCPFlagFin|header.TCPFlagAck, c.sndNxt-1, c.rcvNxt, nil, false)
 	default:
 		// Waiting for the response with the request acknowledged.
-		c.due = c.sent + e.cfg.Timeout
+		c.due = c.reqAt + e.cfg.Timeout
 		e.Counts.Retransmits--
 	}
 	return false

@@ -2,7 +2,7 @@
 // own, for benchmark rigs where the client must cost less than the server.
 //
 //	xload -netns xsdemo-p -if xp0 -src 198.18.1.1-198.18.1.4 \
-//	    -server 198.18.0.1:80 -c 64 -d 5s [-short] [-json]
+//	    -server 198.18.0.1:80 -c 64 -d 5s [-short] [-rate R] [-json]
 //
 // It attaches its own XDP program (nic.OpenPort) to the interface, which
 // redirects to its socket only the frames addressed to its -src addresses
@@ -14,7 +14,7 @@
 // throws away. A full stack (gVisor's, or the kernel's under wrk) pays per
 // connection for endpoint objects, goroutines, timers, socket buffers and
 // queues, and per request for copies into and out of them. Here a
-// connection is a 64-byte slot of a preallocated table indexed by source
+// connection is an 88-byte slot of a preallocated table indexed by source
 // address and port; a request is one segment built in the UMEM frame it
 // is sent from, and a response is parsed as it arrives and dropped. One
 // goroutine polls the queue, with no allocation per connection or request.
@@ -36,9 +36,20 @@
 // with an ACK, which gets a reset (RFC 9293 3.10.7.3) that ends it, and the
 // SYN's retransmission opens the connection.
 //
-// Latency is measured from the request's send time; in -short mode from the
-// SYN, so it includes the handshake. The run exits 1 when any response was
-// bad, short, reset or timed out, or none arrived.
+// Closed loop (the default), each connection sends its next request as soon
+// as the last is answered, and latency runs from the request's send time; in
+// -short mode from the SYN, so it includes the handshake. Open loop (-rate
+// R), requests (with -short, connections) start on a fixed schedule of R
+// per second, on whichever connection is idle, and latency runs from each
+// one's scheduled time, as wrk2 measures it: a server that stalls delays
+// the requests scheduled behind the stall, and their latency says so
+// (coordinated omission is not hidden). Requests that found no idle
+// connection when due are counted late, and those never sent unsent; the
+// timeout runs from the actual send. The generator's own lateness is part
+// of what it measures; -busy keeps it to a pass.
+//
+// The run exits 1 when any response was bad, short, reset or timed out, or
+// none arrived.
 package main
 
 import (
@@ -46,6 +57,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -63,6 +75,7 @@ type options struct {
 	ns, ifname, srcs, server, path, host, xdpMode string
 	conns, perConn, portLo, portHi                int
 	dur, timeout, rto                             time.Duration
+	rate                                          float64
 	short, jsonOut, busy                          bool
 }
 
@@ -83,6 +96,7 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 2*time.Second, "longest wait for a response")
 	flag.DurationVar(&o.rto, "rto", 200*time.Millisecond, "initial retransmission timeout")
 	flag.BoolVar(&o.short, "short", false, "one request per connection (Connection: close)")
+	flag.Float64Var(&o.rate, "rate", 0, "open loop: start this many requests (with -short, connections) per second on a fixed schedule; 0 = closed loop")
 	flag.BoolVar(&o.jsonOut, "json", false, "print the result as JSON")
 	flag.BoolVar(&o.busy, "busy", false, "poll without sleeping when idle")
 	flag.Parse()
@@ -129,30 +143,43 @@ func parseSrcs(s string) ([][4]byte, error) {
 
 // result is what a run reports.
 type result struct {
-	Mode       string  `json:"mode"`
-	Conns      int     `json:"conns"`
-	Seconds    float64 `json:"seconds"`
-	Rate       float64 `json:"rate"` // requests/s, or connections/s with -short
-	RateUnit   string  `json:"rate_unit"`
-	P50us      float64 `json:"p50_us"`
-	P90us      float64 `json:"p90_us"`
-	P99us      float64 `json:"p99_us"`
-	P999us     float64 `json:"p999_us"`
-	CPUBusyPct float64 `json:"cpu_busy_pct"`
-	CPUusPer   float64 `json:"cpu_us_per_unit"`
-	XDPMode    string  `json:"xdp_mode"`
-	Counts     Counts  `json:"counts"`
+	Mode    string  `json:"mode"`
+	Conns   int     `json:"conns"`
+	Seconds float64 `json:"seconds"`
+	Rate    float64 `json:"rate"` // requests/s, or connections/s with -short
+	// OfferedRate is -rate, the schedule of an open loop; 0 for a closed
+	// loop.
+	OfferedRate float64 `json:"offered_rate,omitempty"`
+	RateUnit    string  `json:"rate_unit"`
+	P50us       float64 `json:"p50_us"`
+	P90us       float64 `json:"p90_us"`
+	P99us       float64 `json:"p99_us"`
+	P999us      float64 `json:"p999_us"`
+	CPUBusyPct  float64 `json:"cpu_busy_pct"`
+	CPUusPer    float64 `json:"cpu_us_per_unit"`
+	XDPMode     string  `json:"xdp_mode"`
+	Counts      Counts  `json:"counts"`
 }
 
 func (r *result) text() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s, %d connections, %.2f s (xdp %s)\n", r.Mode, r.Conns, r.Seconds, r.XDPMode)
-	fmt.Fprintf(&b, "  %.0f %s\n", r.Rate, r.RateUnit)
+	if r.OfferedRate > 0 {
+		fmt.Fprintf(&b, "  %.0f %s of %.0f offered (open loop)\n", r.Rate, r.RateUnit, r.OfferedRate)
+	} else {
+		fmt.Fprintf(&b, "  %.0f %s\n", r.Rate, r.RateUnit)
+	}
 	fmt.Fprintf(&b, "  latency p50 %.0f µs  p90 %.0f µs  p99 %.0f µs  p99.9 %.0f µs\n", r.P50us, r.P90us, r.P99us, r.P999us)
 	c := &r.Counts
 	fmt.Fprintf(&b, "  responses ok %d; errors: bad status %d, malformed %d, short %d, reset %d, timeout %d\n",
 		c.OK, c.BadStatus, c.Malformed, c.Short, c.Reset, c.Timeout)
 	fmt.Fprintf(&b, "  connections opened %d, closed cleanly %d; retransmits %d\n", c.ConnsOpened, c.ConnsDone, c.Retransmits)
+	if r.OfferedRate > 0 {
+		fmt.Fprintf(&b, "  scheduled %d, late %d, never sent %d\n", c.Scheduled, c.Late, c.Unsent)
+		if c.Unsent > 0 {
+			fmt.Fprintf(&b, "  the offered rate was not kept: %d scheduled requests never found a free connection (raise -c)\n", c.Unsent)
+		}
+	}
 	fmt.Fprintf(&b, "  generator CPU busy %.1f%%, %.2f µs CPU per %s\n", r.CPUBusyPct, r.CPUusPer, strings.TrimSuffix(r.RateUnit, "/s"))
 	return b.String()
 }
@@ -208,6 +235,9 @@ func run(o options) (*result, error) {
 	if o.portLo < 1 || o.portHi > 65535 || o.portLo > o.portHi {
 		return nil, fmt.Errorf("-port-lo/-port-hi: want 1 <= lo <= hi <= 65535, got %d..%d", o.portLo, o.portHi)
 	}
+	if o.rate < 0 || math.IsNaN(o.rate) || math.IsInf(o.rate, 0) {
+		return nil, fmt.Errorf("-rate: want a rate per second >= 0, got %v", o.rate)
+	}
 	slots := (o.portHi - o.portLo + 1) * len(srcs)
 	if o.conns < 1 || o.conns > slots {
 		return nil, fmt.Errorf("-c: want 1..%d (source ports × addresses), got %d", slots, o.conns)
@@ -256,7 +286,7 @@ func run(o options) (*result, error) {
 		MAC: mac, Srcs: srcs, PortLo: uint16(o.portLo), PortHi: uint16(o.portHi),
 		Server: srv.Addr().As4(), SrvPort: srv.Port(), Conns: o.conns, Short: o.short,
 		PerConn: o.perConn, Request: []byte(req), RTO: int64(o.rto), Retries: 6,
-		Timeout: int64(o.timeout), RcvWindow: 0xffff, MSS: uint16(mss),
+		Timeout: int64(o.timeout), RcvWindow: 0xffff, MSS: uint16(mss), Rate: o.rate,
 	}
 	cfg.PortStart = uint16(o.portLo + rand.IntN(o.portHi-o.portLo+1))
 	tx := &txBatch{q: q, bufs: make([][]byte, 64), out: make([][]byte, 0, 64)}
@@ -273,6 +303,12 @@ func run(o options) (*result, error) {
 	// with Pdeathsig (as the rig's servers are) is then killed.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	if o.rate > 0 {
+		// An open loop wakes for its schedule: the default timer slack
+		// (50 µs) would make every request that much late.
+		unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0)
+		defer unix.Prctl(unix.PR_SET_TIMERSLACK, 0, 0, 0, 0)
+	}
 	frames := make([][]byte, 64)
 	start := time.Now()
 	var ru0, ru1 unix.Rusage
@@ -305,7 +341,13 @@ func run(o options) (*result, error) {
 			break
 		}
 		if n == 0 && !o.busy {
-			q.Wait(500 * time.Microsecond)
+			wait := 500 * time.Microsecond
+			if due := e.NextDue(); due >= 0 {
+				wait = min(wait, time.Duration(due-int64(time.Since(start))))
+			}
+			if wait > 0 {
+				q.Wait(wait)
+			}
 		}
 	}
 	wall := time.Since(start)
@@ -319,7 +361,7 @@ func run(o options) (*result, error) {
 		secs = float64(o.dur) / 1e9
 	}
 	r := &result{Mode: "keep-alive", Conns: o.conns, Seconds: secs, RateUnit: "requests/s",
-		XDPMode: string(port.Mode()), Counts: e.Counts}
+		XDPMode: string(port.Mode()), Counts: e.Counts, OfferedRate: o.rate}
 	units := float64(e.Counts.OK + e.Counts.BadStatus)
 	if o.short {
 		r.Mode, r.RateUnit = "short", "connections/s"

@@ -52,23 +52,44 @@ func TestKernelHelloworld(t *testing.T) {
 	rigtest.Start(t, "serving on port", "ip", "netns", "exec", r.StackNS, bin, "-kernel", "-port", "8080")
 	server := fmt.Sprintf("%s:8080", r.KernelAddr4)
 	// Each mode twice: the later runs reuse 4-tuples that the server holds
-	// in TIME-WAIT from the short run before them.
-	for i, short := range []bool{false, true, false, true} {
-		t.Run(fmt.Sprintf("%d/short=%v", i, short), func(t *testing.T) {
+	// in TIME-WAIT from the short run before them. Then each mode in an
+	// open loop.
+	for i, c := range []struct {
+		short bool
+		rate  float64
+	}{{false, 0}, {true, 0}, {false, 0}, {true, 0}, {false, 4000}, {true, 1000}} {
+		t.Run(fmt.Sprintf("%d/short=%v/rate=%v", i, c.short, c.rate), func(t *testing.T) {
 			o := loadOpts(r, server)
-			o.short = short
+			o.short, o.rate = c.short, c.rate
 			res, err := run(o)
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Logf("%s", res.text())
-			if res.Counts.OK == 0 || res.Counts.Errors() != 0 {
-				t.Errorf("want only ok responses, got %+v", res.Counts)
-			}
-			if short && res.Counts.ConnsDone != res.Counts.OK {
-				t.Errorf("short: %d connections closed cleanly, want one per response (%d)", res.Counts.ConnsDone, res.Counts.OK)
-			}
+			checkRun(t, o, res)
 		})
+	}
+}
+
+// checkRun checks what every run against a good server must show: only
+// ok responses, one clean close per short connection, and in an open loop
+// an outcome for every scheduled request.
+func checkRun(t *testing.T, o options, res *result) {
+	t.Helper()
+	c := res.Counts
+	if c.OK == 0 || c.Errors() != 0 {
+		t.Errorf("want only ok responses, got %+v", c)
+	}
+	if o.short && c.ConnsDone != c.OK {
+		t.Errorf("short: %d connections closed cleanly, want one per response (%d)", c.ConnsDone, c.OK)
+	}
+	if o.rate > 0 {
+		if res.OfferedRate != o.rate {
+			t.Errorf("offered rate %v, want -rate %v", res.OfferedRate, o.rate)
+		}
+		if want := uint64(0.8 * o.rate * o.dur.Seconds()); c.Scheduled < want || c.OK+c.Errors()+c.Unsent != c.Scheduled {
+			t.Errorf("want at least %d scheduled, each answered or counted unsent, got %+v", want, c)
+		}
 	}
 }
 
@@ -203,11 +224,14 @@ func TestXstackHelloworld(t *testing.T) {
 	bin := rigtest.Build(t, "./examples/helloworld")
 	p := rigtest.Start(t, "serving on port", bin, "-c", rigtest.Config(t, r))
 	defer p.Stop(5 * time.Second)
-	for _, short := range []bool{false, true} {
-		t.Run(fmt.Sprintf("short=%v", short), func(t *testing.T) {
+	for _, c := range []struct {
+		short bool
+		rate  float64
+	}{{false, 0}, {true, 0}, {false, 4000}} {
+		t.Run(fmt.Sprintf("short=%v/rate=%v", c.short, c.rate), func(t *testing.T) {
 			o := loadOpts(r, fmt.Sprintf("%s:80", r.StackAddr4))
-			o.short = short
-			if short {
+			o.short, o.rate = c.short, c.rate
+			if c.short {
 				o.portLo, o.portHi = 40000, 49999
 			}
 			res, err := run(o)
@@ -215,9 +239,7 @@ func TestXstackHelloworld(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Logf("%s", res.text())
-			if res.Counts.OK == 0 || res.Counts.Errors() != 0 {
-				t.Errorf("want only ok responses, got %+v", res.Counts)
-			}
+			checkRun(t, o, res)
 		})
 	}
 }
