@@ -146,7 +146,7 @@ type options struct {
 	mtu        int       // both ends of the veth and xstack's port; 0 leaves the rig's
 	sysctls    []string  // name=value lines of xstack's [sysctl] section
 	lossRates  []float64 // loss: shares of frames dropped each way
-	clients    []string  // the HTTP clients of rps and cps: clientWrk, clientGo, clientXload
+	clients    []string  // the HTTP clients of rps, cps and latency: clientWrk, clientGo, clientXload
 }
 
 func main() {
@@ -189,7 +189,7 @@ func main() {
 	})
 	lossPct := flag.String("loss-rates", "0,1,5,20", "loss: percentages of frames dropped each way")
 	flag.StringVar(&o.binDir, "bin", "", "use prebuilt helloworld, echo (and xload) from this directory instead of building them")
-	clients := flag.String("client", "wrk,Go,xload", "rps and cps: the clients to measure with (rps runs wrk and xload; cps all three)")
+	clients := flag.String("client", "wrk,Go,xload", "rps, cps and latency: the clients to measure with (rps runs wrk and xload; cps all three; latency Go and xload)")
 	flag.Parse()
 
 	var err error
@@ -306,7 +306,8 @@ func (o options) uses(c string) bool { return slices.Contains(o.clients, c) }
 
 // needXload reports whether a scenario of the run measures with xload.
 func (o options) needXload() bool {
-	return o.uses(clientXload) && (slices.Contains(o.scenarios, "rps") || slices.Contains(o.scenarios, "cps"))
+	return o.uses(clientXload) && (slices.Contains(o.scenarios, "rps") || slices.Contains(o.scenarios, "cps") ||
+		slices.Contains(o.scenarios, "latency"))
 }
 
 func parseInts(s string) ([]int, error) {

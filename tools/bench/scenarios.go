@@ -321,22 +321,22 @@ func (b *bench) xloadRound(scenario, label string, conns, round int, tg string, 
 	var xr xloadResult
 	w, err := b.measure(unit, func() (float64, error) {
 		var err error
-		xr, err = b.runXload(addr, conns, b.o.duration, short)
-		return float64(xr.done()), err
+		xr, err = b.runXload(addr, conns, b.o.duration, short, 0)
+		return float64(xr.Done()), err
 	})
 	if err != nil {
 		return err
 	}
-	if xr.done() == 0 {
+	if xr.Done() == 0 {
 		return fmt.Errorf("xload completed no %s (%d reset, %d timed out)", strings.TrimSuffix(unit, "s"), xr.Counts.Reset, xr.Counts.Timeout)
 	}
 	pt := b.point(scenario, clientXload, label, conns, metric, rateUnit, false)
-	pt.Samples = append(pt.Samples, &Sample{Target: tg, Round: round, Value: xr.Rate, Errors: xr.errors(), Detail: xloadDetail(xr, unit), CPU: &w})
+	pt.Samples = append(pt.Samples, &Sample{Target: tg, Round: round, Value: xr.Rate, Errors: xr.Counts.Errors(), Detail: xloadDetail(xr, unit), CPU: &w})
 	p99 := b.point(scenario, clientXload, label, conns, "xload p99", "µs", true)
 	p99.Samples = append(p99.Samples, &Sample{Target: tg, Round: round, Value: xr.P99us})
 	b.res.addCost(pt, tg, round, w, per)
 	log.Printf("  %s %s %s round %d xload %d conns: %.0f %s, p99 %.0fµs, %d errors, %d retransmits, xload busy %.0f%%; %s",
-		scenario, b.mode, tg, round, conns, xr.Rate, rateUnit, xr.P99us, xr.errors(), xr.Counts.Retransmits, xr.CPUBusyPct, costLog(w, strings.TrimSuffix(rateUnit, "/s")))
+		scenario, b.mode, tg, round, conns, xr.Rate, rateUnit, xr.P99us, xr.Counts.Errors(), xr.Counts.Retransmits, xr.CPUBusyPct, costLog(w, strings.TrimSuffix(rateUnit, "/s")))
 	return nil
 }
 
@@ -516,46 +516,104 @@ func (b *bench) latencyRate() (float64, error) {
 }
 
 func (b *bench) latency() error {
+	if !b.o.uses(clientGo) && !b.o.uses(clientXload) {
+		return errors.New("latency measures with the Go client or xload, and -client has neither")
+	}
 	rate, err := b.latencyRate()
 	if err != nil {
 		return err
 	}
 	label := fmt.Sprintf("%s req/s, %d conns", formatValue(rate, "req/s"), b.o.latConns)
 	return b.eachRound(httpServer, bothTargets, func(round int, tg string, addr netip.AddrPort) error {
-		lr, err := runLatency(b.ctx, b.r.PeerNS, addr, b.o.latConns, rate, b.o.duration, b.snap)
-		if err != nil {
-			return err
-		}
-		w := window(lr.cpu[0], lr.cpu[1], float64(len(lr.sorted)), "requests")
-		if len(lr.sorted) == 0 {
-			return fmt.Errorf("no request completed (last error: %v)", lr.lastErr)
-		}
-		detail := map[string]float64{
-			"rate": rate, "sent": float64(lr.sent), "completed": float64(len(lr.sorted)),
-			"missed": float64(lr.missed), "seconds": lr.elapsed.Seconds(),
-		}
-		var p50 *Point
-		for i, q := range []struct {
-			metric string
-			q      float64
-		}{{"p50", 0.5}, {"p99", 0.99}, {"p99.9", 0.999}} {
-			s := &Sample{Target: tg, Round: round, Value: quantile(lr.sorted, q.q), Errors: lr.errors + lr.missed, Detail: detail}
-			if i == 0 {
-				s.CDF = cdfOf(lr.sorted)
-				s.CPU = &w
-			}
-			pt := b.point("latency", clientGo, label, b.o.latConns, q.metric, "µs", true)
-			pt.Samples = append(pt.Samples, s)
-			if i == 0 {
-				p50 = pt
+		if b.o.uses(clientGo) {
+			if err := b.goLatency(round, tg, addr, rate, label); err != nil {
+				return err
 			}
 		}
-		b.res.addCost(p50, tg, round, w, "request")
-		log.Printf("  latency %s %s round %d: p50 %.0fµs p99 %.0fµs p99.9 %.0fµs max %.0fµs (%d requests, %d errors, %d not sent); %s",
-			b.mode, tg, round, quantile(lr.sorted, 0.5), quantile(lr.sorted, 0.99), quantile(lr.sorted, 0.999), lr.sorted[len(lr.sorted)-1],
-			len(lr.sorted), lr.errors, lr.missed, costLog(w, "req"))
+		if b.o.uses(clientXload) {
+			return b.xloadLatency(round, tg, addr, rate, label)
+		}
 		return nil
 	})
+}
+
+// goLatency measures one round's latency with the Go open-loop client.
+func (b *bench) goLatency(round int, tg string, addr netip.AddrPort, rate float64, label string) error {
+	lr, err := runLatency(b.ctx, b.r.PeerNS, addr, b.o.latConns, rate, b.o.duration, b.snap)
+	if err != nil {
+		return err
+	}
+	w := window(lr.cpu[0], lr.cpu[1], float64(len(lr.sorted)), "requests")
+	if len(lr.sorted) == 0 {
+		return fmt.Errorf("no request completed (last error: %v)", lr.lastErr)
+	}
+	detail := map[string]float64{
+		"rate": rate, "sent": float64(lr.sent), "completed": float64(len(lr.sorted)),
+		"missed": float64(lr.missed), "seconds": lr.elapsed.Seconds(),
+	}
+	var p50 *Point
+	for i, q := range []struct {
+		metric string
+		q      float64
+	}{{"p50", 0.5}, {"p99", 0.99}, {"p99.9", 0.999}} {
+		s := &Sample{Target: tg, Round: round, Value: quantile(lr.sorted, q.q), Errors: lr.errors + lr.missed, Detail: detail}
+		if i == 0 {
+			s.CDF = cdfOf(lr.sorted)
+			s.CPU = &w
+		}
+		pt := b.point("latency", clientGo, label, b.o.latConns, q.metric, "µs", true)
+		pt.Samples = append(pt.Samples, s)
+		if i == 0 {
+			p50 = pt
+		}
+	}
+	b.res.addCost(p50, tg, round, w, "request")
+	log.Printf("  latency %s %s round %d: p50 %.0fµs p99 %.0fµs p99.9 %.0fµs max %.0fµs (%d requests, %d errors, %d not sent); %s",
+		b.mode, tg, round, quantile(lr.sorted, 0.5), quantile(lr.sorted, 0.99), quantile(lr.sorted, 0.999), lr.sorted[len(lr.sorted)-1],
+		len(lr.sorted), lr.errors, lr.missed, costLog(w, "req"))
+	return nil
+}
+
+// xloadLatency measures one round's latency with xload's open loop at the
+// same rate and connections: the same schedule, from a client that costs
+// a fraction of the Go one per request, so less of the tail is the
+// client's own queueing.
+func (b *bench) xloadLatency(round int, tg string, addr netip.AddrPort, rate float64, label string) error {
+	var xr xloadResult
+	w, err := b.measure("requests", func() (float64, error) {
+		var err error
+		xr, err = b.runXload(addr, b.o.latConns, b.o.duration, false, rate)
+		return float64(xr.Done()), err
+	})
+	if err != nil {
+		return err
+	}
+	if xr.Done() == 0 {
+		return fmt.Errorf("xload completed no request (%d reset, %d timed out)", xr.Counts.Reset, xr.Counts.Timeout)
+	}
+	detail := xloadDetail(xr, "requests")
+	detail["rate"] = rate
+	detail["late"], detail["missed"] = float64(xr.Counts.Late), float64(xr.Counts.Unsent)
+	var p50 *Point
+	for i, q := range []struct {
+		metric string
+		v      float64
+	}{{"p50", xr.P50us}, {"p99", xr.P99us}, {"p99.9", xr.P999us}} {
+		s := &Sample{Target: tg, Round: round, Value: q.v, Errors: xr.Counts.Errors() + xr.Counts.Unsent, Detail: detail}
+		if i == 0 {
+			s.CPU = &w
+		}
+		pt := b.point("latency", clientXload, label, b.o.latConns, q.metric, "µs", true)
+		pt.Samples = append(pt.Samples, s)
+		if i == 0 {
+			p50 = pt
+		}
+	}
+	b.res.addCost(p50, tg, round, w, "request")
+	log.Printf("  latency %s %s round %d xload: p50 %.0fµs p99 %.0fµs p99.9 %.0fµs (%d requests of %d scheduled, %d late, %d not sent, %d errors, xload busy %.0f%%); %s",
+		b.mode, tg, round, xr.P50us, xr.P99us, xr.P999us, xr.Done(), xr.Counts.Scheduled, xr.Counts.Late,
+		xr.Counts.Unsent, xr.Counts.Errors(), xr.CPUBusyPct, costLog(w, "req"))
+	return nil
 }
 
 // ceilingFrames are the frame sizes of the ceiling scenario: the least

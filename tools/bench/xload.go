@@ -10,43 +10,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/xstack/xstack/tools/xload/report"
 )
 
-// xloadResult is what tools/xload reports with -json (its result type).
-type xloadResult struct {
-	Mode       string  `json:"mode"`
-	Conns      int     `json:"conns"`
-	Seconds    float64 `json:"seconds"`
-	Rate       float64 `json:"rate"`
-	RateUnit   string  `json:"rate_unit"`
-	P50us      float64 `json:"p50_us"`
-	P90us      float64 `json:"p90_us"`
-	P99us      float64 `json:"p99_us"`
-	P999us     float64 `json:"p999_us"`
-	CPUBusyPct float64 `json:"cpu_busy_pct"`
-	CPUusPer   float64 `json:"cpu_us_per_unit"`
-	XDPMode    string  `json:"xdp_mode"`
-	Counts     struct {
-		ConnsOpened uint64 `json:"conns_opened"`
-		OK          uint64 `json:"ok"`
-		BadStatus   uint64 `json:"bad_status"`
-		Malformed   uint64 `json:"malformed"`
-		Short       uint64 `json:"short"`
-		Reset       uint64 `json:"reset"`
-		Timeout     uint64 `json:"timeout"`
-		Retransmits uint64 `json:"retransmits"`
-	} `json:"counts"`
-}
-
-// errors is the sum of the failed responses of every kind.
-func (r xloadResult) errors() uint64 {
-	c := r.Counts
-	return c.BadStatus + c.Malformed + c.Short + c.Reset + c.Timeout
-}
-
-// done is the responses that completed (ok or with a bad status): the units
-// of work the server did.
-func (r xloadResult) done() uint64 { return r.Counts.OK + r.Counts.BadStatus }
+// xloadResult is what tools/xload reports with -json.
+type xloadResult = report.Result
 
 // xloadSources are the peer-side addresses xload speaks from: on-link in
 // the rig's 198.18.0.0/16, apart from the peer kernel's address and from
@@ -59,11 +28,16 @@ const xloadSources = "198.18.2.1-198.18.2.16"
 // one request per connection with short. It sleeps when idle (no -busy),
 // so that the client CPU's /proc/stat utilisation says, as for the other
 // clients, whether the client limited the run.
-func (b *bench) runXload(addr netip.AddrPort, conns int, d time.Duration, short bool) (xloadResult, error) {
+// A rate above 0 makes the loop open: that many requests (connections
+// with short) per second on a fixed schedule.
+func (b *bench) runXload(addr netip.AddrPort, conns int, d time.Duration, short bool, rate float64) (xloadResult, error) {
 	args := []string{"-netns", b.r.PeerNS, "-if", b.r.PeerIf, "-src", xloadSources, "-server", addr.String(),
 		"-c", strconv.Itoa(conns), "-d", d.String(), "-json"}
 	if short {
 		args = append(args, "-short")
+	}
+	if rate > 0 {
+		args = append(args, "-rate", strconv.FormatFloat(rate, 'f', -1, 64))
 	}
 	return runXloadCmd(b.ctx, b.o.clientCPU, b.bins.xload, args)
 }
@@ -91,7 +65,7 @@ func runXloadCmd(ctx context.Context, cpu int, bin string, args []string) (xload
 // xloadDetail is the sample detail of an xload run.
 func xloadDetail(r xloadResult, unit string) map[string]float64 {
 	return map[string]float64{
-		unit: float64(r.done()), "seconds": r.Seconds, "retransmits": float64(r.Counts.Retransmits),
+		unit: float64(r.Done()), "seconds": r.Seconds, "retransmits": float64(r.Counts.Retransmits),
 		"reset": float64(r.Counts.Reset), "timeout": float64(r.Counts.Timeout),
 		"latency_p50_us": r.P50us, "latency_p99_us": r.P99us, "latency_p99.9_us": r.P999us,
 		"xload_busy_pct": r.CPUBusyPct, "xload_cpu_us_per_unit": r.CPUusPer,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/xstack/xstack/stack/packet"
+	"github.com/xstack/xstack/tools/xload/report"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -80,37 +81,8 @@ type Config struct {
 	Rate float64
 }
 
-// Counts are the engine's totals.
-type Counts struct {
-	ConnsOpened   uint64 `json:"conns_opened"`
-	ConnsDone     uint64 `json:"conns_done"`
-	OK            uint64 `json:"ok"`
-	BadStatus     uint64 `json:"bad_status"`
-	Malformed     uint64 `json:"malformed"`
-	Short         uint64 `json:"short"`
-	Reset         uint64 `json:"reset"`
-	Timeout       uint64 `json:"timeout"`
-	RxFrames      uint64 `json:"rx_frames"`
-	RxBadChecksum uint64 `json:"rx_bad_checksum"`
-	// RxPartialChecksum counts frames whose TCP checksum field held the
-	// pseudo-header sum of a sender that offloaded its checksum.
-	RxPartialChecksum uint64 `json:"rx_partial_checksum"`
-	RxStray           uint64 `json:"rx_stray"`
-	Retransmits       uint64 `json:"retransmits"`
-	TxNoBuffer        uint64 `json:"tx_no_buffer"`
-	RespBytes         uint64 `json:"resp_bytes"`
-	// Open loop (Config.Rate): requests that fell due before the run
-	// stopped, those sent in a later pass than the one they fell due in
-	// (no connection was free), and those never sent.
-	Scheduled uint64 `json:"scheduled,omitempty"`
-	Late      uint64 `json:"late,omitempty"`
-	Unsent    uint64 `json:"unsent,omitempty"`
-}
-
-// Errors sums the errors of every kind.
-func (c *Counts) Errors() uint64 {
-	return c.BadStatus + c.Malformed + c.Short + c.Reset + c.Timeout
-}
+// Counts are the engine's totals (report.Counts, the -json report's).
+type Counts = report.Counts
 
 // Engine is the client TCP and HTTP of one AF_XDP queue. One goroutine
 // drives it: Input for each received frame, then Poll once per pass.
@@ -307,6 +279,9 @@ func (e *Engine) segment(idx uint32, p *packet.Parsed, frame []byte) {
 		c.retries = 0
 		c.rto = e.cfg.RTO
 		if e.interval > 0 && !e.cfg.Short {
+			// The handshake ends now, as a kernel client's connect
+			// does, not when the schedule reaches this connection.
+			e.send(c, header.TCPFlagAck, c.sndNxt, c.rcvNxt, nil, false)
 			e.makeIdle(idx)
 			return
 		}
@@ -465,13 +440,19 @@ func (e *Engine) sendRequest(c *conn, start int64) {
 	e.send(c, header.TCPFlagAck|header.TCPFlagPsh, c.reqSeq, c.rcvNxt, e.cfg.Request, false)
 }
 
+// delAck is how long an idle connection of the open loop holds the ACK
+// of its last response for the next request to carry (Linux's least
+// delayed-ACK timeout): a kernel client under the same schedule sends
+// one frame per request, not two.
+const delAck = 40e6
+
 // makeIdle puts an established connection on the open loop's idle list.
 func (e *Engine) makeIdle(idx uint32) {
 	c := &e.conns[idx]
 	c.flags |= fIdle
 	c.idle = int32(len(e.idle))
 	e.idle = append(e.idle, idx)
-	c.due = 1<<63 - 1 // no timer runs while nothing is outstanding
+	c.due = e.now + delAck
 }
 
 // unIdle takes c off the idle list, if it is on it.
@@ -551,7 +532,7 @@ func (e *Engine) Poll(now int64) {
 	e.now = now
 	for _, idx := range e.acks {
 		c := &e.conns[idx]
-		if c.flags&fAckNow != 0 && c.state != stFree {
+		if c.flags&(fAckNow|fIdle) == fAckNow && c.state != stFree {
 			c.flags &^= fAckNow
 			e.send(c, header.TCPFlagAck, c.sndNxt, c.rcvNxt, nil, false)
 		}
@@ -648,6 +629,15 @@ func (e *Engine) NextDue() int64 {
 // expire handles c's timer; it reports whether the slot was freed.
 func (e *Engine) expire(idx uint32) bool {
 	c := &e.conns[idx]
+	if c.flags&fIdle != 0 {
+		// The delayed ACK; then no timer runs until the next request.
+		if c.flags&fAckNow != 0 {
+			c.flags &^= fAckNow
+			e.send(c, header.TCPFlagAck, c.sndNxt, c.rcvNxt, nil, false)
+		}
+		c.due = 1<<63 - 1
+		return false
+	}
 	if c.flags&fInReq != 0 && e.now-c.reqAt >= e.cfg.Timeout {
 		e.Counts.Timeout++
 		e.abort(idx)

@@ -68,6 +68,7 @@ import (
 
 	"github.com/xstack/xstack/internal/netns"
 	"github.com/xstack/xstack/nic"
+	"github.com/xstack/xstack/tools/xload/report"
 	"golang.org/x/sys/unix"
 )
 
@@ -110,7 +111,7 @@ func main() {
 		b, _ := json.Marshal(res)
 		fmt.Println(string(b))
 	} else {
-		fmt.Print(res.text())
+		fmt.Print(res.Text())
 	}
 	if res.Counts.Errors() > 0 || res.Counts.OK == 0 {
 		os.Exit(1)
@@ -142,47 +143,7 @@ func parseSrcs(s string) ([][4]byte, error) {
 }
 
 // result is what a run reports.
-type result struct {
-	Mode    string  `json:"mode"`
-	Conns   int     `json:"conns"`
-	Seconds float64 `json:"seconds"`
-	Rate    float64 `json:"rate"` // requests/s, or connections/s with -short
-	// OfferedRate is -rate, the schedule of an open loop; 0 for a closed
-	// loop.
-	OfferedRate float64 `json:"offered_rate,omitempty"`
-	RateUnit    string  `json:"rate_unit"`
-	P50us       float64 `json:"p50_us"`
-	P90us       float64 `json:"p90_us"`
-	P99us       float64 `json:"p99_us"`
-	P999us      float64 `json:"p999_us"`
-	CPUBusyPct  float64 `json:"cpu_busy_pct"`
-	CPUusPer    float64 `json:"cpu_us_per_unit"`
-	XDPMode     string  `json:"xdp_mode"`
-	Counts      Counts  `json:"counts"`
-}
-
-func (r *result) text() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s, %d connections, %.2f s (xdp %s)\n", r.Mode, r.Conns, r.Seconds, r.XDPMode)
-	if r.OfferedRate > 0 {
-		fmt.Fprintf(&b, "  %.0f %s of %.0f offered (open loop)\n", r.Rate, r.RateUnit, r.OfferedRate)
-	} else {
-		fmt.Fprintf(&b, "  %.0f %s\n", r.Rate, r.RateUnit)
-	}
-	fmt.Fprintf(&b, "  latency p50 %.0f µs  p90 %.0f µs  p99 %.0f µs  p99.9 %.0f µs\n", r.P50us, r.P90us, r.P99us, r.P999us)
-	c := &r.Counts
-	fmt.Fprintf(&b, "  responses ok %d; errors: bad status %d, malformed %d, short %d, reset %d, timeout %d\n",
-		c.OK, c.BadStatus, c.Malformed, c.Short, c.Reset, c.Timeout)
-	fmt.Fprintf(&b, "  connections opened %d, closed cleanly %d; retransmits %d\n", c.ConnsOpened, c.ConnsDone, c.Retransmits)
-	if r.OfferedRate > 0 {
-		fmt.Fprintf(&b, "  scheduled %d, late %d, never sent %d\n", c.Scheduled, c.Late, c.Unsent)
-		if c.Unsent > 0 {
-			fmt.Fprintf(&b, "  the offered rate was not kept: %d scheduled requests never found a free connection (raise -c)\n", c.Unsent)
-		}
-	}
-	fmt.Fprintf(&b, "  generator CPU busy %.1f%%, %.2f µs CPU per %s\n", r.CPUBusyPct, r.CPUusPer, strings.TrimSuffix(r.RateUnit, "/s"))
-	return b.String()
-}
+type result = report.Result
 
 // txBatch lends the engine UMEM buffers and submits what it built, once per
 // pass.
@@ -362,7 +323,7 @@ func run(o options) (*result, error) {
 	}
 	r := &result{Mode: "keep-alive", Conns: o.conns, Seconds: secs, RateUnit: "requests/s",
 		XDPMode: string(port.Mode()), Counts: e.Counts, OfferedRate: o.rate}
-	units := float64(e.Counts.OK + e.Counts.BadStatus)
+	units := float64(r.Done())
 	if o.short {
 		r.Mode, r.RateUnit = "short", "connections/s"
 	}

@@ -116,7 +116,7 @@ func TestEngineOpenLoopCountsUnsent(t *testing.T) {
 	s.step(e, tx, now) // the SYN
 	now += 100e3
 	s.step(e, tx, now) // the schedule starts: request 0 is answered
-	s.hold = true // request 1 is sent and held; the rest find no connection
+	s.hold = true      // request 1 is sent and held; the rest find no connection
 	start := now
 	for ; now < start+50e6; now += 100e3 {
 		s.step(e, tx, now)
@@ -173,6 +173,44 @@ func TestEngineOpenLoopAllocs(t *testing.T) {
 		})
 		if allocs != 0 || e.Counts.OK == before {
 			t.Errorf("short=%v: %v allocations per pass, %d responses; want 0 and some", short, allocs, e.Counts.OK-before)
+		}
+	}
+}
+
+// An idle connection holds the ACK of a response for the next request to
+// carry, and sends it alone only when none comes within delAck.
+func TestEngineOpenLoopDelaysTheAck(t *testing.T) {
+	for _, rate := range []float64{100, 10} { // a request every 10 ms, 100 ms
+		e, tx := rateEngine(false, 1, rate)
+		s := &heldServer{fakeServer: fakeServer{iss: 5000}}
+		var pureAcks, requests int
+		for now := int64(0); now < 300e6; now += 100e3 {
+			e.Poll(now)
+			for _, f := range tx.out {
+				var p packet.Parsed
+				packet.Parse(f, &p)
+				switch {
+				case p.TCPPayloadLen() > 0:
+					requests++
+				case p.TCPFlags == header.TCPFlagAck:
+					pureAcks++
+				}
+			}
+			batch := make([][]byte, len(tx.out))
+			for i, f := range tx.out {
+				batch[i] = s.copies[i][:copy(s.copies[i][:], f)]
+			}
+			tx.out = tx.out[:0]
+			s.answer(e, batch, now)
+		}
+		// The handshake's ACK leaves at once; each response's rides on
+		// the next request, unless that is more than delAck away.
+		want := 1
+		if 1e9/rate > delAck {
+			want += requests
+		}
+		if requests < 3 || pureAcks != want || e.Counts.Errors() != 0 {
+			t.Errorf("rate %v: %d requests, %d pure ACKs, want %d; %+v", rate, requests, pureAcks, want, e.Counts)
 		}
 	}
 }

@@ -65,7 +65,7 @@ func TestKernelHelloworld(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Logf("%s", res.text())
+			t.Logf("%s", res.Text())
 			checkRun(t, o, res)
 		})
 	}
@@ -167,7 +167,7 @@ func TestBadServers(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Logf("%s", res.text())
+			t.Logf("%s", res.Text())
 			if got := tt.count(&res.Counts); got == 0 || got != res.Counts.Errors() || res.Counts.OK != 0 {
 				t.Errorf("want every response counted as %s only, got %+v", tt.name, res.Counts)
 			}
@@ -201,7 +201,7 @@ func TestLossy(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Logf("%s", res.text())
+			t.Logf("%s", res.Text())
 			c := res.Counts
 			if c.OK == 0 || c.Malformed+c.BadStatus+c.Reset != 0 {
 				t.Errorf("want ok responses and no misread ones, got %+v", c)
@@ -238,7 +238,7 @@ func TestXstackHelloworld(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Logf("%s", res.text())
+			t.Logf("%s", res.Text())
 			checkRun(t, o, res)
 		})
 	}
