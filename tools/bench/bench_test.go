@@ -212,8 +212,8 @@ func runQuick(t *testing.T, prefix string, args ...string) (stdout []byte, out s
 	return stdout, out
 }
 
-// TestQuick runs the harness end to end in quick mode (rps, cps, bulk and
-// conns, both targets, both rig modes) on rigs of its own, and checks that
+// TestQuick runs the harness end to end in quick mode (rps, cps, latency,
+// bulk and conns, both targets, both rig modes) on rigs of its own, and checks that
 // it printed a table with numbers for both targets in both modes, the cost
 // rows, wrote the JSON (with the raw CPU figures) and plots, and removed
 // its rig. It asserts nothing about speed.
@@ -222,7 +222,7 @@ func TestQuick(t *testing.T) {
 	if _, err := exec.LookPath("wrk"); err != nil {
 		t.Log("wrk is missing: the bench installs it with apt-get")
 	}
-	stdout, out := runQuick(t, "xbt", "-scenario", "rps,cps,bulk,conns", "-rig", "veth,nic")
+	stdout, out := runQuick(t, "xbt", "-scenario", "rps,cps,latency,bulk,conns", "-rig", "veth,nic")
 
 	// Rows: | scenario | rig | client | point | metric | kernel median |
 	// kernel min–max | xstack median | xstack min–max | ratio |
@@ -235,6 +235,8 @@ func TestQuick(t *testing.T) {
 			{"cps", "Go", "connections/s"}, {"cps", "Go", "server CPU/connection \\(µs\\)"},
 			{"rps", "xload", "requests/s"}, {"rps", "xload", "server CPU/request \\(µs\\)"},
 			{"cps", "xload", "connections/s"}, {"cps", "xload", "server CPU/connection \\(µs\\)"},
+			{"latency", "Go", "p99 \\(µs\\)"}, {"latency", "xload", "p99 \\(µs\\)"},
+			{"latency", "xload", "server CPU/request \\(µs\\)"},
 			{"bulk", "Go", "throughput \\(Gbit/s\\)"}, {"bulk", "Go", "server CPU \\(CPU-s/GB\\)"},
 			{"conns", "Go", "memory/conn \\(KiB\\)"}, {"conns", "Go", "RSS/conn \\(KiB\\)"},
 		} {
