@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -35,6 +36,17 @@ type QueueConfig struct {
 	// frames). Without it the kernel drops such frames. A multi-buffer
 	// queue is read with RxPackets; Rx refuses it.
 	MultiBuffer bool
+	// NoHandoff makes the queue's waits (Wait) and kernel kicks raw
+	// system calls, during which the calling goroutine keeps its share of
+	// GOMAXPROCS. With ordinary ones, a call that lasts longer than a
+	// scheduler tick (a wait, or a kick that runs a veth peer's receive
+	// path) has that share handed to another thread, and the Go runtime's
+	// monitor, finding it so each time, keeps waking every 20 µs: a
+	// thread wake-up or two per call. It is for a program whose one
+	// goroutine drives the queue and has nothing else to run meanwhile
+	// (tools/xload); with other goroutines to run it must stay off, or
+	// they wait as long as the call does.
+	NoHandoff bool
 }
 
 func (c *QueueConfig) setDefaults() {
@@ -130,6 +142,8 @@ type XSKQueue struct {
 	// Open.
 	multiBuffer bool
 	maxTxSegs   int
+	// noHandoff: QueueConfig.NoHandoff. Set at Open.
+	noHandoff bool
 
 	fd      int
 	eventfd int      // written by Close to end a Wait
@@ -375,6 +389,7 @@ func openXSK(ifi *net.Interface, cfg QueueConfig, modeFlag uint16) (_ *XSKQueue,
 	q.txLent = make([]bool, cfg.Frames-rxFrames)
 	q.refillLocked()
 	q.txBudget = setTxBudget(q.fd, cfg.TxRing)
+	q.noHandoff = cfg.NoHandoff
 
 	bindFlags := unix.XDP_USE_NEED_WAKEUP | modeFlag
 	q.maxTxSegs = 1
@@ -781,7 +796,12 @@ func (q *XSKQueue) refillLocked() {
 func (q *XSKQueue) wakeupLocked(trap uintptr) error {
 	// Raw syscall numbers rather than unix.Sendto/Recvfrom: those build a
 	// sockaddr on the heap, and this runs once per batch.
-	_, _, errno := unix.Syscall6(trap, uintptr(q.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+	var errno unix.Errno
+	if q.noHandoff {
+		_, _, errno = unix.RawSyscall6(trap, uintptr(q.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+	} else {
+		_, _, errno = unix.Syscall6(trap, uintptr(q.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+	}
 	switch errno {
 	case 0:
 		return nil
@@ -1255,7 +1275,18 @@ func (q *XSKQueue) Wait(timeout time.Duration) error {
 		q.pollTimeout = unix.NsecToTimespec(int64(timeout))
 		ts = &q.pollTimeout
 	}
-	_, err := unix.Ppoll(q.pollFds[:], ts, nil)
+	var err error
+	if q.noHandoff {
+		// A signal (the runtime's preemption among them) ends the wait
+		// with EINTR, as it does an ordinary one.
+		_, _, errno := unix.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&q.pollFds[0])),
+			uintptr(len(q.pollFds)), uintptr(unsafe.Pointer(ts)), 0, 0, 0)
+		if errno != 0 {
+			err = errno
+		}
+	} else {
+		_, err = unix.Ppoll(q.pollFds[:], ts, nil)
+	}
 	if q.closed.Load() {
 		return net.ErrClosed
 	}

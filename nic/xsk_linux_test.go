@@ -382,3 +382,48 @@ func TestCrashDetaches(t *testing.T) {
 	// is reaped, but give the kernel a moment.
 	rigtest.WaitDetached(t, r.Rig, time.Second, "after its process was killed")
 }
+
+// TestXSKNoHandoff: a queue whose waits and kicks are raw system calls
+// (QueueConfig.NoHandoff) receives, sends, times its waits out, and is
+// woken from a wait without a deadline by Close.
+func TestXSKNoHandoff(t *testing.T) {
+	r := newRig(t)
+	_, q := r.openPortConfig(t, "auto", QueueConfig{Queue: 0, Frames: 4096, RxRing: 1024, TxRing: 1024, NoHandoff: true})
+	peer := r.peerSocket(t)
+	udp := udp4Frame(r.StackMAC, r.PeerMAC, r.PeerAddr4, r.StackAddr4, []byte("no-handoff"))
+	peer.send(t, udp)
+	if !rxUntil(t, q, 2*time.Second, func(f []byte) bool { return bytes.Equal(f, udp) }) {
+		t.Fatal("the frame for the stack did not reach the xsk")
+	}
+	marker := []byte("no-handoff-tx")
+	frame := ethFrame(r.PeerMAC, r.StackMAC, 0x88b5, append(marker, make([]byte, 40)...))
+	if n, err := q.Tx([][]byte{frame}); err != nil || n != 1 {
+		t.Fatalf("Tx = %d, %v", n, err)
+	}
+	if got := peer.recvMatching(t, 2*time.Second, hasPayload(marker)); !bytes.Equal(got, frame) {
+		t.Fatalf("peer received %x, want %x", got, frame)
+	}
+	if err := q.Wait(time.Millisecond); err != nil {
+		t.Fatalf("Wait with nothing to receive: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		var err error
+		for err == nil {
+			err = q.Wait(-1) // a signal may end it early: wait again
+		}
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Errorf("Wait ended by Close = %v, want net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not end a Wait without a deadline")
+	}
+}
