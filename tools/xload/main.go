@@ -70,6 +70,7 @@ import (
 	"github.com/xstack/xstack/nic"
 	"github.com/xstack/xstack/tools/xload/report"
 	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
 )
 
 type options struct {
@@ -84,8 +85,8 @@ func main() {
 	var o options
 	flag.StringVar(&o.ns, "netns", "", "network namespace of the interface")
 	flag.StringVar(&o.ifname, "if", "", "interface to attach to (required)")
-	flag.StringVar(&o.srcs, "src", "", "source IPv4 addresses: a, a-b or a comma list (required; not the kernel's)")
-	flag.StringVar(&o.server, "server", "", "server address:port (IPv4, on-link; required)")
+	flag.StringVar(&o.srcs, "src", "", "source addresses, IPv4 or IPv6: a, a-b or a comma list (required; not the kernel's)")
+	flag.StringVar(&o.server, "server", "", "server address:port, a.b.c.d:port or [IPv6]:port (on-link, the family of -src; required)")
 	flag.StringVar(&o.path, "path", "/", "request path")
 	flag.StringVar(&o.host, "host", "", "Host header (default: the server address)")
 	flag.StringVar(&o.xdpMode, "xdp-mode", "auto", "auto|native|generic")
@@ -118,28 +119,54 @@ func main() {
 	}
 }
 
-func parseSrcs(s string) ([][4]byte, error) {
-	var out [][4]byte
+// parseSrcs reads -src: addresses and ranges of one family, IPv4 or IPv6,
+// at most 64 addresses (a connection's slot holds its source as a byte
+// index).
+func parseSrcs(s string) ([]netip.Addr, error) {
+	var out []netip.Addr
 	for _, part := range strings.Split(s, ",") {
 		lo, hi, rng := strings.Cut(part, "-")
-		a, err := netip.ParseAddr(lo)
-		if err != nil || !a.Is4() {
-			return nil, fmt.Errorf("-src: %q is not an IPv4 address", lo)
+		a, err := parseHost(lo)
+		if err != nil {
+			return nil, fmt.Errorf("-src: %w", err)
+		}
+		if len(out) > 0 && a.Is4() != out[0].Is4() {
+			return nil, fmt.Errorf("-src: %s and %s are of different families: one run is IPv4 or IPv6", out[0], a)
 		}
 		b := a
 		if rng {
-			if b, err = netip.ParseAddr(hi); err != nil || !b.Is4() || b.Less(a) {
-				return nil, fmt.Errorf("-src: %q is not an IPv4 address at or above %s", hi, a)
+			if b, err = parseHost(hi); err != nil || b.Is4() != a.Is4() || b.Less(a) {
+				return nil, fmt.Errorf("-src: %q is not an %s address at or above %s", hi, family(a), a)
 			}
 		}
 		for x := a; !b.Less(x); x = x.Next() {
-			out = append(out, x.As4())
+			out = append(out, x)
 			if len(out) > 64 {
 				return nil, fmt.Errorf("-src: more than 64 addresses")
 			}
 		}
 	}
 	return out, nil
+}
+
+// parseHost reads one unicast IPv4 or IPv6 address: no zone, no IPv4
+// address in IPv6 clothing (::ffff:a.b.c.d), nothing a host cannot own.
+func parseHost(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" || a.Is4In6() {
+		return netip.Addr{}, fmt.Errorf("%q is not an IPv4 or IPv6 address", s)
+	}
+	if a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+		return netip.Addr{}, fmt.Errorf("%s is not a unicast address", a)
+	}
+	return a, nil
+}
+
+func family(a netip.Addr) string {
+	if a.Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
 }
 
 // result is what a run reports.
@@ -190,8 +217,14 @@ func run(o options) (*result, error) {
 		return nil, err
 	}
 	srv, err := netip.ParseAddrPort(o.server)
-	if err != nil || !srv.Addr().Is4() {
-		return nil, fmt.Errorf("-server: want an IPv4 address:port, got %q", o.server)
+	if err == nil {
+		_, err = parseHost(srv.Addr().String())
+	}
+	if err != nil || srv.Port() == 0 {
+		return nil, fmt.Errorf("-server: want an address:port (a.b.c.d:port or [IPv6]:port), got %q", o.server)
+	}
+	if srv.Addr().Is4() != srcs[0].Is4() {
+		return nil, fmt.Errorf("-src is %s and -server %s: one run is one family", family(srcs[0]), family(srv.Addr()))
 	}
 	if o.portLo < 1 || o.portHi > 65535 || o.portLo > o.portHi {
 		return nil, fmt.Errorf("-port-lo/-port-hi: want 1 <= lo <= hi <= 65535, got %d..%d", o.portLo, o.portHi)
@@ -215,16 +248,12 @@ func run(o options) (*result, error) {
 	if len(req) > 536 {
 		return nil, fmt.Errorf("request of %d bytes: it must fit in one segment of 536 bytes", len(req))
 	}
-	addrs := make([]netip.Addr, len(srcs))
-	for i, s := range srcs {
-		addrs[i] = netip.AddrFrom4(s)
-	}
 	var port *nic.Port
 	var q *nic.XSKQueue
 	err = netns.Do(o.ns, func() error {
 		var err error
 		port, err = nic.OpenPort(nic.PortConfig{Ifname: o.ifname, XDPMode: nic.XDPMode(o.xdpMode),
-			PassToKernel: true, Addrs: addrs, MaxQueues: 1})
+			PassToKernel: true, Addrs: srcs, MaxQueues: 1})
 		if err != nil {
 			return err
 		}
@@ -242,10 +271,13 @@ func run(o options) (*result, error) {
 
 	var mac [6]byte
 	copy(mac[:], net.HardwareAddr(q.HardwareAddr()))
-	mss := q.MTU() - 40
+	mss := q.MTU() - header.IPv4MinimumSize - header.TCPMinimumSize
+	if srv.Addr().Is6() {
+		mss = q.MTU() - header.IPv6MinimumSize - header.TCPMinimumSize
+	}
 	cfg := Config{
 		MAC: mac, Srcs: srcs, PortLo: uint16(o.portLo), PortHi: uint16(o.portHi),
-		Server: srv.Addr().As4(), SrvPort: srv.Port(), Conns: o.conns, Short: o.short,
+		Server: srv.Addr(), SrvPort: srv.Port(), Conns: o.conns, Short: o.short,
 		PerConn: o.perConn, Request: []byte(req), RTO: int64(o.rto), Retries: 6,
 		Timeout: int64(o.timeout), RcvWindow: 0xffff, MSS: uint16(mss), Rate: o.rate,
 	}
@@ -315,7 +347,11 @@ func run(o options) (*result, error) {
 	unix.Getrusage(unix.RUSAGE_THREAD, &ru1)
 	cpu := time.Duration(ru1.Utime.Nano() - ru0.Utime.Nano() + ru1.Stime.Nano() - ru0.Stime.Nano())
 	if !e.haveMAC {
-		return nil, fmt.Errorf("no ARP reply from %s on %s", srv.Addr(), o.ifname)
+		what := "ARP reply"
+		if srv.Addr().Is6() {
+			what = "neighbor advertisement"
+		}
+		return nil, fmt.Errorf("no %s from %s on %s", what, srv.Addr(), o.ifname)
 	}
 	secs := float64(e.lastOK) / 1e9
 	if secs <= 0 {
