@@ -3,11 +3,15 @@
 //
 //	xload -netns xsdemo-p -if xp0 -src 198.18.1.1-198.18.1.4 \
 //	    -server 198.18.0.1:80 -c 64 -d 5s [-short] [-rate R] [-json]
+//	xload -netns xsdemo-p -if xp0 -src 2001:2::100-2001:2::10f \
+//	    -server '[2001:2::1]:80' ...
 //
-// It attaches its own XDP program (nic.OpenPort) to the interface, which
-// redirects to its socket only the frames addressed to its -src addresses
-// (IPv4 to them, ARP for them) and passes everything else to the kernel, so
-// the namespace's own traffic keeps working on the same interface.
+// A run is IPv4 or IPv6: -src and -server are of one family. It attaches
+// its own XDP program (nic.OpenPort) to the interface, which redirects to
+// its socket only the frames addressed to its -src addresses (IPv4 and
+// IPv6 packets to them, ARP and Neighbor Discovery for them) and passes
+// everything else to the kernel, so the namespace's own traffic keeps
+// working on the same interface.
 //
 // Why a TCP of its own, and not xstack's stack: a load generator only opens
 // connections, sends one small request at a time and reads responses it
@@ -35,6 +39,21 @@
 // keep-alive connection outruns the clock), the server's TIME-WAIT answers
 // with an ACK, which gets a reset (RFC 9293 3.10.7.3) that ends it, and the
 // SYN's retransmission opens the connection.
+//
+// Over IPv6 it does the same, with the IPv6 pseudo-header in the
+// checksums and an MSS of the MTU less 60, and Neighbor Discovery (RFC
+// 4861) in place of ARP. It answers Neighbor Solicitations for its
+// addresses, sent to them or to their solicited-node groups, with a
+// solicited advertisement carrying its link-layer address (and a probe of
+// duplicate address detection with one to all nodes), and resolves the
+// server with a solicitation to the server's solicited-node group
+// (33:33:ff:xx:xx:xx), retried as the ARP request is, taking the server's
+// MAC address from its advertisement or from a solicitation it sends. ND
+// that fails RFC 4861's checks (hop limit 255, checksum, code 0, length,
+// options, a target that is no multicast address) is counted as
+// rx_bad_nd and dropped. It keeps no neighbor cache but the server's
+// entry, and takes and sends no extension headers: a segment behind one
+// is stray.
 //
 // Closed loop (the default), each connection sends its next request as soon
 // as the last is answered, and latency runs from the request's send time; in
