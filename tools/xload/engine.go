@@ -1,6 +1,8 @@
 package main
 
 import (
+	"net/netip"
+
 	"github.com/xstack/xstack/stack/packet"
 	"github.com/xstack/xstack/tools/xload/report"
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -58,11 +60,11 @@ type conn struct {
 // Config is what the engine needs to know.
 type Config struct {
 	MAC       [6]byte
-	Srcs      [][4]byte // the generator's IPv4 addresses
+	Srcs      []netip.Addr // the generator's addresses, all of Server's family
 	PortLo    uint16
 	PortHi    uint16
-	PortStart uint16 // the first source port used, in PortLo..PortHi
-	Server    [4]byte
+	PortStart uint16     // the first source port used, in PortLo..PortHi
+	Server    netip.Addr // IPv4 or IPv6, on-link
 	SrvPort   uint16
 	Conns     int  // connections open at once
 	Short     bool // one request per connection, Connection: close
@@ -87,24 +89,30 @@ type Counts = report.Counts
 // Engine is the client TCP and HTTP of one AF_XDP queue. One goroutine
 // drives it: Input for each received frame, then Poll once per pass.
 type Engine struct {
-	cfg     Config
-	srvMAC  [6]byte
-	haveMAC bool
-	nports  int
-	conns   []conn
-	free    []uint32 // FIFO of free slots: a port waits its turn
-	fhead   int
-	fn      int
-	active  []uint32
-	acks    []uint32
-	tx      Tx
-	now     int64
-	issBase uint32
-	reqSum  uint16
-	ipID    uint16
-	arpDue  int64
-	stop    bool
-	lastOK  int64
+	cfg        Config
+	v6         bool            // the run is IPv6: ND, not ARP
+	srcs       []tcpip.Address // cfg.Srcs; a connection's src indexes it
+	server     tcpip.Address
+	srvMAC     [6]byte
+	haveMAC    bool
+	nports     int
+	conns      []conn
+	free       []uint32 // FIFO of free slots: a port waits its turn
+	fhead      int
+	fn         int
+	active     []uint32
+	acks       []uint32
+	tx         Tx
+	now        int64
+	issBase    uint32
+	reqSum     uint16
+	ipID       uint16
+	resolveDue int64 // when the next ARP request or NS for the server is due
+	stop       bool
+	lastOK     int64
+
+	// The link-layer address options of our NS and NA, made once.
+	sllao, tllao header.NDPOptionsSerializer
 
 	// The open loop's schedule: request j is due at rateStart +
 	// j×interval; next is the first not yet started, and those below
@@ -125,7 +133,14 @@ type Engine struct {
 // so that a later run's ISNs are above an earlier one's.
 func NewEngine(cfg Config, tx Tx, issBase uint32) *Engine {
 	n := int(cfg.PortHi-cfg.PortLo) + 1
-	e := &Engine{cfg: cfg, tx: tx, nports: n, issBase: issBase}
+	e := &Engine{cfg: cfg, tx: tx, nports: n, issBase: issBase, v6: cfg.Server.Is6()}
+	e.server = tcpip.AddrFromSlice(cfg.Server.AsSlice())
+	e.srcs = make([]tcpip.Address, len(cfg.Srcs))
+	for i, a := range cfg.Srcs {
+		e.srcs[i] = tcpip.AddrFromSlice(a.AsSlice())
+	}
+	e.sllao = header.NDPOptionsSerializer{header.NDPSourceLinkLayerAddressOption(cfg.MAC[:])}
+	e.tllao = header.NDPOptionsSerializer{header.NDPTargetLinkLayerAddressOption(cfg.MAC[:])}
 	total := n * len(cfg.Srcs)
 	e.conns = make([]conn, total)
 	e.free = make([]uint32, total)
@@ -185,39 +200,45 @@ func (e *Engine) Input(frame []byte, now int64) {
 	e.Counts.RxFrames++
 	var p packet.Parsed
 	packet.Parse(frame, &p)
-	if p.Has(packet.ARP) {
+	ipf := packet.IPv4
+	if e.v6 {
+		ipf = packet.IPv6
+		if p.Has(packet.IPv6|packet.ICMP) && p.Proto == uint8(header.ICMPv6ProtocolNumber) &&
+			(p.ICMPType == uint8(header.ICMPv6NeighborSolicit) || p.ICMPType == uint8(header.ICMPv6NeighborAdvert)) {
+			e.nd(frame, &p)
+			return
+		}
+	} else if p.Has(packet.ARP) {
 		e.arp(frame)
 		return
 	}
-	if !p.Has(packet.IPv4|packet.TCP) || p.Flags&packet.Fragment != 0 {
+	if !p.Has(ipf|packet.TCP) || p.Flags&packet.Fragment != 0 {
 		e.Counts.RxStray++
 		return
 	}
-	ip := header.IPv4(p.IP(frame))
 	src, dst := p.Addrs(frame)
-	if [4]byte(src) != e.cfg.Server || p.SrcPort != e.cfg.SrvPort ||
+	srcA, dstA := addrOf(src), addrOf(dst)
+	if srcA != e.server || p.SrcPort != e.cfg.SrvPort ||
 		p.DstPort < e.cfg.PortLo || p.DstPort > e.cfg.PortHi {
 		e.Counts.RxStray++
 		return
 	}
-	s := -1
-	for i := range e.cfg.Srcs {
-		if e.cfg.Srcs[i] == [4]byte(dst) {
-			s = i
-			break
-		}
-	}
+	s := e.srcIndex(dstA)
 	if s < 0 {
 		e.Counts.RxStray++
 		return
 	}
 	l4 := p.L4(frame)
-	if checksum.Checksum(ip[:ip.HeaderLength()], 0) != 0xffff {
-		e.Counts.RxBadChecksum++
-		return
+	// IPv6 has no header checksum: the pseudo-header's addresses are
+	// what the TCP checksum covers of it (RFC 8200 8.1).
+	if !e.v6 {
+		ip := header.IPv4(p.IP(frame))
+		if checksum.Checksum(ip[:ip.HeaderLength()], 0) != 0xffff {
+			e.Counts.RxBadChecksum++
+			return
+		}
 	}
-	pseudo := header.PseudoHeaderChecksum(header.TCPProtocolNumber,
-		tcpip.AddrFrom4Slice(src), tcpip.AddrFrom4Slice(dst), uint16(len(l4)))
+	pseudo := header.PseudoHeaderChecksum(header.TCPProtocolNumber, srcA, dstA, uint16(len(l4)))
 	if checksum.Checksum(l4, pseudo) != 0xffff {
 		// A sender that left its checksum to the NIC (Linux's
 		// CHECKSUM_PARTIAL, AF_XDP's TX checksum request) puts the
@@ -232,6 +253,26 @@ func (e *Engine) Input(frame []byte, now int64) {
 	}
 	idx := uint32(s*e.nports + int(p.DstPort-e.cfg.PortLo))
 	e.segment(idx, &p, frame)
+}
+
+// addrOf is the 4- or 16-byte address b as gVisor's Address. Unlike
+// tcpip.AddrFromSlice, which formats b into its panic message, it does
+// not make b, and the frame it is part of, escape to the heap.
+func addrOf(b []byte) tcpip.Address {
+	if len(b) == 4 {
+		return tcpip.AddrFrom4([4]byte(b))
+	}
+	return tcpip.AddrFrom16([16]byte(b))
+}
+
+// srcIndex is a's index in the source table, or -1.
+func (e *Engine) srcIndex(a tcpip.Address) int {
+	for i := range e.srcs {
+		if e.srcs[i] == a {
+			return i
+		}
+	}
+	return -1
 }
 
 func (e *Engine) segment(idx uint32, p *packet.Parsed, frame []byte) {
@@ -539,9 +580,13 @@ func (e *Engine) Poll(now int64) {
 	}
 	e.acks = e.acks[:0]
 	if !e.haveMAC {
-		if now >= e.arpDue {
-			e.arpRequest()
-			e.arpDue = now + 200e6
+		if now >= e.resolveDue {
+			if e.v6 {
+				e.solicit()
+			} else {
+				e.arpRequest()
+			}
+			e.resolveDue = now + 200e6
 		}
 		return
 	}
@@ -691,6 +736,11 @@ const rcvWScale = 4
 
 // send builds one TCP segment with gVisor's header encoders.
 func (e *Engine) send(c *conn, flags header.TCPFlags, seq, ack uint32, data []byte, syn bool) {
+	if !e.haveMAC {
+		// A segment that came before the server's address was resolved
+		// (one for a closed connection) has no one to answer to.
+		return
+	}
 	buf := e.tx.Buf()
 	if buf == nil {
 		e.Counts.TxNoBuffer++
@@ -700,24 +750,38 @@ func (e *Engine) send(c *conn, flags header.TCPFlags, seq, ack uint32, data []by
 	if syn {
 		tcpLen += synOptLen
 	}
-	total := header.EthernetMinimumSize + header.IPv4MinimumSize + tcpLen + len(data)
+	ipLen := header.IPv4MinimumSize
+	if e.v6 {
+		ipLen = header.IPv6MinimumSize
+	}
+	total := header.EthernetMinimumSize + ipLen + tcpLen + len(data)
 	b := buf[:total]
-	e.ether(b, header.IPv4ProtocolNumber)
-	ip := header.IPv4(b[header.EthernetMinimumSize:])
-	src := tcpip.AddrFrom4(e.cfg.Srcs[c.src])
-	dst := tcpip.AddrFrom4(e.cfg.Server)
-	e.ipID++
-	ip.Encode(&header.IPv4Fields{
-		TotalLength: uint16(header.IPv4MinimumSize + tcpLen + len(data)),
-		ID:          e.ipID,
-		Flags:       header.IPv4FlagDontFragment,
-		TTL:         64,
-		Protocol:    uint8(header.TCPProtocolNumber),
-		SrcAddr:     src,
-		DstAddr:     dst,
-	})
-	ip.SetChecksum(^ip.CalculateChecksum())
-	t := header.TCP(ip[header.IPv4MinimumSize:])
+	src, dst := e.srcs[c.src], e.server
+	if e.v6 {
+		e.ether(b, e.srvMAC[:], header.IPv6ProtocolNumber)
+		header.IPv6(b[header.EthernetMinimumSize:]).Encode(&header.IPv6Fields{
+			PayloadLength:     uint16(tcpLen + len(data)),
+			TransportProtocol: header.TCPProtocolNumber,
+			HopLimit:          64,
+			SrcAddr:           src,
+			DstAddr:           dst,
+		})
+	} else {
+		e.ether(b, e.srvMAC[:], header.IPv4ProtocolNumber)
+		ip := header.IPv4(b[header.EthernetMinimumSize:])
+		e.ipID++
+		ip.Encode(&header.IPv4Fields{
+			TotalLength: uint16(header.IPv4MinimumSize + tcpLen + len(data)),
+			ID:          e.ipID,
+			Flags:       header.IPv4FlagDontFragment,
+			TTL:         64,
+			Protocol:    uint8(header.TCPProtocolNumber),
+			SrcAddr:     src,
+			DstAddr:     dst,
+		})
+		ip.SetChecksum(^ip.CalculateChecksum())
+	}
+	t := header.TCP(b[header.EthernetMinimumSize+ipLen:])
 	win := e.cfg.RcvWindow
 	if syn {
 		win = 0xffff // RFC 7323 2.2: a SYN's window is never scaled
@@ -748,14 +812,11 @@ func (e *Engine) send(c *conn, flags header.TCPFlags, seq, ack uint32, data []by
 	e.tx.Send(b)
 }
 
-func (e *Engine) ether(b []byte, typ tcpip.NetworkProtocolNumber) {
-	dst := tcpip.LinkAddress(e.srvMAC[:])
-	if !e.haveMAC {
-		dst = header.EthernetBroadcastAddress
-	}
+// ether writes the Ethernet header of a frame from us to dst.
+func (e *Engine) ether(b, dst []byte, typ tcpip.NetworkProtocolNumber) {
 	header.Ethernet(b).Encode(&header.EthernetFields{
 		SrcAddr: tcpip.LinkAddress(e.cfg.MAC[:]),
-		DstAddr: dst,
+		DstAddr: tcpip.LinkAddress(dst),
 		Type:    typ,
 	})
 }
@@ -764,16 +825,16 @@ func (e *Engine) ether(b []byte, typ tcpip.NetworkProtocolNumber) {
 // MAC address from any ARP packet it sends.
 func (e *Engine) arp(frame []byte) {
 	a := header.ARP(frame[header.EthernetMinimumSize:])
-	spa := [4]byte(a.ProtocolAddressSender())
-	if spa == e.cfg.Server {
+	spa := addrOf(a.ProtocolAddressSender())
+	if spa == e.server {
 		copy(e.srvMAC[:], a.HardwareAddressSender())
 		e.haveMAC = true
 	}
 	if a.Op() != header.ARPRequest {
 		return
 	}
-	tpa := [4]byte(a.ProtocolAddressTarget())
-	for _, s := range e.cfg.Srcs {
+	tpa := addrOf(a.ProtocolAddressTarget())
+	for _, s := range e.srcs {
 		if s != tpa {
 			continue
 		}
@@ -792,9 +853,9 @@ func (e *Engine) arp(frame []byte) {
 		r.SetIPv4OverEthernet()
 		r.SetOp(header.ARPReply)
 		copy(r.HardwareAddressSender(), e.cfg.MAC[:])
-		copy(r.ProtocolAddressSender(), s[:])
+		copy(r.ProtocolAddressSender(), s.AsSlice())
 		copy(r.HardwareAddressTarget(), a.HardwareAddressSender())
-		copy(r.ProtocolAddressTarget(), spa[:])
+		copy(r.ProtocolAddressTarget(), spa.AsSlice())
 		e.tx.Send(b)
 		return
 	}
@@ -807,13 +868,13 @@ func (e *Engine) arpRequest() {
 		return
 	}
 	b := buf[:header.EthernetMinimumSize+header.ARPSize]
-	e.ether(b, header.ARPProtocolNumber)
+	e.ether(b, []byte(header.EthernetBroadcastAddress), header.ARPProtocolNumber)
 	r := header.ARP(b[header.EthernetMinimumSize:])
 	r.SetIPv4OverEthernet()
 	r.SetOp(header.ARPRequest)
 	copy(r.HardwareAddressSender(), e.cfg.MAC[:])
-	copy(r.ProtocolAddressSender(), e.cfg.Srcs[0][:])
+	copy(r.ProtocolAddressSender(), e.srcs[0].AsSlice())
 	clear(r.HardwareAddressTarget())
-	copy(r.ProtocolAddressTarget(), e.cfg.Server[:])
+	copy(r.ProtocolAddressTarget(), e.server.AsSlice())
 	e.tx.Send(b)
 }

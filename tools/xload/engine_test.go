@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/netip"
 	"testing"
 
 	"github.com/xstack/xstack/stack/packet"
@@ -25,31 +26,47 @@ func (m *memTx) Buf() []byte {
 func (m *memTx) Send(f []byte) { m.out = append(m.out, f) }
 
 var (
-	testSrv  = [4]byte{198, 18, 0, 3}
-	testSrc  = [4]byte{198, 18, 1, 1}
+	testSrv  = netip.MustParseAddr("198.18.0.3")
+	testSrc  = netip.MustParseAddr("198.18.1.1")
+	testSrv6 = netip.MustParseAddr("2001:2::3")
+	testSrc6 = netip.MustParseAddr("2001:2::100")
 	testMAC  = [6]byte{2, 0, 0, 0, 0, 1}
 	srvMAC   = [6]byte{2, 0, 0, 0, 0, 2}
 	response = []byte("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
 )
 
 // fakeServer answers the engine's segments as a kernel server would, in
-// frames built into one reused buffer.
+// frames built into one reused buffer: from testSrv to testSrc, or with
+// v6 from testSrv6 to testSrc6.
 type fakeServer struct {
 	buf [2048]byte
 	iss uint32
+	v6  bool
+	bad int // frames sent to it not of its family, to it or with a good checksum
 }
 
 func (s *fakeServer) frame(dport uint16, seq, ack uint32, flags header.TCPFlags, data []byte) []byte {
-	n := header.EthernetMinimumSize + header.IPv4MinimumSize + header.TCPMinimumSize + len(data)
+	ipLen, typ := header.IPv4MinimumSize, header.IPv4ProtocolNumber
+	src, dst := tcpip.AddrFrom4(testSrv.As4()), tcpip.AddrFrom4(testSrc.As4())
+	if s.v6 {
+		ipLen, typ = header.IPv6MinimumSize, header.IPv6ProtocolNumber
+		src, dst = tcpip.AddrFrom16(testSrv6.As16()), tcpip.AddrFrom16(testSrc6.As16())
+	}
+	n := header.EthernetMinimumSize + ipLen + header.TCPMinimumSize + len(data)
 	b := s.buf[:n]
 	header.Ethernet(b).Encode(&header.EthernetFields{SrcAddr: tcpip.LinkAddress(srvMAC[:]),
-		DstAddr: tcpip.LinkAddress(testMAC[:]), Type: header.IPv4ProtocolNumber})
-	ip := header.IPv4(b[header.EthernetMinimumSize:])
-	src, dst := tcpip.AddrFrom4(testSrv), tcpip.AddrFrom4(testSrc)
-	ip.Encode(&header.IPv4Fields{TotalLength: uint16(n - header.EthernetMinimumSize), TTL: 64,
-		Protocol: uint8(header.TCPProtocolNumber), SrcAddr: src, DstAddr: dst})
-	ip.SetChecksum(^ip.CalculateChecksum())
-	t := header.TCP(ip[header.IPv4MinimumSize:])
+		DstAddr: tcpip.LinkAddress(testMAC[:]), Type: typ})
+	ip := b[header.EthernetMinimumSize:]
+	if s.v6 {
+		header.IPv6(ip).Encode(&header.IPv6Fields{PayloadLength: uint16(n - header.EthernetMinimumSize - ipLen),
+			TransportProtocol: header.TCPProtocolNumber, HopLimit: 64, SrcAddr: src, DstAddr: dst})
+	} else {
+		ip4 := header.IPv4(ip)
+		ip4.Encode(&header.IPv4Fields{TotalLength: uint16(n - header.EthernetMinimumSize), TTL: 64,
+			Protocol: uint8(header.TCPProtocolNumber), SrcAddr: src, DstAddr: dst})
+		ip4.SetChecksum(^ip4.CalculateChecksum())
+	}
+	t := header.TCP(ip[ipLen:])
 	t.Encode(&header.TCPFields{SrcPort: 80, DstPort: dport, SeqNum: seq, AckNum: ack,
 		DataOffset: header.TCPMinimumSize, Flags: flags, WindowSize: 0xffff})
 	copy(t[header.TCPMinimumSize:], data)
@@ -67,6 +84,10 @@ func (s *fakeServer) answer(e *Engine, sent [][]byte, now int64) {
 		if !p.Has(packet.TCP) {
 			continue
 		}
+		if !s.mine(f, &p) {
+			s.bad++
+			continue
+		}
 		n := uint32(p.TCPPayloadLen())
 		switch {
 		case p.TCPFlags&header.TCPFlagSyn != 0:
@@ -79,15 +100,49 @@ func (s *fakeServer) answer(e *Engine, sent [][]byte, now int64) {
 	}
 }
 
-func testEngine(short bool) (*Engine, *memTx) {
+// mine reports whether a TCP segment is of s's family, from the client's
+// address to the server's, with a good checksum.
+func (s *fakeServer) mine(f []byte, p *packet.Parsed) bool {
+	fam, cli, srv := packet.IPv4, testSrc, testSrv
+	if s.v6 {
+		fam, cli, srv = packet.IPv6, testSrc6, testSrv6
+	}
+	src, dst := p.Addrs(f)
+	if a, _ := netip.AddrFromSlice(src); !p.Has(fam) || a != cli {
+		return false
+	}
+	if a, _ := netip.AddrFromSlice(dst); a != srv {
+		return false
+	}
+	l4 := p.L4(f)
+	xsum := header.PseudoHeaderChecksum(header.TCPProtocolNumber,
+		addrOf(src), addrOf(dst), uint16(len(l4)))
+	return checksum.Checksum(l4, xsum) == 0xffff
+}
+
+func testEngine(short bool) (*Engine, *memTx) { return familyEngine(short, false) }
+
+// familyEngine is an engine of one source address, testSrc or with v6
+// testSrc6, whose server's MAC address is known.
+func familyEngine(short, v6 bool) (*Engine, *memTx) {
 	tx := &memTx{}
 	req := []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	e := NewEngine(Config{MAC: testMAC, Srcs: [][4]byte{testSrc}, PortLo: 1000, PortHi: 1999,
-		Server: testSrv, SrvPort: 80, Conns: 4, Short: short, Request: req, RTO: 200e6,
+	src, srv := testSrc, testSrv
+	if v6 {
+		src, srv = testSrc6, testSrv6
+	}
+	e := NewEngine(Config{MAC: testMAC, Srcs: []netip.Addr{src}, PortLo: 1000, PortHi: 1999,
+		Server: srv, SrvPort: 80, Conns: 4, Short: short, Request: req, RTO: 200e6,
 		Retries: 3, Timeout: 1e9, RcvWindow: 0xffff, MSS: 1460}, tx, 1)
 	e.srvMAC, e.haveMAC = srvMAC, true
 	return e, tx
 }
+
+// families names the two address families for subtests.
+var families = []struct {
+	name string
+	v6   bool
+}{{"ipv4", false}, {"ipv6", true}}
 
 // step runs one pass: the engine's output is answered by the server.
 func step(e *Engine, tx *memTx, s *fakeServer, now int64) {
@@ -106,18 +161,23 @@ func step(e *Engine, tx *memTx, s *fakeServer, now int64) {
 }
 
 func TestEngineModes(t *testing.T) {
-	for _, short := range []bool{false, true} {
-		e, tx := testEngine(short)
-		s := &fakeServer{iss: 5000}
-		for i := 0; i < 100; i++ {
-			step(e, tx, s, int64(i)*1000)
-		}
-		c := e.Counts
-		if c.OK == 0 || c.Errors() != 0 || c.Retransmits != 0 {
-			t.Errorf("short=%v: want only ok responses and no retransmits, got %+v", short, c)
-		}
-		if short && c.ConnsDone == 0 {
-			t.Errorf("short: no connection closed cleanly: %+v", c)
+	for _, f := range families {
+		for _, short := range []bool{false, true} {
+			e, tx := familyEngine(short, f.v6)
+			s := &fakeServer{iss: 5000, v6: f.v6}
+			for i := 0; i < 100; i++ {
+				step(e, tx, s, int64(i)*1000)
+			}
+			c := e.Counts
+			if c.OK == 0 || c.Errors() != 0 || c.Retransmits != 0 || c.RxStray+c.RxBadChecksum != 0 {
+				t.Errorf("%s short=%v: want only ok responses, no retransmits, no stray frames, got %+v", f.name, short, c)
+			}
+			if short && c.ConnsDone == 0 {
+				t.Errorf("%s short: no connection closed cleanly: %+v", f.name, c)
+			}
+			if s.bad != 0 {
+				t.Errorf("%s short=%v: the server got %d frames not of its family, addresses or with a bad checksum", f.name, short, s.bad)
+			}
 		}
 	}
 }
@@ -142,21 +202,24 @@ func TestEngineRetransmitsAndTimesOut(t *testing.T) {
 
 // The state machine allocates nothing per connection or request.
 func TestEngineAllocs(t *testing.T) {
-	for _, short := range []bool{false, true} {
-		e, tx := testEngine(short)
-		s := &fakeServer{iss: 5000}
-		now := int64(0)
-		for i := 0; i < 10; i++ {
-			now += 1000
-			step(e, tx, s, now)
-		}
-		before := e.Counts.OK
-		allocs := testing.AllocsPerRun(200, func() {
-			now += 1000
-			step(e, tx, s, now)
-		})
-		if allocs != 0 || e.Counts.OK == before {
-			t.Errorf("short=%v: %v allocations per pass, %d responses; want 0 and some", short, allocs, e.Counts.OK-before)
+	for _, f := range families {
+		for _, short := range []bool{false, true} {
+			e, tx := familyEngine(short, f.v6)
+			s := &fakeServer{iss: 5000, v6: f.v6}
+			now := int64(0)
+			for i := 0; i < 10; i++ {
+				now += 1000
+				step(e, tx, s, now)
+			}
+			before := e.Counts.OK
+			allocs := testing.AllocsPerRun(200, func() {
+				now += 1000
+				step(e, tx, s, now)
+			})
+			if allocs != 0 || e.Counts.OK == before || s.bad != 0 {
+				t.Errorf("%s short=%v: %v allocations per pass, %d responses, %d bad frames; want 0, some and 0",
+					f.name, short, allocs, e.Counts.OK-before, s.bad)
+			}
 		}
 	}
 }
@@ -209,7 +272,7 @@ func TestEngineSynSentBadAck(t *testing.T) {
 // Connections leave from PortStart on, across the sources, and wrap.
 func TestEnginePortStart(t *testing.T) {
 	tx := &memTx{}
-	srcs := [][4]byte{testSrc, {198, 18, 1, 2}}
+	srcs := []netip.Addr{testSrc, netip.MustParseAddr("198.18.1.2")}
 	e := NewEngine(Config{MAC: testMAC, Srcs: srcs, PortLo: 1000, PortHi: 1002, PortStart: 1002,
 		Server: testSrv, SrvPort: 80, Conns: 6, Request: []byte("GET / HTTP/1.1\r\n\r\n"), RTO: 200e6,
 		Retries: 3, Timeout: 1e9, RcvWindow: 0xffff, MSS: 1460}, tx, 1)
@@ -223,7 +286,7 @@ func TestEnginePortStart(t *testing.T) {
 		var p packet.Parsed
 		packet.Parse(f, &p)
 		src, _ := p.Addrs(f)
-		if p.SrcPort != want[i] || [4]byte(src) != srcs[i%2] {
+		if p.SrcPort != want[i] || netip.AddrFrom4([4]byte(src)) != srcs[i%2] {
 			t.Errorf("SYN %d from %v:%d, want %v:%d", i, src, p.SrcPort, srcs[i%2], want[i])
 		}
 	}

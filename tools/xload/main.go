@@ -3,11 +3,15 @@
 //
 //	xload -netns xsdemo-p -if xp0 -src 198.18.1.1-198.18.1.4 \
 //	    -server 198.18.0.1:80 -c 64 -d 5s [-short] [-rate R] [-json]
+//	xload -netns xsdemo-p -if xp0 -src 2001:2::100-2001:2::10f \
+//	    -server '[2001:2::1]:80' ...
 //
-// It attaches its own XDP program (nic.OpenPort) to the interface, which
-// redirects to its socket only the frames addressed to its -src addresses
-// (IPv4 to them, ARP for them) and passes everything else to the kernel, so
-// the namespace's own traffic keeps working on the same interface.
+// A run is IPv4 or IPv6: -src and -server are of one family. It attaches
+// its own XDP program (nic.OpenPort) to the interface, which redirects to
+// its socket only the frames addressed to its -src addresses (IPv4 and
+// IPv6 packets to them, ARP and Neighbor Discovery for them) and passes
+// everything else to the kernel, so the namespace's own traffic keeps
+// working on the same interface.
 //
 // Why a TCP of its own, and not xstack's stack: a load generator only opens
 // connections, sends one small request at a time and reads responses it
@@ -35,6 +39,21 @@
 // keep-alive connection outruns the clock), the server's TIME-WAIT answers
 // with an ACK, which gets a reset (RFC 9293 3.10.7.3) that ends it, and the
 // SYN's retransmission opens the connection.
+//
+// Over IPv6 it does the same, with the IPv6 pseudo-header in the
+// checksums and an MSS of the MTU less 60, and Neighbor Discovery (RFC
+// 4861) in place of ARP. It answers Neighbor Solicitations for its
+// addresses, sent to them or to their solicited-node groups, with a
+// solicited advertisement carrying its link-layer address (and a probe of
+// duplicate address detection with one to all nodes), and resolves the
+// server with a solicitation to the server's solicited-node group
+// (33:33:ff:xx:xx:xx), retried as the ARP request is, taking the server's
+// MAC address from its advertisement or from a solicitation it sends. ND
+// that fails RFC 4861's checks (hop limit 255, checksum, code 0, length,
+// options, a target that is no multicast address) is counted as
+// rx_bad_nd and dropped. It keeps no neighbor cache but the server's
+// entry, and takes and sends no extension headers: a segment behind one
+// is stray.
 //
 // Closed loop (the default), each connection sends its next request as soon
 // as the last is answered, and latency runs from the request's send time; in
@@ -70,6 +89,7 @@ import (
 	"github.com/xstack/xstack/nic"
 	"github.com/xstack/xstack/tools/xload/report"
 	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
 )
 
 type options struct {
@@ -84,8 +104,8 @@ func main() {
 	var o options
 	flag.StringVar(&o.ns, "netns", "", "network namespace of the interface")
 	flag.StringVar(&o.ifname, "if", "", "interface to attach to (required)")
-	flag.StringVar(&o.srcs, "src", "", "source IPv4 addresses: a, a-b or a comma list (required; not the kernel's)")
-	flag.StringVar(&o.server, "server", "", "server address:port (IPv4, on-link; required)")
+	flag.StringVar(&o.srcs, "src", "", "source addresses, IPv4 or IPv6: a, a-b or a comma list (required; not the kernel's)")
+	flag.StringVar(&o.server, "server", "", "server address:port, a.b.c.d:port or [IPv6]:port (on-link, the family of -src; required)")
 	flag.StringVar(&o.path, "path", "/", "request path")
 	flag.StringVar(&o.host, "host", "", "Host header (default: the server address)")
 	flag.StringVar(&o.xdpMode, "xdp-mode", "auto", "auto|native|generic")
@@ -118,28 +138,54 @@ func main() {
 	}
 }
 
-func parseSrcs(s string) ([][4]byte, error) {
-	var out [][4]byte
+// parseSrcs reads -src: addresses and ranges of one family, IPv4 or IPv6,
+// at most 64 addresses (a connection's slot holds its source as a byte
+// index).
+func parseSrcs(s string) ([]netip.Addr, error) {
+	var out []netip.Addr
 	for _, part := range strings.Split(s, ",") {
 		lo, hi, rng := strings.Cut(part, "-")
-		a, err := netip.ParseAddr(lo)
-		if err != nil || !a.Is4() {
-			return nil, fmt.Errorf("-src: %q is not an IPv4 address", lo)
+		a, err := parseHost(lo)
+		if err != nil {
+			return nil, fmt.Errorf("-src: %w", err)
+		}
+		if len(out) > 0 && a.Is4() != out[0].Is4() {
+			return nil, fmt.Errorf("-src: %s and %s are of different families: one run is IPv4 or IPv6", out[0], a)
 		}
 		b := a
 		if rng {
-			if b, err = netip.ParseAddr(hi); err != nil || !b.Is4() || b.Less(a) {
-				return nil, fmt.Errorf("-src: %q is not an IPv4 address at or above %s", hi, a)
+			if b, err = parseHost(hi); err != nil || b.Is4() != a.Is4() || b.Less(a) {
+				return nil, fmt.Errorf("-src: %q is not an %s address at or above %s", hi, family(a), a)
 			}
 		}
 		for x := a; !b.Less(x); x = x.Next() {
-			out = append(out, x.As4())
+			out = append(out, x)
 			if len(out) > 64 {
 				return nil, fmt.Errorf("-src: more than 64 addresses")
 			}
 		}
 	}
 	return out, nil
+}
+
+// parseHost reads one unicast IPv4 or IPv6 address: no zone, no IPv4
+// address in IPv6 clothing (::ffff:a.b.c.d), nothing a host cannot own.
+func parseHost(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" || a.Is4In6() {
+		return netip.Addr{}, fmt.Errorf("%q is not an IPv4 or IPv6 address", s)
+	}
+	if a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+		return netip.Addr{}, fmt.Errorf("%s is not a unicast address", a)
+	}
+	return a, nil
+}
+
+func family(a netip.Addr) string {
+	if a.Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
 }
 
 // result is what a run reports.
@@ -190,8 +236,14 @@ func run(o options) (*result, error) {
 		return nil, err
 	}
 	srv, err := netip.ParseAddrPort(o.server)
-	if err != nil || !srv.Addr().Is4() {
-		return nil, fmt.Errorf("-server: want an IPv4 address:port, got %q", o.server)
+	if err == nil {
+		_, err = parseHost(srv.Addr().String())
+	}
+	if err != nil || srv.Port() == 0 {
+		return nil, fmt.Errorf("-server: want an address:port (a.b.c.d:port or [IPv6]:port), got %q", o.server)
+	}
+	if srv.Addr().Is4() != srcs[0].Is4() {
+		return nil, fmt.Errorf("-src is %s and -server %s: one run is one family", family(srcs[0]), family(srv.Addr()))
 	}
 	if o.portLo < 1 || o.portHi > 65535 || o.portLo > o.portHi {
 		return nil, fmt.Errorf("-port-lo/-port-hi: want 1 <= lo <= hi <= 65535, got %d..%d", o.portLo, o.portHi)
@@ -215,16 +267,12 @@ func run(o options) (*result, error) {
 	if len(req) > 536 {
 		return nil, fmt.Errorf("request of %d bytes: it must fit in one segment of 536 bytes", len(req))
 	}
-	addrs := make([]netip.Addr, len(srcs))
-	for i, s := range srcs {
-		addrs[i] = netip.AddrFrom4(s)
-	}
 	var port *nic.Port
 	var q *nic.XSKQueue
 	err = netns.Do(o.ns, func() error {
 		var err error
 		port, err = nic.OpenPort(nic.PortConfig{Ifname: o.ifname, XDPMode: nic.XDPMode(o.xdpMode),
-			PassToKernel: true, Addrs: addrs, MaxQueues: 1})
+			PassToKernel: true, Addrs: srcs, MaxQueues: 1})
 		if err != nil {
 			return err
 		}
@@ -244,10 +292,13 @@ func run(o options) (*result, error) {
 
 	var mac [6]byte
 	copy(mac[:], net.HardwareAddr(q.HardwareAddr()))
-	mss := q.MTU() - 40
+	mss := q.MTU() - header.IPv4MinimumSize - header.TCPMinimumSize
+	if srv.Addr().Is6() {
+		mss = q.MTU() - header.IPv6MinimumSize - header.TCPMinimumSize
+	}
 	cfg := Config{
 		MAC: mac, Srcs: srcs, PortLo: uint16(o.portLo), PortHi: uint16(o.portHi),
-		Server: srv.Addr().As4(), SrvPort: srv.Port(), Conns: o.conns, Short: o.short,
+		Server: srv.Addr(), SrvPort: srv.Port(), Conns: o.conns, Short: o.short,
 		PerConn: o.perConn, Request: []byte(req), RTO: int64(o.rto), Retries: 6,
 		Timeout: int64(o.timeout), RcvWindow: 0xffff, MSS: uint16(mss), Rate: o.rate,
 	}
@@ -317,7 +368,11 @@ func run(o options) (*result, error) {
 	unix.Getrusage(unix.RUSAGE_THREAD, &ru1)
 	cpu := time.Duration(ru1.Utime.Nano() - ru0.Utime.Nano() + ru1.Stime.Nano() - ru0.Stime.Nano())
 	if !e.haveMAC {
-		return nil, fmt.Errorf("no ARP reply from %s on %s", srv.Addr(), o.ifname)
+		what := "ARP reply"
+		if srv.Addr().Is6() {
+			what = "neighbor advertisement"
+		}
+		return nil, fmt.Errorf("no %s from %s on %s", what, srv.Addr(), o.ifname)
 	}
 	secs := float64(e.lastOK) / 1e9
 	if secs <= 0 {

@@ -9,9 +9,14 @@ import (
 
 // rateEngine is testEngine's engine with an open loop of rate per second.
 func rateEngine(short bool, conns int, rate float64) (*Engine, *memTx) {
-	e, tx := testEngine(short)
+	return familyRateEngine(short, false, conns, rate)
+}
+
+// familyRateEngine is familyEngine's engine with an open loop.
+func familyRateEngine(short, v6 bool, conns int, rate float64) (*Engine, *memTx) {
+	e, tx := familyEngine(short, v6)
 	e2 := NewEngine(Config{MAC: testMAC, Srcs: e.cfg.Srcs, PortLo: 1000, PortHi: 1999,
-		Server: testSrv, SrvPort: 80, Conns: conns, Short: short, Request: e.cfg.Request,
+		Server: e.cfg.Server, SrvPort: 80, Conns: conns, Short: short, Request: e.cfg.Request,
 		RTO: 200e6, Retries: 3, Timeout: 1e9, RcvWindow: 0xffff, MSS: 1460, Rate: rate}, tx, 1)
 	e2.srvMAC, e2.haveMAC = srvMAC, true
 	return e2, tx
@@ -158,21 +163,24 @@ func TestEngineOpenLoopShort(t *testing.T) {
 
 // The open loop allocates nothing per request either.
 func TestEngineOpenLoopAllocs(t *testing.T) {
-	for _, short := range []bool{false, true} {
-		e, tx := rateEngine(short, 4, 1e6)
-		s := &fakeServer{iss: 5000}
-		now := int64(0)
-		for i := 0; i < 10; i++ {
-			now += 1000
-			step(e, tx, s, now)
-		}
-		before := e.Counts.OK
-		allocs := testing.AllocsPerRun(200, func() {
-			now += 1000
-			step(e, tx, s, now)
-		})
-		if allocs != 0 || e.Counts.OK == before {
-			t.Errorf("short=%v: %v allocations per pass, %d responses; want 0 and some", short, allocs, e.Counts.OK-before)
+	for _, f := range families {
+		for _, short := range []bool{false, true} {
+			e, tx := familyRateEngine(short, f.v6, 4, 1e6)
+			s := &fakeServer{iss: 5000, v6: f.v6}
+			now := int64(0)
+			for i := 0; i < 10; i++ {
+				now += 1000
+				step(e, tx, s, now)
+			}
+			before := e.Counts.OK
+			allocs := testing.AllocsPerRun(200, func() {
+				now += 1000
+				step(e, tx, s, now)
+			})
+			if allocs != 0 || e.Counts.OK == before || s.bad != 0 {
+				t.Errorf("%s short=%v: %v allocations per pass, %d responses, %d bad frames; want 0, some and 0",
+					f.name, short, allocs, e.Counts.OK-before, s.bad)
+			}
 		}
 	}
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"net"
+	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,6 +48,56 @@ func loadOpts(r *rig.Rig, server string) options {
 		dur: 500 * time.Millisecond, timeout: time.Second, rto: 200 * time.Millisecond}
 }
 
+// srcs6 are two IPv6 sources for xload in the rig's /64, on-link, past
+// the rig's own addresses (::1 to ::3): ::100 and ::101.
+func srcs6(t *testing.T, r *rig.Rig) (lo, hi netip.Addr) {
+	t.Helper()
+	pfx := netip.PrefixFrom(r.StackAddr6, r.Prefix6).Masked()
+	b := pfx.Addr().As16()
+	b[14] = 1
+	lo = netip.AddrFrom16(b)
+	hi = lo.Next()
+	for _, a := range []netip.Addr{lo, hi} {
+		if !pfx.Contains(a) || a == r.StackAddr6 || a == r.PeerAddr6 || a == r.KernelAddr6 {
+			t.Fatalf("source %s: not on-link in %s or one of the rig's", a, pfx)
+		}
+	}
+	return lo, hi
+}
+
+// loadOpts6 is loadOpts from two IPv6 sources.
+func loadOpts6(t *testing.T, r *rig.Rig, server netip.AddrPort) options {
+	lo, hi := srcs6(t, r)
+	o := loadOpts(r, server.String())
+	o.srcs = lo.String() + "-" + hi.String()
+	return o
+}
+
+// checkNeighbors checks that the kernel in ns resolved each of xload's
+// IPv6 sources to the peer's MAC address: by xload's own solicitation for
+// the first (its source link-layer address option), by a solicitation to
+// the solicited-node group that xload answered for the second.
+func checkNeighbors(t *testing.T, r *rig.Rig, ns, ifname string) {
+	t.Helper()
+	out, err := r.Run(ns, "ip", "-6", "neigh", "show", "dev", ifname)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo, hi := srcs6(t, r)
+	for _, a := range []netip.Addr{lo, hi} {
+		found := false
+		for _, line := range strings.Split(out, "\n") {
+			f := strings.Fields(line)
+			if len(f) >= 3 && f[0] == a.String() && f[1] == "lladdr" && f[2] == r.PeerMAC.String() {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("the kernel in %s has no neighbor entry %s lladdr %s:\n%s", ns, a, r.PeerMAC, out)
+		}
+	}
+}
+
 func TestKernelHelloworld(t *testing.T) {
 	r := kernelRig(t)
 	bin := rigtest.Build(t, "./examples/helloworld")
@@ -71,14 +123,44 @@ func TestKernelHelloworld(t *testing.T) {
 	}
 }
 
+// TestKernelHelloworld6: the kernel's helloworld over IPv6, from two
+// sources of the rig's /64. The server is resolved by Neighbor Discovery,
+// and the kernel resolves both sources, one by the solicitation xload
+// sends and the other by one xload answers.
+func TestKernelHelloworld6(t *testing.T) {
+	r := kernelRig(t)
+	bin := rigtest.Build(t, "./examples/helloworld")
+	rigtest.Start(t, "serving on port", "ip", "netns", "exec", r.StackNS, bin, "-kernel", "-port", "8080")
+	server := netip.AddrPortFrom(r.KernelAddr6, 8080)
+	for i, c := range []struct {
+		short bool
+		rate  float64
+	}{{false, 0}, {true, 0}, {true, 0}, {false, 4000}} {
+		t.Run(fmt.Sprintf("%d/short=%v/rate=%v", i, c.short, c.rate), func(t *testing.T) {
+			o := loadOpts6(t, r, server)
+			o.short, o.rate = c.short, c.rate
+			res, err := run(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s", res.Text())
+			checkRun(t, o, res)
+		})
+	}
+	checkNeighbors(t, r, r.StackNS, r.StackIf)
+}
+
 // checkRun checks what every run against a good server must show: only
-// ok responses, one clean close per short connection, and in an open loop
+// ok responses, no bad ND, one clean close per short connection, and in an open loop
 // an outcome for every scheduled request.
 func checkRun(t *testing.T, o options, res *result) {
 	t.Helper()
 	c := res.Counts
 	if c.OK == 0 || c.Errors() != 0 {
 		t.Errorf("want only ok responses, got %+v", c)
+	}
+	if c.RxBadND != 0 {
+		t.Errorf("the server's Neighbor Discovery was counted bad: %+v", c)
 	}
 	if o.short && c.ConnsDone != c.OK {
 		t.Errorf("short: %d connections closed cleanly, want one per response (%d)", c.ConnsDone, c.OK)
@@ -218,18 +300,23 @@ func TestLossy(t *testing.T) {
 }
 
 // TestXstackHelloworld: the same runs against helloworld on xstack, whose
-// own XDP program holds the other end of the veth.
+// own XDP program holds the other end of the veth, over IPv4 and IPv6
+// (gVisor's Neighbor Discovery on the other end).
 func TestXstackHelloworld(t *testing.T) {
 	r := rigtest.New(t, rig.Options{})
 	bin := rigtest.Build(t, "./examples/helloworld")
 	p := rigtest.Start(t, "serving on port", bin, "-c", rigtest.Config(t, r))
 	defer p.Stop(5 * time.Second)
 	for _, c := range []struct {
+		v6    bool
 		short bool
 		rate  float64
-	}{{false, 0}, {true, 0}, {false, 4000}} {
-		t.Run(fmt.Sprintf("short=%v/rate=%v", c.short, c.rate), func(t *testing.T) {
+	}{{false, false, 0}, {false, true, 0}, {false, false, 4000}, {true, false, 0}, {true, true, 0}, {true, false, 4000}} {
+		t.Run(fmt.Sprintf("ipv6=%v/short=%v/rate=%v", c.v6, c.short, c.rate), func(t *testing.T) {
 			o := loadOpts(r, fmt.Sprintf("%s:80", r.StackAddr4))
+			if c.v6 {
+				o = loadOpts6(t, r, netip.AddrPortFrom(r.StackAddr6, 80))
+			}
 			o.short, o.rate = c.short, c.rate
 			if c.short {
 				o.portLo, o.portHi = 40000, 49999

@@ -67,9 +67,12 @@ type Counts struct {
 	// pseudo-header sum of a sender that offloaded its checksum.
 	RxPartialChecksum uint64 `json:"rx_partial_checksum"`
 	RxStray           uint64 `json:"rx_stray"`
-	Retransmits       uint64 `json:"retransmits"`
-	TxNoBuffer        uint64 `json:"tx_no_buffer"`
-	RespBytes         uint64 `json:"resp_bytes"`
+	// RxBadND counts IPv6 Neighbor Solicitations and Advertisements that
+	// failed RFC 4861's checks (7.1.1, 7.1.2) and were dropped.
+	RxBadND     uint64 `json:"rx_bad_nd"`
+	Retransmits uint64 `json:"retransmits"`
+	TxNoBuffer  uint64 `json:"tx_no_buffer"`
+	RespBytes   uint64 `json:"resp_bytes"`
 	// Open loop (Config.Rate): requests that fell due before the run
 	// stopped, those sent in a later pass than the one they fell due in
 	// (no connection was free), and those never sent.
