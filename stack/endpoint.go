@@ -15,8 +15,11 @@ import (
 
 // LinkStats are the link endpoint's counters.
 type LinkStats struct {
-	RxFrames    uint64 // frames handed to gVisor
-	RxMalformed uint64 // frames too short for an Ethernet header
+	RxFrames uint64 // frames handed to gVisor
+	// RxMalformed are frames too short for an Ethernet header, and
+	// frames of several buffers (a multi-buffer queue's chains) longer
+	// than the MTU the stack started with allows.
+	RxMalformed uint64
 	RxNotForUs  uint64 // unicast frames for another MAC address
 	RxUnknown   uint64 // frames of an EtherType the stack does not speak
 	RxSynFin    uint64 // TCP segments with both SYN and FIN, dropped
@@ -62,6 +65,12 @@ type endpoint struct {
 	mac6 [header.EthernetAddressSize]byte
 
 	dispatcher gvstack.NetworkDispatcher // set by Attach before any deliver
+
+	// rxView holds the frame deliverChain is delivering, joined from the
+	// buffers of its chain into gVisor memory; dispatch hands it to
+	// gVisor as the packet's payload instead of copying the frame again.
+	// nil outside deliverChain. Only the lcore loop touches it.
+	rxView *buffer.View
 
 	// maxFrame is the largest frame sent: the MTU the stack started
 	// with plus the Ethernet header.
@@ -168,12 +177,56 @@ func (e *endpoint) deliver(frame []byte, p *packet.Parsed) {
 	e.dispatch(frame, dst, proto, validated)
 }
 
+// deliverChain hands gVisor a frame that arrived in several buffers of a
+// multi-buffer queue, chain, in order. The buffers are copied once, into
+// one view of gVisor memory, which becomes the packet's payload: the frame
+// is then contiguous, so that it goes through every check deliver makes
+// (and GRO) as a one-buffer frame does, and gVisor is handed the same
+// single-view packet; gVisor must have its own copy in any case, since
+// the buffers return to the NIC with the next burst. A chain longer than
+// the MTU the stack started with allows is counted as malformed and
+// dropped. p receives the frame's parsed headers.
+func (e *endpoint) deliverChain(chain [][]byte, p *packet.Parsed) {
+	if e.dispatcher == nil {
+		return
+	}
+	size := 0
+	for _, b := range chain {
+		size += len(b)
+	}
+	if size > e.maxFrame {
+		e.rxMalformed.Add(1)
+		return
+	}
+	v := buffer.NewView(size)
+	for _, b := range chain {
+		v.Write(b)
+	}
+	frame := v.AsSlice()
+	packet.Parse(frame, p)
+	e.rxView = v
+	e.deliver(frame, p)
+	if e.rxView != nil {
+		// Dropped before dispatch.
+		e.rxView = nil
+		v.Release()
+	}
+}
+
 // dispatch hands an Ethernet frame, whose destination MAC is dst, to
 // gVisor, through GRO when validated says the endpoint checked its
-// checksums. The frame is copied.
+// checksums. The frame is copied, unless it is the one deliverChain
+// already copied into gVisor memory (rxView).
 func (e *endpoint) dispatch(frame, dst []byte, proto tcpip.NetworkProtocolNumber, validated bool) {
+	var payload buffer.Buffer
+	if v := e.rxView; v != nil && &frame[0] == &v.AsSlice()[0] {
+		payload = buffer.MakeWithView(v)
+		e.rxView = nil
+	} else {
+		payload = buffer.MakeWithData(frame)
+	}
 	pkt := gvstack.NewPacketBuffer(gvstack.PacketBufferOptions{
-		Payload: buffer.MakeWithData(frame),
+		Payload: payload,
 	})
 	pkt.LinkHeader().Consume(header.EthernetMinimumSize)
 	pkt.NetworkProtocolNumber = proto

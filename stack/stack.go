@@ -324,6 +324,30 @@ func (st *Stack) Deliver(frames [][]byte) {
 	st.ep.endBurst()
 }
 
+// DeliverPackets is Deliver for the frames of a multi-buffer queue
+// (nic.MultiBufferQueue.RxPackets): frame i is bufs[k:k+segs[i]], k the
+// sum of segs[:i]. A frame of one buffer takes Deliver's path; a frame of
+// several is joined into one packet as it is copied into gVisor memory.
+// Like Deliver, it copies everything and holds nothing once it returns.
+func (st *Stack) DeliverPackets(bufs [][]byte, segs []int) {
+	var p packet.Parsed
+	st.ep.beginBurst()
+	k := 0
+	for _, n := range segs {
+		if n < 1 || k+n > len(bufs) {
+			break // segs does not describe bufs: RxPackets never says so
+		}
+		if n == 1 {
+			packet.Parse(bufs[k], &p)
+			st.ep.deliver(bufs[k], &p)
+		} else {
+			st.ep.deliverChain(bufs[k:k+n], &p)
+		}
+		k += n
+	}
+	st.ep.endBurst()
+}
+
 // DeliverParsed is Deliver of frames whose headers the caller parsed
 // already (for steering): parsed[i] is frames[i]'s.
 func (st *Stack) DeliverParsed(frames [][]byte, parsed []packet.Parsed) {
