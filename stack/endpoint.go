@@ -92,12 +92,31 @@ type endpoint struct {
 	txOut               [][]byte // frames passed to TxSubmit; scratch of flush. +checklocks:txMu
 	txBack              [][]byte // buffers given back unsent; scratch of flush. +checklocks:txMu
 	txClosed            bool     // +checklocks:txMu; set by closeTx
-	elide               ackElider
-	pcap                pcapTap // capture of RX and TX frames; see pcap.go
-	guard               synGuard
-	zw                  zeroWindow // ACKs beyond a zero window; see zerowindow.go
-	rx                  rxOffload  // GRO and receive checksums; see gro.go
-	tx                  txOffload  // GSO; see gso.go
+
+	// Frames of several buffers, on a multi-buffer queue (mq, nil on
+	// any other; maxSegs is the most buffers it sends as one frame): a
+	// frame larger than a lent buffer is written across as many as it
+	// needs (txchain.go). txBatch holds its first buffer, txMore[i] the
+	// number of further buffers of batch frame i, which wait in txExtra
+	// in batch order, and txChains counts the batch's frames of more
+	// than one buffer. txChain holds the buffers of the frame being
+	// written; txSubmit and txSegs are flush's scratch for
+	// TxSubmitPackets. +checklocks:txMu
+	mq       nic.MultiBufferQueue
+	maxSegs  int
+	txMore   []int
+	txExtra  [][]byte
+	txChains int
+	txChain  [][]byte
+	txSubmit [][]byte
+	txSegs   []int
+
+	elide ackElider
+	pcap  pcapTap // capture of RX and TX frames; see pcap.go
+	guard synGuard
+	zw    zeroWindow // ACKs beyond a zero window; see zerowindow.go
+	rx    rxOffload  // GRO and receive checksums; see gro.go
+	tx    txOffload  // GSO; see gso.go
 
 	rxFrames, rxMalformed, rxNotForUs, rxUnknown, rxSynFin atomic.Uint64
 	txFrames, txDropped, acksElided, finsJoined            atomic.Uint64
@@ -118,6 +137,14 @@ func newEndpoint(q nic.Queue, mtu, batch int) *endpoint {
 	e.elide.init(batch)
 	e.elide.partial = e.csum != nil
 	e.rx.init(e)
+	if mq, ok := q.(nic.MultiBufferQueue); ok && mq.MultiBuffer() {
+		e.mq, e.maxSegs = mq, mq.MaxTxSegments()
+		e.txMore = make([]int, batch)
+		e.txExtra = make([][]byte, 0, batch*(e.maxSegs-1))
+		e.txChain = make([][]byte, 0, e.maxSegs)
+		e.txSubmit = make([][]byte, 0, batch*e.maxSegs)
+		e.txSegs = make([]int, 0, batch)
+	}
 	return e
 }
 
@@ -280,6 +307,9 @@ func (e *endpoint) writePacketLocked(pkt *gvstack.PacketBuffer, more int) bool {
 	}
 	buf := e.txBufLocked(more)
 	if buf == nil || size > cap(buf) {
+		if buf != nil && e.mq != nil {
+			return e.writeChainLocked(pkt, buf, size, more)
+		}
 		// No buffer free even after a flush (every frame is out with
 		// the kernel), or the queue's frames are smaller than the MTU.
 		if buf != nil {
@@ -388,10 +418,14 @@ func (e *endpoint) flushLocked() int {
 		}
 		// TxSubmit takes every buffer back; an error (a closed
 		// queue) leaves nothing to send.
-		sent, _ = e.q.TxSubmit(out)
-		// The sent frames are unchanged until the queue lends their
-		// buffers again, which needs txMu.
-		e.pcap.tx(out[:sent])
+		if e.txChains > 0 {
+			sent, back = e.submitChainsLocked(frames, out, back)
+		} else {
+			sent, _ = e.q.TxSubmit(out)
+			// The sent frames are unchanged until the queue lends
+			// their buffers again, which needs txMu.
+			e.pcap.tx(out[:sent])
+		}
 		e.txFrames.Add(uint64(sent))
 		if sent < len(out) {
 			e.txDropped.Add(uint64(len(out) - sent))

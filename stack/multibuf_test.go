@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
 	"github.com/xstack/xstack/nic/nictest"
@@ -133,4 +134,49 @@ func TestDeliverChainDrops(t *testing.T) {
 			t.Errorf("link stats %+v, want rx_malformed 1 and nothing delivered", s)
 		}
 	})
+}
+
+// TestSendJumbo has the application write over a connection whose peer
+// announced the MSS of MTU 9000: gVisor's segments of 8960 bytes must
+// leave in frames of 9014 bytes (5 lent buffers each) and carry the
+// stream in order, with correct checksums.
+func TestSendJumbo(t *testing.T) {
+	p, ep := jumboConn(t, false)
+	const n = 5 * (jumboMTU - header.IPv4MinimumSize - header.TCPMinimumSize)
+	var got []byte
+	full := 0
+	p.onFrame = func(f []byte) {
+		ip := header.IPv4(f[header.EthernetMinimumSize:])
+		if !ip.IsValid(len(ip)) || ip.TransportProtocol() != header.TCPProtocolNumber {
+			return
+		}
+		tcp := header.TCP(ip.Payload())
+		sum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, ip.SourceAddress(), ip.DestinationAddress(), uint16(len(tcp)))
+		if !tcp.IsChecksumValid(ip.SourceAddress(), ip.DestinationAddress(), checksum.Checksum(tcp.Payload(), 0), uint16(len(tcp.Payload()))) {
+			t.Errorf("a frame of %d bytes with a wrong TCP checksum (pseudo-header sum %#x)", len(f), sum)
+		}
+		if len(f) == jumboMTU+header.EthernetMinimumSize {
+			full++
+		}
+		if seq := tcp.SequenceNumber(); len(tcp.Payload()) > 0 && seq == p.rcvNxt {
+			got = append(got, tcp.Payload()...)
+		}
+	}
+	data := streamBytes(0, n)
+	if _, err := ep.Write(bytes.NewReader(data), tcpip.WriteOptions{}); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	p.until("the stream", func() bool {
+		runtime.Gosched()
+		return len(got) >= n
+	})
+	if !bytes.Equal(got, data) {
+		t.Errorf("the peer received %d bytes, not the %d written", len(got), n)
+	}
+	if full == 0 {
+		t.Errorf("no frame of %d bytes", jumboMTU+header.EthernetMinimumSize)
+	}
+	if s := p.st.LinkStats(); s.TxDropped != 0 {
+		t.Errorf("link stats %+v", s)
+	}
 }

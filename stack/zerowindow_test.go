@@ -219,7 +219,13 @@ func wireConnOn(t testing.TB, q *nictest.Queue, v6 bool, setup func(st *stack.St
 	if err := l.Bind(tcpip.FullAddress{Port: 80}); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Listen(1); err != nil {
+	backlog := 1
+	if p.mss > 1460 {
+		// With a backlog of 1 gVisor answers with a SYN cookie, which
+		// encodes an MSS of at most 1460.
+		backlog = 8
+	}
+	if err := l.Listen(backlog); err != nil {
 		t.Fatal(err)
 	}
 
