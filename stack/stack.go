@@ -172,6 +172,10 @@ func New(q nic.Queue, cfg Config) (*Stack, error) {
 	})
 	st := &Stack{s: s, cfg: cfg}
 	st.ep = newEndpoint(q, mtu, cfg.TxBatch)
+	if err := st.ep.checkChains(); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("stack %s: %w", cfg.Name, err)
+	}
 	st.ep.guard.init(s.Stats().TCP.ListenOverflowSynCookieSent.Value, cfg.Now)
 	if err := st.init(); err != nil {
 		s.Close()

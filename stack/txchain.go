@@ -1,6 +1,8 @@
 package stack
 
 import (
+	"fmt"
+
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 )
@@ -20,6 +22,28 @@ import (
 // is joined to it; the zero-window rescue (zerowindow.go) does not see
 // the window it advertises. Its further buffers wait in txExtra until
 // flush, and the capture (pcap.go) records it whole.
+
+// checkChains makes sure that, on a multi-buffer queue, a frame of the
+// MTU fits in as many lent buffers as the queue sends as one frame
+// (zero-copy drivers take few), so that a stack that cannot send its
+// largest frames does not start. It borrows one buffer to learn their
+// size.
+func (e *endpoint) checkChains() error {
+	if e.mq == nil {
+		return nil
+	}
+	var b [1][]byte
+	if e.q.TxReserve(b[:]) != 1 {
+		return nil // nothing to learn from; the queue is closed or busy
+	}
+	c := cap(b[0])
+	_ = e.q.TxRelease(b[:])
+	if need := (e.maxFrame + c - 1) / c; need > e.maxSegs {
+		return fmt.Errorf("a frame of MTU %d needs %d transmit buffers of %d bytes, and the queue sends at most %d per frame: lower the MTU or raise frame_size",
+			e.maxFrame-ethHeaderLen, need, c, e.maxSegs)
+	}
+	return nil
+}
 
 // writeChainLocked is writePacketLocked for a packet of size bytes larger
 // than first, the buffer lent for it: it takes the further buffers the
@@ -136,6 +160,9 @@ func (e *endpoint) requestTxChecksumChain(chain [][]byte, size int) {
 		completeChainChecksum(chain, start, off, end)
 	}
 }
+
+// ethHeaderLen is the Ethernet header a frame adds to the MTU.
+const ethHeaderLen = 14
 
 // completeChainChecksum does what a device does for a checksum request on
 // a frame of several buffers (nic.CompleteChecksum): it sums the frame's

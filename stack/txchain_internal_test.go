@@ -191,3 +191,17 @@ func TestEndpointTxChainAllocs(t *testing.T) {
 		t.Errorf("WritePackets and flush of frames of several buffers allocate %.1f times per batch, want 0", n)
 	}
 }
+
+// TestCheckChains refuses an MTU whose frames need more buffers than the
+// queue sends as one frame.
+func TestCheckChains(t *testing.T) {
+	for _, tt := range []struct {
+		maxSegs int
+		ok      bool
+	}{{18, true}, {5, true}, {4, false}} {
+		e, _, _ := chainEndpoint(t, 8, tt.maxSegs, false)
+		if err := e.checkChains(); (err == nil) != tt.ok {
+			t.Errorf("max %d buffers per frame at MTU 9000 (frames of 5 buffers of 2048 bytes): %v", tt.maxSegs, err)
+		}
+	}
+}
