@@ -98,13 +98,15 @@ type endpoint struct {
 	// frame larger than a lent buffer is written across as many as it
 	// needs (txchain.go). txBatch holds its first buffer, txMore[i] the
 	// number of further buffers of batch frame i, which wait in txExtra
-	// in batch order, and txChains counts the batch's frames of more
-	// than one buffer. txChain holds the buffers of the frame being
+	// in batch order, txSize[i] its size (0 for a frame of one buffer;
+	// ACK elision reads it), and txChains counts the batch's frames of
+	// more than one buffer. txChain holds the buffers of the frame being
 	// written; txSubmit and txSegs are flush's scratch for
 	// TxSubmitPackets. +checklocks:txMu
 	mq       nic.MultiBufferQueue
 	maxSegs  int
 	txMore   []int
+	txSize   []int
 	txExtra  [][]byte
 	txChains int
 	txChain  [][]byte
@@ -140,6 +142,8 @@ func newEndpoint(q nic.Queue, mtu, batch int) *endpoint {
 	if mq, ok := q.(nic.MultiBufferQueue); ok && mq.MultiBuffer() {
 		e.mq, e.maxSegs = mq, mq.MaxTxSegments()
 		e.txMore = make([]int, batch)
+		e.txSize = make([]int, batch)
+		e.elide.sizes = e.txSize
 		e.txExtra = make([][]byte, 0, batch*(e.maxSegs-1))
 		e.txChain = make([][]byte, 0, e.maxSegs)
 		e.txSubmit = make([][]byte, 0, batch*e.maxSegs)

@@ -15,13 +15,12 @@ import (
 // GSO (gso.go) writes its frames of MSS bytes the same way.
 //
 // The batch keeps such a frame's first buffer in txBatch, where ACK
-// elision and FIN joining (ackelide.go) read it: its headers are there,
-// but not all of its IP packet, so they take it for a frame that is not
-// theirs to edit or leave out (as a fragment is) and let it go as it is.
-// A pure ACK before it stays, unless another frame supersedes it; no FIN
-// is joined to it; the zero-window rescue (zerowindow.go) does not see
-// the window it advertises. Its further buffers wait in txExtra until
-// flush, and the capture (pcap.go) records it whole.
+// elision, FIN joining (ackelide.go) and the zero-window rescue's record
+// of sent windows (zerowindow.go) read it as they read any frame: its
+// headers are there, and txSize gives them its length (packet.ParseHead).
+// FIN joining edits only the TCP header, in that first buffer. The
+// frame's further buffers wait in txExtra until flush, and the capture
+// (pcap.go) records it whole.
 
 // checkChains makes sure that, on a multi-buffer queue, a frame of the
 // MTU fits in as many lent buffers as the queue sends as one frame
@@ -104,8 +103,13 @@ func (e *endpoint) takeChainLocked(first []byte, size, want int) [][]byte {
 
 // queueChainLocked adds the frame in chain to the batch. +checklocks:txMu
 func (e *endpoint) queueChainLocked(chain [][]byte) {
+	size := 0
+	for _, b := range chain {
+		size += len(b)
+	}
 	e.txBatch[e.txN] = chain[0]
 	e.txMore[e.txN] = len(chain) - 1
+	e.txSize[e.txN] = size
 	e.txExtra = append(e.txExtra, chain[1:]...)
 	e.txChains++
 	e.txN++
@@ -123,20 +127,20 @@ func (e *endpoint) submitChainsLocked(frames, out, back [][]byte) (int, [][]byte
 		for ; &frames[j][0] != &f[0]; j++ {
 			back = append(back, e.txExtra[x:x+e.txMore[j]]...)
 			x += e.txMore[j]
-			e.txMore[j] = 0
+			e.txMore[j], e.txSize[j] = 0, 0
 		}
 		m := e.txMore[j]
 		bufs = append(bufs, f)
 		bufs = append(bufs, e.txExtra[x:x+m]...)
 		segs = append(segs, 1+m)
 		x += m
-		e.txMore[j] = 0
+		e.txMore[j], e.txSize[j] = 0, 0
 		j++
 	}
 	for ; j < len(frames); j++ {
 		back = append(back, e.txExtra[x:x+e.txMore[j]]...)
 		x += e.txMore[j]
-		e.txMore[j] = 0
+		e.txMore[j], e.txSize[j] = 0, 0
 	}
 	e.txExtra = e.txExtra[:0]
 	e.txChains = 0

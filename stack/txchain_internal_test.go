@@ -205,3 +205,51 @@ func TestCheckChains(t *testing.T) {
 		}
 	}
 }
+
+// TestEndpointTxChainElision writes, on one flow, a pure ACK, a data
+// segment of MTU 9000 with the same acknowledgment (a chain of 5
+// buffers) and a bare FIN right after it: the ACK is elided and the FIN
+// joined to the chain, as they are for frames of one buffer (ACK elision
+// reads a chain's headers from its first buffer, with its length), and
+// the chain arrives with FIN set and a right checksum, the offload on and
+// off.
+func TestEndpointTxChainElision(t *testing.T) {
+	for _, offload := range []bool{false, true} {
+		t.Run(fmt.Sprintf("offload=%v", offload), func(t *testing.T) {
+			e, qa, qb := chainEndpoint(t, 8, 18, offload)
+			const n = 9000 - header.IPv4MinimumSize - header.TCPMinimumSize
+			ack := header.TCPFlagAck
+			pure := buildSeg(seg{80, 1000, ack, 100, 500, 0, false, false})
+			data := finSeg(seg{80, 1000, ack | header.TCPFlagPsh, 100, 500, n, false, false}, 1)
+			fin := finSeg(seg{80, 1000, ack | header.TCPFlagFin, 100, 500, 0, false, false}, 1+n)
+			if offload {
+				// gVisor leaves the field 0 with the offload.
+				for _, f := range [][]byte{pure, data, fin} {
+					header.TCP(f[header.EthernetMinimumSize+header.IPv4MinimumSize:]).SetChecksum(0)
+				}
+			}
+			pkts, release := txPackets(pure, data, fin)
+			defer release()
+			e.WritePackets(pkts)
+			if sent := e.flush(); sent != 1 {
+				t.Fatalf("flush sent %d frames, want 1 (the ACK elided, the FIN joined)", sent)
+			}
+			checkTxBuffers(t, qa, "after flush")
+			if !slices.Equal(qa.segs, []int{5}) {
+				t.Errorf("TxSubmitPackets frames of %v buffers, want [5]", qa.segs)
+			}
+			got := received(t, qb)
+			if len(got) != 1 || len(got[0]) != 9014 {
+				t.Fatalf("peer received %d frames, want one of 9014 bytes", len(got))
+			}
+			f := got[0]
+			tcp := header.TCP(f[header.EthernetMinimumSize+header.IPv4MinimumSize:])
+			if !tcp.Flags().Contains(header.TCPFlagFin) || !l4ChecksumOK(f) {
+				t.Errorf("flags %v, checksum ok %v; want FIN and a right checksum", tcp.Flags(), l4ChecksumOK(f))
+			}
+			if s := e.stats(); s.AcksElided != 1 || s.FinsJoined != 1 {
+				t.Errorf("acks elided %d, fins joined %d; want 1 and 1", s.AcksElided, s.FinsJoined)
+			}
+		})
+	}
+}
