@@ -608,3 +608,35 @@ func TestConfigMultiBuffer(t *testing.T) {
 		})
 	}
 }
+
+// TestMultiBufferRefused checks the error of a queue that the kernel or
+// driver would not bind with multi-buffer: it points at the key that
+// asked for it and says what to set instead.
+func TestMultiBufferRefused(t *testing.T) {
+	refused := &nic.NotSupportedError{Feature: "AF_XDP multi-buffer (XDP_USE_SG, Linux 6.6)", Hint: "turn multi-buffer off and keep the MTU within one frame"}
+	tests := []struct {
+		name  string
+		extra string
+		ifMTU int
+		want  string
+	}{
+		{"auto, interface MTU", "", 9000,
+			"test.ini:2: ifname: MTU 9000 does not fit one frame of frame_size 2048, so it needs AF_XDP multi-buffer (multi_buffer=auto), and xs0 refused it: " + refused.Error() + "; lower the MTU to at most 1778, or to 3826 with frame_size=4096"},
+		{"auto, mtu", "mtu=9000\nframe_size=4096\n", 1500,
+			"test.ini:4: mtu: MTU 9000 does not fit one frame of frame_size 4096, so it needs AF_XDP multi-buffer (multi_buffer=auto), and xs0 refused it: " + refused.Error() + "; lower the MTU to at most 3826"},
+		{"on, MTU fits", "multi_buffer=on\n", 1500,
+			"test.ini:4: multi_buffer: multi_buffer=on asks for AF_XDP multi-buffer, and xs0 refused it: " + refused.Error() + "; set multi_buffer=auto or off: MTU 1500 fits one frame"},
+		{"on, MTU needs it", "multi_buffer=on\nmtu=9000\n", 1500,
+			"test.ini:4: multi_buffer: multi_buffer=on asks for AF_XDP multi-buffer, which MTU 9000 needs, and xs0 refused it: " + refused.Error() + "; lower the MTU to at most 1778, which one frame of frame_size 2048 holds, and set multi_buffer=auto or off"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := configParse(t, configMinimal+tt.extra)
+			err := multiBufferRefused(c, &c.Ports[0], tt.ifMTU, refused)
+			var ce *ConfigError
+			if !errors.As(err, &ce) || err.Error() != tt.want {
+				t.Errorf("got  %v\nwant %s", err, tt.want)
+			}
+		})
+	}
+}

@@ -418,21 +418,40 @@ func openQueue(conf *Config, xdp *nic.Port, port *PortConfig, queue int) (*nic.X
 		MultiBuffer: multi,
 	})
 	if err != nil && multi && errors.Is(err, nic.ErrNotSupported) {
-		key, why := "multi_buffer", "multi_buffer=on"
-		mtu := port.MTU
-		if mtu == 0 {
-			mtu = ifi.MTU
-		}
-		if port.MultiBuffer == MultiBufferAuto {
-			key, why = "mtu", fmt.Sprintf("MTU %d does not fit frame_size %d, so multi_buffer=auto", mtu, port.FrameSize)
-			if port.MTU == 0 {
-				key = "ifname"
-			}
-		}
-		return nil, &ConfigError{File: conf.File, Line: port.lineOf(key), Key: key,
-			Msg: fmt.Sprintf("%s needs AF_XDP multi-buffer, and %s refused it: %v; set an MTU of at most %d (frame_size %d) or multi_buffer=off", why, port.Ifname, err, configMaxMTU(port.FrameSize), port.FrameSize)}
+		return nil, multiBufferRefused(conf, port, ifi.MTU, err)
 	}
 	return q, err
+}
+
+// multiBufferRefused is the error of a queue that could not bind with
+// multi-buffer (err matches nic.ErrNotSupported) on a port whose
+// interface has MTU ifMTU: a *ConfigError at the key that asked for
+// multi-buffer, saying what to set instead.
+func multiBufferRefused(conf *Config, port *PortConfig, ifMTU int, err error) error {
+	mtu, key := port.MTU, "mtu"
+	if mtu == 0 {
+		mtu, key = ifMTU, "ifname"
+	}
+	fits := configMaxMTU(port.FrameSize)
+	var why, fix string
+	switch {
+	case port.MultiBuffer == MultiBufferOn && mtu <= fits:
+		key = "multi_buffer"
+		why = "multi_buffer=on asks for AF_XDP multi-buffer"
+		fix = fmt.Sprintf("set multi_buffer=auto or off: MTU %d fits one frame", mtu)
+	case port.MultiBuffer == MultiBufferOn:
+		key = "multi_buffer"
+		why = fmt.Sprintf("multi_buffer=on asks for AF_XDP multi-buffer, which MTU %d needs", mtu)
+		fix = fmt.Sprintf("lower the MTU to at most %d, which one frame of frame_size %d holds, and set multi_buffer=auto or off", fits, port.FrameSize)
+	default:
+		why = fmt.Sprintf("MTU %d does not fit one frame of frame_size %d, so it needs AF_XDP multi-buffer (multi_buffer=auto)", mtu, port.FrameSize)
+		fix = fmt.Sprintf("lower the MTU to at most %d", fits)
+		if port.FrameSize < 4096 {
+			fix += fmt.Sprintf(", or to %d with frame_size=4096", configMaxMTU(4096))
+		}
+	}
+	return &ConfigError{File: conf.File, Line: port.lineOf(key), Key: key,
+		Msg: fmt.Sprintf("%s, and %s refused it: %v; %s", why, port.Ifname, err, fix)}
 }
 
 // Ephemeral ports are split between lcores: lcore i's active connections
