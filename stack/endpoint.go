@@ -55,7 +55,9 @@ type LinkStats struct {
 // the batch in place (FIN joining), submits the frames to send and gives
 // the elided ones back. Between a WritePackets and the next flush the
 // endpoint holds the batch's buffers and a few spare ones, never more
-// than the batch size; after a flush it holds none.
+// than the batch size (on a multi-buffer queue, whose frames may span
+// several buffers, txchain.go, the buffers of that many frames); after a
+// flush it holds none.
 type endpoint struct {
 	q   nic.Queue
 	mtu atomic.Uint32

@@ -13,6 +13,13 @@
 // joining edit the batch before Flush submits it and gives the frames it
 // leaves out back. No allocation is made per frame by this package.
 //
+// On a multi-buffer queue (nic.MultiBufferQueue: AF_XDP multi-buffer, for
+// an MTU up to 9000) a frame may span several NIC buffers. The loop then
+// calls DeliverPackets, which copies each received chain of buffers into
+// one gVisor view, checked as any frame is; and WritePackets copies a
+// packet larger than one lent buffer across several, which Flush sends as
+// one frame (txchain.go). Each byte is still copied once each way.
+//
 // tcpip.Error values stay inside this package and posix: what Stack returns
 // are plain Go errors.
 package stack
