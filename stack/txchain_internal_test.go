@@ -253,3 +253,40 @@ func TestEndpointTxChainElision(t *testing.T) {
 		})
 	}
 }
+
+// TestPcapChain captures frames of several buffers as they are sent: each
+// record has the frame's whole length and, up to the snapshot length, its
+// bytes across the buffers, with a snapshot length that ends in the
+// first buffer, in a later one, and past the frame.
+func TestPcapChain(t *testing.T) {
+	frame := bytes.Repeat([]byte{1, 2, 3, 4, 5, 6, 7}, 1300) // 9100 bytes
+	var bufs [][]byte
+	for off := 0; off < len(frame); off += 2048 {
+		bufs = append(bufs, frame[off:min(off+2048, len(frame))])
+	}
+	small := rawFrame(9, 60)
+	bufs = append(bufs, small)
+	segs := []int{len(bufs) - 1, 1}
+	for _, snaplen := range []int{96, 5000, 65535} {
+		t.Run(fmt.Sprintf("snaplen=%d", snaplen), func(t *testing.T) {
+			dir := t.TempDir()
+			var tap pcapTap
+			if err := tap.start(PcapConfig{Dir: dir, Prefix: "cpu0", Snaplen: snaplen, Savelen: 1 << 20}); err != nil {
+				t.Fatal(err)
+			}
+			tap.txPackets(bufs, segs)
+			if err := tap.stop(); err != nil {
+				t.Fatal(err)
+			}
+			recs := readPcaps(t, dir, "cpu0", snaplen)
+			if len(recs) != 2 {
+				t.Fatalf("%d records, want 2", len(recs))
+			}
+			for i, want := range [][]byte{frame, small} {
+				if r := recs[i]; r.Orig != len(want) || !bytes.Equal(r.Data, want[:min(len(want), snaplen)]) {
+					t.Errorf("record %d: orig %d, %d bytes captured; want the first %d of %d bytes", i, r.Orig, len(r.Data), min(len(want), snaplen), len(want))
+				}
+			}
+		})
+	}
+}
