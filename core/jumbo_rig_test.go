@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/xstack/xstack/internal/netns"
 	"github.com/xstack/xstack/internal/rig"
 	"github.com/xstack/xstack/internal/rigtest"
@@ -23,8 +25,9 @@ import (
 // frames. It skips, with the kernel's answer, only where the kernel or
 // veth refuses multi-buffer.
 //
-// A second run at MTU 9000 has gVisor hand the link packets of up to 64
-// KiB (net.inet.tcp.gso=1), which the endpoint cuts into chains.
+// Further runs at MTU 9000 have gVisor hand the link packets of up to 64
+// KiB (net.inet.tcp.gso=1), which the endpoint cuts into chains, and ask
+// the kernel to complete each chain's TCP checksum (tx_checksum=on).
 //
 // At MTU 9000 and 1500 alike it also echoes the stream, from the same
 // client, off the kernel's own stack in the stack namespace (echo -kernel
@@ -34,12 +37,18 @@ func TestJumboRig(t *testing.T) {
 	rigtest.RequireRoot(t)
 	bin := rigtest.Build(t, "./examples/echo")
 	for _, tc := range []struct {
-		mtu int
-		gso bool
-	}{{9000, false}, {9000, true}, {1500, false}} {
+		mtu       int
+		gso, csum bool
+	}{{9000, false, false}, {9000, true, false}, {9000, false, true}, {1500, false, false}} {
 		mtu := tc.mtu
 		name := fmt.Sprintf("mtu=%d", mtu)
-		var extra []string
+		extra := []string{"zerocopy=off"}
+		if tc.csum {
+			// The checksum request on a chain's first buffer covers
+			// the whole frame (AF_XDP TX metadata, Linux 6.8).
+			name += "/tx_checksum"
+			extra = append(extra, "tx_checksum=on")
+		}
 		if tc.gso {
 			// GSO's frames of MSS bytes span several buffers too.
 			name += "/gso"
@@ -54,7 +63,10 @@ func TestJumboRig(t *testing.T) {
 					}
 				}
 			}
-			p, err := rigtest.StartProc("echoing", 20*time.Second, bin, "-c", rigtest.Config(t, r, append([]string{"zerocopy=off"}, extra...)...))
+			if tc.csum && !kernelAtLeast(6, 8) {
+				t.Skip("AF_XDP TX metadata needs Linux 6.8")
+			}
+			p, err := rigtest.StartProc("echoing", 20*time.Second, bin, "-c", rigtest.Config(t, r, extra...))
 			if p != nil {
 				t.Cleanup(func() { p.Stop(5 * time.Second) })
 			}
@@ -104,13 +116,16 @@ func TestJumboRig(t *testing.T) {
 				}
 			}
 			cs := p.Counters(t)
-			t.Logf("MTU %d%s, echo of %d MiB each way over IPv4, one core: xstack %.2f Gbit/s, kernel %.2f Gbit/s (ratio %.2f); xstack's frames: %d sent (%d bytes on average), %d received (%d bytes on average)",
-				mtu, map[bool]string{true: " with GSO"}[tc.gso], size>>20, rate["xstack"], rate["kernel"], rate["xstack"]/rate["kernel"],
+			t.Logf("%s, echo of %d MiB each way over IPv4, one core: xstack %.2f Gbit/s, kernel %.2f Gbit/s (ratio %.2f); xstack's frames: %d sent (%d bytes on average), %d received (%d bytes on average)",
+				name, size>>20, rate["xstack"], rate["kernel"], rate["xstack"]/rate["kernel"],
 				cs["nic.tx_frames"], cs["nic.tx_bytes"]/max(cs["nic.tx_frames"], 1), cs["nic.rx_frames"], cs["nic.rx_bytes"]/max(cs["nic.rx_frames"], 1))
 			for _, name := range []string{"link.rx_bad_checksum", "link.rx_malformed", "link.tx_dropped", "nic.tx_dropped"} {
 				if cs[name] != 0 {
 					t.Errorf("%s %d", name, cs[name])
 				}
+			}
+			if tc.csum && cs["nic.tx_csum_offload"] == 0 {
+				t.Errorf("no frame sent with a checksum request (nic.tx_csum_offload 0) with tx_checksum=on")
 			}
 			if tc.gso && cs["link.gso_packets"] == 0 {
 				t.Errorf("no packet cut by GSO (link.gso_packets 0) with net.inet.tcp.gso=1")
@@ -127,4 +142,15 @@ func TestJumboRig(t *testing.T) {
 			}
 		})
 	}
+}
+
+// kernelAtLeast reports whether the running kernel is major.minor or later.
+func kernelAtLeast(major, minor int) bool {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return false
+	}
+	var ma, mi int
+	fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &ma, &mi)
+	return ma > major || ma == major && mi >= minor
 }
