@@ -154,3 +154,77 @@ func kernelAtLeast(major, minor int) bool {
 	fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &ma, &mi)
 	return ma > major || ma == major && mi >= minor
 }
+
+// TestJumboRigLcores runs the echo example on two lcores (a process each,
+// through tools/launch) of a two-queue veth rig at MTU 9000: with a
+// hand-off between the lcores, the loops join each frame's buffers before
+// steering, and the hand-off rings hold frames of the MTU. Four TCP streams of 16 MiB from the peer's
+// kernel, over IPv4 and IPv6, which veth spreads over the two queues, must
+// come back whole, and both lcores must have received jumbo frames.
+func TestJumboRigLcores(t *testing.T) {
+	rigtest.RequireRoot(t)
+	bin := rigtest.Build(t, "./examples/echo")
+	r := rigtest.New(t, rig.Options{Queues: 2})
+	for _, e := range [][2]string{{r.StackNS, r.StackIf}, {r.PeerNS, r.PeerIf}} {
+		if _, err := r.Run(e[0], "ip", "link", "set", "dev", e[1], "mtu", "9000"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	launch := rigtest.Build(t, "./tools/launch")
+	p, err := rigtest.StartProc("echoing", 20*time.Second, launch, "-c", rigtest.ConfigLcores(t, r, 3, "process", "zerocopy=off"), "--", bin)
+	if p != nil {
+		t.Cleanup(func() { p.Stop(5 * time.Second) })
+	}
+	if err != nil {
+		if strings.Contains(err.Error(), "multi-buffer") && strings.Contains(err.Error(), "not supported") {
+			t.Skipf("the kernel refuses AF_XDP multi-buffer on veth: %v", err)
+		}
+		t.Fatal(err)
+	}
+	if _, err := p.WaitLines("echoing", 2, 20*time.Second); err != nil {
+		t.Fatalf("second lcore: %v\n%s", err, p.Output())
+	}
+	const size, streams = 16 << 20, 4
+	errs := make(chan error, streams)
+	for i := range streams {
+		addr := r.StackAddr4
+		if i%2 == 1 {
+			addr = r.StackAddr6
+		}
+		go func() {
+			var c net.Conn
+			if err := netns.Do(r.PeerNS, func() (err error) {
+				c, err = net.DialTimeout("tcp", netip.AddrPortFrom(addr, 7).String(), 10*time.Second)
+				return err
+			}); err != nil {
+				errs <- fmt.Errorf("dial %s: %w", addr, err)
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(120 * time.Second))
+			if err := rigtest.EchoBulk(c.(*net.TCPConn), size, uint64(i+1), 0, nil); err != nil {
+				errs <- fmt.Errorf("stream %d over %s: %w", i, addr, err)
+				return
+			}
+			errs <- nil
+		}()
+	}
+	for range streams {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	for _, lc := range p.CountersAll(t, 2) {
+		cs := lc.Counters
+		t.Logf("lcore %d: %d frames received (%d bytes on average), %d sent, %d handed out, %d in", lc.Lcore,
+			cs["nic.rx_frames"], cs["nic.rx_bytes"]/max(cs["nic.rx_frames"], 1), cs["nic.tx_frames"], cs["steer.handed_out"], cs["steer.handed_in"])
+		for _, name := range []string{"link.rx_bad_checksum", "link.rx_malformed", "link.tx_dropped", "nic.tx_dropped"} {
+			if cs[name] != 0 {
+				t.Errorf("lcore %d: %s %d", lc.Lcore, name, cs[name])
+			}
+		}
+		if avg := cs["nic.rx_bytes"] / max(cs["nic.rx_frames"], 1); avg <= 2048 {
+			t.Errorf("lcore %d: received frames average %d bytes: no jumbo frames", lc.Lcore, avg)
+		}
+	}
+}
