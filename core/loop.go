@@ -257,10 +257,15 @@ func (l *Loop) rxPackets() (int, error) {
 		} else {
 			f := l.joined[i*slot : i*slot : (i+1)*slot]
 			for _, b := range l.bufs[k : k+segs] {
-				// A chain longer than a slot is cut short; the stack
-				// drops what is left of it as the truncated frame it
-				// is, gVisor counting it malformed.
-				f = append(f, b[:min(len(b), cap(f)-len(f))]...)
+				if len(b) > cap(f)-len(f) {
+					// Longer than the MTU allows: handed on
+					// empty, the stack counts it malformed,
+					// as it counts such a chain without a
+					// hand-off.
+					f = f[:0]
+					break
+				}
+				f = append(f, b...)
 			}
 			l.frames[i] = f
 		}

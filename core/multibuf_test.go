@@ -8,10 +8,12 @@ import (
 	"testing"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/waiter"
 
+	"github.com/xstack/xstack/nic/nictest"
 	"github.com/xstack/xstack/stack"
 	"github.com/xstack/xstack/stack/stacktest"
 )
@@ -153,5 +155,30 @@ func read(t *testing.T, ep tcpip.Endpoint, b *bytes.Buffer) {
 		if _, ok := err.(*tcpip.ErrWouldBlock); !ok {
 			t.Fatalf("read: %v", err)
 		}
+	}
+}
+
+// TestLoopMultiBufferOversize hands a loop with a hand-off a frame of
+// several buffers longer than its stack's MTU allows: it is counted as
+// malformed and dropped, as the stack counts it without a hand-off.
+func TestLoopMultiBufferOversize(t *testing.T) {
+	q := nictest.New(9000)
+	if err := q.SetMultiBuffer(2048-256, 18); err != nil {
+		t.Fatal(err)
+	}
+	st, q := stacktest.NewStackOn(t, q, stack.Config{Name: "t0", MTU: 4000, Addr4: netip.MustParsePrefix("198.18.0.1/16")})
+	h := newHandoff(0, 2, newLcoreSteer(2, 0), DefaultBurst)
+	t.Cleanup(h.Close)
+	l := NewLoop(q, st, LoopConfig{BusyPoll: true, Handoff: h})
+	f := make([]byte, 9014)
+	header.Ethernet(f).Encode(&header.EthernetFields{DstAddr: tcpip.LinkAddress(st.HardwareAddr()), Type: header.IPv4ProtocolNumber})
+	if !q.Inject(f) {
+		t.Fatal("inject")
+	}
+	if _, err := l.Pass(nil); err != nil {
+		t.Fatal(err)
+	}
+	if s := st.LinkStats(); s.RxMalformed != 1 || s.RxFrames != 0 {
+		t.Errorf("link stats %+v, want rx_malformed 1 and nothing delivered", s)
 	}
 }
