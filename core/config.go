@@ -77,9 +77,14 @@ import (
 //	rx_ring         2048           RX and fill ring size, power of two, 64..frames
 //	tx_ring         2048           TX and completion ring size, power of two, 64..frames
 //	pass_to_kernel  1              0|1: XDP_PASS the traffic that is not for the stack
-//	mtu             (interface's)  576..9000; mtu+14 (Ethernet header) must fit in
-//	                               frame_size-256 (XDP_PACKET_HEADROOM), so at most 1778
-//	                               with frame_size=2048 and 3826 with 4096
+//	mtu             (interface's)  576..9000; without multi-buffer mtu+14 (Ethernet header)
+//	                               must fit in frame_size-256 (XDP_PACKET_HEADROOM), so at
+//	                               most 1778 with frame_size=2048 and 3826 with 4096
+//	multi_buffer    auto           auto|on|off AF_XDP multi-buffer (XDP_USE_SG, Linux 6.6): a
+//	                               frame may span several UMEM frames, for an MTU up to 9000
+//	                               (jumbo frames); auto turns it on when the MTU (mtu, else
+//	                               the interface's) does not fit one frame; on fails where
+//	                               the kernel or driver lacks it; off keeps the limit above
 //	[pcap]
 //	enable          0              0|1: capture RX and TX to <savepath>/cpu<lcore>_<seq>.pcap
 //	snaplen         96             bytes kept of each frame, 1..65535
@@ -177,8 +182,18 @@ type PortConfig struct {
 	TxRing       int                // tx_ring; power of two, <= Frames
 	PassToKernel bool               // pass_to_kernel
 	MTU          int                // mtu; 0 = use the interface's MTU
+	MultiBuffer  MultiBufferMode    // multi_buffer
 
 	lines map[string]int // key -> line
+}
+
+// lineOf returns the line of key in the port's section, else of the
+// section header.
+func (p *PortConfig) lineOf(key string) int {
+	if l := p.lines[key]; l > 0 {
+		return l
+	}
+	return p.Line
 }
 
 // Prefix returns the port's IPv4 address with its netmask length, or an
@@ -211,6 +226,36 @@ const (
 	ModeProcess RunMode = "process" // one process per lcore (F-Stack's model)
 	ModeThread  RunMode = "thread"  // all lcores in one process, a pinned thread each
 )
+
+// MultiBufferMode says when a port's queues use AF_XDP multi-buffer (the
+// multi_buffer key), which lets a frame span several UMEM frames.
+type MultiBufferMode string
+
+const (
+	// MultiBufferAuto uses multi-buffer when the port's MTU does not fit
+	// one UMEM frame, and only then: a queue whose frames fit one buffer
+	// keeps the single-buffer path.
+	MultiBufferAuto MultiBufferMode = "auto"
+	MultiBufferOn   MultiBufferMode = "on"  // always; fails where the kernel or driver lacks it
+	MultiBufferOff  MultiBufferMode = "off" // never; the MTU must fit one UMEM frame
+)
+
+// UseMultiBuffer reports whether the port's queues bind with AF_XDP
+// multi-buffer when the interface's MTU is ifMTU (mtu, when set, is the
+// MTU instead).
+func (p *PortConfig) UseMultiBuffer(ifMTU int) bool {
+	switch p.MultiBuffer {
+	case MultiBufferOn:
+		return true
+	case MultiBufferOff:
+		return false
+	}
+	mtu := p.MTU
+	if mtu == 0 {
+		mtu = ifMTU
+	}
+	return mtu > configMaxMTU(p.FrameSize)
+}
 
 // ShutdownMode is how the lcores end their connections when the process is
 // asked to stop (the shutdown key); see Shutdown.
@@ -445,6 +490,7 @@ func newDefaultPort(index, line int) PortConfig {
 		RxRing:       2048,
 		TxRing:       2048,
 		PassToKernel: true,
+		MultiBuffer:  MultiBufferAuto,
 		lines:        map[string]int{},
 	}
 }
@@ -770,6 +816,10 @@ var configPortKeys = []configKey[PortConfig]{
 		p.MTU = int(n)
 		return err
 	}},
+	{name: "multi_buffer", set: func(p *PortConfig, v string) (err error) {
+		p.MultiBuffer, err = configEnum(v, MultiBufferAuto, MultiBufferOn, MultiBufferOff)
+		return err
+	}},
 }
 
 func (p *configParser) checkPcap() error {
@@ -797,6 +847,10 @@ const (
 func configMaxMTU(frameSize int) int {
 	return frameSize - configXDPHeadroom - configEthHdr
 }
+
+// configMaxJumboMTU is the largest MTU a multi-buffer queue takes: the
+// stack's own bound (stack.New), which 9000-byte jumbo frames meet.
+const configMaxJumboMTU = 9000
 
 func (p *configParser) checkPort(port *PortConfig, before []PortConfig) error {
 	line := func(key string) int {
@@ -919,9 +973,9 @@ func (p *configParser) checkPort(port *PortConfig, before []PortConfig) error {
 		}
 		return errf("frames", "expected at least %s (%d, its default), got %d", r.key, r.size, port.Frames)
 	}
-	if port.MTU > configMaxMTU(port.FrameSize) {
-		return errf("mtu", "expected at most %d so that a frame fits in frame_size %d (less %d bytes XDP headroom and %d bytes Ethernet header), got %d",
-			configMaxMTU(port.FrameSize), port.FrameSize, configXDPHeadroom, configEthHdr, port.MTU)
+	if port.MTU > configMaxMTU(port.FrameSize) && port.MultiBuffer == MultiBufferOff {
+		return errf("mtu", "expected at most %d so that a frame fits in frame_size %d (less %d bytes XDP headroom and %d bytes Ethernet header) with multi_buffer=off, got %d; multi_buffer=auto or on takes up to %d",
+			configMaxMTU(port.FrameSize), port.FrameSize, configXDPHeadroom, configEthHdr, port.MTU, configMaxJumboMTU)
 	}
 	return nil
 }
@@ -936,8 +990,9 @@ func (c *Config) lineOf(key, section string) int {
 
 // CheckHost checks the configuration against the machine it is about to run
 // on: every lcore is a CPU this process may run on, every port's network
-// namespace and interface exist (and the interface's MTU fits a UMEM frame
-// when mtu is not set), and the pcap directory exists when capture is on.
+// namespace and interface exist (and, when mtu is not set, the interface's
+// MTU fits a UMEM frame, or multi-buffer's 9000 when it may be used), and
+// the pcap directory exists when capture is on.
 // Entering a namespace needs CAP_SYS_ADMIN. Errors are *ConfigError pointing
 // at the key to fix.
 func (c *Config) CheckHost() error {
@@ -983,10 +1038,16 @@ func (c *Config) CheckHost() error {
 			}
 			return errf(line("ifname"), "ifname", "look up interface %q%s: %v", port.Ifname, where, lookupErr)
 		}
-		if port.MTU == 0 && ifi.MTU > configMaxMTU(port.FrameSize) {
-			return errf(line("ifname"), "ifname",
-				"interface %q%s has MTU %d, but frame_size %d holds at most MTU %d: set mtu, lower the interface's MTU or raise frame_size",
+		switch {
+		case port.MTU != 0:
+		case ifi.MTU > configMaxMTU(port.FrameSize) && port.MultiBuffer == MultiBufferOff:
+			return errf(line("multi_buffer"), "multi_buffer",
+				"interface %q%s has MTU %d, but frame_size %d holds at most MTU %d with multi_buffer=off: set multi_buffer=auto or on, set mtu, lower the interface's MTU or raise frame_size",
 				port.Ifname, where, ifi.MTU, port.FrameSize, configMaxMTU(port.FrameSize))
+		case ifi.MTU > configMaxJumboMTU:
+			return errf(line("ifname"), "ifname",
+				"interface %q%s has MTU %d, more than the %d the stack takes even with multi-buffer: set mtu or lower the interface's MTU",
+				port.Ifname, where, ifi.MTU, configMaxJumboMTU)
 		}
 	}
 	if c.Pcap.Enable {

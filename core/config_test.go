@@ -115,6 +115,7 @@ func TestConfigDefaults(t *testing.T) {
 			RxRing:       2048,
 			TxRing:       2048,
 			PassToKernel: true,
+			MultiBuffer:  MultiBufferAuto,
 		}},
 		Pcap: PcapConfig{Enable: false, Snaplen: 96, Savelen: 16777216, Savepath: "."},
 	}
@@ -310,6 +311,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"tx_ring", port0 + "tx_ring=-64\n", "test.ini:4: tx_ring: ", "power of two"},
 		{"pass_to_kernel", port0 + "pass_to_kernel=2\n", "test.ini:4: pass_to_kernel: ", "expected 0 or 1"},
 		{"mtu low", port0 + "mtu=500\n", "test.ini:4: mtu: ", "expected bytes 576..9000"},
+		{"mtu high", port0 + "mtu=9001\n", "test.ini:4: mtu: ", "expected bytes 576..9000"},
+		{"multi_buffer", port0 + "multi_buffer=1\n", "test.ini:4: multi_buffer: ", `expected auto, on or off, got "1"`},
 
 		// [pcap] values.
 		{"pcap enable", "[pcap]\nenable=true\n" + port0, "test.ini:2: enable: ", "expected 0 or 1"},
@@ -348,7 +351,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"rx_ring > frames", port0 + "frames=1024\nrx_ring=2048\ntx_ring=512\n", "test.ini:5: rx_ring: ", "expected at most frames (1024), got 2048"},
 		{"tx_ring > frames", port0 + "frames=1024\nrx_ring=512\ntx_ring=2048\n", "test.ini:6: tx_ring: ", "expected at most frames (1024), got 2048"},
 		{"frames < default ring", port0 + "frames=1024\ntx_ring=512\n", "test.ini:4: frames: ", "expected at least rx_ring (2048, its default), got 1024"},
-		{"mtu > frame", port0 + "mtu=9000\n", "test.ini:4: mtu: ", "expected at most 1778 so that a frame fits in frame_size 2048"},
+		{"mtu > frame without multi-buffer", port0 + "mtu=9000\nmulti_buffer=off\n", "test.ini:4: mtu: ", "expected at most 1778 so that a frame fits in frame_size 2048 (less 256 bytes XDP headroom and 14 bytes Ethernet header) with multi_buffer=off, got 9000; multi_buffer=auto or on takes up to 9000"},
 		{"savelen < snaplen", "[pcap]\nsnaplen=1000\nsavelen=100\n" + port0, "test.ini:3: savelen: ", "expected at least 1040 bytes"},
 	}
 	for _, tt := range tests {
@@ -508,8 +511,10 @@ func TestConfigCheckHost(t *testing.T) {
 			"[port0]\nifname=xsnope0\naddr=198.18.0.1\n",
 			`test.ini:2: ifname: interface "xsnope0" not found`},
 		{"loopback here", "[port0]\nifname=lo\naddr=198.18.0.1\nmtu=1500\n", ""},
-		{"loopback MTU too big", "[port0]\nifname=lo\naddr=198.18.0.1\n",
-			fmt.Sprintf(`test.ini:2: ifname: interface "lo" has MTU %d, but frame_size 2048 holds at most MTU 1778: set mtu, lower the interface's MTU or raise frame_size`, lo.MTU)},
+		{"loopback MTU too big", "[port0]\nifname=lo\naddr=198.18.0.1\nmulti_buffer=off\n",
+			fmt.Sprintf(`test.ini:4: multi_buffer: interface "lo" has MTU %d, but frame_size 2048 holds at most MTU 1778 with multi_buffer=off: set multi_buffer=auto or on, set mtu, lower the interface's MTU or raise frame_size`, lo.MTU)},
+		{"loopback MTU too big for multi-buffer", "[port0]\nifname=lo\naddr=198.18.0.1\n",
+			fmt.Sprintf(`test.ini:2: ifname: interface "lo" has MTU %d, more than the 9000 the stack takes even with multi-buffer: set mtu or lower the interface's MTU`, lo.MTU)},
 		{"lcore not allowed", "[xstack]\nlcore_mask=8000000000000000\n[port0]\nifname=lo\naddr=198.18.0.1\nmtu=1500\n",
 			"test.ini:2: lcore_mask: lcore 63 is not a CPU this process may run on"},
 		{"pcap directory missing", "[port0]\nifname=lo\naddr=198.18.0.1\nmtu=1500\n[pcap]\nenable=1\nsavepath=/nonexistent/xstack\n",
@@ -518,6 +523,7 @@ func TestConfigCheckHost(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if (tt.name == "loopback MTU too big" && lo.MTU <= configMaxMTU(2048)) ||
+				(tt.name == "loopback MTU too big for multi-buffer" && lo.MTU <= configMaxJumboMTU) ||
 				(tt.name == "lcore not allowed" && cpus.IsSet(63)) {
 				t.Skip("this host does not have the condition the case needs")
 			}
@@ -572,5 +578,65 @@ func TestParseConfigTestdata(t *testing.T) {
 	}
 	if len(c.Sysctls) != len(stack.SysctlNames()) || len(c.Ports) != 2 || !slices.Equal(c.Ports[1].LcoreList, []int{0, 1}) {
 		t.Errorf("full.ini: got %+v", c)
+	}
+}
+
+func TestConfigMultiBuffer(t *testing.T) {
+	tests := []struct {
+		name  string
+		extra string
+		ifMTU int
+		want  bool
+	}{
+		{"default, MTU fits", "", 1500, false},
+		{"default, interface MTU 9000", "", 9000, true},
+		{"default, largest MTU one frame holds", "", 1778, false},
+		{"default, one byte more", "", 1779, true},
+		{"default, mtu set over the interface's", "mtu=9000\n", 1500, true},
+		{"default, mtu set under the interface's", "mtu=1500\n", 9000, false},
+		{"frame_size 4096 holds 3826", "frame_size=4096\nmtu=3826\n", 9000, false},
+		{"frame_size 4096, 3827", "frame_size=4096\nmtu=3827\n", 1500, true},
+		{"on, MTU fits", "multi_buffer=on\n", 1500, true},
+		{"off, mtu fits", "multi_buffer=off\nmtu=1500\n", 9000, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := configParse(t, configMinimal+tt.extra)
+			if got := c.Ports[0].UseMultiBuffer(tt.ifMTU); got != tt.want {
+				t.Errorf("UseMultiBuffer(%d) = %v, want %v", tt.ifMTU, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestMultiBufferRefused checks the error of a queue that the kernel or
+// driver would not bind with multi-buffer: it points at the key that
+// asked for it and says what to set instead.
+func TestMultiBufferRefused(t *testing.T) {
+	refused := &nic.NotSupportedError{Feature: "AF_XDP multi-buffer (XDP_USE_SG, Linux 6.6)", Hint: "turn multi-buffer off and keep the MTU within one frame"}
+	tests := []struct {
+		name  string
+		extra string
+		ifMTU int
+		want  string
+	}{
+		{"auto, interface MTU", "", 9000,
+			"test.ini:2: ifname: MTU 9000 does not fit one frame of frame_size 2048, so it needs AF_XDP multi-buffer (multi_buffer=auto), and xs0 refused it: " + refused.Error() + "; lower the MTU to at most 1778, or to 3826 with frame_size=4096"},
+		{"auto, mtu", "mtu=9000\nframe_size=4096\n", 1500,
+			"test.ini:4: mtu: MTU 9000 does not fit one frame of frame_size 4096, so it needs AF_XDP multi-buffer (multi_buffer=auto), and xs0 refused it: " + refused.Error() + "; lower the MTU to at most 3826"},
+		{"on, MTU fits", "multi_buffer=on\n", 1500,
+			"test.ini:4: multi_buffer: multi_buffer=on asks for AF_XDP multi-buffer, and xs0 refused it: " + refused.Error() + "; set multi_buffer=auto or off: MTU 1500 fits one frame"},
+		{"on, MTU needs it", "multi_buffer=on\nmtu=9000\n", 1500,
+			"test.ini:4: multi_buffer: multi_buffer=on asks for AF_XDP multi-buffer, which MTU 9000 needs, and xs0 refused it: " + refused.Error() + "; lower the MTU to at most 1778, which one frame of frame_size 2048 holds, and set multi_buffer=auto or off"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := configParse(t, configMinimal+tt.extra)
+			err := multiBufferRefused(c, &c.Ports[0], tt.ifMTU, refused)
+			var ce *ConfigError
+			if !errors.As(err, &ce) || err.Error() != tt.want {
+				t.Errorf("got  %v\nwant %s", err, tt.want)
+			}
+		})
 	}
 }

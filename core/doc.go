@@ -27,4 +27,12 @@
 // GOMAXPROCS=1 and the process pinned, gVisor's goroutines run on the same
 // core, switched in user space at the yield. Nothing below core knows that
 // there may be more than one lcore.
+//
+// A port whose MTU does not fit one UMEM frame (jumbo frames; the
+// multi_buffer key) has multi-buffer queues: the loop takes a burst off
+// such a queue as whole frames of one or more buffers each
+// (nic.MultiBufferQueue.RxPackets) and the stack joins each frame as it
+// copies it into gVisor memory. With several lcores the loop joins them
+// itself first, since steering reads and the hand-off rings copy
+// contiguous frames.
 package core

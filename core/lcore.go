@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -171,7 +172,7 @@ func startGroup(conf *Config, ids []int, logger *log.Logger) (_ []*Lcore, err er
 		ls[0].join = join
 		for _, l := range ls {
 			l.xdp = xdp
-			if l.q, err = openQueue(xdp, port, l.Queue); err != nil {
+			if l.q, err = openQueue(conf, xdp, port, l.Queue); err != nil {
 				if len(ls) > 1 {
 					err = fmt.Errorf("lcore %d: %w", l.ID, err)
 				}
@@ -198,7 +199,14 @@ func startGroup(conf *Config, ids []int, logger *log.Logger) (_ []*Lcore, err er
 			return nil, fmt.Errorf("lcore %d: %w", l.ID, err)
 		}
 	}
-	handoffs, err := groupHandoffs(ls, n, port.FrameSize, whole, runDir)
+	// A hand-off slot holds the largest frame: one UMEM frame, or with
+	// multi-buffer a frame of the MTU, which the loop joins from its
+	// buffers before steering.
+	slot := port.FrameSize
+	if ls[0].q.MultiBuffer() {
+		slot = max(slot, ls[0].Stack.MTU()+ethHeaderLen)
+	}
+	handoffs, err := groupHandoffs(ls, n, slot, whole, runDir)
 	if err != nil {
 		return nil, err
 	}
@@ -251,7 +259,7 @@ func attachGroup(port *PortConfig, primary, whole bool, joinPath string, n int, 
 // with the whole group in this process they are in its memory; otherwise
 // each lcore creates its inbound rings as files in runDir, and opens its
 // outbound ones when it first hands a frame over.
-func groupHandoffs(ls []*Lcore, n, frameSize int, whole bool, runDir string) ([]*Handoff, error) {
+func groupHandoffs(ls []*Lcore, n, slotSize int, whole bool, runDir string) ([]*Handoff, error) {
 	hs := make([]*Handoff, len(ls))
 	if n == 1 {
 		return hs, nil
@@ -265,7 +273,7 @@ func groupHandoffs(ls []*Lcore, n, frameSize int, whole bool, runDir string) ([]
 					continue
 				}
 				var err error
-				if rings[i][j], err = NewHandoffRing(handoffSlots, frameSize); err != nil {
+				if rings[i][j], err = NewHandoffRing(handoffSlots, slotSize); err != nil {
 					return nil, err
 				}
 			}
@@ -292,7 +300,7 @@ func groupHandoffs(ls []*Lcore, n, frameSize int, whole bool, runDir string) ([]
 			path := ringPath(runDir, j, self)
 			os.Remove(path) // a ring left by an earlier run of this lcore
 			var err error
-			if h.in[j], err = CreateHandoffRing(path, handoffSlots, frameSize); err != nil {
+			if h.in[j], err = CreateHandoffRing(path, handoffSlots, slotSize); err != nil {
 				return nil, fmt.Errorf("lcore %d: %w", l.ID, err)
 			}
 		}
@@ -389,16 +397,61 @@ func openPort(port *PortConfig, logger *log.Logger) (*nic.Port, error) {
 	})
 }
 
-func openQueue(xdp *nic.Port, port *PortConfig, queue int) (*nic.XSKQueue, error) {
-	return xdp.OpenQueue(nic.QueueConfig{
-		Queue:      queue,
-		Frames:     port.Frames,
-		FrameSize:  port.FrameSize,
-		RxRing:     port.RxRing,
-		TxRing:     port.TxRing,
-		ZeroCopy:   port.ZeroCopy,
-		TxChecksum: port.TxChecksum,
+// openQueue opens the AF_XDP queue of an lcore, with multi-buffer where
+// the port's MTU needs it (multi_buffer). A kernel or driver without
+// multi-buffer is reported as a *ConfigError at the key that asked for it.
+// Call it in the interface's namespace.
+func openQueue(conf *Config, xdp *nic.Port, port *PortConfig, queue int) (*nic.XSKQueue, error) {
+	ifi, err := net.InterfaceByName(port.Ifname)
+	if err != nil {
+		return nil, fmt.Errorf("look up %s: %w", port.Ifname, err)
+	}
+	multi := port.UseMultiBuffer(ifi.MTU)
+	q, err := xdp.OpenQueue(nic.QueueConfig{
+		Queue:       queue,
+		Frames:      port.Frames,
+		FrameSize:   port.FrameSize,
+		RxRing:      port.RxRing,
+		TxRing:      port.TxRing,
+		ZeroCopy:    port.ZeroCopy,
+		TxChecksum:  port.TxChecksum,
+		MultiBuffer: multi,
 	})
+	if err != nil && multi && errors.Is(err, nic.ErrNotSupported) {
+		return nil, multiBufferRefused(conf, port, ifi.MTU, err)
+	}
+	return q, err
+}
+
+// multiBufferRefused is the error of a queue that could not bind with
+// multi-buffer (err matches nic.ErrNotSupported) on a port whose
+// interface has MTU ifMTU: a *ConfigError at the key that asked for
+// multi-buffer, saying what to set instead.
+func multiBufferRefused(conf *Config, port *PortConfig, ifMTU int, err error) error {
+	mtu, key := port.MTU, "mtu"
+	if mtu == 0 {
+		mtu, key = ifMTU, "ifname"
+	}
+	fits := configMaxMTU(port.FrameSize)
+	var why, fix string
+	switch {
+	case port.MultiBuffer == MultiBufferOn && mtu <= fits:
+		key = "multi_buffer"
+		why = "multi_buffer=on asks for AF_XDP multi-buffer"
+		fix = fmt.Sprintf("set multi_buffer=auto or off: MTU %d fits one frame", mtu)
+	case port.MultiBuffer == MultiBufferOn:
+		key = "multi_buffer"
+		why = fmt.Sprintf("multi_buffer=on asks for AF_XDP multi-buffer, which MTU %d needs", mtu)
+		fix = fmt.Sprintf("lower the MTU to at most %d, which one frame of frame_size %d holds, and set multi_buffer=auto or off", fits, port.FrameSize)
+	default:
+		why = fmt.Sprintf("MTU %d does not fit one frame of frame_size %d, so it needs AF_XDP multi-buffer (multi_buffer=auto)", mtu, port.FrameSize)
+		fix = fmt.Sprintf("lower the MTU to at most %d", fits)
+		if port.FrameSize < 4096 {
+			fix += fmt.Sprintf(", or to %d with frame_size=4096", configMaxMTU(4096))
+		}
+	}
+	return &ConfigError{File: conf.File, Line: port.lineOf(key), Key: key,
+		Msg: fmt.Sprintf("%s, and %s refused it: %v; %s", why, port.Ifname, err, fix)}
 }
 
 // Ephemeral ports are split between lcores: lcore i's active connections

@@ -72,6 +72,16 @@ type Loop struct {
 	cfg    LoopConfig
 	frames [][]byte
 
+	// mq is q when it is a multi-buffer queue, whose frames may span
+	// several buffers and are read with RxPackets into bufs and segs;
+	// nil otherwise. joined holds, with a hand-off, the burst's frames of
+	// several buffers joined into one each (steering and the hand-off
+	// rings take contiguous frames), Burst slots of the largest frame.
+	mq     nic.MultiBufferQueue
+	bufs   [][]byte
+	segs   []int
+	joined []byte
+
 	stop    atomic.Bool
 	running atomic.Bool
 
@@ -114,8 +124,28 @@ func NewLoop(q nic.Queue, st *stack.Stack, cfg LoopConfig) *Loop {
 	default:
 		cfg.Now = monotonicClock()
 	}
-	return &Loop{q: q, st: st, cfg: cfg, clock: clock, frames: make([][]byte, cfg.Burst)}
+	l := &Loop{q: q, st: st, cfg: cfg, clock: clock, frames: make([][]byte, cfg.Burst)}
+	if mq, ok := q.(nic.MultiBufferQueue); ok && mq.MultiBuffer() {
+		l.mq = mq
+		// Room for a burst of chains of several buffers each, and at
+		// least for the longest chain a queue hands out, so that
+		// RxPackets never finds bufs too short for the next frame.
+		l.bufs = make([][]byte, max(4*cfg.Burst, rxChainMax))
+		l.segs = make([]int, cfg.Burst)
+		if cfg.Handoff != nil {
+			l.joined = make([]byte, cfg.Burst*(st.MTU()+ethHeaderLen))
+		}
+	}
+	return l
 }
+
+// rxChainMax bounds the buffers of one received frame: a 64 KiB frame
+// (an skb that GRO built, in generic XDP mode) in UMEM frames of 2048
+// bytes less XDP_PACKET_HEADROOM is 37 of them.
+const rxChainMax = 64
+
+// ethHeaderLen is the Ethernet header a frame adds to the MTU.
+const ethHeaderLen = 14
 
 // monotonicClock returns a clock of the runtime's monotonic time since
 // now, never zero (the loop takes 0 for "no reading yet").
@@ -168,17 +198,22 @@ func (l *Loop) Pass(app func() error) (did bool, err error) {
 		fired = c.Advance(now)
 		l.timers.Add(uint64(fired))
 	}
-	n, err := l.q.Rx(l.frames)
+	var n int
+	if l.mq != nil {
+		n, err = l.rxPackets()
+	} else {
+		n, err = l.q.Rx(l.frames)
+		if n > 0 {
+			l.rx.Add(uint64(n))
+			if h := l.cfg.Handoff; h != nil {
+				l.st.DeliverParsed(h.steerBurst(l.frames[:n]))
+			} else {
+				l.st.Deliver(l.frames[:n])
+			}
+		}
+	}
 	if err != nil {
 		return false, err
-	}
-	if n > 0 {
-		l.rx.Add(uint64(n))
-		if h := l.cfg.Handoff; h != nil {
-			l.st.DeliverParsed(h.steerBurst(l.frames[:n]))
-		} else {
-			l.st.Deliver(l.frames[:n])
-		}
 	}
 	if h := l.cfg.Handoff; h != nil {
 		n += h.drainIn(l.st.Deliver)
@@ -197,6 +232,47 @@ func (l *Loop) Pass(app func() error) (did bool, err error) {
 		l.control()
 	}
 	return n > 0 || sent > 0 || fired > 0, nil
+}
+
+// rxPackets receives and delivers a burst from a multi-buffer queue. With
+// a hand-off, each frame of several buffers is first joined in l.joined,
+// since steering and the hand-off rings take contiguous frames; without
+// one the stack joins it as it copies it into gVisor memory.
+func (l *Loop) rxPackets() (int, error) {
+	n, err := l.mq.RxPackets(l.bufs, l.segs)
+	if n == 0 {
+		return 0, err
+	}
+	l.rx.Add(uint64(n))
+	h := l.cfg.Handoff
+	if h == nil {
+		l.st.DeliverPackets(l.bufs, l.segs[:n])
+		return n, err
+	}
+	slot := len(l.joined) / len(l.frames)
+	k := 0
+	for i, segs := range l.segs[:n] {
+		if segs == 1 {
+			l.frames[i] = l.bufs[k]
+		} else {
+			f := l.joined[i*slot : i*slot : (i+1)*slot]
+			for _, b := range l.bufs[k : k+segs] {
+				if len(b) > cap(f)-len(f) {
+					// Longer than the MTU allows: handed on
+					// empty, the stack counts it malformed,
+					// as it counts such a chain without a
+					// hand-off.
+					f = f[:0]
+					break
+				}
+				f = append(f, b...)
+			}
+			l.frames[i] = f
+		}
+		k += segs
+	}
+	l.st.DeliverParsed(h.steerBurst(l.frames[:n]))
+	return n, err
 }
 
 // account charges the time since the previous pass started to busy or

@@ -58,7 +58,16 @@ const (
 	// arrive as one burst (and GRO may merge them), instead of one frame
 	// per pass.
 	rxBurst
+	// rxMultiBuffer makes the queues emulate AF_XDP multi-buffer queues
+	// with buffers of rxSegSize bytes, so that nearly every frame arrives
+	// as a chain the loop joins for steering, and the stacks send theirs
+	// in chains too.
+	rxMultiBuffer
 )
+
+// rxSegSize is the buffer size of rxMultiBuffer's queues: small, so that
+// frames of every size span several.
+const rxSegSize = 128
 
 const (
 	rxMaxFrames    = 16
@@ -129,7 +138,7 @@ type rxWorld struct {
 
 func rxAddr(a netip.Addr) tcpip.Address { return tcpip.AddrFromSlice(a.AsSlice()) }
 
-func newRXWorld(t *testing.T) *rxWorld {
+func newRXWorld(t *testing.T, multiBuffer bool) *rxWorld {
 	t.Helper()
 	w := &rxWorld{}
 	t.Cleanup(w.close)
@@ -151,6 +160,11 @@ func newRXWorld(t *testing.T) *rxWorld {
 	for i := range n {
 		q := nictest.New(1500)
 		q.SetHardwareAddr(rxMAC)
+		if multiBuffer {
+			if err := q.SetMultiBuffer(rxSegSize, 18); err != nil {
+				t.Fatal(err)
+			}
+		}
 		steer := newLcoreSteer(n, i)
 		lo, hi := steer.PortRange(i)
 		st, err := stack.New(q, stack.Config{
@@ -524,7 +538,7 @@ func (w *rxWorld) checkAlive(t *testing.T, input []byte) {
 // testdata/fuzz/FuzzRxPath, checked against rxSeeds by TestRxPathSeeds).
 func FuzzRxPath(f *testing.F) {
 	f.Fuzz(func(t *testing.T, flags uint8, data []byte) {
-		w := newRXWorld(t)
+		w := newRXWorld(t, flags&rxMultiBuffer != 0)
 		recv := 0
 		if flags&rxOnLcore1 != 0 {
 			recv = 1
@@ -774,6 +788,10 @@ func rxSeeds() []fuzzcorpus.Seed {
 		{"tcp4_conn_burst_fin", conns | rxBurst, append(data(1, 101),
 			seg(rxSegment{sport: rxPassivePort, dport: rxListenPort, seq: 201, ack: 1, flags: fin}))},
 		{"tcp4_burst_bad_checksum_between", rxBurst, [][]byte{synTo(false, 41010), spoil(synTo(false, 41011), 14+20+16), synTo(false, 41012)}},
+		{"multibuf_tcp4_conn_burst", conns | rxBurst | rxMultiBuffer, data(1, 101, 201, 301, 401)},
+		{"multibuf_tcp4_handed_to_lcore0", fix | rxOnLcore1 | rxMultiBuffer, [][]byte{seg(rxSegment{sport: 80, dport: 33000, seq: 1, ack: 1, flags: psh, data: block})}},
+		{"multibuf_tcp4_burst_bad_checksum_between", rxBurst | rxMultiBuffer, [][]byte{synTo(false, 41010), spoil(synTo(false, 41011), 14+20+16), synTo(false, 41012)}},
+		{"multibuf_arp_request", fix | rxMultiBuffer, [][]byte{rxARP(bcast, header.ARPRequest, rxV4Peer, rxV4Us)}},
 		{"tcp4_bad_checksum", 0, [][]byte{spoil(synTo(false, 41013), 14+20+16)}},
 		{"tcp6_bad_checksum", 0, [][]byte{spoil(synTo(true, 41014), 14+40+16)}},
 		{"ipv4_bad_header_checksum", 0, [][]byte{spoil(synTo(false, 41015), 14+10)}},

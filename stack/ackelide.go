@@ -41,6 +41,10 @@ type ackElider struct {
 	partial bool
 	// fins counts the FINs joined to data in the last filter.
 	fins int
+	// sizes, when not nil, holds for each frame of the batch that spans
+	// several buffers (txchain.go) its size, of which the frame given
+	// to filter is the first buffer; 0 for a frame of one buffer.
+	sizes []int
 }
 
 type segMeta struct {
@@ -79,7 +83,11 @@ func (a *ackElider) filter(frames, out, skip [][]byte) ([][]byte, [][]byte) {
 	acks, fins := 0, 0
 	for i, f := range frames {
 		m := &a.meta[i]
-		m.fill(f)
+		size := len(f)
+		if a.sizes != nil && a.sizes[i] != 0 {
+			size = a.sizes[i]
+		}
+		m.fill(f, size)
 		if m.pureAck && !m.sack {
 			acks++
 		}
@@ -184,13 +192,15 @@ func (a *ackElider) superseded(i, n int) bool {
 	return false
 }
 
-// fill sets m from f, an Ethernet frame the stack itself built, parsing
-// its headers once. Anything but an unfragmented TCP segment is marked as
-// not TCP and left alone: fragments are never merged with anything.
-func (m *segMeta) fill(f []byte) {
+// fill sets m from f, the start of an Ethernet frame of size bytes the
+// stack itself built (all of it, or the first buffer of a frame of
+// several, whose headers it holds), parsing its headers once. Anything but
+// an unfragmented TCP segment is marked as not TCP and left alone:
+// fragments are never merged with anything.
+func (m *segMeta) fill(f []byte, size int) {
 	*m = segMeta{}
 	var p packet.Parsed
-	packet.Parse(f, &p)
+	packet.ParseHead(f, size, &p)
 	if p.Flags&(packet.TCP|packet.Fragment) != packet.TCP {
 		return
 	}

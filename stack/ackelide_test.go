@@ -152,12 +152,12 @@ func TestSegMetaIgnoresGarbage(t *testing.T) {
 	frag := bytes.Clone(whole)
 	frag[header.EthernetMinimumSize+6] = 0x20 // More Fragments
 	for _, f := range [][]byte{nil, make([]byte, 13), make([]byte, 14), append(make([]byte, 12), 0x08, 0x00, 0x45), frag} {
-		m.fill(f)
+		m.fill(f, len(f))
 		if m.tcp {
 			t.Errorf("fill(%x) = TCP", f)
 		}
 	}
-	if m.fill(whole); !m.tcp || !m.pureAck || m.ack != 100 || m.win != 500 {
+	if m.fill(whole, len(whole)); !m.tcp || !m.pureAck || m.ack != 100 || m.win != 500 {
 		t.Errorf("fill of a pure ACK = %+v", m)
 	}
 }

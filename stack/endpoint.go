@@ -15,8 +15,11 @@ import (
 
 // LinkStats are the link endpoint's counters.
 type LinkStats struct {
-	RxFrames    uint64 // frames handed to gVisor
-	RxMalformed uint64 // frames too short for an Ethernet header
+	RxFrames uint64 // frames handed to gVisor
+	// RxMalformed are frames too short for an Ethernet header, and
+	// frames of several buffers (a multi-buffer queue's chains) longer
+	// than the MTU the stack started with allows.
+	RxMalformed uint64
 	RxNotForUs  uint64 // unicast frames for another MAC address
 	RxUnknown   uint64 // frames of an EtherType the stack does not speak
 	RxSynFin    uint64 // TCP segments with both SYN and FIN, dropped
@@ -52,7 +55,9 @@ type LinkStats struct {
 // the batch in place (FIN joining), submits the frames to send and gives
 // the elided ones back. Between a WritePackets and the next flush the
 // endpoint holds the batch's buffers and a few spare ones, never more
-// than the batch size; after a flush it holds none.
+// than the batch size (on a multi-buffer queue, whose frames may span
+// several buffers, txchain.go, the buffers of that many frames); after a
+// flush it holds none.
 type endpoint struct {
 	q   nic.Queue
 	mtu atomic.Uint32
@@ -62,6 +67,12 @@ type endpoint struct {
 	mac6 [header.EthernetAddressSize]byte
 
 	dispatcher gvstack.NetworkDispatcher // set by Attach before any deliver
+
+	// rxView holds the frame deliverChain is delivering, joined from the
+	// buffers of its chain into gVisor memory; dispatch hands it to
+	// gVisor as the packet's payload instead of copying the frame again.
+	// nil outside deliverChain. Only the lcore loop touches it.
+	rxView *buffer.View
 
 	// maxFrame is the largest frame sent: the MTU the stack started
 	// with plus the Ethernet header.
@@ -83,12 +94,33 @@ type endpoint struct {
 	txOut               [][]byte // frames passed to TxSubmit; scratch of flush. +checklocks:txMu
 	txBack              [][]byte // buffers given back unsent; scratch of flush. +checklocks:txMu
 	txClosed            bool     // +checklocks:txMu; set by closeTx
-	elide               ackElider
-	pcap                pcapTap // capture of RX and TX frames; see pcap.go
-	guard               synGuard
-	zw                  zeroWindow // ACKs beyond a zero window; see zerowindow.go
-	rx                  rxOffload  // GRO and receive checksums; see gro.go
-	tx                  txOffload  // GSO; see gso.go
+
+	// Frames of several buffers, on a multi-buffer queue (mq, nil on
+	// any other; maxSegs is the most buffers it sends as one frame): a
+	// frame larger than a lent buffer is written across as many as it
+	// needs (txchain.go). txBatch holds its first buffer, txMore[i] the
+	// number of further buffers of batch frame i, which wait in txExtra
+	// in batch order, txSize[i] its size (0 for a frame of one buffer;
+	// ACK elision reads it), and txChains counts the batch's frames of
+	// more than one buffer. txChain holds the buffers of the frame being
+	// written; txSubmit and txSegs are flush's scratch for
+	// TxSubmitPackets. +checklocks:txMu
+	mq       nic.MultiBufferQueue
+	maxSegs  int
+	txMore   []int
+	txSize   []int
+	txExtra  [][]byte
+	txChains int
+	txChain  [][]byte
+	txSubmit [][]byte
+	txSegs   []int
+
+	elide ackElider
+	pcap  pcapTap // capture of RX and TX frames; see pcap.go
+	guard synGuard
+	zw    zeroWindow // ACKs beyond a zero window; see zerowindow.go
+	rx    rxOffload  // GRO and receive checksums; see gro.go
+	tx    txOffload  // GSO; see gso.go
 
 	rxFrames, rxMalformed, rxNotForUs, rxUnknown, rxSynFin atomic.Uint64
 	txFrames, txDropped, acksElided, finsJoined            atomic.Uint64
@@ -109,6 +141,16 @@ func newEndpoint(q nic.Queue, mtu, batch int) *endpoint {
 	e.elide.init(batch)
 	e.elide.partial = e.csum != nil
 	e.rx.init(e)
+	if mq, ok := q.(nic.MultiBufferQueue); ok && mq.MultiBuffer() {
+		e.mq, e.maxSegs = mq, mq.MaxTxSegments()
+		e.txMore = make([]int, batch)
+		e.txSize = make([]int, batch)
+		e.elide.sizes = e.txSize
+		e.txExtra = make([][]byte, 0, batch*(e.maxSegs-1))
+		e.txChain = make([][]byte, 0, e.maxSegs)
+		e.txSubmit = make([][]byte, 0, batch*e.maxSegs)
+		e.txSegs = make([]int, 0, batch)
+	}
 	return e
 }
 
@@ -168,12 +210,56 @@ func (e *endpoint) deliver(frame []byte, p *packet.Parsed) {
 	e.dispatch(frame, dst, proto, validated)
 }
 
+// deliverChain hands gVisor a frame that arrived in several buffers of a
+// multi-buffer queue, chain, in order. The buffers are copied once, into
+// one view of gVisor memory, which becomes the packet's payload: the frame
+// is then contiguous, so that it goes through every check deliver makes
+// (and GRO) as a one-buffer frame does, and gVisor is handed the same
+// single-view packet; gVisor must have its own copy in any case, since
+// the buffers return to the NIC with the next burst. A chain longer than
+// the MTU the stack started with allows is counted as malformed and
+// dropped. p receives the frame's parsed headers.
+func (e *endpoint) deliverChain(chain [][]byte, p *packet.Parsed) {
+	if e.dispatcher == nil {
+		return
+	}
+	size := 0
+	for _, b := range chain {
+		size += len(b)
+	}
+	if size > e.maxFrame {
+		e.rxMalformed.Add(1)
+		return
+	}
+	v := buffer.NewView(size)
+	for _, b := range chain {
+		v.Write(b)
+	}
+	frame := v.AsSlice()
+	packet.Parse(frame, p)
+	e.rxView = v
+	e.deliver(frame, p)
+	if e.rxView != nil {
+		// Dropped before dispatch.
+		e.rxView = nil
+		v.Release()
+	}
+}
+
 // dispatch hands an Ethernet frame, whose destination MAC is dst, to
 // gVisor, through GRO when validated says the endpoint checked its
-// checksums. The frame is copied.
+// checksums. The frame is copied, unless it is the one deliverChain
+// already copied into gVisor memory (rxView).
 func (e *endpoint) dispatch(frame, dst []byte, proto tcpip.NetworkProtocolNumber, validated bool) {
+	var payload buffer.Buffer
+	if v := e.rxView; v != nil && &frame[0] == &v.AsSlice()[0] {
+		payload = buffer.MakeWithView(v)
+		e.rxView = nil
+	} else {
+		payload = buffer.MakeWithData(frame)
+	}
 	pkt := gvstack.NewPacketBuffer(gvstack.PacketBufferOptions{
-		Payload: buffer.MakeWithData(frame),
+		Payload: payload,
 	})
 	pkt.LinkHeader().Consume(header.EthernetMinimumSize)
 	pkt.NetworkProtocolNumber = proto
@@ -227,6 +313,9 @@ func (e *endpoint) writePacketLocked(pkt *gvstack.PacketBuffer, more int) bool {
 	}
 	buf := e.txBufLocked(more)
 	if buf == nil || size > cap(buf) {
+		if buf != nil && e.mq != nil {
+			return e.writeChainLocked(pkt, buf, size, more)
+		}
 		// No buffer free even after a flush (every frame is out with
 		// the kernel), or the queue's frames are smaller than the MTU.
 		if buf != nil {
@@ -335,10 +424,14 @@ func (e *endpoint) flushLocked() int {
 		}
 		// TxSubmit takes every buffer back; an error (a closed
 		// queue) leaves nothing to send.
-		sent, _ = e.q.TxSubmit(out)
-		// The sent frames are unchanged until the queue lends their
-		// buffers again, which needs txMu.
-		e.pcap.tx(out[:sent])
+		if e.txChains > 0 {
+			sent, back = e.submitChainsLocked(frames, out, back)
+		} else {
+			sent, _ = e.q.TxSubmit(out)
+			// The sent frames are unchanged until the queue lends
+			// their buffers again, which needs txMu.
+			e.pcap.tx(out[:sent])
+		}
 		e.txFrames.Add(uint64(sent))
 		if sent < len(out) {
 			e.txDropped.Add(uint64(len(out) - sent))

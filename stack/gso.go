@@ -105,18 +105,40 @@ func (e *endpoint) writeTCPLocked(pkt *gvstack.PacketBuffer, more int) bool {
 	for k := 0; k < segs; k++ {
 		n := min(mss, payload-k*mss)
 		buf := e.txBufLocked(segs - k + more - 1)
+		var chain [][]byte // the frame's buffers when it needs several
 		if buf == nil || hdr+n > cap(buf) {
-			if buf != nil {
-				e.txSpareAt--
+			if buf != nil && e.mq != nil && hdr <= cap(buf) {
+				chain = e.takeChainLocked(buf, hdr+n, segs-k+more-1)
+				buf = nil // taken by the chain, or given back
 			}
-			e.txDropped.Add(uint64(segs - k))
-			break
+			if chain == nil {
+				if buf != nil {
+					e.txSpareAt--
+				}
+				e.txDropped.Add(uint64(segs - k))
+				break
+			}
 		}
-		f := buf[:hdr+n]
+		var f []byte
+		if chain != nil {
+			f = chain[0]
+		} else {
+			f = buf[:hdr+n]
+		}
 		copy(f, linkHdr)
 		copy(f[link:], netHdr)
 		copy(f[link+nh:], tcpHdr)
-		copyFrom(f[hdr:], pkt, hdr+k*mss)
+		if chain == nil {
+			copyFrom(f[hdr:], pkt, hdr+k*mss)
+		} else {
+			off := hdr + k*mss
+			copyFrom(f[hdr:], pkt, off)
+			off += len(f) - hdr
+			for _, b := range chain[1:] {
+				copyFrom(b, pkt, off)
+				off += len(b)
+			}
+		}
 
 		if v4 {
 			ip := header.IPv4(f[link:])
@@ -138,14 +160,25 @@ func (e *endpoint) writeTCPLocked(pkt *gvstack.PacketBuffer, more int) bool {
 		}
 		tcp[header.TCPFlagsOffset] = fl
 		sum := checksum.Combine(base, uint16(th+n))
-		if e.csum != nil {
+		switch {
+		case chain != nil:
+			// The queue completes it (txcsum.go), or this does,
+			// across the chain.
+			tcp.SetChecksum(sum)
+			if e.csum == nil || e.csum.SetTxChecksum(f, link+nh, header.TCPChecksumOffset) != nil {
+				completeChainChecksum(chain, link+nh, header.TCPChecksumOffset, hdr+n)
+			}
+			e.queueChainLocked(chain)
+			wrote++
+			continue
+		case e.csum != nil:
 			// The queue completes it (txcsum.go).
 			tcp.SetChecksum(sum)
 			if e.csum.SetTxChecksum(f, link+nh, header.TCPChecksumOffset) != nil {
 				tcp.SetChecksum(0)
 				tcp.SetChecksum(^checksum.Checksum(tcp, sum))
 			}
-		} else {
+		default:
 			tcp.SetChecksum(0)
 			tcp.SetChecksum(^checksum.Checksum(tcp, sum))
 		}

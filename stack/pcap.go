@@ -105,6 +105,14 @@ func (t *pcapTap) tx(frames [][]byte) {
 	}
 }
 
+// txPackets captures the frames of one transmitted batch of frames of
+// several buffers (nic.MultiBufferQueue.TxSubmitPackets's bufs and segs).
+func (t *pcapTap) txPackets(bufs [][]byte, segs []int) {
+	if w := t.w.Load(); w != nil {
+		w.addPackets(bufs, segs)
+	}
+}
+
 func (t *pcapTap) start(cfg PcapConfig) error {
 	if cfg.Snaplen < 1 || cfg.Snaplen > 65535 {
 		return fmt.Errorf("pcap: snaplen %d out of range 1..65535", cfg.Snaplen)
@@ -257,10 +265,30 @@ func (w *pcapWriter) addBatch(frames [][]byte) {
 	}
 }
 
+// addPackets records frames of several buffers each: frame i is
+// bufs[k:k+segs[i]], k the sum of segs[:i].
+func (w *pcapWriter) addPackets(bufs [][]byte, segs []int) {
+	now := time.Now()
+	k := 0
+	for _, n := range segs {
+		chain := bufs[k : k+n]
+		k += n
+		size := 0
+		for _, b := range chain {
+			size += len(b)
+		}
+		w.addRecord(chain[0], chain[1:], size, now)
+	}
+}
+
 // add appends one record. It never blocks on the writer: without a free
 // buffer the frame is dropped and counted.
-func (w *pcapWriter) add(frame []byte, now time.Time) {
-	caplen := min(len(frame), w.cfg.Snaplen)
+func (w *pcapWriter) add(frame []byte, now time.Time) { w.addRecord(frame, nil, len(frame), now) }
+
+// addRecord appends the record of a frame of size bytes that starts in
+// head and goes on in the buffers of rest.
+func (w *pcapWriter) addRecord(head []byte, rest [][]byte, size int, now time.Time) {
+	caplen := min(size, w.cfg.Snaplen)
 	rec := int64(pcapRecordHeaderLen + caplen)
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -300,8 +328,17 @@ func (w *pcapWriter) add(frame []byte, now time.Time) {
 	b.data = binary.LittleEndian.AppendUint32(b.data, uint32(now.Unix()))
 	b.data = binary.LittleEndian.AppendUint32(b.data, uint32(now.Nanosecond()/1000))
 	b.data = binary.LittleEndian.AppendUint32(b.data, uint32(caplen))
-	b.data = binary.LittleEndian.AppendUint32(b.data, uint32(len(frame)))
-	b.data = append(b.data, frame[:caplen]...)
+	b.data = binary.LittleEndian.AppendUint32(b.data, uint32(size))
+	n := min(len(head), caplen)
+	b.data = append(b.data, head[:n]...)
+	for _, r := range rest {
+		if n == caplen {
+			break
+		}
+		m := min(len(r), caplen-n)
+		b.data = append(b.data, r[:m]...)
+		n += m
+	}
 	w.fileLen += rec
 	w.frames.Add(1)
 }

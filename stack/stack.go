@@ -13,6 +13,13 @@
 // joining edit the batch before Flush submits it and gives the frames it
 // leaves out back. No allocation is made per frame by this package.
 //
+// On a multi-buffer queue (nic.MultiBufferQueue: AF_XDP multi-buffer, for
+// an MTU up to 9000) a frame may span several NIC buffers. The loop then
+// calls DeliverPackets, which copies each received chain of buffers into
+// one gVisor view, checked as any frame is; and WritePackets copies a
+// packet larger than one lent buffer across several, which Flush sends as
+// one frame (txchain.go). Each byte is still copied once each way.
+//
 // tcpip.Error values stay inside this package and posix: what Stack returns
 // are plain Go errors.
 package stack
@@ -172,6 +179,10 @@ func New(q nic.Queue, cfg Config) (*Stack, error) {
 	})
 	st := &Stack{s: s, cfg: cfg}
 	st.ep = newEndpoint(q, mtu, cfg.TxBatch)
+	if err := st.ep.checkChains(); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("stack %s: %w", cfg.Name, err)
+	}
 	st.ep.guard.init(s.Stats().TCP.ListenOverflowSynCookieSent.Value, cfg.Now)
 	if err := st.init(); err != nil {
 		s.Close()
@@ -320,6 +331,30 @@ func (st *Stack) Deliver(frames [][]byte) {
 	for _, f := range frames {
 		packet.Parse(f, &p)
 		st.ep.deliver(f, &p)
+	}
+	st.ep.endBurst()
+}
+
+// DeliverPackets is Deliver for the frames of a multi-buffer queue
+// (nic.MultiBufferQueue.RxPackets): frame i is bufs[k:k+segs[i]], k the
+// sum of segs[:i]. A frame of one buffer takes Deliver's path; a frame of
+// several is joined into one packet as it is copied into gVisor memory.
+// Like Deliver, it copies everything and holds nothing once it returns.
+func (st *Stack) DeliverPackets(bufs [][]byte, segs []int) {
+	var p packet.Parsed
+	st.ep.beginBurst()
+	k := 0
+	for _, n := range segs {
+		if n < 1 || k+n > len(bufs) {
+			break // segs does not describe bufs: RxPackets never says so
+		}
+		if n == 1 {
+			packet.Parse(bufs[k], &p)
+			st.ep.deliver(bufs[k], &p)
+		} else {
+			st.ep.deliverChain(bufs[k:k+n], &p)
+		}
+		k += n
 	}
 	st.ep.endBurst()
 }

@@ -53,59 +53,11 @@ func txChecksumOffload(q nic.Queue) nic.TxChecksumOffloader {
 // pad, so that is f itself). Only for an endpoint with the offload
 // (e.csum set).
 func (e *endpoint) requestTxChecksum(f []byte) []byte {
-	if len(f) < header.EthernetMinimumSize {
+	start, off, end := putPseudoHeaderSum(f, len(f))
+	if end == 0 {
 		return f
 	}
-	ip := f[header.EthernetMinimumSize:]
-	var start, l4len int
-	var proto uint8
-	var sum uint16
-	switch binary.BigEndian.Uint16(f[12:]) {
-	case uint16(header.IPv4ProtocolNumber):
-		if len(ip) < header.IPv4MinimumSize {
-			return f
-		}
-		ihl := int(ip[0]&0xf) * 4
-		total := int(binary.BigEndian.Uint16(ip[2:]))
-		// More-fragments set or a fragment offset: a fragment.
-		if ihl < header.IPv4MinimumSize || total < ihl || total > len(ip) || binary.BigEndian.Uint16(ip[6:])&0x3fff != 0 {
-			return f
-		}
-		proto = ip[9]
-		start, l4len = header.EthernetMinimumSize+ihl, total-ihl
-		sum = checksum.Checksum(ip[12:20], 0)
-	case uint16(header.IPv6ProtocolNumber):
-		if len(ip) < header.IPv6MinimumSize {
-			return f
-		}
-		// Only a TCP or UDP header right after the fixed header: gVisor
-		// adds extension headers to its own packets only for fragments
-		// and for ICMPv6 (MLD's hop-by-hop options).
-		proto = ip[6]
-		l4len = int(binary.BigEndian.Uint16(ip[4:]))
-		if header.IPv6MinimumSize+l4len > len(ip) {
-			return f
-		}
-		start = header.EthernetMinimumSize + header.IPv6MinimumSize
-		sum = checksum.Checksum(ip[8:40], 0)
-	default:
-		return f
-	}
-	var off int
-	switch proto {
-	case uint8(header.TCPProtocolNumber):
-		off = header.TCPChecksumOffset
-	case uint8(header.UDPProtocolNumber):
-		off = udpChecksumOffset
-	default:
-		return f
-	}
-	if l4len < off+2 {
-		return f
-	}
-	f = f[:start+l4len]
-	sum = checksum.Combine(checksum.Combine(sum, uint16(proto)), uint16(l4len))
-	binary.BigEndian.PutUint16(f[start+off:], sum)
+	f = f[:end]
 	if e.csum.SetTxChecksum(f, start, off) != nil {
 		// Only a buffer the queue did not lend is refused, which the
 		// endpoint never sends; completing it here keeps the frame
@@ -113,4 +65,67 @@ func (e *endpoint) requestTxChecksum(f []byte) []byte {
 		nic.CompleteChecksum(f, start, off)
 	}
 	return f
+}
+
+// putPseudoHeaderSum finds the TCP or UDP checksum field of an
+// unfragmented packet in frame, whose headers are in head and which is
+// size bytes long (head is the frame itself, or the first buffer of a
+// frame of several), and writes into it the pseudo-header sum (RFC 9293
+// 3.1, RFC 768, RFC 8200 8.1), not complemented. It returns the offset of
+// the L4 header, the checksum field's offset in it, and the end of the IP
+// packet; end is 0, and head unchanged, for any other frame.
+func putPseudoHeaderSum(head []byte, size int) (start, off, end int) {
+	if len(head) < header.EthernetMinimumSize {
+		return 0, 0, 0
+	}
+	ip := head[header.EthernetMinimumSize:]
+	ipSize := size - header.EthernetMinimumSize
+	var l4len int
+	var proto uint8
+	var sum uint16
+	switch binary.BigEndian.Uint16(head[12:]) {
+	case uint16(header.IPv4ProtocolNumber):
+		if len(ip) < header.IPv4MinimumSize {
+			return 0, 0, 0
+		}
+		ihl := int(ip[0]&0xf) * 4
+		total := int(binary.BigEndian.Uint16(ip[2:]))
+		// More-fragments set or a fragment offset: a fragment.
+		if ihl < header.IPv4MinimumSize || total < ihl || total > ipSize || binary.BigEndian.Uint16(ip[6:])&0x3fff != 0 {
+			return 0, 0, 0
+		}
+		proto = ip[9]
+		start, l4len = header.EthernetMinimumSize+ihl, total-ihl
+		sum = checksum.Checksum(ip[12:20], 0)
+	case uint16(header.IPv6ProtocolNumber):
+		if len(ip) < header.IPv6MinimumSize {
+			return 0, 0, 0
+		}
+		// Only a TCP or UDP header right after the fixed header: gVisor
+		// adds extension headers to its own packets only for fragments
+		// and for ICMPv6 (MLD's hop-by-hop options).
+		proto = ip[6]
+		l4len = int(binary.BigEndian.Uint16(ip[4:]))
+		if header.IPv6MinimumSize+l4len > ipSize {
+			return 0, 0, 0
+		}
+		start = header.EthernetMinimumSize + header.IPv6MinimumSize
+		sum = checksum.Checksum(ip[8:40], 0)
+	default:
+		return 0, 0, 0
+	}
+	switch proto {
+	case uint8(header.TCPProtocolNumber):
+		off = header.TCPChecksumOffset
+	case uint8(header.UDPProtocolNumber):
+		off = udpChecksumOffset
+	default:
+		return 0, 0, 0
+	}
+	if l4len < off+2 || start+off+2 > len(head) {
+		return 0, 0, 0
+	}
+	sum = checksum.Combine(checksum.Combine(sum, uint16(proto)), uint16(l4len))
+	binary.BigEndian.PutUint16(head[start+off:], sum)
+	return start, off, start + l4len
 }

@@ -55,7 +55,7 @@ func zwShut(z *zeroWindow, rcvNxt uint32) {
 	tcp[0], tcp[1], tcp[2], tcp[3] = tcp[2], tcp[3], tcp[0], tcp[1]
 	binary.BigEndian.PutUint32(tcp[8:12], rcvNxt)
 	binary.BigEndian.PutUint16(tcp[14:16], 0)
-	m.fill(out)
+	m.fill(out, len(out))
 	z.sent([]segMeta{m})
 }
 

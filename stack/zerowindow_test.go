@@ -42,12 +42,25 @@ type wirePeer struct {
 	// onFrame, if set, sees every frame the stack sends, before pump
 	// reads it.
 	onFrame func(f []byte)
+	// mss is the MSS option of the peer's SYN; 0 means 1460.
+	mss uint16
+	// bufs and segs receive a multi-buffer queue's frames (RxPackets).
+	bufs [][]byte
+	segs []int
 }
 
 // pump runs the stack once, as the lcore loop does, and reads what it sent.
 func (p *wirePeer) pump() {
-	n, _ := p.q.Rx(p.frames)
-	p.st.Deliver(p.frames[:n])
+	if p.q.MultiBuffer() {
+		if p.bufs == nil {
+			p.bufs, p.segs = make([][]byte, 256), make([]int, 64)
+		}
+		n, _ := p.q.RxPackets(p.bufs, p.segs)
+		p.st.DeliverPackets(p.bufs, p.segs[:n])
+	} else {
+		n, _ := p.q.Rx(p.frames)
+		p.st.Deliver(p.frames[:n])
+	}
 	p.st.Flush()
 	for _, f := range p.q.Sent() {
 		if p.onFrame != nil {
@@ -105,7 +118,11 @@ func (p *wirePeer) send(seq uint32, flags header.TCPFlags, ack uint32, win uint1
 func (p *wirePeer) frame(seq uint32, flags header.TCPFlags, ack uint32, win uint16, data []byte) []byte {
 	var opts []byte
 	if flags.Contains(header.TCPFlagSyn) {
-		opts = []byte{2, 4, 0x05, 0xb4} // MSS 1460
+		mss := p.mss
+		if mss == 0 {
+			mss = 1460
+		}
+		opts = []byte{2, 4, byte(mss >> 8), byte(mss)}
 	}
 	tcpLen := header.TCPMinimumSize + len(opts) + len(data)
 	ipLen := header.IPv4MinimumSize
@@ -169,12 +186,16 @@ func wireConn(t testing.TB, v6 bool, setup func(st *stack.Stack, l tcpip.Endpoin
 }
 
 // wireConnOn is wireConn over q, an unconnected queue.
-func wireConnOn(t testing.TB, q *nictest.Queue, v6 bool, setup func(st *stack.Stack, l tcpip.Endpoint)) (*wirePeer, tcpip.Endpoint) {
+// The peer's SYN announces mss, or 1460 without it.
+func wireConnOn(t testing.TB, q *nictest.Queue, v6 bool, setup func(st *stack.Stack, l tcpip.Endpoint), mss ...uint16) (*wirePeer, tcpip.Endpoint) {
 	t.Helper()
 	st, q := stacktest.NewStackOn(t, q, stack.Config{Name: "zw",
 		Addr4: netip.MustParsePrefix("198.18.0.1/16"), Addr6: netip.MustParsePrefix("2001:2::1/64")})
 	p := &wirePeer{t: t, st: st, q: q, v6: v6, port: 40000, frames: make([][]byte, 64),
 		mac: net.HardwareAddr{0x02, 0, 0, 0, 0, 0x02}, sndNxt: 1000}
+	if len(mss) > 0 {
+		p.mss = mss[0]
+	}
 	netProto := header.IPv4ProtocolNumber
 	p.local, p.remote = tcpip.AddrFrom4([4]byte{198, 18, 0, 2}), tcpip.AddrFrom4([4]byte{198, 18, 0, 1})
 	if v6 {
@@ -198,7 +219,13 @@ func wireConnOn(t testing.TB, q *nictest.Queue, v6 bool, setup func(st *stack.St
 	if err := l.Bind(tcpip.FullAddress{Port: 80}); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Listen(1); err != nil {
+	backlog := 1
+	if p.mss > 1460 {
+		// With a backlog of 1 gVisor answers with a SYN cookie, which
+		// encodes an MSS of at most 1460.
+		backlog = 8
+	}
+	if err := l.Listen(backlog); err != nil {
 		t.Fatal(err)
 	}
 

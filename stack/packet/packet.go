@@ -142,14 +142,29 @@ func (p *Parsed) TCPPayloadLen() int { return int(p.End) - int(p.L4Off) - int(p.
 // consumer leaves them alone.
 func Parse(frame []byte, p *Parsed) {
 	*p = Parsed{}
-	p.Flags = p.parse(frame)
+	p.Flags = p.parse(frame, len(frame))
+}
+
+// ParseHead is Parse for a frame of size bytes of which head is the
+// start: the first buffer of a frame that spans several (AF_XDP
+// multi-buffer), which holds its headers. Lengths in the headers are
+// checked against size, and fields are read from head only; a header that
+// does not lie whole in head is not parsed, as a short frame's is not.
+// Offsets up to End may then lie beyond head: the methods that take the
+// frame need the whole of it, except Addrs, AddrPair, PortPair and
+// TCPOptions, whose bytes a parsed header holds. ParseHead(f, len(f), p)
+// is Parse(f, p).
+func ParseHead(head []byte, size int, p *Parsed) {
+	*p = Parsed{}
+	p.Flags = p.parse(head, size)
 }
 
 // parse fills p's fields but Flags, and returns the flags. The IP and TCP
 // path is one function, since it runs for nearly every frame; ARP and
 // ICMP are read out of line. Each header's fields are read before p is
 // written: the compiler cannot tell that the stores leave the frame alone.
-func (p *Parsed) parse(frame []byte) Flags {
+// frame is the frame's first size bytes, or fewer (ParseHead).
+func (p *Parsed) parse(frame []byte, size int) Flags {
 	if len(frame) < header.EthernetMinimumSize {
 		return 0
 	}
@@ -165,7 +180,7 @@ func (p *Parsed) parse(frame []byte) Flags {
 		ip := header.IPv4(b)
 		// IsValid: at least 20 bytes, version 4, 20 <= IHL <= total
 		// length <= what the frame holds.
-		if !ip.IsValid(len(b)) {
+		if !ip.IsValid(size - header.EthernetMinimumSize) {
 			return Ether
 		}
 		hl, total := int(ip.HeaderLength()), int(ip.TotalLength())
@@ -181,7 +196,10 @@ func (p *Parsed) parse(frame []byte) Flags {
 				return f // no transport header in a later fragment
 			}
 		}
-		l4 = b[hl:total]
+		if hl > len(b) {
+			return f // options beyond head (ParseHead)
+		}
+		l4 = b[hl:min(total, len(b))]
 		if proto == header.ICMPv4ProtocolNumber {
 			return f | p.icmpv4(header.ICMPv4(l4))
 		}
@@ -194,7 +212,7 @@ func (p *Parsed) parse(frame []byte) Flags {
 		// Hop-by-Hop header, which the stack does not take: its payload
 		// is empty here.
 		end := header.IPv6MinimumSize + int(ip.PayloadLength())
-		if end > len(b) {
+		if end > size-header.EthernetMinimumSize {
 			return Ether
 		}
 		proto = tcpip.TransportProtocolNumber(ip.NextHeader())
@@ -202,7 +220,7 @@ func (p *Parsed) parse(frame []byte) Flags {
 		p.Proto = uint8(proto)
 		p.L4Off = header.EthernetMinimumSize + header.IPv6MinimumSize
 		p.End = uint32(header.EthernetMinimumSize + end)
-		l4 = b[header.IPv6MinimumSize:end]
+		l4 = b[header.IPv6MinimumSize:min(end, len(b))]
 		switch proto {
 		case header.ICMPv6ProtocolNumber:
 			return f | p.icmpv6(header.ICMPv6(l4))

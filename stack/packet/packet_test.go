@@ -224,8 +224,11 @@ func BenchmarkParse(b *testing.B) {
 // the parsers it replaced (legacy_test.go), that its TCP view is the union
 // of their checks: a frame both accepted is a TCP segment with the same
 // fields, unless it is not a well-formed IPv6 packet (which neither
-// checked), and a segment Parse accepts both accepted. Seeds: every table
-// case, and testdata/fuzz/FuzzParse.
+// checked), and a segment Parse accepts both accepted. It also parses the
+// frame's first bytes as the head of a frame of its length (ParseHead,
+// cut in a few places), which must parse no layer Parse does not, and a
+// TCP segment exactly as Parse does. Seeds: every table case, and
+// testdata/fuzz/FuzzParse.
 func FuzzParse(f *testing.F) {
 	for _, tc := range parseCases() {
 		f.Add(tc.frame)
@@ -239,7 +242,52 @@ func FuzzParse(f *testing.F) {
 		}
 		checkOffsets(t, frame, &p)
 		checkLegacy(t, frame, &p)
+		for _, cut := range []int{len(frame), len(frame) / 2, 54, 34, 14, 0} {
+			checkHead(t, frame, min(cut, len(frame)), &p)
+		}
 	})
+}
+
+// checkHead checks ParseHead of frame's first cut bytes against p, what
+// Parse made of the whole frame.
+func checkHead(t *testing.T, frame []byte, cut int, p *Parsed) {
+	t.Helper()
+	var h Parsed
+	ParseHead(frame[:cut], len(frame), &h)
+	if h.Flags&^p.Flags != 0 {
+		t.Fatalf("% x cut at %d: ParseHead flags %b, Parse's %b", frame, cut, h.Flags, p.Flags)
+	}
+	if (cut == len(frame) || h.Has(TCP)) && h != *p {
+		t.Fatalf("% x cut at %d: ParseHead %+v, Parse %+v", frame, cut, h, *p)
+	}
+	if h.Has(TCP) {
+		_ = h.TCPOptions(frame[:cut])
+		_ = h.PortPair(frame[:cut])
+		_ = h.AddrPair(frame[:cut])
+	}
+}
+
+// TestParseHead parses the first buffer of a jumbo TCP segment as the
+// head of the whole frame: the segment's headers are all read.
+func TestParseHead(t *testing.T) {
+	for _, frame := range [][]byte{
+		ip4(header.TCPProtocolNumber, 0, 0, tcpSeg(header.TCPFlagAck, 12, 8948)),
+		ip6(header.TCPProtocolNumber, tcpSeg(header.TCPFlagAck, 12, 8928)),
+	} {
+		var p, h Parsed
+		Parse(frame, &p)
+		ParseHead(frame[:1792], len(frame), &h)
+		if !h.Has(TCP) || h != p {
+			t.Errorf("ParseHead of the first 1792 of %d bytes: %+v, want %+v", len(frame), h, p)
+		}
+		if h.TCPPayloadLen() != len(frame)-int(h.L4Off)-32 {
+			t.Errorf("payload of %d bytes", h.TCPPayloadLen())
+		}
+		Parse(frame[:1792], &p)
+		if p.Has(IPv4) || p.Has(IPv6) {
+			t.Errorf("Parse of a cut frame: %+v", p)
+		}
+	}
 }
 
 func checkOffsets(t *testing.T, frame []byte, p *Parsed) {

@@ -8,7 +8,8 @@
 // pair, each driven by a loop on a goroutine of its own, as an lcore drives
 // its stack. A pass does what core.Loop's does: fire the stack's timers
 // that are due (each stack has a stack.LoopClock, as an lcore's has),
-// take a burst off the queue, Deliver it, yield so that gVisor's processor goroutines handle it, and
+// take a burst off the queue, Deliver it (DeliverPackets on a multi-buffer
+// queue, Options.MultiBuffer), yield so that gVisor's processor goroutines handle it, and
 // Flush what the pass produced. (The loop is not core's because core's own
 // tests use the rig.) An idle loop waits on its queue, and a frame wakes it
 // at once; frames that gVisor queues for transmit meanwhile, from a test's
@@ -68,6 +69,13 @@ type Options struct {
 	// (nictest.Queue.SetTxChecksumOffload), so that the stacks compute
 	// every checksum themselves.
 	NoTxChecksumOffload bool
+	// LinkMTU is the link's MTU; 0 means MTU.
+	LinkMTU int
+	// MultiBuffer, when not 0, makes both queues emulate multi-buffer
+	// queues whose buffers hold that many bytes
+	// (nictest.Queue.SetMultiBuffer, 18 buffers per sent frame, as
+	// AF_XDP's copy mode), as jumbo frames over AF_XDP need.
+	MultiBuffer int
 }
 
 // Pair is two stacks joined by an in-memory link.
@@ -94,7 +102,18 @@ func NewPair(tb testing.TB) *Pair {
 func NewPairWith(tb testing.TB, o Options) *Pair {
 	tb.Helper()
 	p := &Pair{}
-	p.QA, p.QB = nictest.Pair(MTU)
+	mtu := o.LinkMTU
+	if mtu == 0 {
+		mtu = MTU
+	}
+	p.QA, p.QB = nictest.Pair(mtu)
+	if o.MultiBuffer != 0 {
+		for _, q := range []*nictest.Queue{p.QA, p.QB} {
+			if err := q.SetMultiBuffer(o.MultiBuffer, 18); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
 	if o.NoTxChecksumOffload {
 		p.QA.SetTxChecksumOffload(false)
 		p.QB.SetTxChecksumOffload(false)
@@ -202,6 +221,7 @@ type loop struct {
 	q      *nictest.Queue
 	st     *stack.Stack
 	frames [][]byte
+	segs   []int // with a multi-buffer queue: RxPackets's frames
 	stop   atomic.Bool
 }
 
@@ -212,14 +232,20 @@ const (
 )
 
 func newLoop(q *nictest.Queue, st *stack.Stack) *loop {
-	return &loop{q: q, st: st, frames: make([][]byte, 64)}
+	return &loop{q: q, st: st, frames: make([][]byte, 256), segs: make([]int, 64)}
 }
 
 // pass takes a burst off the queue, delivers it, yields to gVisor's
 // goroutines and flushes, as an lcore's pass does. It reports whether it
 // received or sent a frame. A closed queue makes it do nothing.
 func (l *loop) pass() bool {
-	n, err := l.q.Rx(l.frames)
+	var n int
+	var err error
+	if l.q.MultiBuffer() {
+		n, err = l.q.RxPackets(l.frames, l.segs)
+	} else {
+		n, err = l.q.Rx(l.frames[:len(l.segs)])
+	}
 	if err != nil {
 		return false
 	}
@@ -227,7 +253,11 @@ func (l *loop) pass() bool {
 	if c := l.st.LoopClock(); c != nil {
 		fired = c.Fire()
 	}
-	l.st.Deliver(l.frames[:n])
+	if l.q.MultiBuffer() {
+		l.st.DeliverPackets(l.frames, l.segs[:n])
+	} else {
+		l.st.Deliver(l.frames[:n])
+	}
 	runtime.Gosched()
 	return l.st.Flush() > 0 || n > 0 || fired > 0
 }
