@@ -179,7 +179,7 @@ func main() {
 	idleConns := flag.String("idle-conns", "10000,100000", "conns: idle connection counts (-quick: 2000)")
 	flag.Float64Var(&o.rate, "rate", 0, "latency: requests/s (0: a quarter of the lower of the two targets' keep-alive rate at 16 connections)")
 	flag.StringVar(&o.root, "root", "", "module root to build the examples from (default: found from the working directory)")
-	flag.IntVar(&o.mtu, "mtu", 0, "MTU of both veth ends and of xstack's port, for every target (0: the rig's 1500); above 1778 xstack uses frame_size=4096, which fits up to 3826")
+	flag.IntVar(&o.mtu, "mtu", 0, "MTU of both veth ends and of xstack's port, for every target (0: the rig's 1500), up to 9000; above 1778 xstack uses frame_size=4096, and above 3826 frames span several buffers (multi_buffer)")
 	flag.Func("sysctl", "name=value for xstack's config.ini [sysctl] section (repeatable), e.g. net.inet.tcp.gso=1", func(v string) error {
 		if !strings.Contains(v, "=") {
 			return fmt.Errorf("want name=value, got %q", v)
