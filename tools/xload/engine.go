@@ -390,6 +390,14 @@ func (e *Engine) segment(idx uint32, p *packet.Parsed, frame []byte) {
 			e.abort(idx)
 			return
 		case r == respDone:
+			if fl&header.TCPFlagFin != 0 && c.flags&fPeerFin == 0 {
+				// The server closed with the response's last bytes:
+				// take its FIN first, so that ours acknowledges it,
+				// as a kernel client's does, and the server sends
+				// and receives one frame fewer for the connection.
+				c.rcvNxt++
+				c.flags |= fPeerFin
+			}
 			e.responseDone(idx)
 			if c.state == stFree {
 				return
