@@ -71,22 +71,7 @@ func testGSO(t *testing.T, total int, v6, on, offload bool) {
 		}
 	}
 	before := p.st.LinkStats()
-	go func() {
-		// The endpoint takes what its send buffer holds;
-		// write until all of it is in.
-		for w := 0; w < total; {
-			n, err := ep.Write(bytes.NewReader(streamBytes(w, total-w)), tcpip.WriteOptions{})
-			if err != nil {
-				if _, ok := err.(*tcpip.ErrWouldBlock); ok {
-					continue
-				}
-				t.Errorf("write: %v", err)
-				return
-			}
-			w += int(n)
-		}
-		ep.Shutdown(tcpip.ShutdownWrite)
-	}()
+	go writeStream(t, ep, total)
 	p.until("the whole stream and its FIN", func() bool {
 		p.send(p.sndNxt, header.TCPFlagAck, p.rcvNxt, 65535, nil)
 		return int(p.rcvNxt-iss) == total && fins > 0
@@ -107,6 +92,24 @@ func testGSO(t *testing.T, total int, v6, on, offload bool) {
 	}
 	t.Logf("%d frames, %d with data; %d GSO packets cut into %d frames; %d checksums offloaded",
 		frames, data, gso, after.GSOFrames-before.GSOFrames, st.TxCsumOffload)
+}
+
+// writeStream writes the stream's first total bytes to ep and shuts its
+// sending side. The endpoint takes what its send buffer holds: it writes
+// until all of it is in.
+func writeStream(t *testing.T, ep tcpip.Endpoint, total int) {
+	for w := 0; w < total; {
+		n, err := ep.Write(bytes.NewReader(streamBytes(w, total-w)), tcpip.WriteOptions{})
+		if err != nil {
+			if _, ok := err.(*tcpip.ErrWouldBlock); ok {
+				continue
+			}
+			t.Errorf("write: %v", err)
+			return
+		}
+		w += int(n)
+	}
+	ep.Shutdown(tcpip.ShutdownWrite)
 }
 
 // checkFrame checks that f is a well-formed Ethernet frame of at most the

@@ -91,20 +91,7 @@ func testGSOUnderLoss(t *testing.T, v6 bool) {
 		}
 	}
 	before := p.st.LinkStats()
-	go func() {
-		for w := 0; w < total; {
-			n, err := ep.Write(bytes.NewReader(streamBytes(w, total-w)), tcpip.WriteOptions{})
-			if err != nil {
-				if _, ok := err.(*tcpip.ErrWouldBlock); ok {
-					continue
-				}
-				t.Errorf("write: %v", err)
-				return
-			}
-			w += int(n)
-		}
-		ep.Shutdown(tcpip.ShutdownWrite)
-	}()
+	go writeStream(t, ep, total)
 	p.until("the whole stream and its FIN", func() bool { return next == total && fins > 0 })
 	if !bytes.Equal(got, streamBytes(0, total)) {
 		t.Fatal("the stream arrived changed")

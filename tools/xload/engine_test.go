@@ -200,25 +200,31 @@ func TestEngineRetransmitsAndTimesOut(t *testing.T) {
 	}
 }
 
-// The state machine allocates nothing per connection or request.
+// The state machine allocates nothing per connection or request, in a
+// closed loop and in an open one.
 func TestEngineAllocs(t *testing.T) {
-	for _, f := range families {
-		for _, short := range []bool{false, true} {
-			e, tx := familyEngine(short, f.v6)
-			s := &fakeServer{iss: 5000, v6: f.v6}
-			now := int64(0)
-			for i := 0; i < 10; i++ {
-				now += 1000
-				step(e, tx, s, now)
-			}
-			before := e.Counts.OK
-			allocs := testing.AllocsPerRun(200, func() {
-				now += 1000
-				step(e, tx, s, now)
-			})
-			if allocs != 0 || e.Counts.OK == before || s.bad != 0 {
-				t.Errorf("%s short=%v: %v allocations per pass, %d responses, %d bad frames; want 0, some and 0",
-					f.name, short, allocs, e.Counts.OK-before, s.bad)
+	for _, rate := range []float64{0, 1e6} {
+		for _, f := range families {
+			for _, short := range []bool{false, true} {
+				e, tx := familyEngine(short, f.v6)
+				if rate > 0 {
+					e, tx = familyRateEngine(short, f.v6, 4, rate)
+				}
+				s := &fakeServer{iss: 5000, v6: f.v6}
+				now := int64(0)
+				for i := 0; i < 10; i++ {
+					now += 1000
+					step(e, tx, s, now)
+				}
+				before := e.Counts.OK
+				allocs := testing.AllocsPerRun(200, func() {
+					now += 1000
+					step(e, tx, s, now)
+				})
+				if allocs != 0 || e.Counts.OK == before || s.bad != 0 {
+					t.Errorf("%s short=%v rate=%v: %v allocations per pass, %d responses, %d bad frames; want 0, some and 0",
+						f.name, short, rate, allocs, e.Counts.OK-before, s.bad)
+				}
 			}
 		}
 	}

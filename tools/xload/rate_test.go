@@ -161,30 +161,6 @@ func TestEngineOpenLoopShort(t *testing.T) {
 	}
 }
 
-// The open loop allocates nothing per request either.
-func TestEngineOpenLoopAllocs(t *testing.T) {
-	for _, f := range families {
-		for _, short := range []bool{false, true} {
-			e, tx := familyRateEngine(short, f.v6, 4, 1e6)
-			s := &fakeServer{iss: 5000, v6: f.v6}
-			now := int64(0)
-			for i := 0; i < 10; i++ {
-				now += 1000
-				step(e, tx, s, now)
-			}
-			before := e.Counts.OK
-			allocs := testing.AllocsPerRun(200, func() {
-				now += 1000
-				step(e, tx, s, now)
-			})
-			if allocs != 0 || e.Counts.OK == before || s.bad != 0 {
-				t.Errorf("%s short=%v: %v allocations per pass, %d responses, %d bad frames; want 0, some and 0",
-					f.name, short, allocs, e.Counts.OK-before, s.bad)
-			}
-		}
-	}
-}
-
 // An idle connection holds the ACK of a response for the next request to
 // carry, and sends it alone only when none comes within delAck.
 func TestEngineOpenLoopDelaysTheAck(t *testing.T) {
