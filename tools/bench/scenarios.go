@@ -551,23 +551,8 @@ func (b *bench) goLatency(round int, tg string, addr netip.AddrPort, rate float6
 		"rate": rate, "sent": float64(lr.sent), "completed": float64(len(lr.sorted)),
 		"missed": float64(lr.missed), "seconds": lr.elapsed.Seconds(),
 	}
-	var p50 *Point
-	for i, q := range []struct {
-		metric string
-		q      float64
-	}{{"p50", 0.5}, {"p99", 0.99}, {"p99.9", 0.999}} {
-		s := &Sample{Target: tg, Round: round, Value: quantile(lr.sorted, q.q), Errors: lr.errors + lr.missed, Detail: detail}
-		if i == 0 {
-			s.CDF = cdfOf(lr.sorted)
-			s.CPU = &w
-		}
-		pt := b.point("latency", clientGo, label, b.o.latConns, q.metric, "µs", true)
-		pt.Samples = append(pt.Samples, s)
-		if i == 0 {
-			p50 = pt
-		}
-	}
-	b.res.addCost(p50, tg, round, w, "request")
+	b.latencyRows(clientGo, label, round, tg, w, [3]float64{quantile(lr.sorted, 0.5), quantile(lr.sorted, 0.99), quantile(lr.sorted, 0.999)},
+		lr.errors+lr.missed, detail, cdfOf(lr.sorted))
 	log.Printf("  latency %s %s round %d: p50 %.0fµs p99 %.0fµs p99.9 %.0fµs max %.0fµs (%d requests, %d errors, %d not sent); %s",
 		b.mode, tg, round, quantile(lr.sorted, 0.5), quantile(lr.sorted, 0.99), quantile(lr.sorted, 0.999), lr.sorted[len(lr.sorted)-1],
 		len(lr.sorted), lr.errors, lr.missed, costLog(w, "req"))
@@ -594,26 +579,32 @@ func (b *bench) xloadLatency(round int, tg string, addr netip.AddrPort, rate flo
 	detail := xloadDetail(xr, "requests")
 	detail["rate"] = rate
 	detail["late"], detail["missed"] = float64(xr.Counts.Late), float64(xr.Counts.Unsent)
+	b.latencyRows(clientXload, label, round, tg, w, [3]float64{xr.P50us, xr.P99us, xr.P999us},
+		xr.Counts.Errors()+xr.Counts.Unsent, detail, nil)
+	log.Printf("  latency %s %s round %d xload: p50 %.0fµs p99 %.0fµs p99.9 %.0fµs (%d requests of %d scheduled, %d late, %d not sent, %d errors, xload busy %.0f%%); %s",
+		b.mode, tg, round, xr.P50us, xr.P99us, xr.P999us, xr.Done(), xr.Counts.Scheduled, xr.Counts.Late,
+		xr.Counts.Unsent, xr.Counts.Errors(), xr.CPUBusyPct, costLog(w, "req"))
+	return nil
+}
+
+// latencyRows adds one round's p50, p99 and p99.9 (µs) of a latency
+// client to the table, with the window's cost on the p50 row, and the
+// latency distribution (cdf, when the client gives one) for the plot.
+func (b *bench) latencyRows(client, label string, round int, tg string, w CPUWindow, q [3]float64,
+	errs uint64, detail map[string]float64, cdf *CDF) {
 	var p50 *Point
-	for i, q := range []struct {
-		metric string
-		v      float64
-	}{{"p50", xr.P50us}, {"p99", xr.P99us}, {"p99.9", xr.P999us}} {
-		s := &Sample{Target: tg, Round: round, Value: q.v, Errors: xr.Counts.Errors() + xr.Counts.Unsent, Detail: detail}
+	for i, metric := range []string{"p50", "p99", "p99.9"} {
+		s := &Sample{Target: tg, Round: round, Value: q[i], Errors: errs, Detail: detail}
 		if i == 0 {
-			s.CPU = &w
+			s.CDF, s.CPU = cdf, &w
 		}
-		pt := b.point("latency", clientXload, label, b.o.latConns, q.metric, "µs", true)
+		pt := b.point("latency", client, label, b.o.latConns, metric, "µs", true)
 		pt.Samples = append(pt.Samples, s)
 		if i == 0 {
 			p50 = pt
 		}
 	}
 	b.res.addCost(p50, tg, round, w, "request")
-	log.Printf("  latency %s %s round %d xload: p50 %.0fµs p99 %.0fµs p99.9 %.0fµs (%d requests of %d scheduled, %d late, %d not sent, %d errors, xload busy %.0f%%); %s",
-		b.mode, tg, round, xr.P50us, xr.P99us, xr.P999us, xr.Done(), xr.Counts.Scheduled, xr.Counts.Late,
-		xr.Counts.Unsent, xr.Counts.Errors(), xr.CPUBusyPct, costLog(w, "req"))
-	return nil
 }
 
 // ceilingFrames are the frame sizes of the ceiling scenario: the least
