@@ -23,6 +23,7 @@ import (
 	"github.com/xstack/xstack/nic"
 	"github.com/xstack/xstack/stack"
 	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
 )
 
 // Lcore is one running lcore: its NIC queue, its stack and its loop.
@@ -204,7 +205,7 @@ func startGroup(conf *Config, ids []int, logger *log.Logger) (_ []*Lcore, err er
 	// buffers before steering.
 	slot := port.FrameSize
 	if ls[0].q.MultiBuffer() {
-		slot = max(slot, ls[0].Stack.MTU()+ethHeaderLen)
+		slot = max(slot, ls[0].Stack.MTU()+header.EthernetMinimumSize)
 	}
 	handoffs, err := groupHandoffs(ls, n, slot, whole, runDir)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/xstack/xstack/nic"
 	"github.com/xstack/xstack/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
 )
 
 // DefaultBurst is the number of frames one pass takes off the queue.
@@ -133,7 +134,7 @@ func NewLoop(q nic.Queue, st *stack.Stack, cfg LoopConfig) *Loop {
 		l.bufs = make([][]byte, max(4*cfg.Burst, rxChainMax))
 		l.segs = make([]int, cfg.Burst)
 		if cfg.Handoff != nil {
-			l.joined = make([]byte, cfg.Burst*(st.MTU()+ethHeaderLen))
+			l.joined = make([]byte, cfg.Burst*(st.MTU()+header.EthernetMinimumSize))
 		}
 	}
 	return l
@@ -143,9 +144,6 @@ func NewLoop(q nic.Queue, st *stack.Stack, cfg LoopConfig) *Loop {
 // (an skb that GRO built, in generic XDP mode) in UMEM frames of 2048
 // bytes less XDP_PACKET_HEADROOM is 37 of them.
 const rxChainMax = 64
-
-// ethHeaderLen is the Ethernet header a frame adds to the MTU.
-const ethHeaderLen = 14
 
 // monotonicClock returns a clock of the runtime's monotonic time since
 // now, never zero (the loop takes 0 for "no reading yet").
@@ -203,14 +201,7 @@ func (l *Loop) Pass(app func() error) (did bool, err error) {
 		n, err = l.rxPackets()
 	} else {
 		n, err = l.q.Rx(l.frames)
-		if n > 0 {
-			l.rx.Add(uint64(n))
-			if h := l.cfg.Handoff; h != nil {
-				l.st.DeliverParsed(h.steerBurst(l.frames[:n]))
-			} else {
-				l.st.Deliver(l.frames[:n])
-			}
-		}
+		l.deliver(n)
 	}
 	if err != nil {
 		return false, err
@@ -243,9 +234,8 @@ func (l *Loop) rxPackets() (int, error) {
 	if n == 0 {
 		return 0, err
 	}
-	l.rx.Add(uint64(n))
-	h := l.cfg.Handoff
-	if h == nil {
+	if l.cfg.Handoff == nil {
+		l.rx.Add(uint64(n))
 		l.st.DeliverPackets(l.bufs, l.segs[:n])
 		return n, err
 	}
@@ -271,8 +261,22 @@ func (l *Loop) rxPackets() (int, error) {
 		}
 		k += segs
 	}
-	l.st.DeliverParsed(h.steerBurst(l.frames[:n]))
+	l.deliver(n)
 	return n, err
+}
+
+// deliver counts and delivers the burst of n contiguous frames in
+// l.frames: through steering with a hand-off, else straight to the stack.
+func (l *Loop) deliver(n int) {
+	if n == 0 {
+		return
+	}
+	l.rx.Add(uint64(n))
+	if h := l.cfg.Handoff; h != nil {
+		l.st.DeliverParsed(h.steerBurst(l.frames[:n]))
+	} else {
+		l.st.Deliver(l.frames[:n])
+	}
 }
 
 // account charges the time since the previous pass started to busy or

@@ -223,10 +223,7 @@ func (e *endpoint) deliverChain(chain [][]byte, p *packet.Parsed) {
 	if e.dispatcher == nil {
 		return
 	}
-	size := 0
-	for _, b := range chain {
-		size += len(b)
-	}
+	size := chainLen(chain)
 	if size > e.maxFrame {
 		e.rxMalformed.Add(1)
 		return

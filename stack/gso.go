@@ -131,13 +131,7 @@ func (e *endpoint) writeTCPLocked(pkt *gvstack.PacketBuffer, more int) bool {
 		if chain == nil {
 			copyFrom(f[hdr:], pkt, hdr+k*mss)
 		} else {
-			off := hdr + k*mss
-			copyFrom(f[hdr:], pkt, off)
-			off += len(f) - hdr
-			for _, b := range chain[1:] {
-				copyFrom(b, pkt, off)
-				off += len(b)
-			}
+			copyChainFrom(chain, hdr, pkt, hdr+k*mss)
 		}
 
 		if v4 {

@@ -273,11 +273,7 @@ func (w *pcapWriter) addPackets(bufs [][]byte, segs []int) {
 	for _, n := range segs {
 		chain := bufs[k : k+n]
 		k += n
-		size := 0
-		for _, b := range chain {
-			size += len(b)
-		}
-		w.addRecord(chain[0], chain[1:], size, now)
+		w.addRecord(chain[0], chain[1:], chainLen(chain), now)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
 	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 )
 
@@ -39,7 +40,7 @@ func (e *endpoint) checkChains() error {
 	_ = e.q.TxRelease(b[:])
 	if need := (e.maxFrame + c - 1) / c; need > e.maxSegs {
 		return fmt.Errorf("a frame of MTU %d needs %d transmit buffers of %d bytes, and the queue sends at most %d per frame: lower the MTU or raise frame_size",
-			e.maxFrame-ethHeaderLen, need, c, e.maxSegs)
+			e.maxFrame-header.EthernetMinimumSize, need, c, e.maxSegs)
 	}
 	return nil
 }
@@ -54,16 +55,32 @@ func (e *endpoint) writeChainLocked(pkt *gvstack.PacketBuffer, first []byte, siz
 		e.txDropped.Add(1)
 		return false
 	}
-	off := 0
-	for _, b := range chain {
-		copyFrom(b, pkt, off)
-		off += len(b)
-	}
+	copyChainFrom(chain, 0, pkt, 0)
 	if e.csum != nil {
 		e.requestTxChecksumChain(chain, size)
 	}
 	e.queueChainLocked(chain)
 	return true
+}
+
+// chainLen is the size of the frame in the buffers of chain.
+func chainLen(chain [][]byte) int {
+	n := 0
+	for _, b := range chain {
+		n += len(b)
+	}
+	return n
+}
+
+// copyChainFrom fills the buffers of chain, from byte skip of the first
+// on, with pkt's bytes from offset off on.
+func copyChainFrom(chain [][]byte, skip int, pkt *gvstack.PacketBuffer, off int) {
+	copyFrom(chain[0][skip:], pkt, off)
+	off += len(chain[0]) - skip
+	for _, b := range chain[1:] {
+		copyFrom(b, pkt, off)
+		off += len(b)
+	}
 }
 
 // takeChainLocked returns, in e.txChain, the buffers of a frame of size
@@ -103,10 +120,7 @@ func (e *endpoint) takeChainLocked(first []byte, size, want int) [][]byte {
 
 // queueChainLocked adds the frame in chain to the batch. +checklocks:txMu
 func (e *endpoint) queueChainLocked(chain [][]byte) {
-	size := 0
-	for _, b := range chain {
-		size += len(b)
-	}
+	size := chainLen(chain)
 	e.txBatch[e.txN] = chain[0]
 	e.txMore[e.txN] = len(chain) - 1
 	e.txSize[e.txN] = size
@@ -164,9 +178,6 @@ func (e *endpoint) requestTxChecksumChain(chain [][]byte, size int) {
 		completeChainChecksum(chain, start, off, end)
 	}
 }
-
-// ethHeaderLen is the Ethernet header a frame adds to the MTU.
-const ethHeaderLen = 14
 
 // completeChainChecksum does what a device does for a checksum request on
 // a frame of several buffers (nic.CompleteChecksum): it sums the frame's
