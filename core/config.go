@@ -92,6 +92,7 @@ import (
 //	savepath        .              directory for the capture files
 //	[sysctl]                       all optional; unset = the stack's default
 //	net.inet.tcp.sack              0|1 SACK (RFC 2018)
+//	net.inet.tcp.rack              0|1 RACK-TLP loss detection (RFC 8985); 0: SACK's (RFC 6675)
 //	net.inet.tcp.cc                reno|cubic congestion control
 //	net.inet.tcp.sendspace         send buffer bytes, 4096..1073741824
 //	net.inet.tcp.recvspace         receive buffer bytes, 4096..1073741824

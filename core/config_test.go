@@ -321,7 +321,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"savepath empty", "[pcap]\nsavepath=\n" + port0, "test.ini:2: savepath: ", "expected a directory"},
 
 		// [sysctl] values.
-		{"sysctl unknown", port0 + "[sysctl]\nnet.inet.tcp.rack=1\n", "test.ini:5: net.inet.tcp.rack: ", "unknown sysctl, expected one of net.inet.ip.forwarding,"},
+		{"sysctl unknown", port0 + "[sysctl]\nnet.inet.tcp.nosuch=1\n", "test.ini:5: net.inet.tcp.nosuch: ", "unknown sysctl, expected one of net.inet.ip.forwarding,"},
 		{"sysctl bool", port0 + "[sysctl]\nnet.inet.tcp.sack=on\n", "test.ini:5: net.inet.tcp.sack: ", `expected 0 or 1, got "on"`},
 		{"sysctl cc", port0 + "[sysctl]\nnet.inet.tcp.cc=bbr\n", "test.ini:5: net.inet.tcp.cc: ", `expected reno or cubic, got "bbr"`},
 		{"sysctl sendspace", port0 + "[sysctl]\nnet.inet.tcp.sendspace=1024\n", "test.ini:5: net.inet.tcp.sendspace: ", "expected bytes 4096..1073741824"},
@@ -392,8 +392,8 @@ func TestLoadConfigMissingFile(t *testing.T) {
 
 func TestConfigSysctlNames(t *testing.T) {
 	names := stack.SysctlNames()
-	if len(names) != 26 || !slices.IsSorted(names) {
-		t.Errorf("stack.SysctlNames() = %v, want 26 sorted names", names)
+	if len(names) != 27 || !slices.IsSorted(names) {
+		t.Errorf("stack.SysctlNames() = %v, want 27 sorted names", names)
 	}
 	if names[0] != "net.inet.ip.forwarding" {
 		t.Errorf("first name %q, want net.inet.ip.forwarding", names[0])
@@ -412,6 +412,9 @@ func TestConfigCheckSysctl(t *testing.T) {
 		{"net.inet.tcp.sack", "0", true},
 		{"net.inet.tcp.sack", "1", true},
 		{"net.inet.tcp.sack", "2", false},
+		{"net.inet.tcp.rack", "0", true},
+		{"net.inet.tcp.rack", "1", true},
+		{"net.inet.tcp.rack", "yes", false},
 		{"net.inet.tcp.cc", "cubic", true},
 		{"net.inet.tcp.cc", "reno", true},
 		{"net.inet.tcp.cc", "Cubic", false},
@@ -484,7 +487,7 @@ func TestConfigCheckSysctl(t *testing.T) {
 			t.Errorf("no test for %s", n)
 		}
 	}
-	if err := stack.CheckSysctl("net.inet.tcp.rack", "1"); !errors.Is(err, stack.ErrUnknownSysctl) {
+	if err := stack.CheckSysctl("net.inet.tcp.nosuch", "1"); !errors.Is(err, stack.ErrUnknownSysctl) {
 		t.Errorf("unknown name: got %v, want ErrUnknownSysctl", err)
 	}
 }

@@ -45,7 +45,7 @@ func jumboConn(t testing.TB, v6 bool) (*wirePeer, tcpip.Endpoint) {
 	if v6 {
 		mss = jumboMTU - header.IPv6MinimumSize - header.TCPMinimumSize
 	}
-	return wireConnOn(t, jumboQueue(t), v6, nil, mss)
+	return wireConnOn(t, jumboQueue(t), v6, nil, func(p *wirePeer) { p.mss = mss })
 }
 
 // readAll reads what ep holds, pumping the peer until want bytes came.

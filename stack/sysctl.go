@@ -84,6 +84,31 @@ var sysctlTable = []sysctl{{
 	values:       sysctlBool,
 	sysctlAccess: tcpFlag[tcpip.TCPSACKEnabled](),
 }, {
+	// RACK walks every segment in flight on every ACK, which a
+	// bulk sender with a large window pays for in full; without it
+	// gVisor recovers from SACK's scoreboard (RFC 6675).
+	name:   "net.inet.tcp.rack",
+	doc:    []string{"0|1 RACK-TLP loss detection (RFC 8985); 0: SACK's (RFC 6675)"},
+	values: sysctlBool,
+	sysctlAccess: sysctlAccess{
+		get: func(st *Stack) (string, error) {
+			var o tcpip.TCPRecovery
+			err := getTCP(st, &o)
+			return sysctlBoolString(o&tcpip.TCPRACKLossDetection != 0), err
+		},
+		set: func(st *Stack, v string) error {
+			var o tcpip.TCPRecovery
+			if err := getTCP(st, &o); err != nil {
+				return err
+			}
+			o &^= tcpip.TCPRACKLossDetection
+			if v == "1" {
+				o |= tcpip.TCPRACKLossDetection
+			}
+			return setTCP(st, &o)
+		},
+	},
+}, {
 	name:   "net.inet.tcp.cc",
 	doc:    []string{"reno|cubic congestion control"},
 	values: sysctlValues{words: []string{"reno", "cubic"}, expect: "reno or cubic"},

@@ -70,8 +70,8 @@ func invalidValues(v sysctlValues) []string {
 // SetSysctl, saying what was expected; the doc names the values and the
 // default the stack has.
 func TestSysctlTable(t *testing.T) {
-	if len(sysctlTable) != 26 {
-		t.Errorf("%d sysctls, want 26", len(sysctlTable))
+	if len(sysctlTable) != 27 {
+		t.Errorf("%d sysctls, want 27", len(sysctlTable))
 	}
 	defaultRE := regexp.MustCompile(`\bdefault (\d+)\b`)
 	for _, s := range sysctlTable {
@@ -159,8 +159,8 @@ func TestSysctlTable(t *testing.T) {
 
 func TestSysctlUnknown(t *testing.T) {
 	st := newSysctlStack(t)
-	for _, err := range []error{CheckSysctl("net.inet.tcp.rack", "1"), st.SetSysctl("net.inet.tcp.rack", "1"), func() error {
-		_, err := st.Sysctl("net.inet.tcp.rack")
+	for _, err := range []error{CheckSysctl("net.inet.tcp.nosuch", "1"), st.SetSysctl("net.inet.tcp.nosuch", "1"), func() error {
+		_, err := st.Sysctl("net.inet.tcp.nosuch")
 		return err
 	}()} {
 		if !errors.Is(err, ErrUnknownSysctl) || !strings.Contains(err.Error(), "expected one of net.inet.ip.forwarding, ") {

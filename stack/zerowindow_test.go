@@ -44,6 +44,8 @@ type wirePeer struct {
 	onFrame func(f []byte)
 	// mss is the MSS option of the peer's SYN; 0 means 1460.
 	mss uint16
+	// sackOK has the peer's SYN permit SACK (RFC 2018).
+	sackOK bool
 	// bufs and segs receive a multi-buffer queue's frames (RxPackets).
 	bufs [][]byte
 	segs []int
@@ -123,6 +125,9 @@ func (p *wirePeer) frame(seq uint32, flags header.TCPFlags, ack uint32, win uint
 			mss = 1460
 		}
 		opts = []byte{2, 4, byte(mss >> 8), byte(mss)}
+		if p.sackOK {
+			opts = append(opts, 1, 1, 4, 2)
+		}
 	}
 	tcpLen := header.TCPMinimumSize + len(opts) + len(data)
 	ipLen := header.IPv4MinimumSize
@@ -185,16 +190,16 @@ func wireConn(t testing.TB, v6 bool, setup func(st *stack.Stack, l tcpip.Endpoin
 	return wireConnOn(t, nictest.New(stacktest.MTU), v6, setup)
 }
 
-// wireConnOn is wireConn over q, an unconnected queue.
-// The peer's SYN announces mss, or 1460 without it.
-func wireConnOn(t testing.TB, q *nictest.Queue, v6 bool, setup func(st *stack.Stack, l tcpip.Endpoint), mss ...uint16) (*wirePeer, tcpip.Endpoint) {
+// wireConnOn is wireConn over q, an unconnected queue. Each of peer, if
+// any, sets the peer up before it sends its SYN (its MSS, SACK).
+func wireConnOn(t testing.TB, q *nictest.Queue, v6 bool, setup func(st *stack.Stack, l tcpip.Endpoint), peer ...func(p *wirePeer)) (*wirePeer, tcpip.Endpoint) {
 	t.Helper()
 	st, q := stacktest.NewStackOn(t, q, stack.Config{Name: "zw",
 		Addr4: netip.MustParsePrefix("198.18.0.1/16"), Addr6: netip.MustParsePrefix("2001:2::1/64")})
 	p := &wirePeer{t: t, st: st, q: q, v6: v6, port: 40000, frames: make([][]byte, 64),
 		mac: net.HardwareAddr{0x02, 0, 0, 0, 0, 0x02}, sndNxt: 1000}
-	if len(mss) > 0 {
-		p.mss = mss[0]
+	for _, f := range peer {
+		f(p)
 	}
 	netProto := header.IPv4ProtocolNumber
 	p.local, p.remote = tcpip.AddrFrom4([4]byte{198, 18, 0, 2}), tcpip.AddrFrom4([4]byte{198, 18, 0, 1})
@@ -220,9 +225,9 @@ func wireConnOn(t testing.TB, q *nictest.Queue, v6 bool, setup func(st *stack.St
 		t.Fatal(err)
 	}
 	backlog := 1
-	if p.mss > 1460 {
+	if p.mss > 1460 || p.sackOK {
 		// With a backlog of 1 gVisor answers with a SYN cookie, which
-		// encodes an MSS of at most 1460.
+		// encodes an MSS of at most 1460 and no SACK.
 		backlog = 8
 	}
 	if err := l.Listen(backlog); err != nil {
