@@ -102,6 +102,9 @@ import (
 //	net.inet.tcp.nodelay           0|1 TCP_NODELAY for new sockets
 //	net.inet.tcp.msl               maximum segment lifetime in ms, 1..600000, default
 //	                               2000 (TIME-WAIT lasts 2*MSL)
+//	net.inet.tcp.tw_max            connections in TIME-WAIT the link endpoint holds per lcore, in
+//	                               about 200 bytes each, 0..4194304, default 262144; past it the
+//	                               oldest ends early; 0: gVisor holds them, as endpoints
 //	net.inet.tcp.rexmit_min        least retransmission timeout in ms, 1..3600000, default 200
 //	net.inet.tcp.rexmit_max        greatest retransmission timeout in ms, 1..3600000, default 120000
 //	net.inet.tcp.keepidle          keepalive idle time in s, 1..32767

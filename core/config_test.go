@@ -392,8 +392,8 @@ func TestLoadConfigMissingFile(t *testing.T) {
 
 func TestConfigSysctlNames(t *testing.T) {
 	names := stack.SysctlNames()
-	if len(names) != 27 || !slices.IsSorted(names) {
-		t.Errorf("stack.SysctlNames() = %v, want 27 sorted names", names)
+	if len(names) != 28 || !slices.IsSorted(names) {
+		t.Errorf("stack.SysctlNames() = %v, want 28 sorted names", names)
 	}
 	if names[0] != "net.inet.ip.forwarding" {
 		t.Errorf("first name %q, want net.inet.ip.forwarding", names[0])
@@ -415,6 +415,9 @@ func TestConfigCheckSysctl(t *testing.T) {
 		{"net.inet.tcp.rack", "0", true},
 		{"net.inet.tcp.rack", "1", true},
 		{"net.inet.tcp.rack", "yes", false},
+		{"net.inet.tcp.tw_max", "0", true},
+		{"net.inet.tcp.tw_max", "4194304", true},
+		{"net.inet.tcp.tw_max", "4194305", false},
 		{"net.inet.tcp.cc", "cubic", true},
 		{"net.inet.tcp.cc", "reno", true},
 		{"net.inet.tcp.cc", "Cubic", false},

@@ -17,7 +17,8 @@ import (
 // between collections: a collection marks the live heap, and the next one
 // comes after Go's GOGC percentage of it has been allocated again. A server
 // of short connections allocates per connection inside gVisor and holds
-// little (its live heap is mostly TIME-WAIT endpoints), so Go's default of
+// little (the link endpoint holds its TIME-WAIT connections, timewait.go in
+// package stack), so Go's default of
 // 100% collects often for a small heap. A floor in bytes (the headroom) lets
 // a small heap grow by a fixed amount instead, while a large heap (many
 // idle connections) still grows by gc_percent only, so its memory overhead

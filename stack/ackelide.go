@@ -55,10 +55,12 @@ type segMeta struct {
 	sack    bool
 	data    bool // carries data, and no SYN, FIN or URG
 	bareFin bool // FIN and ACK (PSH allowed), no data
+	fin     bool // FIN and ACK, with or without data
 	ack     uint32
 	seq     uint32
 	plen    uint32 // payload bytes
 	l4      uint32 // offset of the TCP header in the frame
+	hdrLen  uint32 // length of the TCP header, options included
 	win     uint16
 	flow    flowKey
 }
@@ -220,7 +222,8 @@ func (m *segMeta) fill(f []byte, size int) {
 	if !m.tcp {
 		return
 	}
-	m.ack, m.win, m.seq, m.l4 = p.Ack, p.Window, p.Seq, p.L4Off
+	m.ack, m.win, m.seq, m.l4, m.hdrLen = p.Ack, p.Window, p.Seq, p.L4Off, uint32(p.TCPHdrLen)
+	m.fin = flags&header.TCPFlagFin != 0
 	plen := p.TCPPayloadLen()
 	m.plen = uint32(plen)
 	other := flags &^ (header.TCPFlagAck | header.TCPFlagPsh)

@@ -37,6 +37,10 @@ func (st *Stack) Counters() []Counter {
 		{"link.gso_packets", ls.GSOPackets},
 		{"link.gso_frames", ls.GSOFrames},
 		{"link.zero_window_acks", ls.ZeroWindowAcks},
+		{"link.tw_entered", ls.TimeWaitEntered},
+		{"link.tw_acks", ls.TimeWaitAcks},
+		{"link.tw_evicted", ls.TimeWaitEvicted},
+		{"link.tw_held", ls.TimeWaitHeld},
 		{"connect.rss_picked", st.active.steered.Value()},
 		{"connect.rss_fallback", st.active.fallback.Value()},
 	}

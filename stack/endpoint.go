@@ -42,6 +42,10 @@ type LinkStats struct {
 	// ZeroWindowAcks are pure ACKs made from segments beyond a zero
 	// receive window, so that gVisor takes their acknowledgment.
 	ZeroWindowAcks uint64
+	// TIME-WAIT in the link endpoint (timewait.go): connections that
+	// entered it, ACKs it answered segments with, connections it ended
+	// early to make room, and connections it holds now.
+	TimeWaitEntered, TimeWaitAcks, TimeWaitEvicted, TimeWaitHeld uint64
 }
 
 // endpoint is the gVisor link endpoint over one nic.Queue. It speaks
@@ -119,6 +123,7 @@ type endpoint struct {
 	pcap  pcapTap // capture of RX and TX frames; see pcap.go
 	guard synGuard
 	zw    zeroWindow // ACKs beyond a zero window; see zerowindow.go
+	tw    timeWait   // connections in TIME-WAIT; see timewait.go
 	rx    rxOffload  // GRO and receive checksums; see gro.go
 	tx    txOffload  // GSO; see gso.go
 
@@ -199,6 +204,14 @@ func (e *endpoint) deliver(frame []byte, p *packet.Parsed) {
 			return
 		case flags&synAckFlags == uint8(header.TCPFlagSyn) && e.guard.check(frame, p):
 			return // counted by the guard
+		}
+		if e.tw.used.Load() != 0 {
+			if consumed, answer, a := e.tw.rx(frame, p); consumed {
+				if answer {
+					e.sendTimeWaitAck(frame, p, a)
+				}
+				return
+			}
 		}
 		if e.zw.active() {
 			if ack := e.zw.rescue(frame, p); ack != nil {
@@ -395,10 +408,14 @@ func (e *endpoint) txReserveLocked(want int) []byte {
 	return e.txSpare[0]
 }
 
+// flush sends the batch, once a pass, and ends the TIME-WAIT of the
+// connections whose 2*MSL is over.
 func (e *endpoint) flush() int {
 	e.txMu.Lock()
-	defer e.txMu.Unlock()
-	return e.flushLocked()
+	n := e.flushLocked()
+	e.txMu.Unlock()
+	e.tw.expire()
+	return n
 }
 
 // flushLocked submits the batch to the queue and gives back every other
@@ -413,6 +430,7 @@ func (e *endpoint) flushLocked() int {
 		var out [][]byte
 		out, back = e.elide.filter(frames, e.txOut[:0], back)
 		e.zw.sent(e.elide.meta[:len(frames)])
+		e.tw.sent(frames, e.elide.meta[:len(frames)])
 		if d := len(frames) - len(out) - e.elide.fins; d > 0 {
 			e.acksElided.Add(uint64(d))
 		}
@@ -483,6 +501,11 @@ func (e *endpoint) stats() LinkStats {
 		AcksElided:      e.acksElided.Load(),
 		FinsJoined:      e.finsJoined.Load(),
 		ZeroWindowAcks:  e.zw.acks.Load(),
+
+		TimeWaitEntered: e.tw.entered.Load(),
+		TimeWaitAcks:    e.tw.acks.Load(),
+		TimeWaitEvicted: e.tw.evicted.Load(),
+		TimeWaitHeld:    uint64(e.tw.held.Load()),
 	}
 }
 

@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -132,6 +133,7 @@ func (st *Stack) Sockets() []Socket {
 		}
 		out = append(out, s)
 	}
+	out = st.timeWaitSockets(out)
 	slices.SortFunc(out, func(a, b Socket) int {
 		if a.Proto != b.Proto {
 			return compareStrings(a.Proto, b.Proto)
@@ -141,6 +143,40 @@ func (st *Stack) Sockets() []Socket {
 		}
 		return a.Remote.Compare(b.Remote)
 	})
+	return out
+}
+
+// timeWaitSockets appends to out the connections in the link endpoint's
+// TIME-WAIT (timewait.go) that gVisor does not list in TIME-WAIT itself:
+// it lets its endpoint go after the handoff, and lists it as closed until
+// it is gone.
+func (st *Stack) timeWaitSockets(out []Socket) []Socket {
+	keys := st.ep.tw.timeWaitKeys()
+	if len(keys) == 0 {
+		return out
+	}
+	type pair struct{ local, remote netip.AddrPort }
+	listed := make(map[pair]bool)
+	for _, s := range out {
+		if s.State == "TIME_WAIT" {
+			listed[pair{s.Local, s.Remote}] = true
+		}
+	}
+	for _, k := range keys {
+		n := int(k.n)
+		local, _ := netip.AddrFromSlice(k.b[:n/2])
+		remote, _ := netip.AddrFromSlice(k.b[n/2 : n])
+		s := Socket{Proto: "tcp", State: "TIME_WAIT",
+			Local:  netip.AddrPortFrom(local.Unmap(), binary.BigEndian.Uint16(k.b[n:])),
+			Remote: netip.AddrPortFrom(remote.Unmap(), binary.BigEndian.Uint16(k.b[n+2:])),
+		}
+		if n == 32 {
+			s.Proto = "tcp6"
+		}
+		if !listed[pair{s.Local, s.Remote}] {
+			out = append(out, s)
+		}
+	}
 	return out
 }
 

@@ -184,6 +184,7 @@ func New(q nic.Queue, cfg Config) (*Stack, error) {
 		return nil, fmt.Errorf("stack %s: %w", cfg.Name, err)
 	}
 	st.ep.guard.init(s.Stats().TCP.ListenOverflowSynCookieSent.Value, cfg.Now)
+	st.ep.tw.init(cfg.Now, st.defaultTTL)
 	if err := st.init(); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("stack %s: %w", cfg.Name, err)
@@ -202,12 +203,11 @@ func (st *Stack) init() error {
 	if err := s.SetTransportProtocolOption(tcp.ProtocolNumber, &sack); err != nil {
 		return fmt.Errorf("enable SACK: %s", err)
 	}
-	// TIME-WAIT lasts 2*DefaultMSL, not gVisor's 60 s: a TIME-WAIT
-	// endpoint holds about 5 KiB of heap, so at 20,000 short connections
-	// a second 60 s of them is 6 GB live, and 4 s is 400 MB.
-	tw := tcpip.TCPTimeWaitTimeoutOption(2 * DefaultMSL)
-	if err := s.SetTransportProtocolOption(tcp.ProtocolNumber, &tw); err != nil {
-		return fmt.Errorf("set the TIME-WAIT time: %s", err)
+	// TIME-WAIT lasts 2*DefaultMSL, not gVisor's 60 s, and the link
+	// endpoint holds it (timewait.go): gVisor keeps its own only for the
+	// handoff.
+	if err := st.applyTimeWait(); err != nil {
+		return err
 	}
 	cc := tcpip.CongestionControlOption("cubic")
 	if err := s.SetTransportProtocolOption(tcp.ProtocolNumber, &cc); err != nil {
@@ -243,6 +243,30 @@ func (st *Stack) init() error {
 		}
 	}
 	return nil
+}
+
+// applyTimeWait sets how long gVisor keeps connections in TIME-WAIT,
+// from the link endpoint's table (timewait.go).
+func (st *Stack) applyTimeWait() error {
+	o := tcpip.TCPTimeWaitTimeoutOption(st.ep.tw.gvisorTimeWait())
+	if err := st.s.SetTransportProtocolOption(tcp.ProtocolNumber, &o); err != nil {
+		return fmt.Errorf("set the TIME-WAIT time: %s", err)
+	}
+	return nil
+}
+
+// defaultTTL is the TTL (hop limit, with v6) the stack's packets start
+// with.
+func (st *Stack) defaultTTL(v6 bool) uint8 {
+	proto := ipv4.ProtocolNumber
+	if v6 {
+		proto = ipv6.ProtocolNumber
+	}
+	var o tcpip.DefaultTTLOption
+	if err := st.s.NetworkProtocolOption(proto, &o); err != nil {
+		return 64
+	}
+	return uint8(o)
 }
 
 // AddAddress assigns an address with its prefix to the stack's interface.

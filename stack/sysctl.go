@@ -194,13 +194,31 @@ var sysctlTable = []sysctl{{
 	values: sysctlValues{lo: 1, hi: 600000, unit: "milliseconds"},
 	sysctlAccess: sysctlAccess{
 		get: func(st *Stack) (string, error) {
-			var o tcpip.TCPTimeWaitTimeoutOption
-			err := getTCP(st, &o)
-			return strconv.Itoa(int(time.Duration(o) / 2 / time.Millisecond)), err
+			life, _ := st.ep.tw.settings()
+			return strconv.Itoa(int(life / 2 / time.Millisecond)), nil
 		},
 		set: func(st *Stack, v string) error {
-			o := tcpip.TCPTimeWaitTimeoutOption(2 * time.Duration(sysctlInt(v)) * time.Millisecond)
-			return setTCP(st, &o)
+			st.ep.tw.setLife(2 * time.Duration(sysctlInt(v)) * time.Millisecond)
+			return st.applyTimeWait()
+		},
+	},
+}, {
+	// The link endpoint's TIME-WAIT table (timewait.go).
+	name: "net.inet.tcp.tw_max",
+	doc: []string{
+		"connections in TIME-WAIT the link endpoint holds per lcore, in",
+		"about 200 bytes each, 0..4194304, default 262144; past it the",
+		"oldest ends early; 0: gVisor holds them, as endpoints",
+	},
+	values: sysctlValues{lo: 0, hi: 4194304, unit: "connections"},
+	sysctlAccess: sysctlAccess{
+		get: func(st *Stack) (string, error) {
+			_, n := st.ep.tw.settings()
+			return strconv.Itoa(n), nil
+		},
+		set: func(st *Stack, v string) error {
+			st.ep.tw.setMax(int(sysctlInt(v)))
+			return st.applyTimeWait()
 		},
 	},
 }, {

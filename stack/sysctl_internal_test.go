@@ -70,8 +70,8 @@ func invalidValues(v sysctlValues) []string {
 // SetSysctl, saying what was expected; the doc names the values and the
 // default the stack has.
 func TestSysctlTable(t *testing.T) {
-	if len(sysctlTable) != 27 {
-		t.Errorf("%d sysctls, want 27", len(sysctlTable))
+	if len(sysctlTable) != 28 {
+		t.Errorf("%d sysctls, want 28", len(sysctlTable))
 	}
 	defaultRE := regexp.MustCompile(`\bdefault (\d+)\b`)
 	for _, s := range sysctlTable {

@@ -2,6 +2,7 @@ package stack_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"net"
 	"net/netip"
 	"testing"
@@ -46,6 +47,11 @@ type wirePeer struct {
 	mss uint16
 	// sackOK has the peer's SYN permit SACK (RFC 2018).
 	sackOK bool
+	// ts has the peer send timestamps (RFC 7323) on every segment:
+	// TSval tsVal, counting up, and TSecr the stack's latest TSval, which
+	// pump keeps in tsEcr.
+	ts           bool
+	tsVal, tsEcr uint32
 	// bufs and segs receive a multi-buffer queue's frames (RxPackets).
 	bufs [][]byte
 	segs []int
@@ -92,6 +98,9 @@ func (p *wirePeer) pump() {
 			p.rcvNxt = end
 		}
 		p.ack, p.win, p.seen = t.AckNumber(), t.WindowSize(), true
+		if o := header.ParseTCPOptions(t.Options()); o.TS {
+			p.tsEcr = o.TSVal
+		}
 	}
 }
 
@@ -128,6 +137,12 @@ func (p *wirePeer) frame(seq uint32, flags header.TCPFlags, ack uint32, win uint
 		if p.sackOK {
 			opts = append(opts, 1, 1, 4, 2)
 		}
+	}
+	if p.ts {
+		p.tsVal++
+		opts = append(opts, 1, 1, 8, 10)
+		opts = binary.BigEndian.AppendUint32(opts, p.tsVal)
+		opts = binary.BigEndian.AppendUint32(opts, p.tsEcr)
 	}
 	tcpLen := header.TCPMinimumSize + len(opts) + len(data)
 	ipLen := header.IPv4MinimumSize
