@@ -142,7 +142,7 @@ func (tw *timeWait) rx(frame []byte, p *packet.Parsed) (consumed, answer bool, a
 	if p.Flags&(packet.TCP|packet.Fragment) != packet.TCP {
 		return false, false, ack
 	}
-	key := rxFlowKey(frame, p)
+	key := replyFlow(frame, p)
 	tw.mu.Lock()
 	defer tw.mu.Unlock()
 	i, ok := tw.index[key]
@@ -390,21 +390,6 @@ func (tw *timeWait) gvisorTimeWait() time.Duration {
 		return life
 	}
 	return min(life, twHandoff)
-}
-
-// rxFlowKey is the flow key of a received TCP segment as the stack sends
-// on that flow: destination before source.
-func rxFlowKey(frame []byte, p *packet.Parsed) flowKey {
-	var k flowKey
-	addrs, ports := p.AddrPair(frame), p.PortPair(frame)
-	half := len(addrs) / 2
-	copy(k.b[:], addrs[half:])
-	copy(k.b[half:], addrs[:half])
-	n := len(addrs)
-	copy(k.b[n:], ports[2:4])
-	copy(k.b[n+2:], ports[0:2])
-	k.n = uint8(n)
-	return k
 }
 
 // tsOption returns the TSval of a TCP option list's timestamp option
