@@ -236,21 +236,29 @@ func (m *segMeta) fill(f []byte, size int) {
 // hasSACK reports whether a TCP option list carries SACK blocks, or is
 // malformed: a frame with a malformed list is never dropped either.
 func hasSACK(opts []byte) bool {
+	o, ok := tcpOption(opts, header.TCPOptionSACK)
+	return !ok || o != nil
+}
+
+// tcpOption returns the first option of kind in a TCP option list, kind
+// and length bytes included, nil if the list has none; ok is false when
+// the list is malformed before the option or the list's end.
+func tcpOption(opts []byte, kind uint8) (opt []byte, ok bool) {
 	for len(opts) > 0 {
 		switch opts[0] {
 		case header.TCPOptionEOL:
-			return false
+			return nil, true
 		case header.TCPOptionNOP:
 			opts = opts[1:]
 			continue
 		}
 		if len(opts) < 2 || int(opts[1]) < 2 || int(opts[1]) > len(opts) {
-			return true
+			return nil, false
 		}
-		if opts[0] == header.TCPOptionSACK {
-			return true
+		if opts[0] == kind {
+			return opts[:opts[1]], true
 		}
 		opts = opts[opts[1]:]
 	}
-	return false
+	return nil, true
 }

@@ -163,6 +163,7 @@ func (tw *timeWait) rx(frame []byte, p *packet.Parsed) (consumed, answer bool, a
 		}
 		return false, false, ack
 	}
+	now := tw.now()
 	switch {
 	case flags&header.TCPFlagRst != 0:
 		return true, false, ack
@@ -175,14 +176,14 @@ func (tw *timeWait) rx(frame []byte, p *packet.Parsed) (consumed, answer bool, a
 		return true, false, ack
 	case flags&header.TCPFlagFin != 0 && p.Seq+plen+1 == x.rcvNxt:
 		// The peer did not get the final ACK: a new 2*MSL.
-		i = tw.renewLocked(i)
+		i = tw.renewLocked(i, now)
 		x = &tw.ring[i]
 	case p.Seq == x.rcvNxt && plen == 0:
 		return true, false, ack // a duplicate ACK
 	}
 	ack = twAck{seq: x.sndNxt, ack: x.rcvNxt, win: x.win, ts: x.hasTS}
 	if x.hasTS {
-		ack.tsVal = x.tsVal + uint32((tw.now()-x.tsAt)/time.Millisecond)
+		ack.tsVal = x.tsVal + uint32((now-x.tsAt)/time.Millisecond)
 		ack.tsEcr, _ = tsOption(p.TCPOptions(frame))
 	}
 	return true, true, ack
@@ -207,6 +208,7 @@ func (tw *timeWait) sent(frames [][]byte, meta []segMeta) {
 	if tw.max == 0 {
 		return
 	}
+	now := tw.now()
 	for i := first; i < len(meta); i++ {
 		m := &meta[i]
 		if !wanted(m) {
@@ -220,7 +222,7 @@ func (tw *timeWait) sent(frames [][]byte, meta []segMeta) {
 			}
 		case m.fin:
 			if !ok {
-				tw.addLocked(twEntry{key: m.flow, state: twClosing, sndNxt: m.seq + m.plen + 1})
+				tw.addLocked(twEntry{key: m.flow, state: twClosing, sndNxt: m.seq + m.plen + 1}, now)
 			} else if x := &tw.ring[j]; x.state == twClosing {
 				x.sndNxt = m.seq + m.plen + 1
 			}
@@ -235,8 +237,8 @@ func (tw *timeWait) sent(frames [][]byte, meta []segMeta) {
 			if opts := frames[i][m.l4+header.TCPMinimumSize : m.l4+m.hdrLen]; len(opts) > 0 {
 				x.tsVal, x.hasTS = tsOption(opts)
 			}
-			x.tsAt = tw.now()
-			tw.renewLocked(j)
+			x.tsAt = now
+			tw.renewLocked(j, now)
 			tw.entered.Add(1)
 			tw.held.Add(1)
 		}
@@ -260,10 +262,10 @@ func (tw *timeWait) expire() {
 	}
 }
 
-// addLocked appends x to the ring with a deadline 2*MSL away, and returns
-// its place. A full ring grows up to max; at max the oldest entry makes
-// room. +checklocks:tw.mu
-func (tw *timeWait) addLocked(x twEntry) uint32 {
+// addLocked appends x to the ring with a deadline 2*MSL after now, and
+// returns its place. A full ring grows up to max; at max the oldest entry
+// makes room. +checklocks:tw.mu
+func (tw *timeWait) addLocked(x twEntry, now time.Duration) uint32 {
 	if tw.count == len(tw.ring) {
 		if len(tw.ring) < tw.max {
 			tw.growLocked()
@@ -276,7 +278,7 @@ func (tw *timeWait) addLocked(x twEntry) uint32 {
 			}
 		}
 	}
-	x.expire = tw.now() + tw.life
+	x.expire = now + tw.life
 	i := uint32((tw.head + tw.count) % len(tw.ring))
 	tw.ring[i] = x
 	tw.count++
@@ -285,14 +287,14 @@ func (tw *timeWait) addLocked(x twEntry) uint32 {
 	return i
 }
 
-// renewLocked moves entry i to the ring's end with a new deadline, and
-// returns its new place. +checklocks:tw.mu
-func (tw *timeWait) renewLocked(i uint32) uint32 {
+// renewLocked moves entry i to the ring's end with a deadline 2*MSL
+// after now, and returns its new place. +checklocks:tw.mu
+func (tw *timeWait) renewLocked(i uint32, now time.Duration) uint32 {
 	x := tw.ring[i]
 	tw.ring[i].state = twDead
 	tw.used.Add(-1)
 	delete(tw.index, x.key)
-	return tw.addLocked(x)
+	return tw.addLocked(x, now)
 }
 
 // killLocked drops entry i. +checklocks:tw.mu
@@ -395,23 +397,11 @@ func (tw *timeWait) gvisorTimeWait() time.Duration {
 // tsOption returns the TSval of a TCP option list's timestamp option
 // (RFC 7323), and whether it has one.
 func tsOption(opts []byte) (uint32, bool) {
-	for len(opts) > 0 {
-		switch opts[0] {
-		case header.TCPOptionEOL:
-			return 0, false
-		case header.TCPOptionNOP:
-			opts = opts[1:]
-			continue
-		}
-		if len(opts) < 2 || int(opts[1]) < 2 || int(opts[1]) > len(opts) {
-			return 0, false
-		}
-		if opts[0] == header.TCPOptionTS && opts[1] == header.TCPOptionTSLength {
-			return binary.BigEndian.Uint32(opts[2:6]), true
-		}
-		opts = opts[opts[1]:]
+	o, _ := tcpOption(opts, header.TCPOptionTS)
+	if len(o) != header.TCPOptionTSLength {
+		return 0, false
 	}
-	return 0, false
+	return binary.BigEndian.Uint32(o[2:6]), true
 }
 
 // sendTimeWaitAck sends a, the table's answer to the segment in frame

@@ -35,7 +35,7 @@ func FuzzTimeWaitSegment(f *testing.F) {
 		e.tw.init(func() time.Duration { return clock }, func(bool) uint8 { return 64 })
 		e.tw.mu.Lock()
 		e.tw.addLocked(twEntry{key: replyFlow(frame, &fp), state: twTimeWait, hasTS: ts,
-			win: 512, sndNxt: sndNxt, rcvNxt: rcvNxt, tsVal: 100})
+			win: 512, sndNxt: sndNxt, rcvNxt: rcvNxt, tsVal: 100}, clock)
 		e.tw.mu.Unlock()
 		e.tw.held.Add(1)
 		clock = 5 * time.Millisecond
