@@ -224,6 +224,12 @@ func (t *Sockets) EpollCtl(epfd, op, fd int, ev *unix.EpollEvent) error {
 	if ep.waiters.Load() > 0 {
 		ep.signal()
 	}
+	if t.inLoop.Load() && s.poll()&event.Events != 0 {
+		// A callback that accepts and registers a connection whose
+		// request is in already gets to answer it in this pass
+		// (RunCallback).
+		t.readyAdded.Store(true)
+	}
 	return nil
 }
 

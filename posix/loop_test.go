@@ -156,3 +156,82 @@ func TestSockopts(t *testing.T) {
 	_, err := e.A.Fcntl(tcp, unix.F_DUPFD, 0)
 	wantErrno(t, "F_DUPFD", err, unix.EINVAL)
 }
+
+// TestRunCallbackAgainForReadySocket: a callback that accepts a connection
+// whose request is in already, and registers it, runs again in the same
+// pass and sees the connection readable there; a callback that registers
+// nothing ready runs once; one that registers a ready socket on every run
+// is cut off after a few runs.
+func TestRunCallbackAgainForReadySocket(t *testing.T) {
+	e := newEnv(t)
+	fam := families[0]
+	lfd, port := listen(t, e.B, fam, fam.b, 0)
+	epfd := epollAdd(t, e.B, -1, lfd, unix.EPOLLIN)
+	cfd := must1[int](t)(e.A.Socket(fam.domain, unix.SOCK_STREAM, 0))
+	must(t, e.A.Connect(cfd, fam.b(port)))
+	must1[int](t)(e.A.Write(cfd, []byte("GET")))
+	// Outside any callback, wait until the connection is queued on the
+	// listener with its request in.
+	eventually(t, "connection queued with its request", func() bool {
+		for _, so := range e.B.Stack().Sockets() {
+			if so.State == "ESTABLISHED" && so.Local.Port() == uint16(port) && so.RecvQ == 3 {
+				return true
+			}
+		}
+		return false
+	})
+
+	evs := make([]unix.EpollEvent, 8)
+	runs, readIn := 0, -1
+	callback := func() error {
+		runs++
+		n, err := e.B.EpollWait(epfd, evs, 0)
+		if err != nil {
+			return err
+		}
+		for _, ev := range evs[:n] {
+			if int(ev.Fd) == lfd {
+				sfd, _, err := e.B.Accept4(lfd, unix.SOCK_NONBLOCK)
+				if err != nil {
+					return err
+				}
+				epollAdd(t, e.B, epfd, sfd, unix.EPOLLIN)
+				continue
+			}
+			if ev.Events&unix.EPOLLIN != 0 && readIn < 0 {
+				readIn = runs
+			}
+		}
+		return nil
+	}
+	must(t, e.B.RunCallback(callback))
+	if runs != 2 || readIn != 2 {
+		t.Fatalf("callback ran %d times, saw the request in run %d; want 2 and 2", runs, readIn)
+	}
+
+	runs = 0
+	must(t, e.B.RunCallback(func() error { runs++; return nil }))
+	if runs != 1 {
+		t.Fatalf("callback that registers nothing ran %d times, want 1", runs)
+	}
+
+	// A callback that registers a ready socket every time: each run
+	// makes a UDP socket with a datagram waiting and adds it.
+	ufd, afd := udpPair(t, e, fam, port+1)
+	must1[int](t)(e.A.SendTo(afd, []byte("x"), 0, fam.b(port+1)))
+	eventually(t, "datagram in", func() bool {
+		fds := []unix.PollFd{{Fd: int32(ufd), Events: unix.POLLIN}}
+		n, err := e.B.Poll(fds, 0)
+		return err == nil && n == 1
+	})
+	runs = 0
+	must(t, e.B.RunCallback(func() error {
+		runs++
+		ep := must1[int](t)(e.B.EpollCreate(0))
+		epollAdd(t, e.B, ep, ufd, unix.EPOLLIN)
+		return nil
+	}))
+	if runs != 4 {
+		t.Fatalf("callback that always registers a ready socket ran %d times, want 4", runs)
+	}
+}

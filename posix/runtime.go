@@ -163,14 +163,7 @@ func RunLcores(loops []func() error) error {
 	}
 	app := func(i int) func() error {
 		t, loop := ts[i], loops[i]
-		return func() error {
-			t.EnterLoop()
-			defer t.LeaveLoop()
-			if loop == nil {
-				return nil
-			}
-			return loop()
-		}
+		return func() error { return t.RunCallback(loop) }
 	}
 	if len(ls) == 1 {
 		err := ls[0].Run(app(0))
@@ -193,8 +186,9 @@ func RunLcores(loops []func() error) error {
 	return errors.Join(errs...)
 }
 
-// Run runs the lcore loop, calling loop once per pass (ff_run), until loop
-// returns an error or the process gets SIGINT or SIGTERM. Then it closes
+// Run runs the lcore loop, calling loop once per pass (ff_run; again in the
+// same pass when it registers a socket that is ready, see
+// Sockets.RunCallback), until loop returns an error or the process gets SIGINT or SIGTERM. Then it closes
 // every socket, lets the resulting FINs and RSTs leave, closes the stack
 // and detaches from the NIC. A stop by signal returns nil. A process that
 // runs several lcores (thread mode) uses RunLcores.

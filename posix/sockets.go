@@ -61,6 +61,9 @@ type Sockets struct {
 	// the goroutine that first called EnterLoop (0 before that).
 	inLoop atomic.Bool
 	loopG  atomic.Uint64
+	// readyAdded is set when EpollCtl, inside the loop callback,
+	// registers a socket that is ready for its events already.
+	readyAdded atomic.Bool
 }
 
 // file is one entry of the table: a socket or an epoll instance, with the
@@ -119,6 +122,37 @@ func (t *Sockets) EnterLoop() {
 
 // LeaveLoop marks the end of the application's loop callback.
 func (t *Sockets) LeaveLoop() { t.inLoop.Store(false) }
+
+// maxCallbackRuns bounds how many times RunCallback calls the callback in
+// one pass.
+const maxCallbackRuns = 4
+
+// RunCallback runs the application's loop callback for one pass, between
+// EnterLoop and LeaveLoop. When the callback registers with EpollCtl a
+// socket that is ready already (typically one it has just accepted, whose
+// request came with the handshake's last ACK), RunCallback calls it again,
+// up to maxCallbackRuns times in all, so that its next EpollWait reports
+// the socket in this same pass. A nil loop is no callback. The kernel's epoll reports such a socket
+// at the application's next epoll_wait; without the second call that
+// would be the next pass, after the pass's frames have gone out, and the
+// ACK of the request would leave alone instead of with the response.
+func (t *Sockets) RunCallback(loop func() error) error {
+	t.EnterLoop()
+	defer t.LeaveLoop()
+	if loop == nil {
+		return nil
+	}
+	for range maxCallbackRuns {
+		t.readyAdded.Store(false)
+		if err := loop(); err != nil {
+			return err
+		}
+		if !t.readyAdded.Load() {
+			break
+		}
+	}
+	return nil
+}
 
 // onLoopGoroutine reports whether the caller is the loop goroutine inside
 // its callback. It is only asked on the slow path, when a call would block.
