@@ -44,7 +44,9 @@ type PortConfig struct {
 // addresses, an ARP packet whose target protocol address is one of them, an
 // IPv6 packet to one of them, or an ICMPv6 neighbor solicitation or
 // advertisement whose target is one of them. Everything else, and every frame
-// of a queue without a socket, goes on to the kernel (XDP_PASS).
+// of a queue without a socket, goes on to the kernel (XDP_PASS), except an
+// ARP request for one of the stack's addresses on a queue without a socket,
+// which the program answers itself (see xdpProgram).
 //
 // The program is attached with a bpf_link: when the last file descriptor of
 // the link is closed — Close, or the death of every process holding it —
@@ -124,7 +126,7 @@ func OpenPort(cfg PortConfig) (_ *Port, err error) {
 		Name:         "xstack_xdp",
 		Type:         ebpf.XDP,
 		License:      "Dual MIT/GPL",
-		Instructions: xdpProgram(p.xsks.FD(), p.addrs4.FD(), p.addrs6.FD(), cfg.PassToKernel),
+		Instructions: xdpProgram(p.xsks.FD(), p.addrs4.FD(), p.addrs6.FD(), cfg.PassToKernel, ifi.HardwareAddr),
 	}
 	// The program is frags-aware (BPF_F_XDP_HAS_FRAGS, Linux 5.18)
 	// always: it reads only the headers at the start of the first buffer,
@@ -346,7 +348,13 @@ const (
 	offIPv4Dst = ethHdrLen + 16 // struct iphdr daddr
 	ipv4MinEnd = ethHdrLen + 20
 
+	offARPHType = ethHdrLen + 0  // htype
 	offARPProto = ethHdrLen + 2  // ptype
+	offARPLens  = ethHdrLen + 4  // hlen, plen
+	offARPOper  = ethHdrLen + 6  // oper
+	offARPSHA   = ethHdrLen + 8  // sender hardware address
+	offARPSPA   = ethHdrLen + 14 // sender protocol address
+	offARPTHA   = ethHdrLen + 18 // target hardware address
 	offARPTPA   = ethHdrLen + 24 // target protocol address
 	arpEnd      = ethHdrLen + 28 // IPv4-over-Ethernet ARP
 
@@ -375,9 +383,20 @@ const (
 // covering it, which is what the verifier needs to accept it; short frames
 // take the pass branch. A negative xsks builds the classifier alone, for
 // tests (see the redirect label).
-func xdpProgram(xsks, addrs4, addrs6 int, passToKernel bool) asm.Instructions {
+//
+// With passToKernel and a 6-byte mac, an ARP request for one of the
+// stack's addresses that arrives on a queue without a socket (an lcore
+// process died and has not been restarted yet) is answered by the program
+// itself, rewritten in place into the reply and sent back with XDP_TX: the
+// kernel, which does not own the address, would ignore it, and a peer
+// whose requests hash to that queue would lose the stack's address for
+// every queue, not just the dead one. R7 is 1 while the frame is such a
+// request.
+func xdpProgram(xsks, addrs4, addrs6 int, passToKernel bool, mac net.HardwareAddr) asm.Instructions {
+	answerARP := passToKernel && xsks >= 0 && len(mac) == 6
 	insns := asm.Instructions{
 		asm.Mov.Reg(asm.R6, asm.R1),
+		asm.Mov.Imm(asm.R7, 0),
 	}
 	if passToKernel {
 		// checkLen jumps to pass unless data+n <= data_end.
@@ -431,7 +450,20 @@ func xdpProgram(xsks, addrs4, addrs6 int, passToKernel bool) asm.Instructions {
 		insns = append(insns,
 			asm.LoadMem(asm.R5, asm.R2, offARPProto, asm.Half),
 			asm.JNE.Imm(asm.R5, netOrder16(0x0800), "pass"),
-			asm.LoadMem(asm.R5, asm.R2, offARPTPA, asm.Word),
+		)
+		if answerARP {
+			insns = append(insns,
+				asm.LoadMem(asm.R5, asm.R2, offARPHType, asm.Half),
+				asm.JNE.Imm(asm.R5, netOrder16(1), "arptpa"),
+				asm.LoadMem(asm.R5, asm.R2, offARPLens, asm.Half),
+				asm.JNE.Imm(asm.R5, netOrder16(0x0604), "arptpa"),
+				asm.LoadMem(asm.R5, asm.R2, offARPOper, asm.Half),
+				asm.JNE.Imm(asm.R5, netOrder16(1), "arptpa"),
+				asm.Mov.Imm(asm.R7, 1),
+			)
+		}
+		insns = append(insns,
+			asm.LoadMem(asm.R5, asm.R2, offARPTPA, asm.Word).WithSymbol("arptpa"),
 
 			asm.StoreMem(asm.RFP, -4, asm.R5, asm.Word).WithSymbol("lookup4"),
 			asm.LoadMapPtr(asm.R1, addrs4),
@@ -476,8 +508,11 @@ func xdpProgram(xsks, addrs4, addrs6 int, passToKernel bool) asm.Instructions {
 			asm.LoadMapPtr(asm.R1, xsks),
 			asm.Mov.Imm(asm.R3, xdpPass),
 			asm.FnRedirectMap.Call(),
-			asm.Return(),
 		)
+		if answerARP {
+			insns = append(insns, arpReply(mac)...)
+		}
+		insns = append(insns, asm.Return().WithSymbol("verdict"))
 	}
 	if passToKernel {
 		// The verifier rejects unreachable code, so the pass branch
@@ -487,5 +522,57 @@ func xdpProgram(xsks, addrs4, addrs6 int, passToKernel bool) asm.Instructions {
 			asm.Return(),
 		)
 	}
+	return insns
+}
+
+// arpReply follows the redirect call: unless the call redirected (R0 is not
+// XDP_PASS) or the frame is not an ARP request for the stack (R7 is 0), it
+// turns the request into the reply from mac and sets R0 to XDP_TX. The
+// frame keeps its length; its padding, if any, goes back as it came.
+func arpReply(mac net.HardwareAddr) []asm.Instruction {
+	mac4 := int32(binary.NativeEndian.Uint32(mac[:4]))
+	mac2 := int32(binary.NativeEndian.Uint16(mac[4:]))
+	// copy6 copies the 6 bytes at src to dst within the frame (R2).
+	copy6 := func(dst, src int16) []asm.Instruction {
+		return []asm.Instruction{
+			asm.LoadMem(asm.R4, asm.R2, src, asm.Word),
+			asm.StoreMem(asm.R2, dst, asm.R4, asm.Word),
+			asm.LoadMem(asm.R4, asm.R2, src+4, asm.Half),
+			asm.StoreMem(asm.R2, dst+4, asm.R4, asm.Half),
+		}
+	}
+	// putMAC stores mac at off.
+	putMAC := func(off int16) []asm.Instruction {
+		return []asm.Instruction{
+			asm.Mov.Imm32(asm.R4, mac4),
+			asm.StoreMem(asm.R2, off, asm.R4, asm.Word),
+			asm.Mov.Imm32(asm.R4, mac2),
+			asm.StoreMem(asm.R2, off+4, asm.R4, asm.Half),
+		}
+	}
+	insns := []asm.Instruction{
+		asm.JNE.Imm(asm.R0, xdpPass, "verdict"),
+		asm.JEq.Imm(asm.R7, 0, "verdict"),
+		asm.LoadMem(asm.R2, asm.R6, offMdData, asm.Word),
+		asm.LoadMem(asm.R3, asm.R6, offMdDataEnd, asm.Word),
+		asm.Mov.Reg(asm.R4, asm.R2),
+		asm.Add.Imm(asm.R4, arpEnd),
+		asm.JGT.Reg(asm.R4, asm.R3, "verdict"),
+	}
+	// Ethernet: to the requester, from the stack.
+	insns = append(insns, copy6(0, offARPSHA)...)
+	insns = append(insns, putMAC(6)...)
+	// ARP: the requester becomes the target, the stack the sender.
+	insns = append(insns, copy6(offARPTHA, offARPSHA)...)
+	insns = append(insns, putMAC(offARPSHA)...)
+	insns = append(insns,
+		asm.LoadMem(asm.R4, asm.R2, offARPSPA, asm.Word),
+		asm.LoadMem(asm.R5, asm.R2, offARPTPA, asm.Word),
+		asm.StoreMem(asm.R2, offARPTPA, asm.R4, asm.Word),
+		asm.StoreMem(asm.R2, offARPSPA, asm.R5, asm.Word),
+		asm.Mov.Imm32(asm.R4, netOrder16(2)),
+		asm.StoreMem(asm.R2, offARPOper, asm.R4, asm.Half),
+		asm.Mov.Imm(asm.R0, xdpTx),
+	)
 	return insns
 }

@@ -77,7 +77,7 @@ func TestXDPProgramClassifies(t *testing.T) {
 	load := func(what string, passToKernel bool) *ebpf.Program {
 		prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
 			Type: ebpf.XDP, License: "Dual MIT/GPL",
-			Instructions: xdpProgram(-1, a4.FD(), a6.FD(), passToKernel),
+			Instructions: xdpProgram(-1, a4.FD(), a6.FD(), passToKernel, mac),
 		})
 		if err != nil {
 			t.Fatalf("load %s: %v", what, err)
@@ -425,5 +425,88 @@ func TestXSKNoHandoff(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Close did not end a Wait without a deadline")
+	}
+}
+
+// TestXDPProgramAnswersARPOnOrphanedQueue runs the full program with an
+// empty XSKMAP, as on a queue whose lcore process died: an ARP request for
+// the stack comes back as the stack's reply (XDP_TX); anything else for the
+// stack, and requests for other addresses or malformed ones, go to the
+// kernel unchanged.
+func TestXDPProgramAnswersARPOnOrphanedQueue(t *testing.T) {
+	rigtest.RequireRoot(t)
+	addr4 := netip.MustParseAddr("198.18.0.1")
+	peer4 := netip.MustParseAddr("198.18.0.2")
+	mac := net.HardwareAddr{2, 0, 0, 0, 0, 1}
+	peerMAC := net.HardwareAddr{2, 0, 0, 0, 0, 2}
+	newMap := func(spec *ebpf.MapSpec) *ebpf.Map {
+		m, err := ebpf.NewMap(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.Close() })
+		return m
+	}
+	xsks := newMap(&ebpf.MapSpec{Type: ebpf.XSKMap, KeySize: 4, ValueSize: 4, MaxEntries: 4})
+	a4 := newMap(&ebpf.MapSpec{Type: ebpf.Hash, KeySize: 4, ValueSize: 1, MaxEntries: 4})
+	a6 := newMap(&ebpf.MapSpec{Type: ebpf.Hash, KeySize: 16, ValueSize: 1, MaxEntries: 4})
+	if err := a4.Put(addr4.AsSlice(), uint8(1)); err != nil {
+		t.Fatal(err)
+	}
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type: ebpf.XDP, License: "Dual MIT/GPL",
+		Instructions: xdpProgram(xsks.FD(), a4.FD(), a6.FD(), true, mac),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+
+	run := func(frame []byte) (uint32, []byte) {
+		t.Helper()
+		out := make([]byte, len(frame)+256)
+		got, err := prog.Run(&ebpf.RunOptions{Data: frame, DataOut: out})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got, out
+	}
+
+	req := arpRequest(peerMAC, peer4, addr4)
+	req = append(req, make([]byte, 60-len(req))...) // padded as on the wire
+	got, out := run(req)
+	if got != xdpTx {
+		t.Fatalf("ARP request for the stack on an orphaned queue: verdict %d, want %d (XDP_TX)", got, xdpTx)
+	}
+	want := ethFrame(peerMAC, mac, 0x0806, []byte{0, 1, 8, 0, 6, 4, 0, 2})
+	want = append(want, mac...)
+	want = append(want, addr4.AsSlice()...)
+	want = append(want, peerMAC...)
+	want = append(want, peer4.AsSlice()...)
+	want = append(want, make([]byte, 60-len(want))...)
+	if !bytes.Equal(out[:len(want)], want) {
+		t.Errorf("reply\n got %x\nwant %x", out[:len(want)], want)
+	}
+
+	reply := append([]byte(nil), want...)
+	badHType := append([]byte(nil), req...)
+	badHType[15] = 6
+	badLens := append([]byte(nil), req...)
+	badLens[19] = 16
+	for _, tc := range []struct {
+		name  string
+		frame []byte
+	}{
+		{"ARP request for another address", arpRequest(peerMAC, peer4, netip.MustParseAddr("198.18.0.9"))},
+		{"ARP reply to the stack", reply},
+		{"ARP request with another hardware type", badHType},
+		{"ARP request with other address lengths", badLens},
+		{"ARP request truncated", req[:41]},
+		{"IPv4 to the stack", udp4Frame(mac, peerMAC, peer4, addr4, []byte("x"))},
+	} {
+		got, out := run(tc.frame)
+		if got != xdpPass || !bytes.Equal(out[:len(tc.frame)], tc.frame) {
+			t.Errorf("%s: verdict %d, frame changed %v; want %d (XDP_PASS) and the frame as it came", tc.name, got, !bytes.Equal(out[:len(tc.frame)], tc.frame), xdpPass)
+		}
 	}
 }

@@ -8,11 +8,16 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
 
 	"github.com/xstack/xstack/internal/rig"
 	"github.com/xstack/xstack/internal/rigtest"
@@ -274,6 +279,11 @@ func TestSecondaryKilled(t *testing.T) {
 		}
 		conns = append(conns, kept{c, br})
 	}
+	// The stack's XDP program answers ARP on the dead lcore's queue with
+	// XDP_TX; veth forwards such frames only to a peer that has an XDP
+	// program of its own (veth_xdp_flush), where a NIC's wire takes them
+	// always.
+	peerXDPPass(t, r)
 	if err := syscall.Kill(secondary.Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -293,8 +303,7 @@ func TestSecondaryKilled(t *testing.T) {
 	// fails (it lived on the secondary): never wrong data.
 	alive := 0
 	for i, k := range conns {
-		k.c.SetDeadline(time.Now().Add(time.Second))
-		resp, err := fetch(k.c, k.br, false)
+		resp, err := rigtest.HTTPGet(k.c, k.br, "/", false, time.Second)
 		if err != nil {
 			continue
 		}
@@ -306,6 +315,33 @@ func TestSecondaryKilled(t *testing.T) {
 	if alive == 0 || alive == len(conns) {
 		t.Errorf("%d of %d connections survived the secondary's death; want those of the primary only", alive, len(conns))
 	}
+
+	// The peer still learns the stack's address when its requests land
+	// on the dead lcore's queue: the XDP program answers them. Without
+	// that, a peer whose ARP hashes to that queue would lose the stack
+	// for every lcore once its neighbor entry aged.
+	// Transmit packet steering on the peer's end picks its transmit
+	// queue, and so the stack's receive queue: queue 1 from every CPU.
+	xps := func(queue int, mask string) {
+		t.Helper()
+		f := fmt.Sprintf("/sys/class/net/%s/queues/tx-%d/xps_cpus", r.PeerIf, queue)
+		if out, err := r.Run(r.PeerNS, "sh", "-c", fmt.Sprintf("echo %s > %s", mask, f)); err != nil {
+			t.Fatalf("%s: %v\n%s", f, err, out)
+		}
+	}
+	xps(1, fmt.Sprintf("%x", uint64(1)<<runtime.NumCPU()-1))
+	if out, err := r.Run(r.PeerNS, "ip", "neigh", "flush", "dev", r.PeerIf); err != nil {
+		t.Fatalf("ip neigh flush: %v\n%s", err, out)
+	}
+	xstest.WaitFor(t, 5*time.Second, "the peer to resolve the stack's address through the dead queue", func() error {
+		r.Run(r.PeerNS, "ping", "-c", "1", "-W", "1", r.StackAddr4.String())
+		out, _ := r.Run(r.PeerNS, "ip", "neigh", "show", r.StackAddr4.String(), "dev", r.PeerIf)
+		if !strings.Contains(out, r.StackMAC.String()) {
+			return fmt.Errorf("neighbor entry %q", strings.TrimSpace(out))
+		}
+		return nil
+	})
+	xps(1, "0")
 
 	// A new secondary joins the running primary (through the primary's
 	// run directory).
@@ -351,4 +387,30 @@ func TestPeerMACChange(t *testing.T) {
 			}
 		}
 	}
+}
+
+// peerXDPPass attaches a program that passes every frame to the peer's end
+// of the rig until the test ends.
+func peerXDPPass(t *testing.T, r *rig.Rig) {
+	t.Helper()
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type: ebpf.XDP, License: "Dual MIT/GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2), asm.Return()}, // XDP_PASS
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { prog.Close() })
+	var l link.Link
+	if err := r.Do(r.PeerNS, func() error {
+		ifi, err := net.InterfaceByName(r.PeerIf)
+		if err != nil {
+			return err
+		}
+		l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifi.Index, Flags: link.XDPDriverMode})
+		return err
+	}); err != nil {
+		t.Fatalf("XDP on the peer's end: %v", err)
+	}
+	t.Cleanup(func() { l.Close() })
 }
