@@ -315,3 +315,35 @@ func BenchmarkEndpointTxGSO(b *testing.B) {
 		})
 	}
 }
+
+// TestEndpointTxBatchHoldsAPass writes what a pass sends after a burst of
+// 64 requests on 64 connections, each ACKed before the application
+// answers it: with the default batch, every ACK is elided by the response
+// after it, and only the responses leave.
+func TestEndpointTxBatchHoldsAPass(t *testing.T) {
+	const flows = 64
+	e, qa, qb := pairEndpoint(t, DefaultTxBatch)
+	ack := header.TCPFlagAck
+	var frames [][]byte
+	for i := range flows {
+		frames = append(frames, buildSeg(seg{80, uint16(1000 + i), ack, 100, 500, 0, false, false}))
+	}
+	for i := range flows {
+		frames = append(frames, buildSeg(seg{80, uint16(1000 + i), ack | header.TCPFlagPsh, 100, 500, 200, false, false}))
+	}
+	for _, f := range frames {
+		pkts, release := txPackets(f)
+		e.WritePackets(pkts)
+		release()
+	}
+	if sent := e.flush(); sent != flows {
+		t.Errorf("the pass sent %d frames, want %d (the responses alone)", sent, flows)
+	}
+	checkTxBuffers(t, qa, "after the pass")
+	if got := received(t, qb); len(got) != flows {
+		t.Errorf("peer received %d frames, want %d", len(got), flows)
+	}
+	if ls := e.stats(); ls.AcksElided != flows {
+		t.Errorf("%d ACKs elided, want %d", ls.AcksElided, flows)
+	}
+}

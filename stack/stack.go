@@ -54,6 +54,14 @@ const NICID tcpip.NICID = 1
 // TIME-WAIT connection is held 4 s rather than gVisor's 60.
 const DefaultMSL = 2 * time.Second
 
+// DefaultTxBatch is the endpoint's default batch: room for what one pass
+// sends after a burst of 64 frames (core.DefaultBurst) that each draw an
+// ACK and a response. ACK elision and FIN joining work within a batch, so
+// a batch that fills in mid-pass sends the ACKs of the burst's requests
+// alone, before the responses that would have carried them: with a batch
+// of 64, a short connection took 3.9 frames sent instead of 3.
+const DefaultTxBatch = 256
+
 // Config describes the addresses and options of one stack.
 type Config struct {
 	Name string // interface name, for messages and tools
@@ -67,7 +75,8 @@ type Config struct {
 	MTU int
 
 	// TxBatch is the number of frames the endpoint buffers before it
-	// writes them to the queue without waiting for Flush (default 64).
+	// writes them to the queue without waiting for Flush (default
+	// DefaultTxBatch).
 	TxBatch int
 
 	// PortLo and PortHi, when set, are the ephemeral port range of the
@@ -147,7 +156,7 @@ func New(q nic.Queue, cfg Config) (*Stack, error) {
 		return nil, fmt.Errorf("stack %s: MTU %d out of range 576..9000", cfg.Name, mtu)
 	}
 	if cfg.TxBatch <= 0 {
-		cfg.TxBatch = 64
+		cfg.TxBatch = DefaultTxBatch
 	}
 	var clock tcpip.Clock
 	switch {
